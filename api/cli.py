@@ -1,0 +1,29 @@
+"""The `cco` command: a thin typer app; each command group lives in its own `cli_*` module.
+
+The idea: commands only parse arguments and call the indexer; every CcoError becomes one line on
+stderr and exit status 2, so users never see a traceback for a problem they can fix.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli_index import index_app
+from api.output import fail
+from indexer.errors import CcoError
+
+app = typer.Typer(
+    name="cco",
+    help="Claude Code usage and cost: a durable index of your transcripts, reports and a live service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(index_app, name="index")
+
+
+def main() -> None:
+    try:
+        app()
+    except CcoError as exc:
+        fail(str(exc))

@@ -1,0 +1,88 @@
+"""`cco index …`: rebuild, sync and status of the transcript index."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+from api.output import console, err_console, print_fields, print_json
+from indexer.ingest import sync
+from indexer.paths import default_db
+from indexer.rebuild import rebuild
+from indexer.sources import iter_transcripts, resolve_sources
+from indexer.status import index_status
+from indexer.store import Index
+
+index_app = typer.Typer(help="Build, update and inspect the transcript index.", no_args_is_help=True)
+
+SourceOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--source", help="A Claude config dir or its projects/ dir (repeatable). Default: Claude Code's."),
+]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="Index file. Default: the cco data folder.")]
+
+
+def db_path(db: Path | None) -> Path:
+    return (db or default_db()).expanduser()
+
+
+@index_app.command("sync")
+def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
+    """Read new transcript lines into the index once, then exit."""
+    roots = resolve_sources(source)
+    with Index(db_path(db)) as index:
+        report = sync(index, roots)
+    console.print(
+        f"read {report.bytes_read:,} bytes from {report.files_read} of {report.files_seen} files: "
+        f"{report.call_lines:,} call lines, {report.rejected} rejected, {report.files_gone} gone "
+        f"({report.seconds:.2f} s)",
+        highlight=False,
+    )
+
+
+@index_app.command("rebuild")
+def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
+    """Recreate the index from the transcripts, keeping history only the old index still has."""
+    roots = resolve_sources(source)
+    total = sum(st.st_size for _, st in iter_transcripts(roots))
+    path = db_path(db)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("indexing", total=total)
+        report = rebuild(path, roots, progress=lambda n: bar.advance(task, n))
+    s = report.sync
+    console.print(
+        f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "
+        f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)",
+        highlight=False,
+    )
+    if report.salvage_error:
+        err_console.print(
+            f"cco: warning: history not on disk could not be salvaged: {report.salvage_error}",
+            highlight=False,
+        )
+
+
+@index_app.command("status")
+def status_cmd(
+    db: DbOpt = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what the index holds: files, calls, tokens, cost, rejected lines."""
+    with Index(db_path(db)) as index:
+        status = index_status(index)
+    if json:
+        print_json(asdict(status))
+    else:
+        print_fields("cco index", asdict(status))

@@ -1,0 +1,1 @@
+"""Read Claude Code transcripts, price and store their calls in DuckDB, and answer queries."""

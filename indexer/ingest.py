@@ -1,0 +1,158 @@
+"""One catch-up pass: scan the sources, read what is new, commit it in bulk transactions.
+
+The idea: scanning is cheap (stat plus two small reads per changed file); reading and parsing is
+the cost, so big passes fan out to worker processes (parsing holds the GIL; separate processes
+keep both cores busy and keep a serving process's event loop free) while this process commits
+finished batches. Small passes, the common case in a running service, stay in-process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
+from pathlib import Path
+
+from indexer.sources import iter_transcripts
+from indexer.store import Index
+from indexer.tail import ReadPlan, ReadResult, plan_read, read_plan
+
+PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
+TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes
+COMMIT_BYTES = 256 << 20  # commit after about this many bytes read ...
+COMMIT_CALLS = 200_000  # ... or this many call lines, whichever first
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class SyncReport:
+    """What one pass did."""
+
+    files_seen: int = 0
+    files_read: int = 0
+    files_gone: int = 0
+    bytes_read: int = 0
+    lines: int = 0
+    call_lines: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    paths_read: list[str] = field(default_factory=list)
+
+
+def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> tuple[list[ReadPlan], list[str], int]:
+    """Plans for files with new bytes, paths that disappeared, and the number of files seen."""
+    states = index.file_states()
+    plans: list[ReadPlan] = []
+    seen: set[str] = set()
+    for path, st in iter_transcripts(roots):
+        seen.add(path)
+        if only is not None and path not in only:
+            continue
+        p = plan_read(path, st, states.get(path))
+        if p is not None:
+            plans.append(p)
+    root_strs = [str(r) for r in roots]
+    gone = [
+        p
+        for p, s in states.items()
+        if not s.gone and p not in seen and any(p.startswith(r + os.sep) for r in root_strs)
+    ]
+    return plans, gone, len(seen)
+
+
+def _read_task(plans: list[ReadPlan]) -> list[ReadResult]:
+    return [r for r in (read_plan(p) for p in plans) if r is not None]
+
+
+def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
+    """Largest files first, each alone; small ones grouped, so both workers finish together."""
+    ordered = sorted(plans, key=lambda p: p.size - p.start, reverse=True)
+    tasks: list[list[ReadPlan]] = []
+    group: list[ReadPlan] = []
+    group_bytes = 0
+    for p in ordered:
+        group.append(p)
+        group_bytes += p.size - p.start
+        if group_bytes >= TASK_BYTES:
+            tasks.append(group)
+            group, group_bytes = [], 0
+    if group:
+        tasks.append(group)
+    return tasks
+
+
+def worker_pool(processes: int | None = None) -> Pool:
+    """A pool of parser processes (spawned: safe next to threads and an open DuckDB)."""
+    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2)
+
+
+def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[ReadResult]:
+    total = sum(p.size - p.start for p in plans)
+    if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
+        for p in plans:
+            r = read_plan(p)
+            if r is not None:
+                yield r
+        return
+    own = pool is None
+    use = pool if pool is not None else worker_pool(workers)
+    try:
+        for batch in use.imap_unordered(_read_task, _tasks(plans)):
+            yield from batch
+    finally:
+        if own:
+            use.close()
+            use.join()
+
+
+def sync(
+    index: Index,
+    roots: Iterable[Path],
+    *,
+    only: set[str] | None = None,
+    pool: Pool | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Read every new complete line under `roots` into `index` (only paths in `only`, if given)."""
+    started = time.perf_counter()
+    roots = list(roots)
+    plans, gone, seen = plan(index, roots, only)
+    report = SyncReport(files_seen=seen, files_gone=len(gone))
+    index.mark_gone(gone)
+    pending: list[ReadResult] = []
+    pending_bytes = pending_calls = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes, pending_calls
+        if pending:
+            index.commit(pending)
+        pending, pending_bytes, pending_calls = [], 0, 0
+
+    for r in _results(plans, pool, workers):
+        report.files_read += 1
+        report.paths_read.append(r.plan.path)
+        report.bytes_read += r.bytes_read
+        report.lines += r.parsed.lines
+        report.call_lines += len(r.parsed.calls)
+        report.rejected += len(r.parsed.rejects)
+        pending.append(r)
+        if progress:
+            progress(r.bytes_read)
+        pending_bytes += r.bytes_read
+        pending_calls += len(r.parsed.calls)
+        if pending_bytes >= COMMIT_BYTES or pending_calls >= COMMIT_CALLS:
+            flush()
+    flush()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def bytes_behind(index: Index, roots: Iterable[Path]) -> tuple[int, int]:
+    """(files lagging, bytes not yet read) without reading anything."""
+    plans, _, _ = plan(index, roots)
+    return len(plans), sum(p.size - p.start for p in plans)

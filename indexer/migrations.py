@@ -1,0 +1,110 @@
+"""The index schema, as an ordered list of named migrations applied on every open.
+
+The idea (sqlite-utils'): each migration is a small function; it runs with its record in the
+`migrations` table inside one transaction, so an index is always at a known, complete version.
+Add a migration at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+
+
+def _calls(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE calls (
+            key BIGINT PRIMARY KEY,
+            msg_hash BIGINT NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            model VARCHAR NOT NULL,
+            session VARCHAR NOT NULL,
+            project VARCHAR NOT NULL,
+            branch VARCHAR,
+            version VARCHAR,
+            agent_id VARCHAR,
+            sidechain BOOLEAN NOT NULL,
+            failed BOOLEAN NOT NULL,
+            replay BOOLEAN NOT NULL DEFAULT false,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cache_5m_tokens BIGINT NOT NULL,
+            cache_1h_tokens BIGINT NOT NULL,
+            cache_read_tokens BIGINT NOT NULL,
+            web_searches INTEGER NOT NULL,
+            fast BOOLEAN NOT NULL,
+            cost_usd DOUBLE,
+            latency_ms BIGINT,
+            error VARCHAR
+        )
+        """
+    )
+
+
+def _files(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE files (
+            path VARCHAR PRIMARY KEY,
+            device UBIGINT NOT NULL,
+            inode UBIGINT NOT NULL,
+            fp_len INTEGER NOT NULL,
+            fp_hash BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            "offset" BIGINT NOT NULL,
+            tail_hash BIGINT NOT NULL,
+            last_user_ms BIGINT,
+            lines BIGINT NOT NULL,
+            gone BOOLEAN NOT NULL DEFAULT false,
+            ingested_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
+def _events_and_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE events (
+            key BIGINT PRIMARY KEY,
+            ts TIMESTAMP NOT NULL,
+            kind VARCHAR NOT NULL,
+            session VARCHAR NOT NULL,
+            project VARCHAR NOT NULL,
+            detail VARCHAR
+        )
+        """
+    )
+    con.execute('CREATE TABLE rejects (path VARCHAR NOT NULL, "offset" BIGINT NOT NULL, reason VARCHAR NOT NULL)')
+
+
+MIGRATIONS: list[Migration] = [
+    ("001_calls", _calls),
+    ("002_files", _files),
+    ("003_events_and_rejects", _events_and_rejects),
+]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply pending migrations in order; returns the names applied."""
+    con.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    done = {row[0] for row in con.execute("SELECT name FROM migrations").fetchall()}
+    applied = []
+    for name, step in migrations if migrations is not None else MIGRATIONS:
+        if name in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            step(con)
+            con.execute("INSERT INTO migrations VALUES (?, now())", [name])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

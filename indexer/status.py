@@ -1,0 +1,51 @@
+"""`cco index status`: totals over the whole index, counted by the shared call rules.
+
+The idea: the `counted_calls` view (replays excluded) is the one definition of "a call" that
+status, the service and reports all read, so their totals agree by construction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from indexer.store import Index
+from schemas.status import IndexStatus
+
+
+def index_status(index: Index) -> IndexStatus:
+    con = index.con
+    calls, failed, inp, out, cache_w, cache_r = con.execute(
+        """
+        SELECT count(*), count(*) FILTER (WHERE failed),
+               coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
+               coalesce(sum(cache_5m_tokens + cache_1h_tokens), 0), coalesce(sum(cache_read_tokens), 0)
+        FROM calls WHERE NOT replay
+        """
+    ).fetchone() or (0, 0, 0, 0, 0, 0)
+    live, gone, lines, indexed, last = con.execute(
+        """
+        SELECT count(*) FILTER (WHERE NOT gone), count(*) FILTER (WHERE gone),
+               coalesce(sum(lines), 0), coalesce(sum("offset"), 0), max(ingested_at)
+        FROM files
+        """
+    ).fetchone() or (0, 0, 0, 0, None)
+    rejected = (con.execute("SELECT count(*) FROM rejects").fetchone() or (0,))[0]
+    size = index.path.stat().st_size if index.path.exists() else 0
+    return IndexStatus(
+        db=str(index.path),
+        files_live=live,
+        files_gone=gone,
+        calls=calls,
+        failed_calls=failed,
+        input_tokens=int(inp),
+        output_tokens=int(out),
+        cache_creation_tokens=int(cache_w),
+        cache_read_tokens=int(cache_r),
+        total_tokens=int(inp + out + cache_w + cache_r),
+        total_cost=None,
+        rejected_lines=rejected,
+        lines=int(lines),
+        bytes_indexed=int(indexed),
+        db_size=size,
+        last_ingest=last.replace(tzinfo=UTC).isoformat() if last else None,
+    )

@@ -1,0 +1,222 @@
+"""The DuckDB index: open it safely, and commit rows together with the file offsets they came from.
+
+The idea: one `commit` is one transaction holding a batch of files' new rows AND their new
+offsets, so a crash either keeps both or neither; re-reading after a crash can then neither skip
+nor repeat a line. Rows go in as numpy column arrays (one bulk append, no per-row Python) and are
+upserted by call identity with order-independent merge rules (usage maxima, earliest timestamp),
+so reading the same call twice, from a fork copy or a rewritten file, changes nothing.
+Rows are never deleted: the index outlives Claude Code's 30-day cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from indexer.errors import IndexCorrupt, IndexLocked
+from indexer.migrations import migrate
+from indexer.parse import merge_calls
+from indexer.tail import FileState, ReadResult
+from schemas.records import CallRow, EventRow
+
+_CALL_COLUMNS = CallRow._fields
+_EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
+_UPSERT_CALLS = f"""
+INSERT INTO calls
+SELECT key, msg_hash, make_timestamp(ts_ms * 1000), model, session, project, branch, version, agent_id,
+       sidechain, failed, false, input_tokens, output_tokens, cache_5m_tokens, cache_1h_tokens,
+       cache_read_tokens, web_searches, fast, cost_usd, latency_ms, error
+FROM batch_calls
+ON CONFLICT (key) DO UPDATE SET
+    ts = least(calls.ts, excluded.ts),
+    model = CASE WHEN {_EARLIER} THEN excluded.model ELSE calls.model END,
+    session = CASE WHEN {_EARLIER} THEN excluded.session ELSE calls.session END,
+    project = CASE WHEN {_EARLIER} THEN excluded.project ELSE calls.project END,
+    branch = CASE WHEN {_EARLIER} THEN excluded.branch ELSE calls.branch END,
+    version = CASE WHEN {_EARLIER} THEN excluded.version ELSE calls.version END,
+    agent_id = CASE WHEN {_EARLIER} THEN excluded.agent_id ELSE calls.agent_id END,
+    sidechain = calls.sidechain AND excluded.sidechain,
+    failed = calls.failed OR excluded.failed,
+    input_tokens = greatest(calls.input_tokens, excluded.input_tokens),
+    output_tokens = greatest(calls.output_tokens, excluded.output_tokens),
+    cache_5m_tokens = greatest(calls.cache_5m_tokens, excluded.cache_5m_tokens),
+    cache_1h_tokens = greatest(calls.cache_1h_tokens, excluded.cache_1h_tokens),
+    cache_read_tokens = greatest(calls.cache_read_tokens, excluded.cache_read_tokens),
+    web_searches = greatest(calls.web_searches, excluded.web_searches),
+    fast = calls.fast OR excluded.fast,
+    cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
+    latency_ms = least(calls.latency_ms, excluded.latency_ms),
+    error = coalesce(calls.error, excluded.error)
+"""
+# A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
+_MARK_REPLAYS = """
+UPDATE calls SET replay = EXISTS (
+    SELECT 1 FROM calls AS main
+    WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
+)
+WHERE sidechain AND msg_hash <> 0 AND msg_hash IN (SELECT msg_hash FROM batch_calls)
+"""
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], names: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for name, values in zip(names, cols, strict=True):
+        out[name] = np.array(values, dtype=object)
+    return out
+
+
+def merge_batch(calls: Iterable[CallRow]) -> list[CallRow]:
+    """Merge rows sharing a call identity (DuckDB cannot upsert one key twice in one statement)."""
+    merged: dict[int, CallRow] = {}
+    for row in calls:
+        prev = merged.get(row.key)
+        merged[row.key] = row if prev is None else merge_calls(prev, row)
+    return list(merged.values())
+
+
+def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, turning lock and corruption failures into one-line errors."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            m = _LOCK_PID.search(text)
+            holder = f"process {m.group(1)}" if m else "another process"
+            raise IndexLocked(f"index {path} is in use by {holder}") from None
+        raise IndexCorrupt(f"cannot open index {path}: {text.splitlines()[0]}; run `cco index rebuild`") from None
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise IndexCorrupt(f"index {path} is damaged ({first}); run `cco index rebuild`") from None
+
+
+class Index:
+    """The index file, opened for writing (one process at a time) or reading."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = path
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = open_connection(path, read_only)
+        if not read_only:
+            try:
+                migrate(self.con)
+            except duckdb.Error as exc:
+                self.con.close()
+                first = str(exc).splitlines()[0]
+                raise IndexCorrupt(f"index {path} is damaged ({first}); run `cco index rebuild`") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("CHECKPOINT")
+        self.con.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def file_states(self) -> dict[str, FileState]:
+        rows = self.con.execute(
+            'SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms, '
+            "lines, gone FROM files"
+        ).fetchall()
+        return {r[0]: FileState(*r) for r in rows}
+
+    def mark_gone(self, paths: Iterable[str]) -> None:
+        paths = list(paths)
+        if paths:
+            self.con.executemany("UPDATE files SET gone = true WHERE path = ?", [[p] for p in paths])
+
+    def commit(self, results: Sequence[ReadResult]) -> None:
+        """Store rows and new file states of `results` in one transaction."""
+        calls = merge_batch(c for r in results for c in r.parsed.calls)
+        events = {e.key: e for r in results for e in r.parsed.events}
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if calls:
+                con.register("batch_calls", _columns(calls, _CALL_COLUMNS))
+                con.execute(_UPSERT_CALLS)
+                con.execute(_MARK_REPLAYS)
+                con.unregister("batch_calls")
+            if events:
+                con.register("batch_events", _columns(list(events.values()), EventRow._fields))
+                con.execute(
+                    "INSERT OR IGNORE INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, "
+                    "project, detail FROM batch_events"
+                )
+                con.unregister("batch_events")
+            for r in results:
+                con.execute('DELETE FROM rejects WHERE path = ? AND "offset" >= ?', [r.plan.path, r.plan.start])
+            rejects = [rj for r in results for rj in r.parsed.rejects]
+            if rejects:
+                con.register("batch_rejects", _columns(rejects, ("path", "offset", "reason")))
+                con.execute('INSERT INTO rejects SELECT path, "offset", reason FROM batch_rejects')
+                con.unregister("batch_rejects")
+            self._store_states(results)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _store_states(self, results: Sequence[ReadResult]) -> None:
+        rows = []
+        for r in results:
+            s = r.state
+            rows.append(
+                (
+                    s.path,
+                    s.device,
+                    s.inode,
+                    s.fp_len,
+                    s.fp_hash,
+                    s.size,
+                    s.mtime_ns,
+                    s.offset,
+                    s.tail_hash,
+                    s.last_user_ms,
+                    s.lines,
+                )
+            )
+        if not rows:
+            return
+        names = (
+            "path",
+            "device",
+            "inode",
+            "fp_len",
+            "fp_hash",
+            "size",
+            "mtime_ns",
+            "off",
+            "tail_hash",
+            "last_user_ms",
+            "lines",
+        )
+        self.con.register("batch_files", _columns(rows, names))
+        self.con.execute(
+            """
+            INSERT INTO files
+            SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, off, tail_hash, last_user_ms,
+                   lines, false, now()::TIMESTAMP
+            FROM batch_files
+            ON CONFLICT (path) DO UPDATE SET
+                device = excluded.device, inode = excluded.inode, fp_len = excluded.fp_len,
+                fp_hash = excluded.fp_hash, size = excluded.size, mtime_ns = excluded.mtime_ns,
+                "offset" = excluded."offset", tail_hash = excluded.tail_hash,
+                last_user_ms = excluded.last_user_ms,
+                lines = excluded.lines,
+                gone = false, ingested_at = excluded.ingested_at
+            """
+        )
+        self.con.unregister("batch_files")

@@ -1,0 +1,140 @@
+"""Decide what of a transcript is new, and read exactly that: complete lines after the stored offset.
+
+The idea (pygtail's, with a twist): a file is known by its identity (device, inode, a hash of its
+first bytes) plus the offset of its last complete line and a hash of the bytes just before it.
+If all still match, only bytes after the offset are read, so cost follows new bytes, not file
+size. If the file shrank or any of them changed, the file was rewritten and is read whole; call
+identities keep that idempotent. A trailing partial line is left for the next read. The offset
+is committed in the same transaction as the rows it produced (see store.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from indexer.parse import FileContext, ParseResult, hash64, parse_lines
+
+FINGERPRINT_BYTES = 1024
+TAIL_BYTES = 64
+CHUNK_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the index remembers of one transcript file."""
+
+    path: str
+    device: int
+    inode: int
+    fp_len: int
+    fp_hash: int
+    size: int
+    mtime_ns: int
+    offset: int
+    tail_hash: int
+    last_user_ms: int | None
+    lines: int = 0  # complete lines read so far (since the last rewrite)
+    gone: bool = False
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Read `path` from `start` (0 and `reset` when the file was rewritten)."""
+
+    path: str
+    start: int
+    reset: bool
+    last_user_ms: int | None
+    size: int
+    prev_lines: int = 0
+
+
+@dataclass
+class ReadResult:
+    """Rows from one file read plus the new state to store with them."""
+
+    plan: ReadPlan
+    parsed: ParseResult
+    state: FileState
+    bytes_read: int
+
+
+def _hash_range(fd: int, start: int, length: int) -> int:
+    return hash64(os.pread(fd, length, start)) if length > 0 else 0
+
+
+def plan_read(path: str, st: os.stat_result, state: FileState | None) -> ReadPlan | None:
+    """What to read of `path` given its stat and stored state; None when nothing changed."""
+    if state is None or state.gone:
+        return ReadPlan(path, 0, state is not None, None, st.st_size)
+    same_node = (st.st_dev, st.st_ino) == (state.device, state.inode)
+    if same_node and st.st_size == state.size and st.st_mtime_ns == state.mtime_ns:
+        return None
+    fresh = ReadPlan(path, 0, True, None, st.st_size)
+    if not same_node or st.st_size < state.offset or st.st_size < state.fp_len:
+        return fresh
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if _hash_range(fd, 0, state.fp_len) != state.fp_hash:
+            return fresh
+        tail_start = max(0, state.offset - TAIL_BYTES)
+        if _hash_range(fd, tail_start, state.offset - tail_start) != state.tail_hash:
+            return fresh
+    finally:
+        os.close(fd)
+    return ReadPlan(path, state.offset, False, state.last_user_ms, st.st_size, state.lines)
+
+
+def read_plan(plan: ReadPlan) -> ReadResult | None:
+    """Read complete lines from plan.start to end of file; None if the file vanished.
+
+    Memory stays bounded by the chunk size plus the longest line.
+    """
+    ctx = FileContext.for_path(plan.path)
+    try:
+        fd = os.open(plan.path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        parsed = ParseResult(last_user_ms=plan.last_user_ms)
+        pos = plan.start
+        pending = b""
+        while True:
+            chunk = os.pread(fd, CHUNK_BYTES, pos + len(pending))
+            if not chunk:
+                break
+            buf = pending + chunk if pending else chunk
+            cut = buf.rfind(b"\n") + 1
+            if cut:
+                part = parse_lines(buf[:cut], pos, ctx, parsed.last_user_ms)
+                parsed.calls += part.calls
+                parsed.events += part.events
+                parsed.rejects += part.rejects
+                parsed.lines += part.lines
+                parsed.last_user_ms = part.last_user_ms
+                pos += cut
+            pending = buf[cut:]
+        end = pos + len(pending)
+        fp_len = min(FINGERPRINT_BYTES, end)
+        tail_start = max(0, pos - TAIL_BYTES)
+        state = FileState(
+            path=plan.path,
+            device=st.st_dev,
+            inode=st.st_ino,
+            fp_len=fp_len,
+            fp_hash=_hash_range(fd, 0, fp_len),
+            size=end,
+            mtime_ns=st.st_mtime_ns,
+            offset=pos,
+            tail_hash=_hash_range(fd, tail_start, pos - tail_start),
+            last_user_ms=parsed.last_user_ms,
+            lines=plan.prev_lines + parsed.lines,
+        )
+    finally:
+        os.close(fd)
+    return ReadResult(plan, parsed, state, pos - plan.start)

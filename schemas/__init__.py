@@ -1,0 +1,1 @@
+"""Record types shared by every layer of cco (plain dataclasses, serialised with orjson)."""
