@@ -11,7 +11,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from api.output import console, err_console, print_fields, print_json
 from indexer.ingest import sync
-from indexer.paths import default_db
+from indexer.paths import default_db, pricing_file
+from indexer.pricing import load_book
 from indexer.rebuild import rebuild
 from indexer.sources import iter_transcripts, resolve_sources
 from indexer.status import index_status
@@ -81,7 +82,7 @@ def status_cmd(
 ) -> None:
     """Show what the index holds: files, calls, tokens, cost, rejected lines."""
     with Index(db_path(db)) as index:
-        status = index_status(index)
+        status = index_status(index, load_book(pricing_file()))
     if json:
         print_json(asdict(status))
     else:

@@ -83,10 +83,25 @@ def _events_and_rejects(con: duckdb.DuckDBPyConnection) -> None:
     con.execute('CREATE TABLE rejects (path VARCHAR NOT NULL, "offset" BIGINT NOT NULL, reason VARCHAR NOT NULL)')
 
 
+def _prices(con: duckdb.DuckDBPyConnection) -> None:
+    """One row per model id in `calls`, with the rates it matched (see pricing.py)."""
+    con.execute(
+        """
+        CREATE TABLE prices (
+            model VARCHAR PRIMARY KEY, matched VARCHAR, tier VARCHAR NOT NULL, priced BOOLEAN NOT NULL,
+            fast_mult DOUBLE NOT NULL, web DOUBLE NOT NULL,
+            p_in DOUBLE, p_out DOUBLE, p_w5m DOUBLE, p_w1h DOUBLE, p_read DOUBLE,
+            has_lc BOOLEAN NOT NULL, l_in DOUBLE, l_out DOUBLE, l_w5m DOUBLE, l_w1h DOUBLE, l_read DOUBLE
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_calls", _calls),
     ("002_files", _files),
     ("003_events_and_rejects", _events_and_rejects),
+    ("004_prices", _prices),
 ]
 
 

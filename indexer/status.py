@@ -1,6 +1,6 @@
 """`cco index status`: totals over the whole index, counted by the shared call rules.
 
-The idea: the `counted_calls` view (replays excluded) is the one definition of "a call" that
+The idea: the `priced_calls` view (replays excluded, cost per call) is the one definition of "a call" that
 status, the service and reports all read, so their totals agree by construction.
 """
 
@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from indexer.pricing import PriceBook, apply_prices, cost_expr, unpriced_models
 from indexer.store import Index
 from schemas.status import IndexStatus
 
 
-def index_status(index: Index) -> IndexStatus:
+def index_status(index: Index, book: PriceBook, mode: str = "auto") -> IndexStatus:
     con = index.con
+    apply_prices(con, book, all_models=False)
+    total_cost = (con.execute(f"SELECT coalesce(sum({cost_expr(mode)}), 0) FROM priced_calls").fetchone() or (0,))[0]
     calls, failed, inp, out, cache_w, cache_r = con.execute(
         """
         SELECT count(*), count(*) FILTER (WHERE failed),
                coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
                coalesce(sum(cache_5m_tokens + cache_1h_tokens), 0), coalesce(sum(cache_read_tokens), 0)
-        FROM calls WHERE NOT replay
+        FROM priced_calls
         """
     ).fetchone() or (0, 0, 0, 0, 0, 0)
     live, gone, lines, indexed, last = con.execute(
@@ -42,10 +45,11 @@ def index_status(index: Index) -> IndexStatus:
         cache_creation_tokens=int(cache_w),
         cache_read_tokens=int(cache_r),
         total_tokens=int(inp + out + cache_w + cache_r),
-        total_cost=None,
+        total_cost=float(total_cost),
         rejected_lines=rejected,
         lines=int(lines),
         bytes_indexed=int(indexed),
         db_size=size,
         last_ingest=last.replace(tzinfo=UTC).isoformat() if last else None,
+        unpriced_models=unpriced_models(con),
     )

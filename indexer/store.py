@@ -22,6 +22,7 @@ import numpy as np
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
+from indexer.pricing import PRICED_VIEW
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
 
@@ -109,6 +110,7 @@ class Index:
         if not read_only:
             try:
                 migrate(self.con)
+                self.con.execute(PRICED_VIEW)
             except duckdb.Error as exc:
                 self.con.close()
                 first = str(exc).splitlines()[0]

@@ -1,0 +1,29 @@
+"""Price records: what one model costs, in USD per million tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+REQUIRED_FIELDS = ("input", "output")
+TIERS = ("opus", "sonnet", "haiku", "other")
+COST_MODES = ("auto", "calculate", "display")
+
+
+@dataclass(frozen=True)
+class Rates:
+    input: float
+    output: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    model: str
+    rates: Rates
+    long_context: Rates | None = None  # applies to the whole call above LONG_CONTEXT_TOKENS
+    fast_multiplier: float = 1.0
+    tier: str | None = None  # None: derived from the model id
+    source: str = "bundled"  # or "user"
