@@ -1,0 +1,29 @@
+"""What the HTTP routes need from the running service, passed in (never imported as globals).
+
+The idea (Datasette's): `create_app(ctx)` builds the app from this object, so tests build one
+over a temporary index and talk to the app in-process with TestClient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from indexer.pricing import PriceBook
+
+
+@dataclass
+class AppContext:
+    db_path: Path
+    # A fresh read cursor on the index for each call (DuckDB cursors are per-thread).
+    reader: Callable[[], duckdb.DuckDBPyConnection]
+    # The prices in force now (hot-reloaded by the service).
+    book: Callable[[], PriceBook]
+    machine: str
+    port: int = 0
+    cost_mode: str = "auto"
+    allowed_hosts: list[str] = field(default_factory=list)
+    token: str | None = None

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per group; each exposes `routes(ctx: AppContext) -> list[BaseRoute]`."""

@@ -1,0 +1,65 @@
+"""Shared test fixtures: an isolated CCO_HOME, transcript trees, and the real `cco` executable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SAMPLES = FIXTURES / "samples"
+CCO = str(Path(sys.executable).parent / "cco")
+
+# Where each real sample sits in a Claude Code projects/ tree (the layout its source had).
+SAMPLE_LAYOUT = {
+    "sniffly_v1.0.17_fed8ce56-bc79-401f-a83e-af084253362f.jsonl":
+        "-Users-chip-dev-ai-music/fed8ce56-bc79-401f-a83e-af084253362f.jsonl",
+    "spotter_v2.1.38_tool_heavy.jsonl": "-home-marco-spotter/tool_heavy.jsonl",
+    "spotter_v2.1.39_ae4a77f8_excerpt_lines1456-1511.jsonl":
+        "-home-USER-spotter/ae4a77f8-aedd-4bc1-888f-c94edc91af04.jsonl",
+    "spotter_v2.1.39_ae4a77f8_subagents_agent-aac57f5.jsonl":
+        "-home-USER-spotter/ae4a77f8-aedd-4bc1-888f-c94edc91af04/subagents/agent-aac57f5.jsonl",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """No test touches the real home: CCO_HOME is temporary and Claude's default roots are hidden."""
+    home = tmp_path / "cco-home"
+    monkeypatch.setenv("CCO_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("CCO_TOKEN", raising=False)
+    yield home
+
+
+def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    """Write `files` (path relative to root/projects -> content) and return root (a config dir)."""
+    for rel, content in files.items():
+        path = root / "projects" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root
+
+
+@pytest.fixture
+def samples_tree(tmp_path: Path) -> Path:
+    """A config dir whose projects/ holds the real samples in their original layout."""
+    root = tmp_path / "claude"
+    for name, rel in SAMPLE_LAYOUT.items():
+        dest = root / "projects" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SAMPLES / name, dest)
+    return root
+
+
+def run_cco(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed `cco` executable as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([CCO, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
