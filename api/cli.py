@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import typer
 
+from api.cli_config import config_app
 from api.cli_index import index_app
+from api.cli_monitor import monitor_cmd
+from api.cli_report import report_app
+from api.cli_run import run_cmd
 from api.output import fail
 from indexer.errors import CcoError
 
@@ -19,7 +23,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+index_app.command("run")(run_cmd)
 app.add_typer(index_app, name="index")
+app.add_typer(report_app, name="report")
+app.add_typer(config_app, name="config")
+app.command("monitor")(monitor_cmd)
 
 
 def main() -> None:
@@ -27,3 +35,7 @@ def main() -> None:
         app()
     except CcoError as exc:
         fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()
