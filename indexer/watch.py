@@ -1,0 +1,210 @@
+"""Wake the reader when a transcript changes: a supervised watchdog observer over every source tree.
+
+The idea: file events are hints, not data. inotify, FSEvents and Windows all drop events under
+load, so an event only wakes the reader, and what is read is decided by a scan (at start-up, on
+every wake and on a periodic full rescan) that compares each file with its stored state. A lost
+event therefore costs latency, never lines.
+
+The observer is supervised: a thread checks it every `supervise_s`; if the observer or one of its
+emitter threads died, it is rebuilt (and the failure logged), and the reader is woken in case
+events were lost meanwhile. If the OS refuses more watches (inotify's ENOSPC / EMFILE limits)
+the watcher falls back to polling and says so in `mode` and `error` (shown in health). Roots that
+do not exist yet are picked up once they appear; recursive watches cover folders created later.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger("cco.watch")
+
+SUPERVISE_S = 1.0
+POLL_S = 1.0
+# Reading a transcript makes inotify report opened / closed_no_write: those must not wake the reader.
+_FILE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
+_DIR_EVENTS = frozenset({"created", "moved", "deleted"})
+_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
+
+ObserverFactory = Callable[[], Any]
+
+
+def is_watch_limit(exc: BaseException) -> bool:
+    """True for the OS refusing more watches (inotify's max_user_watches / max_user_instances)."""
+    return isinstance(exc, OSError) and (exc.errno in _LIMIT_ERRNOS or "inotify" in str(exc).lower())
+
+
+class _Wake(FileSystemEventHandler):
+    """Turns relevant events into a wake-up call; never raises (that would kill the observer)."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            kind = event.event_type
+            if event.is_directory:
+                relevant = kind in _DIR_EVENTS
+            else:
+                dest = getattr(event, "dest_path", "") or ""
+                relevant = kind in _FILE_EVENTS and (
+                    os.fsdecode(event.src_path).endswith(".jsonl") or os.fsdecode(dest).endswith(".jsonl")
+                )
+            if relevant:
+                self._wake()
+        except Exception:  # a broken callback must not take the observer down
+            log.exception("file event handler failed")
+
+
+class Watcher:
+    """A supervised observer over `roots` that calls `wake()` when a transcript may have changed."""
+
+    def __init__(
+        self,
+        roots: Sequence[Path],
+        wake: Callable[[], None],
+        *,
+        observer_factory: ObserverFactory | None = None,
+        polling: bool = False,
+        supervise_s: float = SUPERVISE_S,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.roots = [Path(r) for r in roots]
+        self._wake = wake
+        self._handler = _Wake(wake)
+        self._factory = observer_factory or Observer
+        self._poll_s = poll_s
+        self._supervise_s = supervise_s
+        self.mode = "polling" if polling else "events"
+        self.error: str | None = None  # why we poll instead of receiving events
+        self.last_failure: str | None = None  # the last observer death or failed restart
+        self.restarts = 0
+        self._observer: Any = None
+        self._watched: set[Path] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+
+    # --- public -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            self._observer = self._start_observer()
+        self._supervisor = threading.Thread(target=self._supervise, name="cco-watch-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout)
+        with self._lock:
+            self._halt(self._observer, timeout)
+            self._observer = None
+
+    @property
+    def observer(self) -> Any:
+        """The current observer (tests stop it to check the supervisor)."""
+        return self._observer
+
+    @property
+    def alive(self) -> bool:
+        return self._healthy(self._observer)
+
+    @property
+    def watched(self) -> list[str]:
+        return sorted(str(p) for p in self._watched)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "alive": self.alive,
+            "mode": self.mode,
+            "restarts": self.restarts,
+            "watched": self.watched,
+            "error": self.error,
+            "last_failure": self.last_failure,
+        }
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _new_observer(self) -> Any:
+        if self.mode == "polling":
+            return PollingObserver(timeout=self._poll_s)
+        return self._factory()
+
+    def _start_observer(self) -> Any:
+        """A running observer over every existing root, falling back to polling at the watch limit."""
+        while True:
+            observer = self._new_observer()
+            watched: set[Path] = set()
+            try:
+                for root in self.roots:
+                    if root.is_dir():
+                        observer.schedule(self._handler, str(root), recursive=True)
+                        watched.add(root)
+                observer.start()
+            except OSError as exc:
+                self._halt(observer, 1.0)
+                if self.mode != "polling" and is_watch_limit(exc):
+                    self._fall_back(exc)
+                    continue
+                raise
+            self._watched = watched
+            return observer
+
+    def _fall_back(self, exc: BaseException) -> None:
+        self.mode = "polling"
+        self.error = f"OS watch limit reached ({exc}); polling every {self._poll_s:g} s"
+        log.warning("file watcher: %s", self.error)
+
+    @staticmethod
+    def _healthy(observer: Any) -> bool:
+        if observer is None or not observer.is_alive():
+            return False
+        return all(e.is_alive() for e in list(observer.emitters))
+
+    @staticmethod
+    def _halt(observer: Any, timeout: float) -> None:
+        if observer is None:
+            return
+        try:
+            observer.stop()
+            if observer.is_alive():
+                observer.join(timeout)
+        except Exception:  # stopping a broken observer must not stop shutdown
+            log.debug("stopping observer failed", exc_info=True)
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(self._supervise_s):
+            try:
+                self._check()
+            except Exception as exc:  # keep supervising; try again next tick
+                self.last_failure = f"file watcher restart failed: {exc}"
+                log.warning("%s", self.last_failure)
+
+    def _check(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            healthy = self._healthy(self._observer)
+            appeared = [r for r in self.roots if r not in self._watched and r.is_dir()]
+            if healthy and not appeared:
+                return
+            if not healthy:
+                self.restarts += 1
+                self.last_failure = "file watcher thread died; restarted"
+                log.warning("file watcher thread died; restarting it (restart %d)", self.restarts)
+            self._halt(self._observer, 1.0)
+            self._observer = None
+            self._observer = self._start_observer()
+        # Events may have been lost while it was down, and new roots hold files never scanned.
+        self._wake()
