@@ -1,0 +1,256 @@
+"""Claude's 5-hour usage windows ("blocks"), with burn rate, projection and a token limit.
+
+Rules: a block starts at its first call's time floored to the UTC hour and lasts the session
+length (5 h). A call more than that after the block's start, or more than that after the previous
+call, starts a new block; when the pause between calls exceeded the session length, a gap block
+covers the idle time from the previous block's end to the next block's start. A block is active
+when its last call is less than a session length ago and now is before its end.
+
+The idea: the chaining is sequential (a block's start depends on the previous block), but it only
+needs calls at a coarse grain. DuckDB marks idle breaks with a window function and sums calls per
+(run, bucket), where a bucket is a slot of W minutes (W divides both 60 and the session length),
+open at the start and closed at the end: (t, t+W]. Block starts are whole hours and block ends are
+whole multiples of W, so a bucket lies entirely inside or entirely after a block. Python then
+chains a few thousand buckets instead of a million calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from indexer.errors import BadInput
+from indexer.pricing import cost_expr
+from indexer.reports import SYNTHETIC_MODEL, iso_utc
+from schemas.pricing import COST_MODES
+
+if TYPE_CHECKING:
+    import duckdb
+
+DEFAULT_SESSION_HOURS = 5.0
+RECENT_DAYS = 3
+WARNING_PERCENT = 80.0
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """A validated blocks request (build it with `block_options`)."""
+
+    session_hours: float = DEFAULT_SESSION_HOURS
+    token_limit: int | str | None = None  # a number of tokens, "max", or none
+    active: bool = False
+    recent: bool = False
+    mode: str = "auto"
+
+
+def block_options(
+    *,
+    session_length: float | str | None = None,
+    token_limit: str | int | None = None,
+    active: bool = False,
+    recent: bool = False,
+    mode: str = "auto",
+) -> BlockOptions:
+    """Validate user-given values (CLI options or query strings) into BlockOptions."""
+    hours = DEFAULT_SESSION_HOURS
+    if session_length is not None and session_length != "":
+        try:
+            hours = float(session_length)
+        except ValueError:
+            raise BadInput(f"--session-length {session_length!r} is not a number of hours") from None
+        minutes = hours * 60
+        if not math.isfinite(hours) or hours <= 0 or hours > 24 * 7 or abs(minutes - round(minutes)) > 1e-9:
+            raise BadInput(f"--session-length must be a positive whole number of minutes in hours, got {hours}")
+    limit: int | str | None = None
+    if token_limit is not None and str(token_limit) != "":
+        text = str(token_limit).strip().lower()
+        if text == "max":
+            limit = "max"
+        else:
+            try:
+                limit = int(text)
+            except ValueError:
+                raise BadInput(f"--token-limit must be a number of tokens or 'max', got {token_limit!r}") from None
+            if limit <= 0:
+                raise BadInput(f"--token-limit must be positive, got {limit}")
+    if mode not in COST_MODES:
+        raise BadInput(f"--mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
+    return BlockOptions(session_hours=hours, token_limit=limit, active=active, recent=recent, mode=mode)
+
+
+class _Block:
+    __slots__ = ("cost", "cr", "cw", "end_ms", "entries", "first_ms", "inp", "last_ms", "models", "out", "start_ms")
+
+    def __init__(self, start_ms: int, length_ms: int, first_ms: int) -> None:
+        self.start_ms = start_ms
+        self.end_ms = start_ms + length_ms
+        self.first_ms = first_ms
+        self.last_ms = first_ms
+        self.entries = self.inp = self.out = self.cw = self.cr = 0
+        self.cost = 0.0
+        self.models: set[str] = set()
+
+    @property
+    def total(self) -> int:
+        return self.inp + self.out + self.cw + self.cr
+
+
+def _when(ms: int) -> str:
+    return iso_utc(datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None))
+
+
+def _bucket_minutes(length_min: int) -> int:
+    return math.gcd(60, length_min)
+
+
+def _buckets(con: duckdb.DuckDBPyConnection, length_ms: int, bucket_ms: int, mode: str) -> list[tuple[Any, ...]]:
+    """(run, bucket, first ms, last ms, entries, input, output, cache write, cache read, cost, models) rows."""
+    sql = f"""
+        WITH c AS (
+            SELECT epoch_ms(ts) AS t, model, input_tokens, output_tokens, cache_creation_tokens,
+                cache_read_tokens, {cost_expr(mode)} AS cost
+            FROM priced_calls
+        ), r AS (
+            SELECT *, sum(brk) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
+            FROM (SELECT *, CASE WHEN t - lag(t) OVER (ORDER BY t) <= {length_ms} THEN 0 ELSE 1 END AS brk FROM c)
+        )
+        SELECT run, (t - 1) // {bucket_ms} AS b, min(t), max(t), count(*),
+            sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
+            sum(cache_read_tokens)::BIGINT, sum(cost), list(DISTINCT model)
+        FROM r GROUP BY ALL ORDER BY run, b
+    """
+    return con.execute(sql).fetchall()
+
+
+def _chain(rows: list[tuple[Any, ...]], length_ms: int, bucket_ms: int) -> list[tuple[_Block | None, _Block]]:
+    """Blocks in time order, each with the block before it when an idle break separates them."""
+    out: list[tuple[_Block | None, _Block]] = []
+    current: _Block | None = None
+    current_run = None
+    for run, b, first, last, n, inp, outp, cw, cr, cost, models in rows:
+        if current is None or run != current_run or (b + 1) * bucket_ms > current.start_ms + length_ms:
+            block = _Block(first // HOUR_MS * HOUR_MS, length_ms, first)
+            out.append((current if current is not None and run != current_run else None, block))
+            current, current_run = block, run
+        current.last_ms = max(current.last_ms, last)
+        current.entries += n
+        current.inp += inp
+        current.out += outp
+        current.cw += cw
+        current.cr += cr
+        current.cost += cost
+        current.models.update(m for m in models if m != SYNTHETIC_MODEL)
+    return out
+
+
+def _gap(prev: _Block, nxt: _Block) -> dict[str, Any] | None:
+    if nxt.start_ms <= prev.end_ms:
+        return None
+    zero = {"inputTokens": 0, "outputTokens": 0, "cacheCreationInputTokens": 0, "cacheReadInputTokens": 0}
+    return {
+        "id": f"gap-{_when(prev.end_ms)}",
+        "startTime": _when(prev.end_ms),
+        "endTime": _when(nxt.start_ms),
+        "actualEndTime": None,
+        "isActive": False,
+        "isGap": True,
+        "entries": 0,
+        "tokenCounts": zero,
+        "totalTokens": 0,
+        "costUSD": 0.0,
+        "models": [],
+        "burnRate": None,
+        "projection": None,
+        "tokenLimitStatus": None,
+    }
+
+
+def _block_json(b: _Block, now_ms: int, length_ms: int) -> dict[str, Any]:
+    active = now_ms - b.last_ms < length_ms and now_ms < b.end_ms
+    minutes = (b.last_ms - b.first_ms) / 60_000
+    burn = None
+    if minutes > 0:
+        burn = {
+            "tokensPerMinute": b.total / minutes,
+            "tokensPerMinuteForIndicator": (b.inp + b.out) / minutes,
+            "costPerMinute": b.cost / minutes,
+            "costPerHour": b.cost / minutes * 60,
+        }
+    projection = None
+    if active:
+        remaining = max(0.0, (b.end_ms - now_ms) / 60_000)
+        tpm = burn["tokensPerMinute"] if burn else 0.0
+        cpm = burn["costPerMinute"] if burn else 0.0
+        projection = {
+            "totalTokens": round(b.total + tpm * remaining),
+            "totalCost": b.cost + cpm * remaining,
+            "remainingMinutes": round(remaining),
+        }
+    return {
+        "id": _when(b.start_ms),
+        "startTime": _when(b.start_ms),
+        "endTime": _when(b.end_ms),
+        "actualEndTime": _when(b.last_ms),
+        "isActive": active,
+        "isGap": False,
+        "entries": b.entries,
+        "tokenCounts": {
+            "inputTokens": b.inp,
+            "outputTokens": b.out,
+            "cacheCreationInputTokens": b.cw,
+            "cacheReadInputTokens": b.cr,
+        },
+        "totalTokens": b.total,
+        "costUSD": b.cost,
+        "models": sorted(b.models),
+        "burnRate": burn,
+        "projection": projection,
+        "tokenLimitStatus": None,
+    }
+
+
+def _limit_status(block: dict[str, Any], limit: int) -> dict[str, Any]:
+    used = block["projection"]["totalTokens"] if block["projection"] else block["totalTokens"]
+    percent = used / limit * 100
+    status = "exceeds" if percent > 100 else "warning" if percent > WARNING_PERCENT else "ok"
+    return {"limit": limit, "projectedUsage": used, "percentUsed": percent, "status": status}
+
+
+def blocks_report(con: duckdb.DuckDBPyConnection, opts: BlockOptions, now: datetime | None = None) -> dict[str, Any]:
+    """{"blocks": [...]} in time order, ccusage's shape; `now` (aware or naive UTC) decides what is active.
+
+    `prices` must be current (pricing.apply_prices) before calling this.
+    """
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    now_ms = int(now.timestamp() * 1000)
+    length_min = round(opts.session_hours * 60)
+    length_ms = length_min * 60_000
+    bucket_ms = _bucket_minutes(length_min) * 60_000
+    chained = _chain(_buckets(con, length_ms, bucket_ms, opts.mode), length_ms, bucket_ms)
+    blocks: list[dict[str, Any]] = []
+    for prev, block in chained:
+        gap = _gap(prev, block) if prev is not None else None
+        if gap is not None:
+            blocks.append(gap)
+        blocks.append(_block_json(block, now_ms, length_ms))
+    limit: int | None = None
+    if opts.token_limit == "max":
+        past = [b["totalTokens"] for b in blocks if not b["isGap"] and not b["isActive"]]
+        limit = max(past) if past and max(past) > 0 else None
+    elif isinstance(opts.token_limit, int):
+        limit = opts.token_limit
+    if limit is not None:
+        for b in blocks:
+            if not b["isGap"]:
+                b["tokenLimitStatus"] = _limit_status(b, limit)
+    if opts.active:
+        blocks = [b for b in blocks if b["isActive"]]
+    elif opts.recent:
+        cutoff = _when(now_ms - RECENT_DAYS * 86_400_000)
+        blocks = [b for b in blocks if b["isActive"] or b["startTime"] >= cutoff]
+    return {"blocks": blocks}

@@ -1,0 +1,349 @@
+"""Daily, weekly, monthly and session reports: one aggregate query, shaped like ccusage's JSON.
+
+The idea: the heavy work is one GROUP BY over `priced_calls` (so the totals are those of
+`cco index status`). Calls are first summed per 15-minute UTC bucket, and only the distinct
+buckets go through the ICU time-zone conversion: every zone's UTC offset is a multiple of 15
+minutes and changes on a 15-minute UTC boundary, so a bucket never straddles a local midnight and
+the local day of a bucket is the local day of every call in it. Converting thousands of buckets
+instead of a million timestamps is what keeps a report in milliseconds. The few resulting rows
+(day x model x project) are folded into periods and per-model breakdowns in Python.
+
+Timestamps in the index are naive UTC: `timezone('UTC', ts)` makes the instant, `timezone(zone,
+instant)` its local wall time (a plain `ts::TIMESTAMPTZ` would read it in the session's zone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from indexer.errors import BadInput
+from indexer.pricing import cost_expr
+from schemas.pricing import COST_MODES
+
+if TYPE_CHECKING:
+    import duckdb
+
+PERIODS = ("daily", "weekly", "monthly", "session")
+WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+ORDERS = ("asc", "desc")
+SYNTHETIC_MODEL = "<synthetic>"  # Claude Code's stand-in for locally made messages; never a model in reports
+BUCKET_MS = 15 * 60 * 1000
+# The key of a period's rows in the JSON (ccusage's names) and of the list that holds them.
+ROW_KEY = {"daily": "date", "weekly": "week", "monthly": "month", "session": "sessionId"}
+LIST_KEY = {"daily": "daily", "weekly": "weekly", "monthly": "monthly", "session": "sessions"}
+_DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """A validated report request (build it with `report_options`)."""
+
+    since: date | None = None
+    until: date | None = None
+    timezone: str = "UTC"
+    project: str | None = None
+    mode: str = "auto"
+    order: str = "asc"
+    start_of_week: str = "sunday"
+    instances: bool = False
+
+
+# --- arguments ----------------------------------------------------------------------------------
+
+
+def parse_date(text: str, name: str) -> date:
+    """YYYY-MM-DD (or ccusage's YYYYMMDD) -> date; BadInput names the option."""
+    m = _DATE.match(text.strip())
+    try:
+        if m is None:
+            raise ValueError
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        raise BadInput(f"{name} {text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def check_timezone(name: str) -> str:
+    """The IANA zone name, if Python's zone database knows it (ICU knows the same names)."""
+    if not name or name != name.strip() or ".." in name or name.startswith("/"):
+        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin or UTC")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin or UTC") from None
+    return name
+
+
+def system_timezone() -> str:
+    """The IANA name of this machine's zone: $TZ, else /etc/localtime's target, else /etc/timezone, else UTC."""
+    candidates: list[str] = []
+    env = os.environ.get("TZ", "").lstrip(":")
+    if env:
+        candidates.append(env)
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    for name in candidates:
+        try:
+            return check_timezone(name)
+        except BadInput:
+            continue
+    return "UTC"
+
+
+def choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    low = value.strip().lower()
+    if low not in allowed:
+        raise BadInput(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return low
+
+
+def report_options(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    timezone: str | None = None,
+    project: str | None = None,
+    mode: str = "auto",
+    order: str = "asc",
+    start_of_week: str = "sunday",
+    instances: bool = False,
+) -> ReportOptions:
+    """Validate user-given values (CLI options or query strings) into ReportOptions."""
+    first = parse_date(since, "--since") if since else None
+    last = parse_date(until, "--until") if until else None
+    if first and last and first > last:
+        raise BadInput(f"--since {first} is after --until {last}")
+    if mode not in COST_MODES:
+        raise BadInput(f"--mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
+    return ReportOptions(
+        since=first,
+        until=last,
+        timezone=check_timezone(timezone) if timezone else system_timezone(),
+        project=project or None,
+        mode=mode,
+        order=choice(order, ORDERS, "--order"),
+        start_of_week=choice(start_of_week, WEEKDAYS, "--start-of-week"),
+        instances=instances,
+    )
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def project_name(project: str) -> str:
+    """Claude Code's folder name for a working directory (what ccusage calls the project)."""
+    return _NOT_ALNUM.sub("-", project)
+
+
+def iso_utc(value: datetime) -> str:
+    """A naive UTC datetime as ccusage prints instants: 2025-06-10T12:00:00.000Z."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def utc_bounds(opts: ReportOptions) -> tuple[datetime | None, datetime | None]:
+    """Local [since 00:00, until+1 00:00) in the report's zone, as naive UTC for the index's ts."""
+    zone = ZoneInfo(opts.timezone)
+
+    def start_of(day: date) -> datetime:
+        local = datetime(day.year, day.month, day.day, tzinfo=zone)
+        return local.astimezone(UTC).replace(tzinfo=None)
+
+    lo = start_of(opts.since) if opts.since else None
+    hi = start_of(opts.until + timedelta(days=1)) if opts.until else None
+    return lo, hi
+
+
+def _filters(opts: ReportOptions) -> tuple[str, list[Any]]:
+    lo, hi = utc_bounds(opts)
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if lo is not None:
+        where.append("ts >= ?")
+        params.append(lo)
+    if hi is not None:
+        where.append("ts < ?")
+        params.append(hi)
+    if opts.project:
+        # The cwd itself, its last component, or Claude Code's folder name for it.
+        where.append(
+            "(project = ? OR regexp_extract(project, '[^/\\\\]+$') = ? "
+            "OR regexp_replace(project, '[^A-Za-z0-9]', '-', 'g') = ?)"
+        )
+        params += [opts.project] * 3
+    return " AND ".join(where), params
+
+
+def period_of(day: str, kind: str, start_of_week: str) -> str:
+    """The period a local day (YYYY-MM-DD) falls in: the day, the week's first day, or the month."""
+    if kind == "monthly":
+        return day[:7]
+    if kind == "weekly":
+        d = date.fromisoformat(day)
+        # isoweekday: Monday 1 .. Sunday 7; WEEKDAYS index: Sunday 0 .. Saturday 6.
+        back = (d.isoweekday() % 7 - WEEKDAYS.index(start_of_week)) % 7
+        return (d - timedelta(days=back)).isoformat()
+    return day
+
+
+class _Sums:
+    """Token and cost sums of one report row, with the same per model."""
+
+    __slots__ = ("cost", "cr", "cw", "first", "inp", "last", "models", "out", "project")
+
+    def __init__(self) -> None:
+        self.inp = self.out = self.cw = self.cr = 0
+        self.cost = 0.0
+        self.models: dict[str, list[float]] = {}
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.project: str | None = None
+
+    def add(self, model: str, inp: int, out: int, cw: int, cr: int, cost: float) -> None:
+        self.inp += inp
+        self.out += out
+        self.cw += cw
+        self.cr += cr
+        self.cost += cost
+        if model != SYNTHETIC_MODEL:
+            m = self.models.setdefault(model, [0, 0, 0, 0, 0.0])
+            m[0] += inp
+            m[1] += out
+            m[2] += cw
+            m[3] += cr
+            m[4] += cost
+
+    def tokens(self) -> dict[str, Any]:
+        return {
+            "inputTokens": self.inp,
+            "outputTokens": self.out,
+            "cacheCreationTokens": self.cw,
+            "cacheReadTokens": self.cr,
+            "totalTokens": self.inp + self.out + self.cw + self.cr,
+            "totalCost": self.cost,
+        }
+
+    def models_part(self) -> dict[str, Any]:
+        breakdowns = [
+            {
+                "modelName": name,
+                "inputTokens": int(m[0]),
+                "outputTokens": int(m[1]),
+                "cacheCreationTokens": int(m[2]),
+                "cacheReadTokens": int(m[3]),
+                "cost": m[4],
+            }
+            for name, m in sorted(self.models.items(), key=lambda kv: (-kv[1][4], kv[0]))
+        ]
+        return {"modelsUsed": sorted(self.models), "modelBreakdowns": breakdowns}
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
+    """(local day, project or '', model, input, output, cache write, cache read, cost) rows."""
+    where, params = _filters(opts)
+    project = "project" if opts.instances else "''"
+    sql = f"""
+        WITH g AS (
+            SELECT epoch_ms(ts) // {BUCKET_MS} AS q, {project} AS project, model,
+                sum(input_tokens) AS i, sum(output_tokens) AS o, sum(cache_creation_tokens) AS cw,
+                sum(cache_read_tokens) AS cr, sum({cost_expr(opts.mode)}) AS c
+            FROM priced_calls WHERE {where}
+            GROUP BY ALL
+        ), days AS (
+            SELECT q, strftime(timezone(?, to_timestamp(q * {BUCKET_MS // 1000})), '%Y-%m-%d') AS day
+            FROM (SELECT DISTINCT q FROM g)
+        )
+        SELECT day, project, model, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT, sum(c)
+        FROM g JOIN days USING (q)
+        GROUP BY ALL
+    """
+    return con.execute(sql, [*params, opts.timezone]).fetchall()
+
+
+def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
+    """(session, project or '', model, sums..., cost, first ts, last ts, project of the last call) rows."""
+    where, params = _filters(opts)
+    project = "project" if opts.instances else "''"
+    sql = f"""
+        SELECT session, {project} AS grp, model,
+            sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
+            sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)}), min(ts), max(ts), arg_max(project, ts)
+        FROM priced_calls WHERE {where}
+        GROUP BY ALL
+    """
+    return con.execute(sql, params).fetchall()
+
+
+def _totals(rows: list[_Sums]) -> dict[str, Any]:
+    total = _Sums()
+    for r in rows:
+        total.inp += r.inp
+        total.out += r.out
+        total.cw += r.cw
+        total.cr += r.cr
+        total.cost += r.cost
+    return total.tokens()
+
+
+def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions) -> dict[str, Any]:
+    """The report of `kind` (daily, weekly, monthly, session) as ccusage's JSON shape.
+
+    `prices` must be current (pricing.apply_prices) before calling this.
+    """
+    if kind not in PERIODS:
+        raise BadInput(f"unknown report {kind!r}; use one of {', '.join(PERIODS)}")
+    groups: dict[tuple[str, str], _Sums] = {}
+    if kind == "session":
+        for session, grp, model, inp, out, cw, cr, cost, first, last, proj in _session_rows(con, opts):
+            s = groups.setdefault((project_name(grp), session), _Sums())
+            s.add(model, inp, out, cw, cr, cost)
+            if s.first is None or first < s.first:
+                s.first = first
+            if s.last is None or last >= s.last:
+                s.last, s.project = last, proj
+    else:
+        for day, grp, model, inp, out, cw, cr, cost in _day_rows(con, opts):
+            key = (project_name(grp), period_of(day, kind, opts.start_of_week))
+            groups.setdefault(key, _Sums()).add(model, inp, out, cw, cr, cost)
+
+    def row(key: tuple[str, str], s: _Sums) -> dict[str, Any]:
+        out: dict[str, Any] = {ROW_KEY[kind]: key[1], **s.tokens()}
+        if kind == "session":
+            assert s.first is not None and s.last is not None
+            out["firstActivity"] = iso_utc(s.first)
+            out["lastActivity"] = iso_utc(s.last)
+        out.update(s.models_part())
+        if kind == "session":
+            out["projectPath"] = project_name(s.project or "")
+        if opts.instances:
+            out["project"] = key[0]
+        return out
+
+    def sort_key(item: tuple[tuple[str, str], _Sums]) -> tuple[str, str]:
+        (_, k), s = item
+        return (iso_utc(s.last), k) if kind == "session" and s.last else (k, k)
+
+    ordered = sorted(groups.items(), key=sort_key, reverse=opts.order == "desc")
+    totals = _totals([s for _, s in ordered])
+    if opts.instances:
+        projects: dict[str, list[dict[str, Any]]] = {}
+        for key, s in sorted(ordered, key=lambda item: item[0][0]):
+            projects.setdefault(key[0], []).append(row(key, s))
+        # Each project's rows keep the requested order (sorted() above is stable).
+        return {"projects": projects, "totals": totals}
+    return {LIST_KEY[kind]: [row(k, s) for k, s in ordered], "totals": totals}
