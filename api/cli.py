@@ -6,6 +6,7 @@ stderr and exit status 2, so users never see a traceback for a problem they can 
 
 from __future__ import annotations
 
+import duckdb
 import typer
 
 from api.cli_config import config_app
@@ -35,6 +36,10 @@ def main() -> None:
         app()
     except CcoError as exc:
         fail(str(exc))
+    except duckdb.Error as exc:
+        # Commands holding an Index already name the file; this catches the rest (one line, no traceback).
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        fail(f"index database error: {first}; if the index is damaged, run `cco index rebuild`")
 
 
 if __name__ == "__main__":

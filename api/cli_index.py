@@ -42,6 +42,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         f"{report.call_lines:,} call lines, {report.rejected} rejected, {report.files_gone} gone "
         f"({report.seconds:.2f} s)",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -67,11 +68,16 @@ def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "
         f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)",
         highlight=False,
+        soft_wrap=True,
     )
     if report.salvage_error:
+        lost = report.unsalvaged_files
+        covered = "number of files unknown" if lost is None else f"{lost} file(s) no longer on disk"
         err_console.print(
-            f"cco: warning: history not on disk could not be salvaged: {report.salvage_error}",
+            f"cco: warning: history not on disk could not be salvaged from the old index ({covered}): "
+            f"{report.salvage_error}",
             highlight=False,
+            soft_wrap=True,
         )
 
 

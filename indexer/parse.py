@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
@@ -26,6 +27,7 @@ ERROR_TEXT_LIMIT = 200
 _NEEDLES = (b'"usage"', b"compact_boundary", b"isApiErrorMessage")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
+_BLANK = re.compile(rb"[ \t\r]*")
 _USAGE_INTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
@@ -79,12 +81,14 @@ def parse_ts(value: Any) -> int:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise Rejected("timestamp does not parse") from None
-    if dt.tzinfo is None:
-        return int((dt - _EPOCH_NAIVE).total_seconds() * 1000)
-    return int(dt.timestamp() * 1000)
+    # Integer arithmetic: float seconds * 1000 can land one millisecond low.
+    epoch = _EPOCH_NAIVE if dt.tzinfo is None else _EPOCH_UTC
+    return (dt - epoch) // _MS
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: int | None) -> ParseResult:
@@ -92,37 +96,44 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
 
     `base_offset` is the byte offset of `data` in the file (for reject records) and
     `last_user_ms` the timestamp of the last user line before it (for latency estimates).
+    Lines are examined in place (bounded `find`, a memoryview for orjson): a 50 MB line is
+    never copied.
     """
     out = ParseResult(last_user_ms=last_user_ms)
     pos = 0
     end = len(data)
     while pos < end:
         nl = data.index(b"\n", pos)
-        line = data[pos:nl]
-        offset = base_offset + pos
+        start = pos
         pos = nl + 1
-        if not line.strip():
+        if _BLANK.fullmatch(data, start, nl):
             continue
         out.lines += 1
         try:
-            _parse_line(line, offset, ctx, out)
+            _parse_line(data, start, nl, ctx, out)
         except Rejected as exc:
-            out.rejects.append(RejectRow(ctx.path, offset, str(exc)))
+            out.rejects.append(RejectRow(ctx.path, base_offset + start, str(exc)))
     return out
 
 
-def _parse_line(line: bytes, offset: int, ctx: FileContext, out: ParseResult) -> None:
-    if b"\x00" in line:
+def _has(data: bytes, needle: bytes, start: int, end: int) -> bool:
+    return data.find(needle, start, end) >= 0
+
+
+def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
+    """Parse the line data[start:end] (without its newline)."""
+    if _has(data, b"\x00", start, end):
         raise Rejected("NUL bytes in line")
-    if not any(n in line for n in _NEEDLES):
-        if b'"type":"user"' in line:
-            m = _USER_TS.search(line)
+    if not any(_has(data, n, start, end) for n in _NEEDLES):
+        # Progress lines of 2.1.x nest whole subagent messages (with their own uuid/timestamp).
+        if _has(data, b'"type":"user"', start, end) and not _has(data, b'"type":"progress"', start, end):
+            m = _USER_TS.search(data, start, end)
             if m:
                 with contextlib.suppress(Rejected):
                     out.last_user_ms = parse_ts(m.group(1).decode())
         return
     try:
-        obj = orjson.loads(line)
+        obj = orjson.loads(memoryview(data)[start:end])
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(":")[0]
         raise Rejected(f"invalid JSON ({reason})") from None
@@ -132,7 +143,7 @@ def _parse_line(line: bytes, offset: int, ctx: FileContext, out: ParseResult) ->
     message = obj.get("message")
     usage = message.get("usage") if isinstance(message, dict) else None
     if isinstance(usage, dict) and isinstance(message, dict):
-        call = _call(obj, message, usage, line, ctx, out.last_user_ms)
+        call = _call(obj, message, usage, lambda: data[start:end], ctx, out.last_user_ms)
         if call is not None:
             out.calls.append(call)
     elif kind == "user":
@@ -144,7 +155,7 @@ def _parse_line(line: bytes, offset: int, ctx: FileContext, out: ParseResult) ->
             {k: meta[k] for k in ("trigger", "preTokens") if k in meta} if isinstance(meta, dict) else {}
         ).decode()
         uid = obj.get("uuid")
-        key = hash64(uid.encode() if isinstance(uid, str) else line)
+        key = hash64(uid.encode() if isinstance(uid, str) else data[start:end])
         out.events.append(
             EventRow(key, parse_ts(obj.get("timestamp")), "compaction", ctx.session, _project(obj, ctx), detail)
         )
@@ -185,7 +196,7 @@ def _call(
     obj: dict[str, Any],
     message: dict[str, Any],
     usage: dict[str, Any],
-    line: bytes,
+    line: Callable[[], bytes],
     ctx: FileContext,
     last_user_ms: int | None,
 ) -> CallRow | None:
@@ -215,7 +226,7 @@ def _call(
         key = hash64(f"{msg_id}\x1f{request_id or ''}".encode())
     else:
         uid = _opt_str(obj.get("uuid"))
-        key = hash64(b"line\x1f" + (uid.encode() if uid else line))
+        key = hash64(b"line\x1f" + (uid.encode() if uid else line()))
     latency = ts - last_user_ms if last_user_ms is not None and ts >= last_user_ms else None
     return CallRow(
         key=key,

@@ -16,24 +16,9 @@ import duckdb
 
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
-from indexer.store import Index
+from indexer.store import MARK_REPLAYS, MERGE_SET, Index
 
-_SALVAGE_CALLS = """
-INSERT INTO calls SELECT * FROM old.calls
-ON CONFLICT (key) DO UPDATE SET
-    ts = least(calls.ts, excluded.ts),
-    input_tokens = greatest(calls.input_tokens, excluded.input_tokens),
-    output_tokens = greatest(calls.output_tokens, excluded.output_tokens),
-    cache_5m_tokens = greatest(calls.cache_5m_tokens, excluded.cache_5m_tokens),
-    cache_1h_tokens = greatest(calls.cache_1h_tokens, excluded.cache_1h_tokens),
-    cache_read_tokens = greatest(calls.cache_read_tokens, excluded.cache_read_tokens),
-    web_searches = greatest(calls.web_searches, excluded.web_searches),
-    cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
-    latency_ms = least(calls.latency_ms, excluded.latency_ms),
-    failed = calls.failed OR excluded.failed,
-    fast = calls.fast OR excluded.fast,
-    error = coalesce(calls.error, excluded.error)
-"""
+_SALVAGE_CALLS = f"INSERT INTO calls SELECT * FROM old.calls ON CONFLICT (key) DO UPDATE SET {MERGE_SET}"
 
 
 @dataclass
@@ -41,6 +26,8 @@ class RebuildReport:
     sync: SyncReport
     salvaged_calls: int
     salvage_error: str | None
+    # When salvage failed: how many files the old index knew that are not on disk (None: unknown).
+    unsalvaged_files: int | None = None
 
 
 def _check_old(db: Path) -> str | None:
@@ -59,22 +46,19 @@ def _check_old(db: Path) -> str | None:
     return None
 
 
-def _salvage(new: Index, old_path: Path) -> tuple[int, str | None]:
-    """Copy into `new` what only the old index holds; (calls added, reason it could not)."""
+def _salvage(new: Index, old_path: Path) -> tuple[int, str | None, int | None]:
+    """Copy into `new` what only the old index holds; (calls added, reason it could not, files lost)."""
     con = new.con
     before = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
     try:
         quoted = str(old_path).replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS old (READ_ONLY)")
     except duckdb.Error as exc:
-        return 0, str(exc).splitlines()[0]
+        return 0, str(exc).splitlines()[0], None
     try:
         con.execute("BEGIN TRANSACTION")
         con.execute(_SALVAGE_CALLS)
-        con.execute(
-            "UPDATE calls SET replay = EXISTS (SELECT 1 FROM calls AS main WHERE main.msg_hash = calls.msg_hash "
-            "AND NOT main.sidechain AND main.key <> calls.key) WHERE sidechain AND msg_hash <> 0"
-        )
+        con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
         con.execute("INSERT OR IGNORE INTO events SELECT * FROM old.events")
         # Files the transcripts no longer have stay listed, as gone, with their line counts.
         con.execute(
@@ -85,11 +69,22 @@ def _salvage(new: Index, old_path: Path) -> tuple[int, str | None]:
         con.execute("COMMIT")
     except duckdb.Error as exc:
         con.execute("ROLLBACK")
-        return 0, str(exc).splitlines()[0]
+        return 0, str(exc).splitlines()[0], _files_not_on_disk(con)
     finally:
         con.execute("DETACH old")
     after = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
-    return after - before, None
+    return after - before, None, None
+
+
+def _files_not_on_disk(con: duckdb.DuckDBPyConnection) -> int | None:
+    """Files the (damaged) old index lists that the transcripts no longer hold, if it can say."""
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM old.files WHERE gone OR path NOT IN (SELECT path FROM files WHERE NOT gone)"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    return int(row[0]) if row else None
 
 
 def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, workers: int | None = None) -> RebuildReport:
@@ -103,7 +98,10 @@ def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, worke
         new = Index(tmp)
         try:
             report = sync(new, roots, progress=progress, workers=workers)
-            salvaged, error = (0, old_error) if old_error or not db.exists() else _salvage(new, db)
+            if old_error or not db.exists():
+                salvaged, error, lost = 0, old_error, None
+            else:
+                salvaged, error, lost = _salvage(new, db)
         finally:
             new.close()
         # The old file was checkpointed by _check_old; a leftover log would be replayed into the new one.
@@ -112,4 +110,4 @@ def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, worke
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             leftover.unlink(missing_ok=True)
-    return RebuildReport(report, salvaged, error)
+    return RebuildReport(report, salvaged, error, lost)

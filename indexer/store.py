@@ -28,13 +28,9 @@ from schemas.records import CallRow, EventRow
 
 _CALL_COLUMNS = CallRow._fields
 _EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
-_UPSERT_CALLS = f"""
-INSERT INTO calls
-SELECT key, msg_hash, make_timestamp(ts_ms * 1000), model, session, project, branch, version, agent_id,
-       sidechain, failed, false, input_tokens, output_tokens, cache_5m_tokens, cache_1h_tokens,
-       cache_read_tokens, web_searches, fast, cost_usd, latency_ms, error
-FROM batch_calls
-ON CONFLICT (key) DO UPDATE SET
+# The merge rules of parse.merge_calls, in SQL: ingest and rebuild's salvage both use them, so the
+# order in which lines (or old and new indexes) meet never changes the result.
+MERGE_SET = f"""
     ts = least(calls.ts, excluded.ts),
     model = CASE WHEN {_EARLIER} THEN excluded.model ELSE calls.model END,
     session = CASE WHEN {_EARLIER} THEN excluded.session ELSE calls.session END,
@@ -53,17 +49,30 @@ ON CONFLICT (key) DO UPDATE SET
     fast = calls.fast OR excluded.fast,
     cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
     latency_ms = least(calls.latency_ms, excluded.latency_ms),
-    error = coalesce(calls.error, excluded.error)
+    error = CASE WHEN {_EARLIER} THEN coalesce(excluded.error, calls.error)
+                 ELSE coalesce(calls.error, excluded.error) END
+"""
+_UPSERT_CALLS = f"""
+INSERT INTO calls
+SELECT key, msg_hash, make_timestamp(ts_ms * 1000), model, session, project, branch, version, agent_id,
+       sidechain, failed, false, input_tokens, output_tokens, cache_5m_tokens, cache_1h_tokens,
+       cache_read_tokens, web_searches, fast, cost_usd, latency_ms, error
+FROM batch_calls
+ON CONFLICT (key) DO UPDATE SET {MERGE_SET}
 """
 # A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
-_MARK_REPLAYS = """
-UPDATE calls SET replay = EXISTS (
+# Recomputed for every call sharing a message.id with the batch: a merge can turn a sidechain call
+# into a main-chain one, which must then lose its replay flag.
+MARK_REPLAYS = """
+UPDATE calls SET replay = sidechain AND EXISTS (
     SELECT 1 FROM calls AS main
     WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
 )
-WHERE sidechain AND msg_hash <> 0 AND msg_hash IN (SELECT msg_hash FROM batch_calls)
+WHERE msg_hash <> 0 AND msg_hash IN ({msg_hashes})
 """
 _LOCK_PID = re.compile(r"PID (\d+)")
+_LOCK_EXE = re.compile(r"held in (.+?) \(PID")
+_CMD_LIMIT = 120
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], names: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
@@ -83,6 +92,39 @@ def merge_batch(calls: Iterable[CallRow]) -> list[CallRow]:
     return list(merged.values())
 
 
+def _holder(text: str) -> str:
+    """Who holds the lock, from DuckDB's message: pid plus its command line when /proc says."""
+    m = _LOCK_PID.search(text)
+    if not m:
+        return "another process"
+    pid = m.group(1)
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    if not cmd:
+        held = _LOCK_EXE.search(text)
+        cmd = held.group(1) if held else ""
+    if len(cmd) > _CMD_LIMIT:
+        cmd = cmd[: _CMD_LIMIT - 1] + "…"
+    return f"process {pid} ({cmd})" if cmd else f"process {pid}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_damage(exc: duckdb.Error) -> bool:
+    """Whether a DuckDB error says the file is damaged (rather than a bug in a query)."""
+    damage = (duckdb.SerializationException, duckdb.InternalException, duckdb.FatalException)
+    return type(exc) is duckdb.Error or isinstance(exc, damage) or "corrupt" in str(exc).lower()
+
+
+def damaged(path: Path, exc: BaseException) -> IndexCorrupt:
+    return IndexCorrupt(f"index {path} is damaged ({_first_line(exc)}); run `cco index rebuild`")
+
+
 def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file, turning lock and corruption failures into one-line errors."""
     try:
@@ -90,13 +132,10 @@ def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConne
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
-            m = _LOCK_PID.search(text)
-            holder = f"process {m.group(1)}" if m else "another process"
-            raise IndexLocked(f"index {path} is in use by {holder}") from None
-        raise IndexCorrupt(f"cannot open index {path}: {text.splitlines()[0]}; run `cco index rebuild`") from None
+            raise IndexLocked(f"index {path} is in use by {_holder(text)}; stop it or wait for it to finish") from None
+        raise IndexCorrupt(f"cannot open index {path}: {_first_line(exc)}; run `cco index rebuild`") from None
     except duckdb.Error as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise IndexCorrupt(f"index {path} is damaged ({first}); run `cco index rebuild`") from None
+        raise damaged(path, exc) from None
 
 
 class Index:
@@ -113,8 +152,7 @@ class Index:
                 self.con.execute(PRICED_VIEW)
             except duckdb.Error as exc:
                 self.con.close()
-                first = str(exc).splitlines()[0]
-                raise IndexCorrupt(f"index {path} is damaged ({first}); run `cco index rebuild`") from None
+                raise damaged(path, exc) from None
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):
@@ -124,8 +162,11 @@ class Index:
     def __enter__(self) -> Index:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.close()
+        # A file whose header opens but whose blocks are damaged fails mid-query: say so in one line.
+        if isinstance(exc, duckdb.Error) and is_damage(exc):
+            raise damaged(self.path, exc) from None
 
     def file_states(self) -> dict[str, FileState]:
         rows = self.con.execute(
@@ -149,7 +190,7 @@ class Index:
             if calls:
                 con.register("batch_calls", _columns(calls, _CALL_COLUMNS))
                 con.execute(_UPSERT_CALLS)
-                con.execute(_MARK_REPLAYS)
+                con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
                 con.unregister("batch_calls")
             if events:
                 con.register("batch_events", _columns(list(events.values()), EventRow._fields))

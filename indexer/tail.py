@@ -89,10 +89,27 @@ def plan_read(path: str, st: os.stat_result, state: FileState | None) -> ReadPla
     return ReadPlan(path, state.offset, False, state.last_user_ms, st.st_size, state.lines)
 
 
+def _line_end(fd: int, start: int) -> tuple[bool, int]:
+    """(True, offset just past the first b"\\n" at or after `start`), or (False, end of file).
+
+    Scans in chunks without keeping them, so finding the end of a long line costs no memory.
+    """
+    pos = start
+    while True:
+        chunk = os.pread(fd, CHUNK_BYTES, pos)
+        if not chunk:
+            return False, pos
+        i = chunk.find(b"\n")
+        if i >= 0:
+            return True, pos + i + 1
+        pos += len(chunk)
+
+
 def read_plan(plan: ReadPlan) -> ReadResult | None:
     """Read complete lines from plan.start to end of file; None if the file vanished.
 
-    Memory stays bounded by the chunk size plus the longest line.
+    Memory stays bounded by the chunk size, or by one line when a line is longer than a chunk:
+    such a line is located first and then read in one piece, never grown by concatenation.
     """
     ctx = FileContext.for_path(plan.path)
     try:
@@ -102,24 +119,28 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
     try:
         st = os.fstat(fd)
         parsed = ParseResult(last_user_ms=plan.last_user_ms)
-        pos = plan.start
-        pending = b""
+        pos = end = plan.start
         while True:
-            chunk = os.pread(fd, CHUNK_BYTES, pos + len(pending))
+            chunk = os.pread(fd, CHUNK_BYTES, pos)
+            end = pos + len(chunk)
             if not chunk:
                 break
-            buf = pending + chunk if pending else chunk
-            cut = buf.rfind(b"\n") + 1
+            cut = chunk.rfind(b"\n") + 1
             if cut:
-                part = parse_lines(buf[:cut], pos, ctx, parsed.last_user_ms)
-                parsed.calls += part.calls
-                parsed.events += part.events
-                parsed.rejects += part.rejects
-                parsed.lines += part.lines
-                parsed.last_user_ms = part.last_user_ms
-                pos += cut
-            pending = buf[cut:]
-        end = pos + len(pending)
+                data = chunk[:cut]
+            else:
+                complete, line_end = _line_end(fd, end)
+                if not complete:
+                    end = line_end
+                    break  # a partial last line: wait for its newline
+                del chunk
+                data = os.pread(fd, line_end - pos, pos)
+                if len(data) != line_end - pos or not data.endswith(b"\n"):
+                    break  # the file changed under us; the next pass sees it
+                cut = len(data)
+            _add(parsed, parse_lines(data, pos, ctx, parsed.last_user_ms))
+            del data
+            pos += cut
         fp_len = min(FINGERPRINT_BYTES, end)
         tail_start = max(0, pos - TAIL_BYTES)
         state = FileState(
@@ -138,3 +159,11 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
     finally:
         os.close(fd)
     return ReadResult(plan, parsed, state, pos - plan.start)
+
+
+def _add(into: ParseResult, part: ParseResult) -> None:
+    into.calls += part.calls
+    into.events += part.events
+    into.rejects += part.rejects
+    into.lines += part.lines
+    into.last_user_ms = part.last_user_ms
