@@ -6,17 +6,30 @@ call's cost from it at query time. A price change rewrites a few rows, and every
 history, reflects it at the next query. Cost is linear in tokens within one rate set, so
 aggregates stay exact.
 
-Matching a model id: exact; then without a date suffix or a provider prefix (`anthropic/`,
-`anthropic.`); then the longest known id that is a prefix of it. No match: cost 0, listed as
-unpriced, never silently.
+Cost of one call (USD): (input x in + output x out + cache_5m x write_5m + cache_1h x write_1h
++ cache_read x read) / 1e6 + web_searches x web_search_per_1000 / 1000, times the model's fast
+multiplier when the call ran in fast mode. A model with long-context rates prices ALL token kinds
+of a call at those rates when input + cache creation + cache read > 200,000. Failed calls cost 0
+(`<synthetic>` lines are never counted, and are priced at 0 should one be).
+
+Matching a model id: exact; then without a provider prefix (`anthropic/`, `anthropic.`, Bedrock's
+`us.anthropic.`) or a date suffix (`-20250929`, Vertex's `@20250929`), in either direction;
+then the longest known id that is a prefix of it (and not followed by a digit, so
+`claude-sonnet-4-60` is not `claude-sonnet-4-6`). No match: cost 0, listed as unpriced, never
+silently.
+
+The user's `pricing.toml` has the bundled file's shape; it is validated as a whole (a bad value
+is an error naming its line) and rewritten whole and atomically by `update_user_price` and
+`reset_user_price`, so a bad edit never replaces good prices.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,32 +37,59 @@ from typing import Any
 import duckdb
 
 from indexer.errors import BadInput
+from indexer.parse import SYNTHETIC_MODEL
+from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
 
 LONG_CONTEXT_TOKENS = 200_000
 DEFAULT_WEB_SEARCH_PER_1000 = 10.0
-_DATE_SUFFIX = re.compile(r"-\d{8}$")
-_PROVIDER_PREFIX = re.compile(r"^(anthropic[/.])")
-_OPTIONAL = {"cache_write_5m": 1.25, "cache_write_1h": 2.0, "cache_read": 0.1}  # x input when absent
+# Optional rates default to Anthropic's fixed ratios to the input rate.
+DEFAULT_RATIOS = {"cache_write_5m": 1.25, "cache_write_1h": 2.0, "cache_read": 0.1}
+LONG_CONTEXT_PREFIX = "long_context_"
+MODEL_KEYS = (*RATE_FIELDS, *(LONG_CONTEXT_PREFIX + f for f in RATE_FIELDS), "fast_multiplier", "tier")
+_TOP_KEYS = ("models", "web_search_per_1000")
+_DATE_SUFFIX = re.compile(r"[-@]\d{8}$")
+_PROVIDER_PREFIX = re.compile(r"^(?:[a-z]{2,8}\.)?anthropic[/.]")
+_USER_HEADER = """\
+# cco user prices, USD per million tokens: they override or add to the bundled prices.
+# Written by `cco config pricing update|reset`; hand edits are fine (same shape as the bundled
+# list: input, output, cache_write_5m, cache_write_1h, cache_read, long_context_*,
+# fast_multiplier, tier). A running `cco` service reloads this file when it changes.
+"""
+
+
+class PriceError(BadInput):
+    """A bad value in a price table; `model` and `key` say where, for a line number."""
+
+    def __init__(self, message: str, model: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.key = key
 
 
 @dataclass(frozen=True)
 class PriceBook:
+    """Every price in force: bundled ones overlaid with the user's."""
+
     models: dict[str, ModelPrice]
     web_search_per_1000: float = DEFAULT_WEB_SEARCH_PER_1000
-    errors: list[str] = field(default_factory=list)
 
     def match(self, model: str) -> ModelPrice | None:
         """The price for a model id as transcripts spell it, by the matching rules above."""
-        if model in self.models:
-            return self.models[model]
+        models = self.models
+        if model in models:
+            return models[model]
         bare = _PROVIDER_PREFIX.sub("", model)
         undated = _DATE_SUFFIX.sub("", bare)
-        for known, price in self.models.items():
-            if _DATE_SUFFIX.sub("", known) in (bare, undated):
-                return price
-        prefixes = [k for k in self.models if bare.startswith(k) or undated.startswith(k)]
-        return self.models[max(prefixes, key=len)] if prefixes else None
+        for candidate in (bare, undated):
+            if candidate in models:
+                return models[candidate]
+        # A known dated id for the same undated one (the latest date when several are known).
+        same = [k for k in models if _DATE_SUFFIX.sub("", k) == undated]
+        if same:
+            return models[max(same)]
+        prefixes = [k for k in models if bare.startswith(k) and not bare[len(k) : len(k) + 1].isdigit()]
+        return models[max(prefixes, key=len)] if prefixes else None
 
 
 def tier_of(model: str) -> str:
@@ -60,49 +100,70 @@ def tier_of(model: str) -> str:
     return "other"
 
 
-def _number(table: dict[str, Any], name: str, where: str) -> float | None:
-    if name not in table:
+# --- validation ---------------------------------------------------------------------------------
+
+
+def check_rate(value: Any, name: str) -> float:
+    """A rate or multiplier from a file or a command line: a finite, non-negative number."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise BadInput(f"{name} must be a number, got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{name} must be a number, got {value!r}")
+    else:
+        number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise BadInput(f"{name} must be a finite number, got {value!r}")
+    if number < 0:
+        raise BadInput(f"{name} must not be negative, got {value!r}")
+    return number
+
+
+def _number(table: dict[str, Any], key: str, model: str | None) -> float | None:
+    if key not in table:
         return None
-    value = table[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadInput(f"{where}: {name} must be a number, got {value!r}")
-    if math.isnan(value) or math.isinf(value):
-        raise BadInput(f"{where}: {name} must be a finite number")
-    if value < 0:
-        raise BadInput(f"{where}: {name} must not be negative")
-    return float(value)
+    if isinstance(table[key], str):  # a quoted "3.0" in a file is a mistake, not a number
+        raise PriceError(f"{_where(model)}{key} must be a number, got {table[key]!r}", model, key)
+    try:
+        return check_rate(table[key], key)
+    except BadInput as exc:
+        raise PriceError(f"{_where(model)}{exc}", model, key) from None
 
 
-def _rates(table: dict[str, Any], prefix: str, where: str, required: bool) -> Rates | None:
-    values = {f: _number(table, prefix + f, where) for f in RATE_FIELDS}
+def _where(model: str | None) -> str:
+    return f"price for {model!r}: " if model is not None else ""
+
+
+def _rates(table: dict[str, Any], prefix: str, model: str, required: bool) -> Rates | None:
+    values = {f: _number(table, prefix + f, model) for f in RATE_FIELDS}
     if all(v is None for v in values.values()) and not required:
         return None
     for f in REQUIRED_FIELDS:
         if values[f] is None:
-            raise BadInput(f"{where}: {prefix}{f} is required")
+            raise PriceError(f"{_where(model)}{prefix}{f} is required", model, None)
     inp = values["input"] or 0.0
-    filled = {f: (v if v is not None else inp * _OPTIONAL[f]) for f, v in values.items()}
-    return Rates(**filled)
+    return Rates(**{f: (v if v is not None else inp * DEFAULT_RATIOS[f]) for f, v in values.items()})
 
 
 def parse_model(model: str, table: Any, source: str) -> ModelPrice:
-    where = f"models.{model!r}"
+    """One model's price table, validated (PriceError says what and where)."""
     if not isinstance(table, dict):
-        raise BadInput(f"{where} must be a table")
-    known = {*RATE_FIELDS, *(f"long_context_{f}" for f in RATE_FIELDS), "fast_multiplier", "tier"}
-    unknown = sorted(set(table) - known)
+        raise PriceError(f"{_where(model)}must be a table of rates, got {table!r}", model, None)
+    unknown = sorted(set(table) - set(MODEL_KEYS))
     if unknown:
-        raise BadInput(f"{where}: unknown key {unknown[0]!r}")
-    rates = _rates(table, "", where, required=True)
+        raise PriceError(f"{_where(model)}unknown key {unknown[0]!r}", model, unknown[0])
+    rates = _rates(table, "", model, required=True)
     assert rates is not None
     tier = table.get("tier")
     if tier is not None and tier not in TIERS:
-        raise BadInput(f"{where}: tier must be one of {', '.join(TIERS)}")
-    fast = _number(table, "fast_multiplier", where)
+        raise PriceError(f"{_where(model)}tier must be one of {', '.join(TIERS)}, got {tier!r}", model, "tier")
+    fast = _number(table, "fast_multiplier", model)
     return ModelPrice(
         model=model,
         rates=rates,
-        long_context=_rates(table, "long_context_", where, required=False),
+        long_context=_rates(table, LONG_CONTEXT_PREFIX, model, required=False),
         fast_multiplier=1.0 if fast is None else fast,
         tier=tier,
         source=source,
@@ -110,62 +171,196 @@ def parse_model(model: str, table: Any, source: str) -> ModelPrice:
 
 
 def parse_book(data: dict[str, Any], source: str) -> tuple[dict[str, ModelPrice], float | None]:
+    """A whole price file: (models, web search price per 1000 or None when not set)."""
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        raise PriceError(f"unknown key {unknown[0]!r}; expected {' or '.join(_TOP_KEYS)}", None, unknown[0])
     models = data.get("models", {})
     if not isinstance(models, dict):
-        raise BadInput("models must be a table")
-    unknown = sorted(set(data) - {"models", "web_search_per_1000"})
-    if unknown:
-        raise BadInput(f"unknown key {unknown[0]!r}")
-    web = _number(data, "web_search_per_1000", "top level")
+        raise PriceError("models must be a table", None, "models")
+    web = _number(data, "web_search_per_1000", None)
     return {m: parse_model(m, t, source) for m, t in models.items()}, web
 
 
-def _line_of(text: str, needle: str) -> int | None:
-    for i, line in enumerate(text.splitlines(), 1):
-        if needle in line:
-            return i
+def _header_names(line: str) -> str | None:
+    """The dotted key of a `[table]` header line, quotes kept, or None."""
+    s = line.strip()
+    if s.startswith("[") and not s.startswith("[["):
+        end = s.find("]")
+        return s[1:end].strip() if end > 0 else None
     return None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, with errors that name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not valid UTF-8") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{path}: {exc}") from None
+def locate(text: str, model: str | None, key: str | None) -> int | None:
+    """The line (1-based) of a model's table or of one of its keys, found by reading the text."""
+    lines = text.splitlines()
+    key_pat = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=") if key else None
+    quoted = (f'"{model}"', f"'{model}'", f".{model}") if model is not None else ()
+    in_table = model is None
+    header_line = None
+    for i, line in enumerate(lines, 1):
+        names = _header_names(line)
+        if names is not None:
+            in_table = model is not None and names.startswith("models") and names.endswith(quoted)
+            if in_table and header_line is None:
+                header_line = i
+            if model is None:
+                break
+            continue
+        if in_table and key_pat is not None and key_pat.match(line):
+            return i
+    if header_line is not None:
+        return header_line
+    if model is not None:  # inline tables and dotted keys: the first line naming the model
+        for i, line in enumerate(lines, 1):
+            if model in line and (key is None or key in line):
+                return i
+        for i, line in enumerate(lines, 1):
+            if model in line:
+                return i
+    return None
 
 
-def load_user(path: Path) -> tuple[dict[str, ModelPrice], float | None]:
-    """The user's price file (empty when absent); BadInput says which line is wrong."""
-    if not path.exists():
-        return {}, None
-    data = read_toml(path)
+# --- loading ------------------------------------------------------------------------------------
+
+
+def read_user(path: Path, raw: bytes | None = None) -> tuple[dict[str, ModelPrice], float | None, dict[str, Any]]:
+    """The user's price file (or its bytes `raw`): (models, web price or None, raw data).
+
+    All empty when the file is absent. BadInput names the file and the line of what is wrong.
+    """
+    if raw is None:
+        if not path.exists():
+            return {}, None, {}
+        data, text = read_toml(path)
+    else:
+        data, text = parse_toml(raw, path)
     try:
-        return parse_book(data, "user")
-    except BadInput as exc:
-        text = path.read_text(encoding="utf-8")
-        model = re.search(r"models\.'([^']*)'", str(exc))
-        line = _line_of(text, model.group(1)) if model else None
+        models, web = parse_book(data, "user")
+    except PriceError as exc:
+        line = locate(text, exc.model, exc.key)
         raise BadInput(f"{path}{f' line {line}' if line else ''}: {exc}") from None
+    return models, web, data
 
 
+@functools.cache
 def bundled() -> PriceBook:
+    """The prices shipped with cco (parsed once; callers never mutate a book)."""
     text = resources.files("indexer").joinpath("data/prices.toml").read_text(encoding="utf-8")
     models, web = parse_book(tomllib.loads(text), "bundled")
     return PriceBook(models, web if web is not None else DEFAULT_WEB_SEARCH_PER_1000)
 
 
-def load_book(user_path: Path | None) -> PriceBook:
-    """Bundled prices overlaid with the user's file; raises BadInput if the user's file is bad."""
+def load_book(user_path: Path | None, raw: bytes | None = None) -> PriceBook:
+    """Bundled prices overlaid with the user's file (or its bytes `raw`); BadInput if it is bad."""
     base = bundled()
     if user_path is None:
         return base
-    user, web = load_user(user_path)
+    user, web, _ = read_user(user_path, raw)
+    if not user and web is None:
+        return base
     return PriceBook({**base.models, **user}, web if web is not None else base.web_search_per_1000)
+
+
+# --- editing the user's file --------------------------------------------------------------------
+
+
+def price_table(price: ModelPrice) -> dict[str, float | str]:
+    """A price as the explicit key/values of a price file (every rate written out)."""
+    r = price.rates
+    out: dict[str, float | str] = {f: getattr(r, f) for f in RATE_FIELDS}
+    if price.long_context is not None:
+        out.update({LONG_CONTEXT_PREFIX + f: getattr(price.long_context, f) for f in RATE_FIELDS})
+    if price.fast_multiplier != 1.0:
+        out["fast_multiplier"] = price.fast_multiplier
+    if price.tier is not None:
+        out["tier"] = price.tier
+    return out
+
+
+def dump_user(models: dict[str, dict[str, Any]], web: float | None) -> str:
+    """TOML text for a user price file (tables in the given order, keys in MODEL_KEYS order)."""
+    parts = [_USER_HEADER]
+    if web is not None:
+        parts.append(f"web_search_per_1000 = {toml_value(web)}\n")
+    for model, table in models.items():
+        body = "".join(f"{k} = {toml_value(table[k])}\n" for k in MODEL_KEYS if k in table)
+        parts.append(f"[models.{toml_string(model)}]\n{body}")
+    return "\n".join(parts)
+
+
+def _save_user(path: Path, models: dict[str, dict[str, Any]], web: float | None) -> None:
+    text = dump_user(models, web)
+    parse_book(tomllib.loads(text), "user")  # never write what we could not read back
+    write_atomic(path, text)
+
+
+def update_user_price(path: Path, model: str, values: dict[str, Any]) -> ModelPrice:
+    """Set some keys of `model`'s user price (others keep the model's current price) and save.
+
+    `values` maps MODEL_KEYS to numbers or numeric strings (tier: a tier name). A model with no
+    price yet needs input and output. Nothing is written unless the whole file is valid.
+    """
+    model = model.strip()
+    if not model:
+        raise BadInput("the model id must not be empty")
+    unknown = sorted(set(values) - set(MODEL_KEYS))
+    if unknown:
+        raise BadInput(f"unknown price key {unknown[0]!r}")
+    _, web, data = read_user(path)
+    raw_models: dict[str, Any] = data.get("models", {})
+    tables = {m: dict(t) for m, t in raw_models.items()}
+    if model in tables:
+        table = tables[model]
+    elif model in bundled().models:
+        table = price_table(bundled().models[model])
+    else:
+        missing = [f for f in REQUIRED_FIELDS if f not in values]
+        if missing:
+            flags = " and ".join(f"--{f}" for f in missing)
+            raise BadInput(f"{model!r} has no price yet: {flags} {'is' if len(missing) == 1 else 'are'} required")
+        table = {}
+    for key, value in values.items():
+        if key == "tier":
+            if value not in TIERS:
+                raise BadInput(f"--tier must be one of {', '.join(TIERS)}, got {value!r}")
+            table[key] = value
+        else:
+            table[key] = check_rate(value, "--" + key.replace("_", "-"))
+    price = parse_model(model, table, "user")
+    tables[model] = table
+    _save_user(path, tables, web)
+    return price
+
+
+def shadowed_by(model: str, price: ModelPrice) -> list[str]:
+    """Bundled ids that a user price under `model` resembles but does not override.
+
+    Matching tries exact ids first, so a user entry for `claude-sonnet-4-5` leaves calls to
+    `claude-sonnet-4-5-20250929` at that id's bundled price: worth telling the user.
+    """
+    alone = PriceBook({model: price})
+    return [k for k in bundled().models if k != model and alone.match(k) is not None]
+
+
+def reset_user_price(path: Path, model: str | None = None) -> list[str]:
+    """Drop the user's price for `model` (all user prices when None); returns the models dropped."""
+    if model is None:
+        if not path.exists():
+            return []
+        try:
+            dropped = list(read_user(path)[0])
+        except BadInput:
+            dropped = []  # a broken file is removed too: that is how users get out of one
+        path.unlink()
+        return dropped
+    _, web, data = read_user(path)
+    tables = {m: dict(t) for m, t in data.get("models", {}).items()}
+    if model not in tables:
+        raise BadInput(f"no user price for {model!r} (see `cco config pricing list`)")
+    del tables[model]
+    _save_user(path, tables, web)
+    return [model]
 
 
 # --- SQL ----------------------------------------------------------------------------------------
@@ -187,25 +382,31 @@ WITH base AS (
             AS total_tokens,
         coalesce(p.has_lc AND c.input_tokens + c.cache_5m_tokens + c.cache_1h_tokens + c.cache_read_tokens
             > {LONG_CONTEXT_TOKENS}, false) AS long_context,
+        c.cache_read_tokens > 0 AS cache_hit,
         CASE WHEN c.fast THEN p.fast_mult ELSE 1.0 END AS _mult,
         p.web AS _web, p.p_in, p.p_out, p.p_w5m, p.p_w1h, p.p_read, p.l_in, p.l_out, p.l_w5m, p.l_w1h, p.l_read
     FROM calls c LEFT JOIN prices p USING (model)
     WHERE NOT c.replay
+), costed AS (
+    SELECT * EXCLUDE (_mult, _web, p_in, p_out, p_w5m, p_w1h, p_read, l_in, l_out, l_w5m, l_w1h, l_read),
+        CASE WHEN failed OR NOT priced THEN 0.0 ELSE
+            ((CASE WHEN long_context
+                THEN input_tokens * l_in + output_tokens * l_out + cache_5m_tokens * l_w5m
+                     + cache_1h_tokens * l_w1h + cache_read_tokens * l_read
+                ELSE input_tokens * p_in + output_tokens * p_out + cache_5m_tokens * p_w5m
+                     + cache_1h_tokens * p_w1h + cache_read_tokens * p_read
+              END) / 1e6 + web_searches * _web) * _mult
+        END AS cost_calculated,
+        -- the same call with every cache read and write priced as plain input
+        CASE WHEN failed OR NOT priced THEN 0.0 ELSE
+            (((input_tokens + cache_creation_tokens + cache_read_tokens)
+                * CASE WHEN long_context THEN l_in ELSE p_in END
+              + output_tokens * CASE WHEN long_context THEN l_out ELSE p_out END) / 1e6
+             + web_searches * _web) * _mult
+        END AS would_be_cost
+    FROM base
 )
-SELECT * EXCLUDE (_mult, _web, p_in, p_out, p_w5m, p_w1h, p_read, l_in, l_out, l_w5m, l_w1h, l_read),
-    CASE WHEN failed OR NOT priced THEN 0.0 ELSE
-        ((CASE WHEN long_context
-            THEN input_tokens * l_in + output_tokens * l_out + cache_5m_tokens * l_w5m
-                 + cache_1h_tokens * l_w1h + cache_read_tokens * l_read
-            ELSE input_tokens * p_in + output_tokens * p_out + cache_5m_tokens * p_w5m
-                 + cache_1h_tokens * p_w1h + cache_read_tokens * p_read
-          END) / 1e6 + web_searches * _web) * _mult
-    END AS cost_calculated,
-    CASE WHEN failed OR NOT priced THEN 0.0 ELSE
-        (((input_tokens + cache_creation_tokens + cache_read_tokens) * CASE WHEN long_context THEN l_in ELSE p_in END
-          + output_tokens * CASE WHEN long_context THEN l_out ELSE p_out END) / 1e6 + web_searches * _web) * _mult
-    END AS would_be_cost
-FROM base
+SELECT *, would_be_cost - cost_calculated AS cache_savings FROM costed
 """
 
 
@@ -221,8 +422,10 @@ def cost_expr(mode: str) -> str:
 
 
 def _price_row(model: str, book: PriceBook) -> tuple[Any, ...]:
-    price = book.match(model)
     web = book.web_search_per_1000 / 1000
+    if model == SYNTHETIC_MODEL:  # Claude Code's own notices: free, and not "unpriced"
+        return (model, None, "other", True, 1.0, 0.0, *([0.0] * 5), False, *([None] * 5))
+    price = book.match(model)
     if price is None:
         return (model, None, tier_of(model), False, 1.0, web, *([None] * 5), False, *([None] * 5))
     r, lc = price.rates, price.long_context
@@ -233,28 +436,38 @@ def _price_row(model: str, book: PriceBook) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models: bool = True) -> None:
-    """Make `prices` hold a row for every model in the index (all of them again when all_models)."""
+def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models: bool = True) -> bool:
+    """Make `prices` hold `book`'s row for every model in the index; True when a row changed.
+
+    Rows already in `prices` are always checked against `book` (a few rows, no scan), so a
+    changed book is applied either way; all_models=True also re-lists every model from `calls`
+    instead of only adding the ones not seen before. Runs in its own transaction.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
+        current = {r[0]: tuple(r) for r in con.execute(f"SELECT {', '.join(_PRICE_COLUMNS)} FROM prices").fetchall()}
         if all_models:
-            con.execute("DELETE FROM prices")
-        models = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT model FROM calls WHERE model NOT IN (SELECT model FROM prices)"
-            ).fetchall()
-        ]
-        if models:
+            models = [r[0] for r in con.execute("SELECT DISTINCT model FROM calls").fetchall()]
+        else:
+            new = con.execute("SELECT DISTINCT model FROM calls WHERE model NOT IN (SELECT model FROM prices)")
+            models = [*current, *(r[0] for r in new.fetchall())]
+        wanted = {m: _price_row(m, book) for m in models}
+        stale = [[m] for m, row in current.items() if wanted.get(m) != row]
+        fresh = [row for m, row in wanted.items() if current.get(m) != row]
+        if stale:
+            con.executemany("DELETE FROM prices WHERE model = ?", stale)
+        if fresh:
             placeholders = ", ".join("?" * len(_PRICE_COLUMNS))
-            con.executemany(f"INSERT INTO prices VALUES ({placeholders})", [_price_row(m, book) for m in models])
+            con.executemany(f"INSERT INTO prices VALUES ({placeholders})", fresh)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return bool(stale or fresh)
 
 
 def unpriced_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Models with no price and their call counts (failed calls cost 0 anyway and are left out)."""
     rows = con.execute(
         "SELECT model, count(*) FROM priced_calls WHERE NOT priced AND NOT failed GROUP BY model ORDER BY model"
     ).fetchall()
