@@ -1,0 +1,414 @@
+"""Live metrics over the index: time windows, tiers, recent calls, projects and models.
+
+The idea: two kinds of numbers. Window numbers (the last 1, 5 or 10 minutes before `now`) read
+only the few calls inside the window, so they are computed on every request. All-time numbers
+(per project, per model, per tier) need a scan of every call; they depend on the index content
+only, so one GROUPING SETS query computes them all and a `Memo` keeps the result until the index
+changes (`index_version`: a cheap fingerprint of the files, calls and prices tables). Every number
+reads `priced_calls`, so it agrees with `cco index status` and the snapshot.
+
+Conventions: `now` is passed in (tz-aware); the index stores naive UTC timestamps; responses carry
+ISO-8601 UTC strings with milliseconds and a `Z`. `tokens_in` counts every prompt token (input +
+cache writes + cache reads), `tokens_out` the output tokens, so in + out = total_tokens.
+Cache hit rate = cache-read tokens / prompt tokens (None when there were no prompt tokens).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+import duckdb
+
+from indexer.pricing import cost_expr
+from schemas.pricing import TIERS
+
+WINDOWS: dict[str, int] = {"1m": 60, "5m": 300, "10m": 600}  # name -> seconds
+RECENT_DEFAULT = 20
+RECENT_MAX = 1000
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+
+def db_time(dt: datetime) -> datetime:
+    """A tz-aware instant as the index stores it: naive UTC."""
+    if dt.tzinfo is None:
+        raise ValueError("expected a timezone-aware datetime")
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def iso_utc(ts: datetime | None) -> str | None:
+    """Index timestamp (naive UTC) or aware instant -> '2026-02-10T22:57:57.941Z'."""
+    if ts is None:
+        return None
+    aware = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return aware.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- the all-time memo --------------------------------------------------------------------------
+
+_VERSION = """
+SELECT (SELECT count(*) FROM calls), max(ingested_at), coalesce(sum("offset"), 0) + coalesce(sum(lines), 0),
+       count(*), (SELECT coalesce(sum(hash(p)), 0) FROM prices p)
+FROM files
+"""
+
+
+def index_version(con: duckdb.DuckDBPyConnection) -> Row:
+    """A fingerprint that changes whenever a commit or a price change can change a total.
+
+    Every store commit rewrites the state (offset, lines, ingested_at) of each file it read, and
+    `apply_prices` rewrites `prices`; a few milliseconds even with a million calls.
+    """
+    return tuple(con.execute(_VERSION).fetchone() or ())
+
+
+class Memo:
+    """Results that depend only on the index content, kept until `index_version` changes.
+
+    Thread-safe (routes run queries in a thread pool); one computation at a time, so a burst of
+    requests after a commit computes an aggregate once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: Row | None = None
+        self._values: dict[Hashable, object] = {}
+
+    def get(self, con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
+        version = index_version(con)
+        with self._lock:
+            if version != self._version:
+                self._version, self._values = version, {}
+            if key not in self._values:
+                self._values[key] = compute()
+            return cast(T, self._values[key])
+
+
+def memoized(memo: Memo | None, con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
+    return compute() if memo is None else memo.get(con, key, compute)
+
+
+# --- aggregates ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agg:
+    """Sums over a set of priced calls (cost in the chosen cost mode)."""
+
+    calls: int = 0
+    errors: int = 0
+    cost: float = 0.0
+    tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    savings: float = 0.0
+    latency_sum: float = 0.0
+    latency_n: int = 0
+    last: datetime | None = None
+    p95_latency: float | None = None
+
+    @property
+    def tokens_in(self) -> int:
+        return self.input_tokens + self.cache_creation_tokens + self.cache_read_tokens
+
+    @property
+    def avg_latency(self) -> float | None:
+        return self.latency_sum / self.latency_n if self.latency_n else None
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return self.cache_read_tokens / self.tokens_in if self.tokens_in else None
+
+
+# Columns of an Agg (without p95), in order, over rows that have a `cost` column.
+AGG_SQL = """
+count(*), count(*) FILTER (WHERE failed), coalesce(sum(cost), 0), coalesce(sum(total_tokens), 0),
+coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_creation_tokens), 0),
+coalesce(sum(cache_read_tokens), 0), coalesce(sum(would_be_cost - cost_calculated), 0),
+coalesce(sum(latency_ms), 0), count(latency_ms), max(ts)
+"""
+_AGG_WIDTH = 12
+
+
+def agg_of(values: Sequence[Any], p95: Any = None) -> Agg:
+    c, e, cost, tok, inp, out, cw, cr, sav, lsum, ln, last = values
+    return Agg(
+        int(c), int(e), float(cost), int(tok), int(inp), int(out), int(cw), int(cr), float(sav),
+        float(lsum), int(ln), last, None if p95 is None else float(p95),
+    )  # fmt: skip
+
+
+def priced(mode: str, where: str = "") -> str:
+    """priced_calls with a `cost` column for `mode`, optionally filtered."""
+    return f"(SELECT *, {cost_expr(mode)} AS cost FROM priced_calls {where})"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """All-time aggregates, by project, by model (with its tier) and by tier."""
+
+    overall: Agg
+    projects: dict[str, Agg]
+    models: dict[str, tuple[str, Agg]]  # model -> (tier, agg)
+    tiers: dict[str, Agg]
+
+
+def _totals(con: duckdb.DuckDBPyConnection, mode: str) -> Totals:
+    rows = con.execute(
+        f"""
+        SELECT grouping(project), grouping(model), grouping(tier), project, model, tier, {AGG_SQL}
+        FROM {priced(mode)}
+        GROUP BY GROUPING SETS ((project), (tier, model), (tier), ())
+        """
+    ).fetchall()
+    overall = Agg()
+    projects: dict[str, Agg] = {}
+    models: dict[str, tuple[str, Agg]] = {}
+    tiers: dict[str, Agg] = {}
+    for g_project, g_model, g_tier, project, model, tier, *values in rows:
+        agg = agg_of(values)
+        if not g_project:
+            projects[project] = agg
+        elif not g_model:
+            models[model] = (tier, agg)
+        elif not g_tier:
+            tiers[tier] = agg
+        else:
+            overall = agg
+    return Totals(overall, projects, models, tiers)
+
+
+def totals(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> Totals:
+    """All-time aggregates (memoized until the index changes when `memo` is given)."""
+    cost_expr(mode)  # validate before caching anything
+    return memoized(memo, con, ("totals", mode), lambda: _totals(con, mode))
+
+
+# --- windows ------------------------------------------------------------------------------------
+
+
+def _window_aggs(
+    con: duckdb.DuckDBPyConnection, now: datetime, names: Sequence[str], mode: str
+) -> dict[str, tuple[Agg, dict[str, Agg]]]:
+    """For each window name: (all calls, per tier), calls with now - window < ts <= now."""
+    end = db_time(now)
+    starts = {name: end - timedelta(seconds=WINDOWS[name]) for name in names}
+    values = ", ".join("(?, ?::TIMESTAMP)" for _ in names)
+    params: list[Any] = [min(starts.values()), end]
+    for name in names:
+        params += [name, starts[name]]
+    rows = con.execute(
+        f"""
+        SELECT w.name, grouping(tier), tier, {AGG_SQL}, quantile_cont(latency_ms, 0.95)
+        FROM {priced(mode, "WHERE ts > ? AND ts <= ?")} c
+        JOIN (VALUES {values}) w(name, start) ON c.ts > w.start
+        GROUP BY GROUPING SETS ((w.name, tier), (w.name))
+        """,
+        params,
+    ).fetchall()
+    out: dict[str, tuple[Agg, dict[str, Agg]]] = {name: (Agg(), {}) for name in names}
+    for name, g_tier, tier, *values_ in rows:
+        agg = agg_of(values_[:_AGG_WIDTH], values_[_AGG_WIDTH])
+        tiers = out[name][1]
+        if g_tier:
+            out[name] = (agg, tiers)
+        else:
+            tiers[tier] = agg
+    return out
+
+
+def _round(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def tier_json(agg: Agg, seconds: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "calls": agg.calls,
+        "failed_calls": agg.errors,
+        "cost_usd": _round(agg.cost),
+        "tokens_in": agg.tokens_in,
+        "tokens_out": agg.output_tokens,
+        "cache_savings_usd": _round(agg.savings),
+        "avg_latency_ms": _round(agg.avg_latency, 1),
+        "p95_latency_ms": _round(agg.p95_latency, 1),
+    }
+    if seconds is not None:
+        out["calls_per_minute"] = _round(agg.calls * 60 / seconds, 3)
+        out["cost_per_minute_usd"] = _round(agg.cost * 60 / seconds)
+    return out
+
+
+def _window_json(name: str, now: datetime, overall: Agg, tiers: dict[str, Agg]) -> dict[str, Any]:
+    seconds = WINDOWS[name]
+    return {
+        "window": name,
+        "from": iso_utc(now - timedelta(seconds=seconds)),
+        "to": iso_utc(now),
+        "total_calls": overall.calls,
+        "failed_calls": overall.errors,
+        "total_cost_usd": _round(overall.cost),
+        "total_tokens_in": overall.tokens_in,
+        "total_tokens_out": overall.output_tokens,
+        "cache_savings_usd": _round(overall.savings),
+        "avg_latency_ms": _round(overall.avg_latency, 1),
+        "p95_latency_ms": _round(overall.p95_latency, 1),
+        "calls_per_minute": _round(overall.calls * 60 / seconds, 3),
+        "cost_per_minute_usd": _round(overall.cost * 60 / seconds),
+        "tiers": {t: tier_json(tiers.get(t, Agg())) for t in TIERS},
+    }
+
+
+def window_stats(con: duckdb.DuckDBPyConnection, *, now: datetime, window: str, mode: str = "auto") -> dict[str, Any]:
+    """GET /api/metrics/stats: one window's totals and per-tier metrics."""
+    overall, tiers = _window_aggs(con, now, [window], mode)[window]
+    return _window_json(window, now, overall, tiers)
+
+
+def realtime(con: duckdb.DuckDBPyConnection, *, now: datetime, mode: str = "auto") -> dict[str, Any]:
+    """GET /api/metrics/realtime: every window at once (one query)."""
+    aggs = _window_aggs(con, now, list(WINDOWS), mode)
+    return {
+        "timestamp": iso_utc(now),
+        "windows": {name: _window_json(name, now, *aggs[name]) for name in WINDOWS},
+    }
+
+
+def tier_detail(
+    con: duckdb.DuckDBPyConnection, tier: str, *, now: datetime, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, Any]:
+    """GET /api/metrics/tiers/{tier}: the tier in every window, all time, and its models."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}")
+    aggs = _window_aggs(con, now, list(WINDOWS), mode)
+    tot = totals(con, mode, memo)
+    all_time = tot.tiers.get(tier, Agg())
+    return {
+        "tier": tier,
+        "timestamp": iso_utc(now),
+        "windows": {name: tier_json(aggs[name][1].get(tier, Agg()), WINDOWS[name]) for name in WINDOWS},
+        "all_time": {**tier_json(all_time), "last_activity": iso_utc(all_time.last)},
+        "models": sorted(m for m, (t, _) in tot.models.items() if t == tier),
+    }
+
+
+# --- recent calls -------------------------------------------------------------------------------
+
+_CALL_COLUMNS = """key, ts, model, tier, project, session, sidechain, failed, input_tokens, output_tokens,
+cache_creation_tokens, cache_read_tokens, total_tokens, cost, would_be_cost - cost_calculated, latency_ms, error"""
+
+
+def call_id(key: int) -> str:
+    return f"{key & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+def newest_keys(
+    con: duckdb.DuckDBPyConnection, n: int, where: str = "", params: Sequence[Any] = ()
+) -> tuple[list[int], datetime | None]:
+    """Keys of the `n` newest counted calls matching `where` (over `calls`), and the oldest ts among them.
+
+    Ordering reads only two raw columns (no pricing), which keeps a top-N over a million calls cheap.
+    """
+    rows = con.execute(
+        f"SELECT key, ts FROM calls WHERE NOT replay {where} ORDER BY ts DESC, key LIMIT ?", [*params, n]
+    ).fetchall()
+    return [r[0] for r in rows], (rows[-1][1] if rows else None)
+
+
+def priced_rows(con: duckdb.DuckDBPyConnection, keys: list[int], oldest: datetime | None, mode: str) -> list[Row]:
+    """`_CALL_COLUMNS` of the calls with these keys, newest first."""
+    if not keys:
+        return []
+    return con.execute(
+        f"SELECT {_CALL_COLUMNS} FROM {priced(mode, 'WHERE ts >= ? AND key IN (SELECT unnest(?))')} "
+        "ORDER BY ts DESC, key",
+        [oldest, keys],
+    ).fetchall()
+
+
+def recent_calls(con: duckdb.DuckDBPyConnection, *, limit: int = RECENT_DEFAULT, mode: str = "auto") -> dict[str, Any]:
+    """GET /api/metrics/recent: the newest calls, newest first."""
+    keys, oldest = newest_keys(con, limit)
+    calls = []
+    for row in priced_rows(con, keys, oldest, mode):
+        key, ts, model, tier, project, session, side, failed, inp, out, cw, cr, tok, cost, sav, lat, err = row
+        calls.append(
+            {
+                "id": call_id(key),
+                "timestamp": iso_utc(ts),
+                "model": model,
+                "tier": tier,
+                "project": project,
+                "session": session,
+                "sidechain": side,
+                "failed": failed,
+                "input_tokens": inp,
+                "output_tokens": out,
+                "cache_creation_tokens": cw,
+                "cache_read_tokens": cr,
+                "total_tokens": tok,
+                "cost_usd": _round(cost),
+                "cache_savings_usd": _round(sav),
+                "latency_ms": lat,
+                "error": err,
+            }
+        )
+    return {"calls": calls}
+
+
+# --- projects and models ------------------------------------------------------------------------
+
+
+def _entity(agg: Agg) -> dict[str, Any]:
+    return {
+        "cost": _round(agg.cost),
+        "tokens": agg.tokens,
+        "calls": agg.calls,
+        "errors": agg.errors,
+        "cacheHitRate": _round(agg.cache_hit_rate, 4),
+        "avgLatency": _round(agg.avg_latency, 1),
+        "lastActivity": iso_utc(agg.last),
+    }
+
+
+def project_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Memo | None = None) -> dict[str, Any]:
+    """GET /api/metrics/projects: every project, most recently active first."""
+    tot = totals(con, mode, memo)
+    ordered = sorted(tot.projects.items(), key=lambda kv: (kv[1].last or datetime.min, kv[0]), reverse=True)
+    return {"projects": [{"name": name, **_entity(agg)} for name, agg in ordered]}
+
+
+def model_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Memo | None = None) -> dict[str, Any]:
+    """GET /api/metrics/models: every model id as transcripts spell it, most requests first.
+
+    API error notices are written by Claude Code under the model id `<synthetic>`, so their
+    errors are counted on that row.
+    """
+    tot = totals(con, mode, memo)
+    ordered = sorted(tot.models.items(), key=lambda kv: (-kv[1][1].calls, kv[0]))
+    out = []
+    for model, (tier, agg) in ordered:
+        entity = _entity(agg)
+        out.append(
+            {
+                "model": model,
+                "tier": tier,
+                "requests": agg.calls,
+                "cost": entity["cost"],
+                "tokens": agg.tokens,
+                "cacheHitRate": entity["cacheHitRate"],
+                "avgLatency": entity["avgLatency"],
+                "errors": agg.errors,
+                "lastActivity": entity["lastActivity"],
+            }
+        )
+    return {"models": out}
