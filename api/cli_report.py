@@ -8,6 +8,7 @@ validated before anything is opened, and the indexer modules are imported only w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -242,11 +243,18 @@ def _usd(value: float) -> str:
 
 
 def _short_model(name: str) -> str:
-    return name.removeprefix("claude-")
+    return re.sub(r"-\d{8}$", "", name.removeprefix("claude-"))
+
+
+def _numbers(d: dict[str, Any], cost_key: str, compact: bool) -> list[str]:
+    total = d["inputTokens"] + d["outputTokens"] + d["cacheCreationTokens"] + d["cacheReadTokens"]
+    cache = [] if compact else [_n(d["cacheCreationTokens"]), _n(d["cacheReadTokens"])]
+    return [_n(d["inputTokens"]), _n(d["outputTokens"]), *cache, _n(total), _usd(d[cost_key])]
 
 
 def render_period(kind: str, data: dict[str, Any], *, breakdown: bool, timezone: str) -> None:
-    """A rich table per report (one per project with --instances), totals last."""
+    """A rich table per report (one per project with --instances), totals last; no cache columns when narrow."""
+    from rich import box
     from rich.table import Table
 
     key = {"daily": "date", "weekly": "week", "monthly": "month", "session": "sessionId"}[kind]
@@ -255,69 +263,43 @@ def render_period(kind: str, data: dict[str, Any], *, breakdown: bool, timezone:
     if not any(groups.values()):
         console.print("No usage in the index for this report.", highlight=False)
         return
+    compact = console.width < (120 if kind == "session" else 100)
+    session = kind == "session"
     title = f"cco {kind} report ({timezone})"
     for project, rows in groups.items():
-        table = Table(title=f"{title}: {project}" if project else title, show_footer=False)
+        table = Table(title=f"{title}: {project}" if project else title, box=box.SIMPLE_HEAD)
         table.add_column(_TITLES[kind], no_wrap=True)
-        if kind == "session":
-            table.add_column("Project", overflow="fold", max_width=24)
-            table.add_column("Last activity", no_wrap=True)
+        if session:
+            if not compact:
+                table.add_column("Project", overflow="fold", max_width=32)
+            table.add_column("Last", no_wrap=True)
         table.add_column("Models", overflow="fold")
-        for name in ("Input", "Output", "Cache create", "Cache read", "Total tokens", "Cost (USD)"):
+        names = (
+            ["Input", "Output", "Tokens", "USD"]
+            if compact
+            else ["Input", "Output", "Cache W", "Cache R", "Tokens", "USD"]
+        )
+        for name in names:
             table.add_column(name, justify="right", no_wrap=True)
-        pad = ["", ""] if kind == "session" else []
+        pad = ([""] if compact else ["", ""]) if session else []
         for row in rows:
-            lead = [str(row[key])[:8] if kind == "session" else str(row[key])]
-            if kind == "session":
-                lead += [row.get("projectPath", ""), str(row.get("lastActivity", ""))[:16].replace("T", " ")]
-            table.add_row(
-                *lead,
-                "\n".join(_short_model(m) for m in row["modelsUsed"]),
-                _n(row["inputTokens"]),
-                _n(row["outputTokens"]),
-                _n(row["cacheCreationTokens"]),
-                _n(row["cacheReadTokens"]),
-                _n(row["totalTokens"]),
-                _usd(row["totalCost"]),
-            )
+            lead = [str(row[key])[:8]] if session else [str(row[key])]
+            if session:
+                lead += [] if compact else [row.get("projectPath", "")]
+                lead.append(str(row.get("lastActivity", ""))[:10])
+            models = "\n".join(_short_model(m) for m in row["modelsUsed"])
+            table.add_row(*lead, models, *_numbers(row, "totalCost", compact))
             if breakdown:
                 for m in row["modelBreakdowns"]:
-                    total = m["inputTokens"] + m["outputTokens"] + m["cacheCreationTokens"] + m["cacheReadTokens"]
-                    table.add_row(
-                        "",
-                        *pad,
-                        f"  └ {_short_model(m['modelName'])}",
-                        _n(m["inputTokens"]),
-                        _n(m["outputTokens"]),
-                        _n(m["cacheCreationTokens"]),
-                        _n(m["cacheReadTokens"]),
-                        _n(total),
-                        _usd(m["cost"]),
-                        style="dim",
-                    )
+                    cells = _numbers(m, "cost", compact)
+                    table.add_row("", *pad, f"└ {_short_model(m['modelName'])}", *cells, style="dim")
         if len(groups) == 1:
-            t = data["totals"]
             table.add_section()
-            table.add_row(
-                "Total",
-                *pad,
-                "",
-                _n(t["inputTokens"]),
-                _n(t["outputTokens"]),
-                _n(t["cacheCreationTokens"]),
-                _n(t["cacheReadTokens"]),
-                _n(t["totalTokens"]),
-                _usd(t["totalCost"]),
-                style="bold",
-            )
+            table.add_row("Total", *pad, "", *_numbers(data["totals"], "totalCost", compact), style="bold")
         console.print(table)
     if len(groups) > 1:
         t = data["totals"]
-        console.print(
-            f"Total: {_n(t['totalTokens'])} tokens, {_usd(t['totalCost'])}",
-            style="bold",
-            highlight=False,
-        )
+        console.print(f"Total: {_n(t['totalTokens'])} tokens, {_usd(t['totalCost'])}", style="bold", highlight=False)
 
 
 def _local(iso: str) -> str:
