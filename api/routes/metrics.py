@@ -1,0 +1,198 @@
+"""`GET /api/metrics/*`: live windows, tiers, recent calls, projects, models, current activity, feed.
+
+The idea: a route only parses its query string (a bad value is a 400 whose JSON `error` says
+which parameter and why) and hands a query function from indexer/metrics.py or
+indexer/activity.py to the thread pool, with a fresh read cursor, so DuckDB never blocks the
+event loop. One `Memo` per app keeps the all-time aggregates between index commits.
+Dates (`from`, `to`) are ISO-8601; without a zone they are UTC; a bare date `to` includes that
+day. `from` is inclusive, `to` exclusive. `mode` (auto|calculate|display) overrides the cost mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from api.context import AppContext
+from indexer.activity import ACTIVITY_DEFAULT, ACTIVITY_MAX, EVENT_TYPES, ActivityQuery, activity, current
+from indexer.errors import BadInput
+from indexer.metrics import (
+    RECENT_DEFAULT,
+    RECENT_MAX,
+    WINDOWS,
+    Memo,
+    model_stats,
+    project_stats,
+    realtime,
+    recent_calls,
+    tier_detail,
+    window_stats,
+)
+from schemas.pricing import COST_MODES, TIERS
+
+DEFAULT_WINDOW = "1m"
+MAX_OFFSET = 1_000_000_000
+
+Query = Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]
+
+
+class BadParam(Exception):
+    """A query parameter that cannot be used; the message says which and why."""
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+def _error(message: str, status_code: int = 400) -> Response:
+    return json_response({"error": message}, status_code)
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadParam(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParam(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def instant_param(request: Request, name: str, *, end: bool = False) -> datetime | None:
+    """An ISO-8601 date or date-time; naive means UTC; a bare date `end` means the next midnight."""
+    raw = request.query_params.get(name)
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadParam(
+            f"{name} must be an ISO-8601 date or date-time (e.g. 2026-02-10T22:57:57Z), got {raw!r}"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def mode_param(request: Request, ctx: AppContext) -> str:
+    mode = request.query_params.get("mode") or ctx.cost_mode
+    if mode not in COST_MODES:
+        raise BadParam(f"mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
+    return mode
+
+
+def types_param(request: Request) -> frozenset[str]:
+    raw = request.query_params.get("type")
+    if raw is None or not raw.strip():
+        return frozenset(EVENT_TYPES)
+    types = {t.strip() for t in raw.split(",") if t.strip()}
+    unknown = sorted(types - set(EVENT_TYPES))
+    if unknown:
+        raise BadParam(f"type must be one or more (comma-separated) of {', '.join(EVENT_TYPES)}, got {unknown[0]!r}")
+    return frozenset(types)
+
+
+def routes(ctx: AppContext) -> list[BaseRoute]:
+    """The /api/metrics/* routes over the service's index (health lives with the runtime)."""
+    memo = Memo()
+
+    def endpoint(parse: Callable[[Request], Query]) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            try:
+                query = parse(request)
+            except (BadParam, BadInput) as exc:
+                return _error(str(exc))
+
+            def run() -> dict[str, Any]:
+                cur = ctx.reader()
+                try:
+                    return query(cur)
+                finally:
+                    cur.close()
+
+            return json_response(await run_in_threadpool(run))
+
+        return handle
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def stats(request: Request) -> Query:
+        window = request.query_params.get("window") or DEFAULT_WINDOW
+        if window not in WINDOWS:
+            raise BadParam(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+        mode = mode_param(request, ctx)
+        return lambda con: window_stats(con, now=now(), window=window, mode=mode)
+
+    def live(request: Request) -> Query:
+        mode = mode_param(request, ctx)
+        return lambda con: realtime(con, now=now(), mode=mode)
+
+    async def tier(request: Request) -> Response:
+        name = request.path_params["tier"]
+        if name not in TIERS:
+            return _error(f"unknown tier {name!r}; use one of {', '.join(TIERS)}", 404)
+
+        def parse(request: Request) -> Query:
+            mode = mode_param(request, ctx)
+            return lambda con: tier_detail(con, name, now=now(), mode=mode, memo=memo)
+
+        return await endpoint(parse)(request)
+
+    def recent(request: Request) -> Query:
+        limit = int_param(request, "limit", RECENT_DEFAULT, 1, RECENT_MAX)
+        mode = mode_param(request, ctx)
+        return lambda con: recent_calls(con, limit=limit, mode=mode)
+
+    def now_doing(request: Request) -> Query:
+        mode = mode_param(request, ctx)
+        return lambda con: current(con, machine=ctx.machine, mode=mode, memo=memo)
+
+    def projects(request: Request) -> Query:
+        mode = mode_param(request, ctx)
+        return lambda con: project_stats(con, mode=mode, memo=memo)
+
+    def models(request: Request) -> Query:
+        mode = mode_param(request, ctx)
+        return lambda con: model_stats(con, mode=mode, memo=memo)
+
+    def feed(request: Request) -> Query:
+        start = instant_param(request, "from")
+        end = instant_param(request, "to", end=True)
+        if start is not None and end is not None and start > end:
+            raise BadParam("from must not be after to")
+        query = ActivityQuery(
+            limit=int_param(request, "limit", ACTIVITY_DEFAULT, 1, ACTIVITY_MAX),
+            offset=int_param(request, "offset", 0, 0, MAX_OFFSET),
+            types=types_param(request),
+            project=request.query_params.get("project") or None,
+            start=start,
+            end=end,
+        )
+        mode = mode_param(request, ctx)
+        return lambda con: activity(con, query, mode=mode, memo=memo)
+
+    return [
+        Route("/api/metrics/stats", endpoint(stats), methods=["GET"]),
+        Route("/api/metrics/realtime", endpoint(live), methods=["GET"]),
+        Route("/api/metrics/tiers/{tier}", tier, methods=["GET"]),
+        Route("/api/metrics/recent", endpoint(recent), methods=["GET"]),
+        Route("/api/metrics/current", endpoint(now_doing), methods=["GET"]),
+        Route("/api/metrics/projects", endpoint(projects), methods=["GET"]),
+        Route("/api/metrics/models", endpoint(models), methods=["GET"]),
+        Route("/api/metrics/activity", endpoint(feed), methods=["GET"]),
+    ]

@@ -1,0 +1,234 @@
+"""The activity feed: calls, errors, model switches and compactions as one newest-first stream.
+
+Event types. Every counted call is exactly one event: `error` (an API error notice,
+isApiErrorMessage; its text, cut to 200 characters at parse time), else `cache_hit` (it read
+cached prompt tokens; carries `savings`), else `api_call`. `model_override`: a main-chain call
+whose model differs from the previous main-chain call of its session (subagent calls and error
+notices are left out: a subagent running on another model is not a switch). `compaction`: a
+`compact_boundary` line (events table), with its trigger and pre-compaction token count.
+
+The idea: a page is a merge of three sources, each asked only for its `offset + limit` newest
+rows. Calls are ordered by two raw columns of `calls` (cheap even with a million rows) and
+priced only for the page; model switches need a window function over every call, so their list
+is memoized until the index changes; compactions are few. Ties on the timestamp are broken by
+source (switch, call, compaction) and then by key, so pages are stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import orjson
+
+from indexer.metrics import Memo, Row, call_id, db_time, iso_utc, memoized, priced_rows
+
+EVENT_TYPES = ("api_call", "cache_hit", "error", "model_override", "compaction")
+CALL_TYPES = {
+    "error": "failed",
+    "cache_hit": "(NOT failed AND cache_read_tokens > 0)",
+    "api_call": "(NOT failed AND cache_read_tokens = 0)",
+}
+ACTIVITY_DEFAULT = 50
+ACTIVITY_MAX = 1000
+_RANK = {"model_override": 0, "call": 1, "compaction": 2}
+
+
+@dataclass(frozen=True)
+class ActivityQuery:
+    """Filters and paging; `start` is inclusive and `end` exclusive (aware instants)."""
+
+    limit: int = ACTIVITY_DEFAULT
+    offset: int = 0
+    types: frozenset[str] = field(default_factory=lambda: frozenset(EVENT_TYPES))
+    project: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """SQL conditions on project and time (for `calls` and `events`), with parameters."""
+        sql, params = "", list[Any]()
+        if self.project is not None:
+            sql += " AND project = ?"
+            params.append(self.project)
+        if self.start is not None:
+            sql += " AND ts >= ?"
+            params.append(db_time(self.start))
+        if self.end is not None:
+            sql += " AND ts < ?"
+            params.append(db_time(self.end))
+        return sql, params
+
+    def admits(self, ts: datetime, project: str) -> bool:
+        """The same conditions as `where`, for rows held in memory (naive UTC ts)."""
+        return (
+            (self.project is None or project == self.project)
+            and (self.start is None or ts >= db_time(self.start))
+            and (self.end is None or ts < db_time(self.end))
+        )
+
+
+# (ts, key, session, project, model, previous model), newest first
+Override = tuple[datetime, int, str, str, str, str]
+
+_OVERRIDES = """
+WITH main AS (
+    SELECT key, ts, session, project, model FROM calls WHERE NOT replay AND NOT sidechain AND NOT failed
+), switching AS (
+    SELECT session FROM main GROUP BY session HAVING count(DISTINCT model) > 1
+)
+SELECT ts, key, session, project, model, prev FROM (
+    SELECT *, lag(model) OVER (PARTITION BY session ORDER BY ts, key) AS prev
+    FROM main WHERE session IN (SELECT session FROM switching)
+)
+WHERE prev IS NOT NULL AND prev <> model
+ORDER BY ts DESC, key
+"""
+
+
+def model_overrides(con: duckdb.DuckDBPyConnection, memo: Memo | None = None) -> list[Override]:
+    """Every model switch in the index, newest first (memoized until the index changes)."""
+
+    def compute() -> list[Override]:
+        return [tuple(r) for r in con.execute(_OVERRIDES).fetchall()]
+
+    return memoized(memo, con, "model_overrides", compute)
+
+
+def _call_filter(types: Iterable[str]) -> str | None:
+    conds = [CALL_TYPES[t] for t in EVENT_TYPES if t in CALL_TYPES and t in types]
+    if not conds:
+        return None
+    return "" if len(conds) == len(CALL_TYPES) else f" AND ({' OR '.join(conds)})"
+
+
+def _hex_id(kind: str, key: int) -> str:
+    return f"{kind}-{call_id(key)}"
+
+
+def _call_event(row: Row) -> dict[str, Any]:
+    key, ts, model, tier, project, session, side, failed, inp, out, cw, cr, tok, cost, sav, lat, err = row
+    kind = "error" if failed else "cache_hit" if cr > 0 else "api_call"
+    event: dict[str, Any] = {
+        "id": _hex_id("call", key),
+        "type": kind,
+        "timestamp": iso_utc(ts),
+        "project": project,
+        "session": session,
+        "model": model,
+        "tier": tier,
+        "sidechain": side,
+        "inputTokens": inp,
+        "outputTokens": out,
+        "cacheCreationTokens": cw,
+        "cacheReadTokens": cr,
+        "tokens": tok,
+        "cost": round(cost, 6),
+        "latencyMs": lat,
+    }
+    if kind == "cache_hit":
+        event["savings"] = round(sav, 6)
+    if kind == "error":
+        event["error"] = err
+    return event
+
+
+def _override_event(o: Override) -> dict[str, Any]:
+    ts, key, session, project, model, prev = o
+    return {
+        "id": _hex_id("model_override", key),
+        "type": "model_override",
+        "timestamp": iso_utc(ts),
+        "project": project,
+        "session": session,
+        "model": model,
+        "previousModel": prev,
+    }
+
+
+def _compaction_event(key: int, ts: datetime, session: str, project: str, detail: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if detail:
+        try:
+            loaded = orjson.loads(detail)
+        except orjson.JSONDecodeError:
+            loaded = {}
+        meta = loaded if isinstance(loaded, dict) else {}
+    return {
+        "id": _hex_id("compaction", key),
+        "type": "compaction",
+        "timestamp": iso_utc(ts),
+        "project": project,
+        "session": session,
+        "trigger": meta.get("trigger"),
+        "preTokens": meta.get("preTokens"),
+    }
+
+
+def activity(
+    con: duckdb.DuckDBPyConnection, query: ActivityQuery, *, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, Any]:
+    """GET /api/metrics/activity: {events, total, hasMore}, newest first."""
+    need = query.offset + query.limit
+    where, params = query.where()
+    total = 0
+    # Candidates: (ts, source rank, key, payload)
+    candidates: list[tuple[datetime, int, int, Any]] = []
+
+    call_where = _call_filter(query.types)
+    if call_where is not None:
+        sql = f"NOT replay{call_where}{where}"
+        total += (con.execute(f"SELECT count(*) FROM calls WHERE {sql}", params).fetchone() or (0,))[0]
+        if need:
+            rows = con.execute(
+                f"SELECT ts, key FROM calls WHERE {sql} ORDER BY ts DESC, key LIMIT ?", [*params, need]
+            ).fetchall()
+            candidates += [(ts, _RANK["call"], key, None) for ts, key in rows]
+
+    if "model_override" in query.types:
+        overrides = [o for o in model_overrides(con, memo) if query.admits(o[0], o[3])]
+        total += len(overrides)
+        candidates += [(o[0], _RANK["model_override"], o[1], o) for o in overrides[:need]]
+
+    if "compaction" in query.types:
+        sql = f"kind = 'compaction'{where}"
+        total += (con.execute(f"SELECT count(*) FROM events WHERE {sql}", params).fetchone() or (0,))[0]
+        if need:
+            rows = con.execute(
+                f"SELECT ts, key, session, project, detail FROM events WHERE {sql} ORDER BY ts DESC, key LIMIT ?",
+                [*params, need],
+            ).fetchall()
+            candidates += [(r[0], _RANK["compaction"], r[1], r) for r in rows]
+
+    candidates.sort(key=lambda c: (c[1], c[2]))
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    page = candidates[query.offset : need]
+
+    call_keys = [c[2] for c in page if c[1] == _RANK["call"]]
+    oldest = min((c[0] for c in page if c[1] == _RANK["call"]), default=None)
+    priced = {row[0]: row for row in priced_rows(con, call_keys, oldest, mode)}
+    events: list[dict[str, Any]] = []
+    for _ts, rank, key, payload in page:
+        if rank == _RANK["call"]:
+            if key in priced:  # always, unless the call changed between the two reads
+                events.append(_call_event(priced[key]))
+        elif rank == _RANK["model_override"]:
+            events.append(_override_event(payload))
+        else:
+            events.append(_compaction_event(payload[1], payload[0], payload[2], payload[3], payload[4]))
+    return {"events": events, "total": total, "hasMore": need < total}
+
+
+def current(
+    con: duckdb.DuckDBPyConnection, *, machine: str, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, Any]:
+    """GET /api/metrics/current: the newest activity event, its project, and this machine.
+
+    `activity` is that event (the shape of an /api/metrics/activity event), None on an empty index.
+    """
+    events = activity(con, ActivityQuery(limit=1), mode=mode, memo=memo)["events"]
+    latest = events[0] if events else None
+    return {"project": latest["project"] if latest else None, "machine": machine, "activity": latest}
