@@ -27,6 +27,7 @@ ERROR_TEXT_LIMIT = 200
 _NEEDLES = (b'"usage"', b"compact_boundary", b"isApiErrorMessage")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
+_JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
 _BLANK = re.compile(rb"[ \t\r]*")
 _USAGE_INTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
@@ -135,7 +136,7 @@ def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
     try:
         obj = orjson.loads(memoryview(data)[start:end])
     except orjson.JSONDecodeError as exc:
-        reason = str(exc).split(":")[0]
+        reason = _JSON_WHERE.sub("", str(exc))
         raise Rejected(f"invalid JSON ({reason})") from None
     if not isinstance(obj, dict):
         raise Rejected("line is not a JSON object")
@@ -269,11 +270,11 @@ def merge_calls(a: CallRow, b: CallRow) -> CallRow:
     """Two rows of one call identity -> one, independent of order.
 
     Usage fields take their maximum (streamed lines repeat a growing snapshot), the timestamp its
-    minimum, latency its smallest known value; descriptive fields come from the earlier row
-    (ties broken by session name, so fork copies resolve the same way on every read order).
+    minimum; descriptive fields and the latency estimate come from the earlier row (latency is
+    measured to a call's first line; a tool result can arrive between a call's lines), ties
+    broken by session name, so fork copies resolve the same way on every read order.
     """
     first, second = (a, b) if (a.ts_ms, a.session) <= (b.ts_ms, b.session) else (b, a)
-    lat = [x for x in (a.latency_ms, b.latency_ms) if x is not None]
     costs = [x for x in (a.cost_usd, b.cost_usd) if x is not None]
     return first._replace(
         sidechain=a.sidechain and b.sidechain,
@@ -286,6 +287,6 @@ def merge_calls(a: CallRow, b: CallRow) -> CallRow:
         web_searches=max(a.web_searches, b.web_searches),
         fast=a.fast or b.fast,
         cost_usd=max(costs) if costs else None,
-        latency_ms=min(lat) if lat else None,
+        latency_ms=first.latency_ms,
         error=first.error or second.error,
     )

@@ -48,7 +48,7 @@ MERGE_SET = f"""
     web_searches = greatest(calls.web_searches, excluded.web_searches),
     fast = calls.fast OR excluded.fast,
     cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
-    latency_ms = least(calls.latency_ms, excluded.latency_ms),
+    latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
     error = CASE WHEN {_EARLIER} THEN coalesce(excluded.error, calls.error)
                  ELSE coalesce(calls.error, excluded.error) END
 """
