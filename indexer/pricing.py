@@ -144,7 +144,8 @@ def _rates(table: dict[str, Any], prefix: str, model: str, required: bool) -> Ra
         if values[f] is None:
             raise PriceError(f"{_where(model)}{prefix}{f} is required", model, None)
     inp = values["input"] or 0.0
-    return Rates(**{f: (v if v is not None else inp * DEFAULT_RATIOS[f]) for f, v in values.items()})
+    # rounded, so that a default reads like the decimal it is (1.5 x 0.1 -> 0.15, not 0.15000000000000002)
+    return Rates(**{f: (v if v is not None else round(inp * DEFAULT_RATIOS[f], 12)) for f, v in values.items()})
 
 
 def parse_model(model: str, table: Any, source: str) -> ModelPrice:
@@ -191,34 +192,36 @@ def _header_names(line: str) -> str | None:
     return None
 
 
+def _key_pattern(*names: str) -> re.Pattern[str]:
+    """Matches a line assigning the dotted key `names` (each part bare or quoted)."""
+    parts = [rf"(?:{re.escape(n)}|\"{re.escape(n)}\"|'{re.escape(n)}')" for n in names]
+    return re.compile(r"^\s*" + r"\s*\.\s*".join(parts) + r"\s*[=.]")
+
+
 def locate(text: str, model: str | None, key: str | None) -> int | None:
     """The line (1-based) of a model's table or of one of its keys, found by reading the text."""
-    lines = text.splitlines()
-    key_pat = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=") if key else None
     quoted = (f'"{model}"', f"'{model}'", f".{model}") if model is not None else ()
-    in_table = model is None
-    header_line = None
-    for i, line in enumerate(lines, 1):
+    table = ""  # the current table's dotted name ("" at the top level)
+    found: int | None = None  # the model's table or first line, when its key is not found
+    for i, line in enumerate(text.splitlines(), 1):
         names = _header_names(line)
         if names is not None:
-            in_table = model is not None and names.startswith("models") and names.endswith(quoted)
-            if in_table and header_line is None:
-                header_line = i
-            if model is None:
-                break
+            table = names
+            if model is not None and names.startswith("models") and names.endswith(quoted) and found is None:
+                found = i
             continue
-        if in_table and key_pat is not None and key_pat.match(line):
-            return i
-    if header_line is not None:
-        return header_line
-    if model is not None:  # inline tables and dotted keys: the first line naming the model
-        for i, line in enumerate(lines, 1):
-            if model in line and (key is None or key in line):
+        if model is None:
+            if table == "" and key is not None and _key_pattern(key).match(line):
                 return i
-        for i, line in enumerate(lines, 1):
-            if model in line:
+        elif table.startswith("models") and table.endswith(quoted):
+            if key is not None and _key_pattern(key).match(line):
                 return i
-    return None
+        elif table == "models":  # `"id" = {...}` or `"id".input = ...`
+            if key is not None and _key_pattern(model, key).match(line):
+                return i
+            if found is None and _key_pattern(model).match(line):
+                found = i
+    return found
 
 
 # --- loading ------------------------------------------------------------------------------------
