@@ -1,8 +1,146 @@
-"""`cco index run`: the live service (issue 4)."""
+"""`cco index run`: the live service (issue 4). Parse options, build the service and app, hand them to uvicorn.
+
+The idea: this module only wires things. The order matters: open the index first (its lock is
+the real guard against a second service; the run file names who holds it), bind the socket
+ourselves (so the run file gets the real port and "address in use" is a clean error), take the
+first snapshot, then serve. Shutdown on SIGINT/SIGTERM: uvicorn stops accepting, our hook ends
+SSE streams at once, and `LiveService.close` commits, checkpoints and removes the run file.
+"""
 
 from __future__ import annotations
 
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
 
-def run_cmd() -> None:
+import typer
+import uvicorn
+
+from api.app import create_app
+from api.cli_index import DbOpt, SourceOpt, db_path
+from api.output import fail
+from api.security import is_loopback_address
+from api.service import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN, LiveService, ServiceConfig
+from indexer.errors import IndexLocked
+from indexer.runfile import read_run_file
+from indexer.sources import resolve_sources
+
+log = logging.getLogger("cco.service")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: on the first SIGINT/SIGTERM also end SSE streams (they would hold shutdown)."""
+
+    def __init__(self, config: uvicorn.Config, service: LiveService) -> None:
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.service.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.set_inheritable(True)
+    return sock
+
+
+def _already_running(db: Path) -> str | None:
+    info = read_run_file(db)
+    if info is None:
+        return None
+    return (
+        f"cco index run is already serving {db} (pid {info.pid}, port {info.port}, {info.url}); "
+        "stop it first, or use that one"
+    )
+
+
+def run_cmd(
+    source: SourceOpt = None,
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = DEFAULT_PORT,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between stats snapshots.")] = DEFAULT_INTERVAL,
+    rescan: Annotated[
+        float, typer.Option("--rescan", help="Seconds between full rescans of the transcripts.")
+    ] = DEFAULT_RESCAN,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="CCO_TOKEN", show_envvar=True, help="Bearer token required on every request."),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-host", help="Another Host header name to accept besides loopback (repeatable)."),
+    ] = None,
+) -> None:
     """Run the live service: tail transcripts and serve /api/stats."""
-    raise NotImplementedError
+    if not 0 <= port <= 65535:
+        fail(f"--port must be between 0 and 65535, got {port}")
+    if not 0.1 <= interval <= 3600:
+        fail(f"--interval must be between 0.1 and 3600 seconds, got {interval:g}")
+    if not 1 <= rescan <= 86400:
+        fail(f"--rescan must be between 1 and 86400 seconds, got {rescan:g}")
+    token = (token or "").strip() or None
+    if not is_loopback_address(host) and token is None:
+        fail(f"listening on {host} (not loopback) needs a token: pass --token or set CCO_TOKEN")
+    logging.basicConfig(level=logging.INFO, format="cco: %(message)s", stream=sys.stderr)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+
+    path = db_path(db)
+    config = ServiceConfig(
+        db=path,
+        roots=resolve_sources(source),
+        host=host,
+        port=port,
+        interval=interval,
+        rescan=rescan,
+        token=token,
+        allowed_hosts=list(allowed_host or []),
+    )
+    service = LiveService(config)
+    try:
+        service.open()
+    except IndexLocked:
+        fail(_already_running(path) or f"index {path} is in use by another process")
+    try:
+        sock = _bind(host, port)
+        service.port = sock.getsockname()[1]
+        service.write_run_file()
+        service.start()
+        app = create_app(service.context(), service)
+        server = _Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=1,
+                timeout_keep_alive=30,
+            ),
+            service,
+        )
+        # uvicorn re-raises a caught signal after serving; with these no-op handlers that re-raise is
+        # harmless, so our cleanup below runs and the exit status is 0.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
+        roots = ", ".join(str(r) for r in config.roots) or "none found"
+        log.info("serving http://%s:%d (index %s; transcripts: %s)", host, service.port, path, roots)
+        server.run(sockets=[sock])
+    finally:
+        service.close()
+    log.info("stopped")

@@ -1,0 +1,79 @@
+"""Talk to the running `cco index run` for an index: other commands use it while the service holds the lock.
+
+The idea: DuckDB lets one process open the index, so a command first asks `service_for(db)`; if a
+live service owns the index (its run file names a live pid) the command sends its request there
+instead of opening the file. Every failure becomes a one-line ServiceError. The token, when the
+service requires one, comes from CCO_TOKEN (the run file says only that one is needed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from indexer.errors import ServiceError
+from indexer.runfile import RunInfo, read_run_file
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class Service:
+    """A running service, reached over loopback HTTP."""
+
+    def __init__(self, info: RunInfo, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.info = info
+        self.token = token
+        self.timeout = timeout
+        self.base_url = info.url
+
+    def __repr__(self) -> str:
+        return f"Service(pid={self.info.pid}, url={self.base_url!r})"
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        return self._request("GET", path, params=params, timeout=timeout)
+
+    def post_json(
+        self, path: str, body: Any = None, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> Any:
+        return self._request("POST", path, params=params, body=body, timeout=timeout)
+
+    def _request(
+        self, method: str, path: str, *, params: dict[str, Any] | None, body: Any = None, timeout: float | None
+    ) -> Any:
+        who = f"the cco service for {self.info.db or 'the index'} (pid {self.info.pid}, {self.base_url})"
+        if self.info.token and not self.token:
+            raise ServiceError(f"{who} requires a token: set CCO_TOKEN")
+        headers = {"accept": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        try:
+            # trust_env=False: a proxy from the environment must never see loopback traffic.
+            with httpx.Client(base_url=self.base_url, timeout=timeout or self.timeout, trust_env=False) as client:
+                response = client.request(method, path, params=params, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise ServiceError(f"{who} did not answer {method} {path} in time") from None
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"cannot reach {who}: {exc or type(exc).__name__}") from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            detail = data.get("error") if isinstance(data, dict) else None
+            raise ServiceError(
+                f"{who} refused {method} {path}: {response.status_code} {detail or response.reason_phrase}"
+            )
+        if data is None and response.content:
+            raise ServiceError(f"{who} answered {method} {path} with something that is not JSON")
+        return data
+
+
+def service_for(db: Path) -> Service | None:
+    """The live service holding `db`, or None (no run file, or a stale one left by a crash)."""
+    info = read_run_file(db)
+    if info is None:
+        return None
+    return Service(info, token=os.environ.get("CCO_TOKEN") or None)

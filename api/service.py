@@ -1,0 +1,647 @@
+"""The live service runtime: one ingest thread owns the index writer, a snapshot task feeds a ring.
+
+The idea: nothing an HTTP request touches ever waits for ingest. Three kinds of workers:
+
+- the ingest thread ("cco-ingest") owns the single DuckDB writer connection. It catches up at
+  start-up (big catch-ups parse in spawned worker processes, since JSON parsing holds the GIL and
+  would stall the event loop), then sleeps until the watcher wakes it or the periodic rescan is due,
+  and runs a sync pass: the scan decides what is read, events only say "look now". After a commit it
+  prices new models and asks for a snapshot. Once a second it checks the user's price file. Other
+  work that needs the writer (`cco index status` / `sync` asked over HTTP) is queued to it as jobs.
+- the snapshot task (on the event loop) runs `compute_snapshot` on its own reader cursor in a
+  one-thread executor (DuckDB releases the GIL), every `interval` seconds and shortly after each
+  commit, and pushes the serialised JSON bytes into a ring of 3,600 entries. `/api/stats` answers
+  with the newest bytes as they are: no database work in the request.
+- the watcher (indexer/watch.py): watchdog threads plus their supervisor.
+
+Readers see committed data only (DuckDB MVCC), so nothing is served from a half-updated state.
+Shutdown (`begin_shutdown` from the signal handler, then `close`) ends SSE streams, stops the
+watcher, lets the ingest thread finish its step (abandoning a catch-up: its uncommitted reads are
+simply read again next time), checkpoints, closes the index and removes the run file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.pool import Pool
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import orjson
+
+from api.context import AppContext
+from indexer.activity import current
+from indexer.errors import ServiceError
+from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync, worker_pool
+from indexer.metrics import Memo, iso_utc
+from indexer.paths import pricing_file
+from indexer.price_watch import PriceWatcher
+from indexer.pricing import apply_prices, unpriced_models
+from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
+from indexer.snapshot import compute_snapshot
+from indexer.sources import iter_transcripts
+from indexer.status import index_status
+from indexer.store import Index
+from indexer.tail import FileState, plan_read
+from indexer.watch import Watcher
+
+log = logging.getLogger("cco.service")
+
+T = TypeVar("T")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3000
+DEFAULT_INTERVAL = 2.0  # seconds between snapshots
+DEFAULT_RESCAN = 30.0  # seconds between full rescans (events get lost under load)
+RING_SIZE = 3600  # one hour at one snapshot a second
+PRICE_CHECK_S = 1.0
+WAKE_COALESCE_S = 0.01  # one append makes several events; read once
+SNAPSHOT_DEBOUNCE_S = 0.03  # commits come in bursts; snapshot once after them
+MAX_STREAMS = 32
+PING_S = 15.0
+JOIN_S = 1.2  # how long shutdown waits for the ingest thread (the whole shutdown must take < 2 s)
+
+_FILE_STATES = (
+    'SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms, lines, gone '
+    "FROM files"
+)
+
+
+@dataclass
+class ServiceConfig:
+    """Everything `cco index run` was told; defaults as its options."""
+
+    db: Path
+    roots: list[Path]
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    interval: float = DEFAULT_INTERVAL
+    rescan: float = DEFAULT_RESCAN
+    token: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
+    pricing: Path | None = None  # default: the user's pricing.toml
+    machine: str = field(default_factory=socket.gethostname)
+    cost_mode: str = "auto"
+    workers: int | None = None  # catch-up parser processes (default: one per CPU)
+    polling: bool = False  # poll instead of OS file events
+    supervise_s: float = 1.0
+    ping_s: float = PING_S
+    max_streams: int = MAX_STREAMS
+
+
+class Ring:
+    """The newest snapshots as (epoch seconds, JSON bytes), oldest dropped first. Thread-safe."""
+
+    def __init__(self, size: int = RING_SIZE) -> None:
+        self._items: deque[tuple[float, bytes]] = deque(maxlen=size)
+
+    def push(self, ts: float, data: bytes) -> None:
+        self._items.append((ts, data))
+
+    def latest(self) -> bytes | None:
+        try:
+            return self._items[-1][1]
+        except IndexError:
+            return None
+
+    def latest_time(self) -> float | None:
+        try:
+            return self._items[-1][0]
+        except IndexError:
+            return None
+
+    def between(self, start: float, end: float) -> list[bytes]:
+        return [data for ts, data in list(self._items) if start <= ts <= end]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class StreamHub:
+    """Fan-out of change messages to SSE clients; a bounded number of them. Used on the event loop."""
+
+    def __init__(self, max_clients: int = MAX_STREAMS) -> None:
+        self.max_clients = max_clients
+        self.latest: bytes | None = None
+        self.closed = False
+        self._queues: set[asyncio.Queue[bytes | None]] = set()
+
+    @property
+    def clients(self) -> int:
+        return len(self._queues)
+
+    def full(self) -> bool:
+        return len(self._queues) >= self.max_clients
+
+    def subscribe(self) -> asyncio.Queue[bytes | None] | None:
+        if self.closed or self.full():
+            return None
+        q: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+        self._queues.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[bytes | None]) -> None:
+        self._queues.discard(q)
+
+    def publish(self, data: bytes) -> None:
+        self.latest = data
+        for q in list(self._queues):
+            if q.full():  # a stalled client loses its oldest message, never blocks the others
+                with suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+            q.put_nowait(data)
+
+    def close(self) -> None:
+        """End every stream (shutdown)."""
+        self.closed = True
+        for q in list(self._queues):
+            with suppress(asyncio.QueueEmpty):
+                while q.full():
+                    q.get_nowait()
+            q.put_nowait(None)
+
+
+@dataclass
+class CatchUp:
+    """Progress of the start-up catch-up (health shows it)."""
+
+    running: bool = False
+    done: bool = False
+    files: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    started: str | None = None
+    finished: str | None = None
+    seconds: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        fraction = 1.0 if self.done or not self.bytes_total else min(1.0, self.bytes_done / self.bytes_total)
+        return {
+            "running": self.running,
+            "done": self.done,
+            "files": self.files,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "fraction": round(fraction, 4),
+            "started": self.started,
+            "finished": self.finished,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class _Job:
+    fn: Callable[[], Any]
+    future: concurrent.futures.Future[Any]
+    anytime: bool  # may run between reads of a catch-up (does not read transcripts itself)
+
+
+class _Stopping(Exception):
+    """Raised from the catch-up progress callback to abandon it at shutdown."""
+
+
+def report_json(report: SyncReport) -> dict[str, Any]:
+    return {
+        "files_seen": report.files_seen,
+        "files_read": report.files_read,
+        "files_gone": report.files_gone,
+        "bytes_read": report.bytes_read,
+        "lines": report.lines,
+        "call_lines": report.call_lines,
+        "rejected": report.rejected,
+        "seconds": round(report.seconds, 4),
+    }
+
+
+def lag(con: duckdb.DuckDBPyConnection, roots: list[Path]) -> tuple[int, int]:
+    """(files lagging, bytes not yet read), from a reader cursor: stat plus a tiny read per changed file."""
+    states = {r[0]: FileState(*r) for r in con.execute(_FILE_STATES).fetchall()}
+    files = behind = 0
+    for path, st in iter_transcripts(roots):
+        p = plan_read(path, st, states.get(path))
+        if p is not None:
+            files += 1
+            behind += p.size - p.start
+    return files, behind
+
+
+class LiveService:
+    """The running service: open it, start its threads, serve its app, close it."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.port = config.port
+        self.ring = Ring()
+        self.hub = StreamHub(config.max_streams)
+        self.catch_up = CatchUp()
+        self.prices = PriceWatcher(config.pricing or pricing_file())
+        self.watcher = Watcher(config.roots, self.wake, polling=config.polling, supervise_s=config.supervise_s)
+        self.index: Index | None = None
+        self.last_ingest: str | None = None
+        self.ingest_error: str | None = None
+        self.passes = 0
+        self._memo = Memo()
+        self._started = time.monotonic()
+        self._reader_root: duckdb.DuckDBPyConnection | None = None
+        self._reader_lock = threading.Lock()
+        self._snap_con: duckdb.DuckDBPyConnection | None = None
+        self._snap_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cco-snapshot")
+        self._snap_key: tuple[Any, ...] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._snap_wanted: asyncio.Event | None = None
+        self._signal = threading.Event()  # something for the ingest thread to do
+        self._dirty = True  # a transcript may have changed
+        self._stopping = threading.Event()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._ingest: threading.Thread | None = None
+        self._pool: Pool | None = None
+        self._run_file = False
+        self._closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the index (taking its lock), price it and take the first snapshot from what it holds."""
+        self.index = Index(self.config.db)
+        try:
+            apply_prices(self.index.con, self.prices.book, all_models=True)
+            self._reader_root = self.index.con.cursor()
+            self._snap_con = self._reader_root.cursor()
+            self._snapshot()
+        except BaseException:
+            self._close_index()
+            raise
+
+    def write_run_file(self) -> None:
+        info = RunInfo(
+            pid=os.getpid(),
+            port=self.port,
+            host=self.config.host,
+            token=bool(self.config.token),
+            started=now_iso(),
+            db=str(self.config.db.resolve()),
+        )
+        write_run_file(self.config.db, info)
+        self._run_file = True
+
+    def start(self) -> None:
+        """Start the ingest thread (catch-up first) and the watcher."""
+        self._ingest = threading.Thread(target=self._ingest_main, name="cco-ingest", daemon=True)
+        self._ingest.start()
+        try:
+            self.watcher.start()
+        except OSError as exc:  # e.g. a root we cannot read: the rescan still keeps us current
+            self.watcher.last_failure = f"file watcher did not start: {exc}"
+            log.warning("%s; relying on the %g s rescan", self.watcher.last_failure, self.config.rescan)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The event-loop side (the app's lifespan): the snapshot task."""
+        self._loop = asyncio.get_running_loop()
+        self._snap_wanted = asyncio.Event()
+        task = asyncio.create_task(self._snapshot_loop(), name="cco-snapshots")
+        try:
+            yield
+        finally:
+            self.hub.close()
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            self._loop = None
+
+    def begin_shutdown(self) -> None:
+        """Safe from a signal handler or any thread: end streams, tell the threads to stop."""
+        self._stopping.set()
+        self._signal.set()
+        loop = self._loop
+        if loop is not None:
+            with suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(self.hub.close)
+
+    def close(self) -> None:
+        """Stop everything, commit, checkpoint, close the index and remove the run file."""
+        if self._closed:
+            return
+        self._closed = True
+        self.begin_shutdown()
+        self.watcher.stop(timeout=0.5)
+        ingest_done = True
+        if self._ingest is not None:
+            self._ingest.join(JOIN_S)
+            ingest_done = not self._ingest.is_alive()
+        if self._pool is not None:
+            self._pool.terminate()
+        self._snap_pool.shutdown(wait=True, cancel_futures=True)
+        if ingest_done:
+            self._close_index()
+        else:
+            # Closing a connection another thread is using could crash; every commit so far is
+            # durable, the one in flight is rolled back when the index is next opened.
+            log.warning("ingest still busy at shutdown; leaving its last batch for the next run")
+        if self._run_file:
+            remove_run_file(self.config.db, os.getpid())
+            self._run_file = False
+
+    def _close_index(self) -> None:
+        for con in (self._snap_con, self._reader_root):
+            if con is not None:
+                with suppress(duckdb.Error):
+                    con.close()
+        self._snap_con = self._reader_root = None
+        if self.index is not None:
+            self.index.close()  # checkpoints, then releases the file lock
+            self.index = None
+
+    # --- what routes use -----------------------------------------------------------------------
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A fresh read cursor (close it when done); never blocks on the writer."""
+        with self._reader_lock:
+            if self._reader_root is None:
+                raise ServiceError("the index is closed")
+            return self._reader_root.cursor()
+
+    def context(self) -> AppContext:
+        return AppContext(
+            db_path=self.config.db,
+            reader=self.reader,
+            book=lambda: self.prices.book,
+            machine=self.config.machine,
+            port=self.port,
+            cost_mode=self.config.cost_mode,
+            allowed_hosts=list(self.config.allowed_hosts),
+            token=self.config.token,
+        )
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wake(self) -> None:
+        """A transcript may have changed (called from watcher threads)."""
+        self._dirty = True
+        self._signal.set()
+
+    async def call_writer(self, fn: Callable[[], T], *, anytime: bool = False) -> T:
+        """Run `fn` on the ingest thread (the only one that may write) and wait for its result."""
+        ingest = self._ingest
+        if self._stopping.is_set() or ingest is None or not ingest.is_alive():
+            raise ServiceError("the service is shutting down")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put(_Job(fn, future, anytime))
+        self._signal.set()
+        return await asyncio.wrap_future(future)
+
+    def status_json(self) -> dict[str, Any]:
+        """`cco index status --json` as the service sees it (runs on the ingest thread)."""
+        index = self._writer()
+        status = index_status(index, self.prices.book, self.config.cost_mode)
+        return {k: getattr(status, k) for k in status.__dataclass_fields__}
+
+    def sync_now(self) -> dict[str, Any]:
+        """One pass now (runs on the ingest thread)."""
+        report = self._pass()
+        if report is None:
+            raise ServiceError(self.ingest_error or "sync failed")
+        return report_json(report)
+
+    def health(self) -> dict[str, Any]:
+        """Everything /api/metrics/health shows; runs in a worker thread with its own cursor."""
+        index: dict[str, Any] = {"ok": True, "path": str(self.config.db), "error": None}
+        files_lagging = bytes_lag = rejected = 0
+        unpriced: dict[str, int] = {}
+        last_ingest = self.last_ingest
+        try:
+            con = self.reader()
+            try:
+                files_lagging, bytes_lag = lag(con, self.config.roots)
+                rejected = (con.execute("SELECT count(*) FROM rejects").fetchone() or (0,))[0]
+                unpriced = unpriced_models(con)
+                if last_ingest is None:
+                    row = con.execute("SELECT max(ingested_at) FROM files").fetchone()
+                    last_ingest = iso_utc(row[0]) if row else None
+            finally:
+                con.close()
+        except (duckdb.Error, ServiceError) as exc:
+            index = {**index, "ok": False, "error": str(exc).splitlines()[0]}
+        observer = self.watcher.status()
+        newest = self.ring.latest_time()
+        ok = (
+            index["ok"]
+            and self.ingest_error is None
+            and (observer["alive"] or observer["mode"] == "polling")
+            and self.prices.error is None
+        )
+        return {
+            "ok": ok,
+            "index": index,
+            "last_ingest": last_ingest,
+            "files_lagging": files_lagging,
+            "bytes_behind": bytes_lag,
+            "observer": observer,
+            "unpriced_models": unpriced,
+            "rejected_lines": int(rejected),
+            "catch_up": self.catch_up.as_json(),
+            "prices": {"file": str(self.prices.path), "error": self.prices.error},
+            "ingest_error": self.ingest_error,
+            "snapshots": {
+                "count": len(self.ring),
+                "interval_s": self.config.interval,
+                "age_s": None if newest is None else round(time.time() - newest, 3),
+            },
+            "streams": self.hub.clients,
+            "uptime_s": round(self.uptime_s, 3),
+        }
+
+    # --- snapshots -------------------------------------------------------------------------------
+
+    def _want_snapshot(self) -> None:
+        loop, wanted = self._loop, self._snap_wanted
+        if loop is not None and wanted is not None:
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(wanted.set)
+
+    async def _snapshot_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._snap_wanted is not None
+        wanted = self._snap_wanted
+        while True:
+            try:
+                await asyncio.wait_for(wanted.wait(), self.config.interval)
+                await asyncio.sleep(SNAPSHOT_DEBOUNCE_S)
+            except TimeoutError:
+                pass
+            wanted.clear()
+            try:
+                change = await loop.run_in_executor(self._snap_pool, self._snapshot)
+            except RuntimeError:  # executor shut down: we are stopping
+                return
+            except Exception:
+                log.exception("snapshot failed")
+                continue
+            if change is not None and not self.hub.closed:
+                self.hub.publish(change)
+
+    def _snapshot(self) -> bytes | None:
+        """Compute a snapshot into the ring; the stream message when the data changed, else None."""
+        con = self._snap_con
+        if con is None:
+            return None
+        now = datetime.now(UTC)
+        snap = compute_snapshot(
+            con, now=now, uptime_s=self.uptime_s, port=self.port, mode=self.config.cost_mode, memo=self._memo
+        )
+        self.ring.push(now.timestamp(), orjson.dumps(snap))
+        key = (snap.total_requests, snap.messages_count, snap.total_cost, snap.total_tokens, snap.last_activity)
+        if key == self._snap_key:
+            return None
+        self._snap_key = key
+        message = orjson.dumps(current(con, machine=self.config.machine, mode=self.config.cost_mode, memo=self._memo))
+        self.hub.latest = message
+        return message
+
+    # --- the ingest thread -------------------------------------------------------------------------
+
+    def _writer(self) -> Index:
+        if self.index is None or threading.current_thread() is not self._ingest:
+            raise ServiceError("the index writer is only used on the ingest thread")
+        return self.index
+
+    def _ingest_main(self) -> None:
+        try:
+            self._catch_up_pass()
+            next_rescan = time.monotonic() + self.config.rescan
+            while not self._stopping.is_set():
+                timeout = max(0.0, min(PRICE_CHECK_S, next_rescan - time.monotonic()))
+                if self._signal.wait(timeout):
+                    self._signal.clear()
+                    if self._stopping.is_set():
+                        break
+                    self._run_jobs(catching_up=False)
+                    if self._dirty:
+                        time.sleep(WAKE_COALESCE_S)
+                        self._dirty = False
+                        self._pass()
+                if time.monotonic() >= next_rescan:
+                    self._pass()
+                    next_rescan = time.monotonic() + self.config.rescan
+                self._check_prices()
+        except _Stopping:
+            pass
+        except Exception as exc:
+            self.ingest_error = f"ingest stopped: {exc}"
+            log.exception("ingest thread failed")
+        finally:
+            self._fail_jobs()
+
+    def _catch_up_pass(self) -> None:
+        index = self._writer()
+        cu = self.catch_up
+        cu.running, cu.started = True, now_iso()
+        started = time.perf_counter()
+        self._dirty = False
+        try:
+            cu.files, cu.bytes_total = bytes_behind(index, self.config.roots)
+            if cu.bytes_total >= PARALLEL_BYTES:
+                self._pool = worker_pool(self.config.workers)
+            try:
+                report = sync(index, self.config.roots, pool=self._pool, progress=self._progress)
+            finally:
+                if self._pool is not None:
+                    pool, self._pool = self._pool, None
+                    if self._stopping.is_set():
+                        pool.terminate()
+                    else:
+                        pool.close()
+                    pool.join()
+            self._committed(report)
+            log.info(
+                "caught up: %d bytes from %d files in %.2f s", report.bytes_read, report.files_read, report.seconds
+            )
+        except _Stopping:
+            raise
+        except Exception as exc:
+            self.ingest_error = f"catch-up failed: {exc}"
+            log.exception("catch-up failed")
+        finally:
+            cu.running, cu.done = False, True
+            cu.finished, cu.seconds = now_iso(), round(time.perf_counter() - started, 3)
+
+    def _progress(self, n: int) -> None:
+        self.catch_up.bytes_done += n
+        if self._stopping.is_set():
+            raise _Stopping
+        self._run_jobs(catching_up=True)
+
+    def _pass(self) -> SyncReport | None:
+        index = self._writer()
+        try:
+            report = sync(index, self.config.roots)
+        except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
+            self.ingest_error = f"sync failed: {exc}"
+            log.exception("sync failed")
+            return None
+        self.ingest_error = None
+        self._committed(report)
+        return report
+
+    def _committed(self, report: SyncReport) -> None:
+        self.passes += 1
+        if report.files_read or report.files_gone:
+            apply_prices(self._writer().con, self.prices.book, all_models=False)
+            self.last_ingest = now_iso()
+            self._want_snapshot()
+
+    def _check_prices(self) -> None:
+        try:
+            if self.prices.check():
+                apply_prices(self._writer().con, self.prices.book, all_models=True)
+                log.info("prices reloaded from %s", self.prices.path)
+                self._want_snapshot()
+        except Exception:
+            log.exception("applying new prices failed")
+
+    def _run_jobs(self, *, catching_up: bool) -> None:
+        deferred: list[_Job] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if catching_up and not job.anytime:
+                deferred.append(job)
+                continue
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                job.future.set_result(job.fn())
+            except Exception as exc:
+                job.future.set_exception(exc)
+        for job in deferred:
+            self._jobs.put(job)
+
+    def _fail_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ServiceError("the service is shutting down"))
