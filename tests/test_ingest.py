@@ -1,0 +1,248 @@
+"""Counting rules end to end: fixtures/rules/* and the real samples through sync into a DuckDB file.
+
+Every expected number here is the hand-computed one from fixtures/rules/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from indexer import ingest
+from indexer.ingest import sync
+from indexer.store import Index
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "fixtures" / "rules"
+
+# rule folder -> (lines, calls, failed, input, output, cache 5m, cache 1h, cache read, web searches, fast calls,
+#                 sum of costUSD, replay rows, [(reject offset, reason)])
+EXPECTED: dict[str, tuple[Any, ...]] = {
+    "duplicate_groups": (7, 2, 0, 13, 255, 100, 0, 3000, 0, 0, None, 0, []),
+    "fork_copy": (7, 2, 0, 9, 49, 50, 0, 1050, 0, 0, None, 0, []),
+    "sidechain_replay": (5, 2, 0, 9, 38, 20, 0, 100, 0, 0, None, 1, []),
+    "api_error": (5, 2, 1, 1, 2, 0, 0, 0, 0, 0, None, 0, []),
+    "partial_last_line": (1, 1, 0, 1, 1, 0, 0, 0, 0, 0, None, 0, []),
+    "spliced_line": (3, 1, 0, 5, 6, 0, 0, 0, 0, 0, None, 0, [
+        (313, "invalid JSON (unexpected character, expected ':' after key)"),
+    ]),
+    "nul_run": (4, 2, 0, 4, 6, 0, 0, 0, 0, 0, None, 0, [(612, "NUL bytes in line"), (629, "NUL bytes in line")]),
+    "cache_1h": (2, 2, 0, 3, 13, 1000, 2500, 400, 0, 0, None, 0, []),
+    "web_search": (2, 1, 0, 20, 180, 0, 0, 0, 3, 0, None, 0, []),
+    "fast_mode": (2, 2, 0, 12, 120, 0, 0, 0, 0, 1, None, 0, []),
+    "cost_usd": (2, 2, 0, 110, 220, 0, 0, 0, 0, 0, 0.0123, 0, []),
+    "bad_tokens": (6, 2, 0, 10, 3, 0, 0, 0, 0, 0, None, 0, [
+        (0, "usage.input_tokens is null"),
+        (529, "usage.output_tokens is not an integer"),
+        (1058, "usage.cache_read_input_tokens is not an integer"),
+        (1615, "usage.input_tokens is negative"),
+    ]),
+    "invalid_utf8": (2, 1, 0, 4, 4, 0, 0, 0, 0, 0, None, 0, [
+        (0, "invalid JSON (str is not valid UTF-8: surrogates not allowed)"),
+    ]),
+    "non_object": (5, 1, 0, 1, 1, 0, 0, 0, 0, 0, None, 0, [
+        (0, "line is not a JSON object"), (16, "line is not a JSON object"),
+    ]),
+    "deep_nesting": (3, 1, 0, 9, 9, 0, 0, 0, 0, 0, None, 0, [(0, "invalid JSON (depth limit exceeded)")]),
+    "u2028": (2, 1, 0, 11, 22, 0, 0, 0, 0, 0, None, 0, []),
+}  # fmt: skip
+
+# Hand-computed totals of the real samples (fixtures/rules/README.md, "The real samples").
+SAMPLES_TOTALS = {
+    "calls": 15,
+    "failed": 0,
+    "input": 2558,
+    "output": 1666,
+    "cache_5m": 79835 - 17696,
+    "cache_1h": 17696,
+    "cache_read": 601758,
+    "lines": 156,
+    "call_lines": 45,
+}
+
+
+def totals(index: Index) -> tuple[Any, ...]:
+    """The counted totals (replays excluded), in EXPECTED's order, from the calls table itself."""
+    row = index.con.execute(
+        """
+        SELECT count(*) FILTER (WHERE NOT replay), count(*) FILTER (WHERE failed AND NOT replay),
+            coalesce(sum(input_tokens) FILTER (WHERE NOT replay), 0),
+            coalesce(sum(output_tokens) FILTER (WHERE NOT replay), 0),
+            coalesce(sum(cache_5m_tokens) FILTER (WHERE NOT replay), 0),
+            coalesce(sum(cache_1h_tokens) FILTER (WHERE NOT replay), 0),
+            coalesce(sum(cache_read_tokens) FILTER (WHERE NOT replay), 0),
+            coalesce(sum(web_searches) FILTER (WHERE NOT replay), 0),
+            count(*) FILTER (WHERE fast AND NOT replay),
+            sum(cost_usd) FILTER (WHERE NOT replay),
+            count(*) FILTER (WHERE replay)
+        FROM calls
+        """
+    ).fetchone()
+    assert row is not None
+    lines = index.con.execute("SELECT coalesce(sum(lines), 0) FROM files").fetchone()
+    assert lines is not None
+    rejects = index.con.execute('SELECT "offset", reason FROM rejects ORDER BY "offset"').fetchall()
+    return (int(lines[0]), *(int(v) if isinstance(v, int) else v for v in row), rejects)
+
+
+def index_of(tmp_path: Path, *roots: Path) -> Index:
+    index = Index(tmp_path / "index.duckdb")
+    sync(index, [r / "projects" for r in roots])
+    return index
+
+
+@pytest.mark.parametrize("rule", sorted(EXPECTED))
+def test_rule_fixture_totals(tmp_path: Path, rule: str) -> None:
+    with index_of(tmp_path, RULES / rule) as index:
+        assert totals(index) == (*EXPECTED[rule][:-1], [tuple(r) for r in EXPECTED[rule][-1]])
+
+
+def test_every_rule_folder_has_expectations() -> None:
+    assert sorted(p.name for p in RULES.iterdir() if p.is_dir()) == sorted(EXPECTED)
+
+
+def test_all_rules_together_sum_up(tmp_path: Path) -> None:
+    with index_of(tmp_path, *(RULES / r for r in EXPECTED)) as index:
+        got = totals(index)
+    want = [sum(e[i] for e in EXPECTED.values()) for i in range(10)]
+    assert list(got[:10]) == want == [58, 25, 1, 222, 929, 1170, 2500, 4550, 3, 1]
+    assert got[10] == pytest.approx(0.0123)
+    assert got[11] == 1
+    assert len(got[12]) == 11
+
+
+def test_resync_is_exactly_once(tmp_path: Path) -> None:
+    with index_of(tmp_path, *(RULES / r for r in EXPECTED)) as index:
+        before = totals(index)
+        rows = index.con.execute("SELECT * FROM calls ORDER BY key").fetchall()
+        again = sync(index, [RULES / r / "projects" for r in EXPECTED])
+        assert (again.files_read, again.bytes_read, again.call_lines) == (0, 0, 0)
+        assert totals(index) == before
+        assert index.con.execute("SELECT * FROM calls ORDER BY key").fetchall() == rows
+
+
+def test_call_metadata(tmp_path: Path) -> None:
+    """Session, project, agent, latency and error of the rule fixtures' calls."""
+    with index_of(tmp_path, RULES / "duplicate_groups", RULES / "sidechain_replay", RULES / "api_error") as index:
+        rows = index.con.execute(
+            "SELECT session, project, agent_id, sidechain, replay, failed, model, latency_ms, error, branch, version "
+            "FROM calls ORDER BY ts"
+        ).fetchall()
+    dup = "11111111-0000-4000-8000-000000000001"
+    side = "33333333-0000-4000-8000-000000000001"
+    err = "44444444-0000-4000-8000-000000000001"
+    sonnet, opus = "claude-sonnet-4-5-20250929", "claude-opus-4-6"
+    common = ("main", "2.1.39")
+    assert rows == [
+        (dup, "/home/u/rules", None, False, False, False, sonnet, 2000, None, *common),  # to A's first line
+        (dup, "/home/u/rules", None, False, False, False, sonnet, 2000, None, *common),
+        (side, "/home/u/rules", None, False, False, False, opus, 1000, None, *common),
+        (side, "/home/u/rules", "r1", True, True, False, opus, 1000, None, *common),
+        (side, "/home/u/rules", "r1", True, False, False, sonnet, 2000, None, *common),
+        (err, "/home/u/rules", None, False, False, True, "<synthetic>", 1000, rows[5][8], *common),
+        (err, "/home/u/rules", None, False, False, False, sonnet, 2000, None, *common),
+    ]
+    assert rows[5][8].startswith("API Error: 529")
+
+
+def test_fork_copy_keeps_the_original_session(tmp_path: Path) -> None:
+    with index_of(tmp_path, RULES / "fork_copy") as index:
+        rows = index.con.execute("SELECT session, output_tokens FROM calls ORDER BY ts").fetchall()
+    assert rows == [("22222222-0000-4000-8000-000000000001", 40), ("22222222-0000-4000-8000-000000000002", 9)]
+
+
+def test_partial_last_line_counts_once_its_newline_arrives(tmp_path: Path) -> None:
+    tree = tmp_path / "claude"
+    shutil.copytree(RULES / "partial_last_line", tree)
+    (path,) = (tree / "projects").rglob("*.jsonl")
+    with index_of(tmp_path, tree) as index:
+        assert totals(index)[1:5] == (1, 0, 1, 1)
+        assert index.con.execute('SELECT "offset" FROM files').fetchone() == (612,)
+        with path.open("ab") as f:
+            f.write(b"\n")
+        report = sync(index, [tree / "projects"])
+        assert report.bytes_read == path.stat().st_size - 612
+        assert totals(index)[:5] == (2, 2, 0, 101, 101)
+
+
+def test_samples_totals(tmp_path: Path, samples_tree: Path) -> None:
+    with Index(tmp_path / "index.duckdb") as index:
+        report = sync(index, [samples_tree / "projects"])
+        got = totals(index)
+        subagent = index.con.execute(
+            "SELECT DISTINCT session, agent_id, project FROM calls WHERE sidechain ORDER BY 1"
+        ).fetchall()
+    assert report.call_lines == SAMPLES_TOTALS["call_lines"]
+    assert report.rejected == 0
+    t = SAMPLES_TOTALS
+    assert got == (
+        t["lines"], t["calls"], t["failed"], t["input"], t["output"], t["cache_5m"], t["cache_1h"],
+        t["cache_read"], 0, 0, None, 0, [],
+    )  # fmt: skip
+    assert subagent == [
+        ("ae4a77f8-aedd-4bc1-888f-c94edc91af04", "aac57f5", "/home/USER/projects/spotter-worktrees/spotter-4te")
+    ]
+
+
+def test_worker_processes_give_the_same_rows(
+    tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Index(tmp_path / "a.duckdb") as a, Index(tmp_path / "b.duckdb") as b:
+        sync(a, [samples_tree / "projects"], workers=1)
+        monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+        sync(b, [samples_tree / "projects"], workers=2)
+        q = "SELECT * FROM calls ORDER BY key"
+        assert a.con.execute(q).fetchall() == b.con.execute(q).fetchall()
+
+
+_BIG_LINE_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from indexer import ingest
+from indexer.ingest import sync
+from indexer.store import Index
+with Index(Path(sys.argv[1])) as index:
+    report = sync(index, [Path(sys.argv[2])])
+    row = index.con.execute("SELECT count(*), sum(input_tokens), sum(output_tokens) FROM calls").fetchone()
+print(report.bytes_read, *row, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_valid_50_mb_line_is_counted_in_bounded_memory(tmp_path: Path) -> None:
+    projects = tmp_path / "claude" / "projects" / "-p"
+    projects.mkdir(parents=True)
+    big = {
+        "type": "assistant",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "requestId": "req_big",
+        "cwd": "/p",
+        "message": {
+            "id": "msg_big",
+            "model": "claude-opus-4-6",
+            "content": [{"type": "text", "text": "é" * (25 << 20)}],  # 50 MB of UTF-8
+            "usage": {"input_tokens": 5, "output_tokens": 7},
+        },
+    }
+    path = projects / "s.jsonl"
+    data = orjson.dumps(big) + b"\n"
+    path.write_bytes(data)
+    del data, big
+    out = subprocess.run(
+        [sys.executable, "-c", _BIG_LINE_SCRIPT, str(tmp_path / "i.duckdb"), str(projects.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+        timeout=120,
+    ).stdout.split()
+    bytes_read, calls, inp, outp, peak_kb = (int(x) for x in out)
+    assert bytes_read == path.stat().st_size > 50 << 20
+    assert (calls, inp, outp) == (1, 5, 7)
+    assert peak_kb < 400 * 1024, f"peak RSS {peak_kb // 1024} MB"
