@@ -372,13 +372,15 @@ class Session:
         self.fast = self.speed and model == "claude-opus-4-6" and self.rng.random() < 0.15
         self.ctx = 0
         self.ctx_limit = 380_000 if model.startswith("claude-sonnet") and self.rng.random() < 0.2 else 155_000
-        self.deferred: tuple[str, str] | None = None
+        self.deferred: tuple[str, str, bool] | None = None
+        self.is_call: list[bool] = []  # per line: does the index count it as a call line?
         self.calls: list[int] = []  # indices of complete-usage assistant lines (for replays)
         self.compactions = 0
 
     # -- low level ---------------------------------------------------------------------------
-    def emit(self, line: str, kind: str) -> None:
+    def emit(self, line: str, kind: str, call: bool = False) -> None:
         self.lines.append(line)
+        self.is_call.append(call)
         self.chars += len(line)
         cb = self.g.stats.chars_by_type
         cb[kind] = cb.get(kind, 0) + len(line)
@@ -489,14 +491,14 @@ class Session:
             if i == 0:
                 first_ts = self.ts
             if late and i == len(blocks) - 1:
-                self.deferred = (line, "assistant")
+                self.finish()
+                self.deferred = (line, "assistant", True)
             else:
-                self.emit(line, "assistant")
+                self.emit(line, "assistant", True)
             if i == len(blocks) - 1 and not late:
                 self.calls.append(len(self.lines) - 1)
         merged = tuple(max(col) for col in zip(*lines_u, strict=True))
         g.count_call(model, merged, lines_u[0], first_ts, self.fast)
-        g.stats.call_lines += len(blocks)
         self.ctx = read + creation + final_out
         return tool_id
 
@@ -513,16 +515,14 @@ class Session:
                 'API Error: 529 {\\"type\\":\\"error\\",\\"error\\":{\\"type\\":\\"overloaded_error\\",'
                 '\\"message\\":\\"Overloaded\\"}}'
             )
-        self.emit(self._synthetic(parent, u, ts, text, True), "assistant")
+        self.emit(self._synthetic(parent, u, ts, text, True), "assistant", True)
         self.g.count_call("<synthetic>", (0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0), self.ts, False, failed=True)
-        self.g.stats.call_lines += 1
 
     def synthetic_note(self) -> None:
         """`<synthetic>` without isApiErrorMessage: not a call."""
         parent = self.parent
         u = self.new_uuid()
         self.emit(self._synthetic(parent, u, self.tick(0.1, 2), "No response requested.", False), "assistant")
-        self.g.stats.call_lines += 1
         self.g.stats.synthetic_lines += 1
 
     def _synthetic(self, parent: str, u: str, ts: str, text: str, failed: bool) -> str:
@@ -698,6 +698,10 @@ class Session:
     def fill(self, budget: int, allow_big: bool = False) -> None:
         while self.chars < budget:
             self.turn(budget, allow_big)
+        self.finish()
+
+    def finish(self) -> None:
+        """Write a final line still held back (its call was already counted)."""
         if self.deferred is not None:
             late, self.deferred = self.deferred, None
             self.emit(*late)
@@ -726,7 +730,13 @@ class Family:
         s.by_model.setdefault(model, Totals()).add(merged, cost, fast, failed)
         s.by_day.setdefault(day_of(ts), Totals()).add(merged, cost, fast, failed)
 
-    def write(self, rel: str, lines: list[str]) -> None:
+    def write(self, rel: str, session: Session | list[str]) -> None:
+        if isinstance(session, Session):
+            session.finish()
+            lines = session.lines
+            self.stats.call_lines += sum(session.is_call)
+        else:
+            lines = session
         path = self.out / "projects" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         data = "".join(lines).encode()
@@ -756,7 +766,7 @@ class Family:
                 f'{{"type":"summary","summary":"{self.filler.take(rng, 60)}","leafUuid":"{uid(rng)}"}}\n', "summary"
             )
         main.fill(plan.main_bytes, allow_big=plan.main_bytes > 8 << 20)
-        self.write(f"{proj.folder}/{sid}.jsonl", main.lines)
+        self.write(f"{proj.folder}/{sid}.jsonl", main)
 
         for budget in plan.sub_bytes:
             agent = "%07x" % rng.getrandbits(28)  # noqa: UP031
@@ -765,19 +775,19 @@ class Family:
             sub.fill(budget)
             self.replay_into(sub, main)
             if v21:
-                self.write(f"{proj.folder}/{sid}/subagents/agent-{agent}.jsonl", sub.lines)
+                self.write(f"{proj.folder}/{sid}/subagents/agent-{agent}.jsonl", sub)
                 self.write_other(
                     f"{proj.folder}/{sid}/subagents/agent-{agent}.meta.json", '{"agentType":"general-purpose"}'
                 )
             else:
-                self.write(f"{proj.folder}/agent-{agent}.jsonl", sub.lines)
+                self.write(f"{proj.folder}/agent-{agent}.jsonl", sub)
         if v21 and main.compactions and rng.random() < 0.5:
             agent = "acompact-%012x" % rng.getrandbits(48)  # noqa: UP031
             comp = Session(self, proj.cwd, sid, version, proj.branch, main.ts, model, agent_id=agent)
             comp.ctx = 120_000
             comp.prompt()
             comp.call(None)
-            self.write(f"{proj.folder}/{sid}/subagents/agent-{agent}.jsonl", comp.lines)
+            self.write(f"{proj.folder}/{sid}/subagents/agent-{agent}.jsonl", comp)
         if v21 and plan.sub_bytes and rng.random() < 0.3:
             lines = [f'{{"type":"agent_start","agentId":"{uid(rng)[:7]}","timestamp":"{iso(plan.start_ms)}"}}\n']
             self.write(f"{proj.folder}/{sid}/subagents/journal.jsonl", lines)
@@ -808,10 +818,11 @@ class Family:
         line = re.sub(
             r'"requestId":"req_[0-9a-zA-Z]+"', f'"requestId":"req_011C{rng.getrandbits(80):020x}"', line, count=1
         )
-        sub.lines.insert(rng.randrange(1, len(sub.lines) + 1), line)
+        at = rng.randrange(1, len(sub.lines) + 1)
+        sub.lines.insert(at, line)
+        sub.is_call.insert(at, True)
         s = self.stats
         s.replays += 1
-        s.call_lines += 1
         m = re.search(r'"model":"([^"]+)".*"usage":\{"input_tokens":(\d+),"cache_creation_input_tokens":(\d+),'
                       r'"cache_read_input_tokens":(\d+),"cache_creation":\{"ephemeral_5m_input_tokens":(\d+),'
                       r'"ephemeral_1h_input_tokens":(\d+)\},"output_tokens":(\d+)', line)  # fmt: skip
@@ -835,11 +846,11 @@ class Family:
             main.ts + rng.randrange(60_000, 86_400_000),
             model,
         )
-        for line in main.lines[:cut]:
-            fork.emit(line, "fork-copy")
+        for line, is_call in zip(main.lines[:cut], main.is_call[:cut], strict=True):
+            fork.emit(line, "fork-copy", is_call)
         fork.ctx = main.ctx
         fork.fill(fork.chars + budget)
-        self.write(f"{self.project.folder}/{fid}.jsonl", fork.lines)
+        self.write(f"{self.project.folder}/{fid}.jsonl", fork)
 
 
 _FILLER: Filler | None = None
