@@ -12,6 +12,10 @@ const FEED_PAGE = 50;
 const HOURLY_PAGE = 1000;
 const HOURLY_MAX_PAGES = 20;
 const TIERS = ["opus", "sonnet", "haiku", "other"];
+const CALL_TYPES = "api_call,cache_hit,error"; // every call is exactly one of these activity types
+const TYPE_LABELS = {
+  api_call: "call", cache_hit: "cache hit", error: "error", model_override: "model change", compaction: "compaction",
+};
 const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
 const $ = (id) => document.getElementById(id);
@@ -33,6 +37,7 @@ const state = {
   hourly: [],
   daily: [],
   sseOpen: false,
+  lastLagging: 0,
   statsOk: true,
   refreshTimer: null,
   refreshing: false,
@@ -93,11 +98,15 @@ function fmtPct(v) {
   return v === null || v === undefined || Number.isNaN(v) ? "–" : `${(v * 100).toFixed(1)}%`;
 }
 function fmtMs(v) {
-  return v === null || v === undefined ? "–" : v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`;
+  if (v === null || v === undefined) return "–";
+  if (v < 1000) return `${Math.round(v)} ms`;
+  if (v < 120000) return `${(v / 1000).toFixed(1)} s`;
+  return fmtDuration(v / 60000);
 }
 function fmtDuration(minutes) {
   if (minutes === null || minutes === undefined || Number.isNaN(minutes)) return "–";
   const m = Math.max(0, Math.round(minutes));
+  if (m >= 2880) return `${Math.round(m / 1440)} days`;
   return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m} min`;
 }
 
@@ -448,7 +457,7 @@ async function refreshDaily() {
   renderTrend("trend-tokens", tt, yt);
 }
 
-// Calls today and yesterday: the activity endpoint's `total` for api_call events in each local day.
+// Calls today and yesterday: the activity endpoint's `total` of call events in each local day.
 async function refreshCalls() {
   const start = new Date();
   start.setHours(0, 0, 0, 0);
@@ -456,7 +465,8 @@ async function refreshCalls() {
   yStart.setDate(yStart.getDate() - 1);
   const count = async (from, to) => {
     const d = await getJSON(`/api/metrics/activity${query({
-      type: "api_call", project: state.project || undefined, from: from.toISOString(), to: to ? to.toISOString() : undefined, limit: 1,
+      type: CALL_TYPES, project: state.project || undefined, from: from.toISOString(),
+      to: to ? to.toISOString() : undefined, limit: 1,
     })}`);
     return d.total || 0;
   };
@@ -482,7 +492,8 @@ function renderTrend(id, today, yesterday) {
   node.className = `trend ${pct >= 0 ? "up" : "down"}`;
 }
 
-// Cost per hour over the last 24 h: api_call events of the window, bucketed here by local hour.
+// Cost per hour over the last 24 h: the call events of the window, bucketed here by hour.
+// (No endpoint serves hourly sums yet; paging through the events is fine at a day's volume.)
 async function refreshHourly() {
   const now = new Date();
   const end = new Date(now);
@@ -491,7 +502,7 @@ async function refreshHourly() {
   const events = [];
   for (let page = 0; page < HOURLY_MAX_PAGES; page += 1) {
     const d = await getJSON(`/api/metrics/activity${query({
-      type: "api_call", project: state.project || undefined, from: from.toISOString(), limit: HOURLY_PAGE,
+      type: CALL_TYPES, project: state.project || undefined, from: from.toISOString(), limit: HOURLY_PAGE,
       offset: page * HOURLY_PAGE,
     })}`);
     events.push(...(d.events || []));
@@ -622,9 +633,11 @@ function renderBlock(b) {
     item("Ends in", fmtDuration((end - now) / 60000), "block-remaining"),
     item("Tokens so far", fmtInt(b.totalTokens), "block-tokens"),
     item("Cost so far", fmtCost(b.costUSD), "block-cost"),
-    item("Burn rate", `${fmtInt(Math.round(burn.tokensPerMinute || 0))} tokens/min · ${fmtCost(burn.costPerHour)}/h`,
-      "block-burn"),
-    item("Projected at block end", `${fmtInt(proj.totalTokens)} tokens · ${fmtCost(proj.totalCost)}`, "block-projection"));
+    item("Burn rate", b.burnRate
+      ? `${fmtInt(Math.round(burn.tokensPerMinute || 0))} tokens/min · ${fmtCost(burn.costPerHour)}/h`
+      : "– (needs two calls)", "block-burn"),
+    item("Projected at block end", b.projection
+      ? `${fmtInt(proj.totalTokens)} tokens · ${fmtCost(proj.totalCost)}` : "–", "block-projection"));
   const parts = [grid,
     el("div", { class: "meter-label" }, el("span", { text: "Time elapsed" }),
       el("span", { text: `${Math.round((elapsed / total) * 100)}%` })),
@@ -659,20 +672,22 @@ function eventKey(e) {
 function feedItem(e, fresh) {
   const when = el("time");
   setTime(when, e.timestamp);
-  if (when.title) when.textContent = `${fmtWhen(parseTime(e.timestamp))}`;
   const detail = [];
-  if (e.type === "error") detail.push(e.error || e.message || "error");
-  else if (e.type === "model_override") detail.push(`${e.fromModel || e.from || "?"} → ${e.toModel || e.to || e.model || "?"}`);
-  else if (e.type === "compaction") detail.push(e.detail || "context compacted");
-  else if (e.model) detail.push(e.model);
-  const tokens = e.tokens ?? e.totalTokens;
-  if (tokens !== undefined && tokens !== null) detail.push(`${fmtCompact(tokens)} tokens`);
-  const amount = e.type === "cache_hit" && e.savings !== undefined ? `saved ${fmtCost(e.savings)}`
-    : e.cost !== undefined && e.cost !== null ? fmtCost(e.cost) : "";
+  if (e.type === "error") detail.push(e.error || "API error");
+  if (e.type === "model_override") detail.push(`model ${e.previousModel || "?"} → ${e.model || "?"}`);
+  else if (e.type === "compaction") {
+    detail.push(`context compacted${e.trigger ? ` (${e.trigger})` : ""}`);
+    if (e.preTokens) detail.push(`${fmtCompact(e.preTokens)} tokens before`);
+  } else if (e.model) detail.push(e.model);
+  if (e.type !== "model_override" && e.type !== "compaction" && e.tokens !== undefined && e.tokens !== null) {
+    detail.push(`${fmtCompact(e.tokens)} tokens`);
+  }
+  if (e.type === "cache_hit" && e.savings) detail.push(`saved ${fmtCost(e.savings)}`);
+  const amount = e.cost !== undefined && e.cost !== null ? fmtCost(e.cost) : "";
   return el("li", { class: fresh ? "fresh" : "", "data-type": e.type, "data-project": e.project || "",
     "data-key": eventKey(e) },
     when,
-    el("span", {}, el("span", { class: `badge ${e.type}`, text: e.type })),
+    el("span", {}, el("span", { class: `badge ${e.type}`, text: TYPE_LABELS[e.type] || e.type })),
     el("span", { class: "what", title: `${e.project || ""} ${detail.join(" · ")}` },
       el("strong", { text: label(e.project) }), detail.length ? ` · ${detail.join(" · ")}` : ""),
     el("span", { class: "amount", text: amount }));
@@ -708,43 +723,39 @@ async function refreshHealth() {
   try {
     renderHealth(await getJSON("/api/metrics/health"));
   } catch (err) {
-    if (state.statsOk) renderHealth({ ok: false, problems: [`health check failed: ${err.message}`] });
+    if (state.statsOk) renderHealth({ ok: false, index: { ok: false, error: `health check failed: ${err.message}` } });
   }
 }
 
+// What the banner lists. `ok` in /api/metrics/health covers hard failures only; catching up,
+// polling, unpriced models and rejected lines are worth a visible note too.
 function healthProblems(h) {
-  const out = [...(h.problems || h.issues || [])].map(String);
-  const catchUp = h.catch_up || h.catchUp || h.catchup;
-  if (catchUp && (catchUp.done === false || catchUp.active || (catchUp.progress !== undefined && catchUp.progress < 1))) {
-    const p = catchUp.progress !== undefined ? ` ${(catchUp.progress * 100).toFixed(0)}%` : "";
-    out.push(`catching up${p}`);
-  }
-  const observer = h.observer;
-  if (observer && typeof observer === "object" && (observer.polling || observer.alive === false)) {
-    out.push(observer.polling ? "file watching fell back to polling" : "file observer is not running");
-  } else if (observer === "polling" || h.polling === true) {
-    out.push("file watching fell back to polling");
-  }
-  const unpriced = h.unpriced_models || h.unpricedModels;
-  const names = Array.isArray(unpriced) ? unpriced : unpriced && typeof unpriced === "object" ? Object.keys(unpriced) : [];
-  if (names.length) out.push(`unpriced models: ${names.join(", ")}`);
-  const rejected = h.rejected_lines ?? h.rejectedLines;
-  if (rejected) out.push(`${fmtInt(rejected)} rejected lines`);
-  const lagging = h.files_lagging ?? h.filesLagging;
-  if (lagging) out.push(`${fmtInt(lagging)} files behind (${fmtCompact(h.bytes_behind ?? h.bytesBehind ?? 0)} bytes)`);
-  return [...new Set(out)];
+  const out = [];
+  if (h.index && h.index.ok === false) out.push(`index error: ${h.index.error || "unknown"}`);
+  if (h.ingest_error) out.push(`ingest error: ${h.ingest_error}`);
+  if (h.prices && h.prices.error) out.push(`pricing file error: ${h.prices.error}`);
+  const c = h.catch_up;
+  if (c && c.running && !c.done) out.push(`catching up: ${fmtPct(c.fraction || 0)} of ${fmtCompact(c.bytes_total)} bytes`);
+  const o = h.observer;
+  if (o && o.mode === "polling") out.push("file watching fell back to polling (OS watch limit?)");
+  else if (o && o.alive === false) out.push(`file watcher is down${o.error ? `: ${o.error}` : ""} (restarting)`);
+  const unpriced = Object.keys(h.unpriced_models || {});
+  if (unpriced.length) out.push(`unpriced models (cost counted as $0): ${unpriced.join(", ")}`);
+  if (h.rejected_lines) out.push(`${fmtInt(h.rejected_lines)} transcript lines rejected`);
+  // Files are briefly behind after every write; only a lag that lasts is worth showing.
+  const lagging = h.files_lagging || 0;
+  if (lagging && state.lastLagging) out.push(`${fmtInt(lagging)} files behind by ${fmtCompact(h.bytes_behind || 0)} bytes`);
+  state.lastLagging = lagging;
+  if (h.ok === false && !out.length) out.push("not ok");
+  return out;
 }
 
 function renderHealth(h) {
   const banner = $("health-banner");
-  const ok = h.ok !== undefined ? h.ok : h.status ? h.status === "ok" : true;
   const problems = healthProblems(h);
-  if (ok && !problems.length) {
-    banner.hidden = true;
-    return;
-  }
-  $("health-text").textContent = problems.length ? problems.join(" · ") : String(h.status || "not ok");
-  banner.hidden = false;
+  banner.hidden = !problems.length;
+  banner.classList.toggle("banner-error", h.ok === false);
+  $("health-text").textContent = problems.join(" · ");
 }
 
 // --- live stream --------------------------------------------------------------------------------
