@@ -1,0 +1,177 @@
+"""The tailer against a real index: only new bytes are read, partial lines wait, rewrites and deletions
+never double-count or lose a call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+
+from indexer.ingest import sync
+from indexer.store import Index
+from indexer.tail import FINGERPRINT_BYTES, plan_read
+
+
+def call(n: int, out: int = 1, msg: str | None = None, pad: str = "") -> bytes:
+    """A complete assistant call line (identity msg_<n>/req_<n> unless msg is given)."""
+    mid = msg or f"msg_{n}"
+    return (
+        orjson.dumps(
+            {
+                "type": "assistant",
+                "cwd": "/w",
+                "sessionId": "s",
+                "requestId": f"req_{mid}",
+                "timestamp": f"2026-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}.000Z",
+                "message": {
+                    "id": mid,
+                    "model": "claude-opus-4-6",
+                    "content": [{"type": "text", "text": pad}],
+                    "usage": {"input_tokens": n, "output_tokens": out},
+                },
+            }
+        )
+        + b"\n"
+    )
+
+
+def setup(tmp_path: Path, data: bytes) -> tuple[Index, Path, Path]:
+    projects = tmp_path / "claude" / "projects"
+    path = projects / "-w" / "s.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    index = Index(tmp_path / "index.duckdb")
+    return index, projects, path
+
+
+def calls(index: Index) -> list[tuple[str, int, int]]:
+    rows = index.con.execute("SELECT session, input_tokens, output_tokens FROM calls ORDER BY input_tokens").fetchall()
+    return [(str(s), int(i), int(o)) for s, i, o in rows]
+
+
+def file_row(index: Index) -> tuple[int, int, bool]:
+    row = index.con.execute('SELECT "offset", lines, gone FROM files').fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), bool(row[2])
+
+
+def test_appends_are_read_from_the_offset_only(tmp_path: Path) -> None:
+    first = b"".join(call(n, pad="x" * 5000) for n in range(1, 40))
+    index, projects, path = setup(tmp_path, first)
+    with index:
+        assert sync(index, [projects]).bytes_read == len(first)
+        for round_ in range(3):
+            added = call(100 + round_)
+            with path.open("ab") as f:
+                f.write(added)
+            report = sync(index, [projects])
+            assert (report.files_read, report.bytes_read, report.call_lines) == (1, len(added), 1)
+        assert sync(index, [projects]).files_read == 0
+        assert len(calls(index)) == 42
+        assert file_row(index) == (path.stat().st_size, 42, False)
+
+
+def test_partial_line_waits_for_its_newline(tmp_path: Path) -> None:
+    line = call(7, out=30)
+    index, projects, path = setup(tmp_path, call(1) + line[:50])
+    with index:
+        sync(index, [projects])
+        assert calls(index) == [("s", 1, 1)]
+        with path.open("ab") as f:
+            f.write(line[50:-1])  # everything but the newline
+        report = sync(index, [projects])
+        assert (report.bytes_read, report.call_lines) == (0, 0)
+        assert file_row(index)[0] == len(call(1))
+        with path.open("ab") as f:
+            f.write(b"\n")
+        report = sync(index, [projects])
+        assert report.bytes_read == len(line)
+        assert calls(index) == [("s", 1, 1), ("s", 7, 30)]
+
+
+def test_rewritten_shorter_file_is_reread_whole_without_double_counting(tmp_path: Path) -> None:
+    index, projects, path = setup(tmp_path, call(1) + call(2) + call(3, out=5) + call(4))
+    with index:
+        sync(index, [projects])
+        # /compact or /rewind: fewer lines, one call grew in the meantime
+        path.write_bytes(call(1) + call(3, out=9))
+        report = sync(index, [projects])
+        assert report.bytes_read == path.stat().st_size
+        assert calls(index) == [("s", 1, 1), ("s", 2, 1), ("s", 3, 9), ("s", 4, 1)]  # none lost, none twice
+        assert file_row(index) == (path.stat().st_size, 2, False)
+
+
+def test_changed_first_bytes_mean_a_rewrite(tmp_path: Path) -> None:
+    original = call(1) + call(2)
+    index, projects, path = setup(tmp_path, original)
+    with index:
+        sync(index, [projects])
+        # Same length prefix replaced, then more lines: size grew, but the start is not what was read.
+        rewritten = call(5) + call(6) + call(7)
+        assert len(call(5)) == len(call(1))
+        path.write_bytes(rewritten)
+        report = sync(index, [projects])
+        assert report.bytes_read == len(rewritten)
+        assert [c[1] for c in calls(index)] == [1, 2, 5, 6, 7]
+
+
+def test_changed_bytes_before_the_offset_mean_a_rewrite(tmp_path: Path) -> None:
+    pad = "p" * FINGERPRINT_BYTES  # the first line alone covers the fingerprint
+    index, projects, path = setup(tmp_path, call(1, pad=pad) + call(2))
+    with index:
+        sync(index, [projects])
+        path.write_bytes(call(1, pad=pad) + call(3) + call(4))  # same start, different tail
+        report = sync(index, [projects])
+        assert report.bytes_read == path.stat().st_size
+        assert [c[1] for c in calls(index)] == [1, 2, 3, 4]
+
+
+def test_deleted_file_is_gone_but_its_calls_stay(tmp_path: Path) -> None:
+    index, projects, path = setup(tmp_path, call(1) + call(2))
+    with index:
+        sync(index, [projects])
+        path.unlink()
+        report = sync(index, [projects])
+        assert report.files_gone == 1
+        assert file_row(index)[2] is True
+        assert len(calls(index)) == 2
+        # recreated (Claude Code resumed the session): read whole again, nothing doubled
+        path.write_bytes(call(2) + call(3))
+        report = sync(index, [projects])
+        assert report.bytes_read == path.stat().st_size
+        assert file_row(index) == (path.stat().st_size, 2, False)
+        assert [c[1] for c in calls(index)] == [1, 2, 3]
+
+
+def test_replaced_file_new_inode_is_reread(tmp_path: Path) -> None:
+    index, projects, path = setup(tmp_path, call(1) + call(2))
+    with index:
+        sync(index, [projects])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(call(1) + call(2) + call(3))
+        os.replace(tmp, path)
+        report = sync(index, [projects])
+        assert report.bytes_read == path.stat().st_size
+        assert [c[1] for c in calls(index)] == [1, 2, 3]
+
+
+def test_unchanged_file_needs_no_read(tmp_path: Path) -> None:
+    index, projects, path = setup(tmp_path, call(1))
+    with index:
+        sync(index, [projects])
+        state = index.file_states()[str(path)]
+        assert plan_read(str(path), path.stat(), state) is None
+
+
+def test_call_growing_across_appends_takes_the_max(tmp_path: Path) -> None:
+    index, projects, path = setup(tmp_path, call(1, out=1, msg="m"))
+    with index:
+        sync(index, [projects])
+        for out in (50, 20, 300, 7):  # lines of one call in any order: the max wins
+            with path.open("ab") as f:
+                f.write(call(2, out=out, msg="m"))
+            sync(index, [projects])
+        assert calls(index) == [("s", 2, 300)]
+        row = index.con.execute("SELECT ts FROM calls").fetchone()
+        assert row is not None and str(row[0]) == "2026-01-01 00:00:01"  # earliest line's time
