@@ -38,12 +38,18 @@ def service_files() -> dict[str, bytes]:
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    root = write_tree(tmp_path / "claude", service_files())
-    ix = Index(tmp_path / "i.duckdb")
+def build(folder: Path) -> Index:
+    root = write_tree(folder / "claude", service_files())
+    ix = Index(folder / "i.duckdb")
     sync(ix, [root / "projects"])
     apply_prices(ix.con, load_book(None))
+    return ix
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """Shared, read-only: tests that write use `fresh`."""
+    ix = build(tmp_path_factory.mktemp("service"))
     yield ix
     ix.close()
 

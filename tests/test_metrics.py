@@ -23,12 +23,25 @@ def service_files() -> dict[str, bytes]:
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    root = write_tree(tmp_path / "claude", service_files())
-    ix = Index(tmp_path / "i.duckdb")
+def build(folder: Path) -> Index:
+    root = write_tree(folder / "claude", service_files())
+    ix = Index(folder / "i.duckdb")
     sync(ix, [root / "projects"])
     apply_prices(ix.con, load_book(None))
+    return ix
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """Shared, read-only: tests that write use `fresh`."""
+    ix = build(tmp_path_factory.mktemp("service"))
+    yield ix
+    ix.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Index]:
+    ix = build(tmp_path)
     yield ix
     ix.close()
 
@@ -241,7 +254,7 @@ def test_empty_index(tmp_path: Path) -> None:
         assert metrics.tier_detail(ix.con, "haiku", now=NOW)["all_time"]["last_activity"] is None
 
 
-def test_memo_follows_commits_and_prices(index: Index, tmp_path: Path) -> None:
+def test_memo_follows_commits_and_prices(fresh: Index, tmp_path: Path) -> None:
     memo = metrics.Memo()
     computed: list[int] = []
 
@@ -249,15 +262,15 @@ def test_memo_follows_commits_and_prices(index: Index, tmp_path: Path) -> None:
         computed.append(1)
         return len(computed)
 
-    assert memo.get(index.con, "k", compute) == 1
-    assert memo.get(index.con, "k", compute) == 1  # unchanged index: no recomputation
+    assert memo.get(fresh.con, "k", compute) == 1
+    assert memo.get(fresh.con, "k", compute) == 1  # unchanged index: no recomputation
     line = (FIXTURES / "service" / "projects" / "-work-alpha" / "sa2.jsonl").read_text()
     root = write_tree(tmp_path / "more", {"-work-delta/sd.jsonl": line.replace("msg_o1", "msg_d1")})
-    sync(index, [root / "projects"])
-    assert memo.get(index.con, "k", compute) == 2  # a commit changes the version
-    assert memo.get(index.con, "k", compute) == 2
-    index.con.execute("UPDATE prices SET p_out = p_out * 2 WHERE model = 'claude-opus-4-6'")
-    assert memo.get(index.con, "k", compute) == 3  # a price change too
+    sync(fresh, [root / "projects"])
+    assert memo.get(fresh.con, "k", compute) == 2  # a commit changes the version
+    assert memo.get(fresh.con, "k", compute) == 2
+    fresh.con.execute("UPDATE prices SET p_out = p_out * 2 WHERE model = 'claude-opus-4-6'")
+    assert memo.get(fresh.con, "k", compute) == 3  # a price change too
     # and the projects seen through the memo follow
-    names = [p["name"] for p in metrics.project_stats(index.con, memo=memo)["projects"]]
+    names = [p["name"] for p in metrics.project_stats(fresh.con, memo=memo)["projects"]]
     assert "/work/alpha" in names

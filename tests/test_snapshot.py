@@ -26,12 +26,25 @@ def service_files() -> dict[str, bytes]:
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
-    root = write_tree(tmp_path / "claude", service_files())
-    ix = Index(tmp_path / "i.duckdb")
+def build(folder: Path) -> Index:
+    root = write_tree(folder / "claude", service_files())
+    ix = Index(folder / "i.duckdb")
     sync(ix, [root / "projects"])
     apply_prices(ix.con, load_book(None))
+    return ix
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """Shared, read-only: tests that write use `fresh`."""
+    ix = build(tmp_path_factory.mktemp("service"))
+    yield ix
+    ix.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Index]:
+    ix = build(tmp_path)
     yield ix
     ix.close()
 
@@ -101,16 +114,16 @@ def test_empty_index(tmp_path: Path) -> None:
     assert (s.calls_per_minute, s.active_projects, s.today_cost) == (0, 0, 0.0)
 
 
-def test_memo_reuses_totals_until_the_index_changes(index: Index, tmp_path: Path) -> None:
+def test_memo_reuses_totals_until_the_index_changes(fresh: Index, tmp_path: Path) -> None:
     memo = Memo()
-    first = compute_snapshot(index.con, now=NOW, uptime_s=0, port=0, tz=UTC, memo=memo)
-    assert compute_snapshot(index.con, now=NOW, uptime_s=0, port=0, tz=UTC, memo=memo) == first
+    first = compute_snapshot(fresh.con, now=NOW, uptime_s=0, port=0, tz=UTC, memo=memo)
+    assert compute_snapshot(fresh.con, now=NOW, uptime_s=0, port=0, tz=UTC, memo=memo) == first
     # A new line in a transcript, read by sync, changes the totals seen through the same memo.
     extra = (FIXTURES / "service" / "projects" / "-work-alpha" / "sa2.jsonl").read_text()
     extra = extra.replace("msg_o1", "msg_o2").replace("req_o1", "req_o2").replace("04:30:00", "04:31:00")
     root = write_tree(tmp_path / "more", {"-work-alpha/sa3.jsonl": extra})
-    sync(index, [root / "projects"])
-    after = compute_snapshot(index.con, now=NOW, uptime_s=0, port=0, tz=UTC, memo=memo)
+    sync(fresh, [root / "projects"])
+    after = compute_snapshot(fresh.con, now=NOW, uptime_s=0, port=0, tz=UTC, memo=memo)
     assert after.total_requests == 10
     assert after.total_cost == pytest.approx(first.total_cost + 0.03)
 

@@ -106,8 +106,11 @@ def types_param(request: Request) -> frozenset[str]:
     return frozenset(types)
 
 
-def routes(ctx: AppContext) -> list[BaseRoute]:
-    """The /api/metrics/* routes over the service's index (health lives with the runtime)."""
+def routes(ctx: AppContext, *, clock: Callable[[], datetime] | None = None) -> list[BaseRoute]:
+    """The /api/metrics/* routes over the service's index (health lives with the runtime).
+
+    `clock` gives "now" (tz-aware; default the system clock), so tests can fix the windows.
+    """
     memo = Memo()
 
     def endpoint(parse: Callable[[Request], Query]) -> Callable[[Request], Awaitable[Response]]:
@@ -129,7 +132,7 @@ def routes(ctx: AppContext) -> list[BaseRoute]:
         return handle
 
     def now() -> datetime:
-        return datetime.now(UTC)
+        return clock() if clock is not None else datetime.now(UTC)
 
     def stats(request: Request) -> Query:
         window = request.query_params.get("window") or DEFAULT_WINDOW
