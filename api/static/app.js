@@ -227,7 +227,7 @@ function renderStats() {
     $("token-split").textContent =
       `in ${fmtCompact(s.input_tokens)} · out ${fmtCompact(s.output_tokens)} · cache write ` +
       `${fmtCompact(s.cache_creation_tokens)}`;
-    $("cache-read").textContent = fmtInt(s.cache_read_tokens);
+    $("cache-read").textContent = `${fmtInt(s.cache_read_tokens)} tokens read from cache`;
     const denom = s.input_tokens + s.cache_creation_tokens + s.cache_read_tokens;
     $("cache-hit").textContent = denom ? fmtPct(s.cache_read_tokens / denom) : "–";
   }
@@ -368,7 +368,7 @@ function renderProjectCards() {
   setValue("failed-calls", p ? p.errors : 0, fmtInt(p ? p.errors : 0));
   $("avg-latency").textContent = fmtMs(p ? p.avgLatency : null);
   setValue("cache-savings", "", "–");
-  $("cache-read").textContent = "–";
+  $("cache-read").textContent = "savings are shown for all projects only";
   $("cache-hit").textContent = fmtPct(p ? p.cacheHitRate : null);
   $("token-split").textContent = "";
 }

@@ -1,0 +1,390 @@
+"""The dashboard in a real headless Chromium against a real `cco index run` over the sample transcripts.
+
+Checks what a person would: the numbers equal /api/stats, an appended transcript line shows up
+without a reload, the filters filter, phone width does not scroll sideways, the console stays
+clean and nothing is requested from outside the service. A screenshot is saved under tmp_path
+(and to docs/dashboard.png when CCO_UPDATE_SCREENSHOT=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CCO, ROOT
+
+from api.monitor import format_cost, format_int
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SPOTTER = "/home/marco/projects/spotter"
+SPOTTER_FILE = "-home-marco-spotter/tool_heavy.jsonl"
+TIMEOUT_MS = 20_000
+
+
+# --- a real service -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_json(url: str, timeout: float = 5) -> Any:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+class Service:
+    """`cco index run` as a user starts it, on a free port, stopped with SIGINT."""
+
+    def __init__(self, source: Path, db: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        args = [CCO, "index", "run", "--port", str(self.port), "--source", str(source), "--db", str(db)]
+        args += ["--interval", "0.5"]
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get_json(self.url + "/api/stats", timeout=1)
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"cco index run did not start:\n{log.read_text(errors='replace')}")
+                time.sleep(0.1)
+        self.settle()
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until catch-up is done and a snapshot newer than that is served."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = get_json(self.url + "/api/metrics/health")
+            if health["catch_up"]["done"] and not health["files_lagging"]:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"catch-up never finished: {health}")
+            time.sleep(0.1)
+        since = datetime.now(UTC)
+        self.wait_for(
+            lambda s: datetime.fromisoformat(s["timestamp"].replace("Z", "+00:00")) > since, "a fresh snapshot"
+        )
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = get_json(self.url + "/api/stats")
+        return data
+
+    def wait_for(self, pred: Any, what: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if pred(stats):
+                return stats
+            if time.monotonic() > deadline:
+                pytest.fail(f"service never showed {what}; last /api/stats: {stats}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def service(samples_tree: Path, tmp_path: Path) -> Iterator[Service]:
+    svc = Service(samples_tree, tmp_path / "index.duckdb", tmp_path / "service.log")
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def assistant_line(when: datetime, *, cwd: str = SPOTTER, model: str = "claude-opus-4-6") -> str:
+    """One Claude Code assistant line with usage, as the CLI writes it."""
+    line = {
+        "parentUuid": str(uuid.uuid4()),
+        "isSidechain": False,
+        "userType": "external",
+        "cwd": cwd,
+        "sessionId": "d6e0bada-1959-4eec-a9d2-0bfade768d8f",
+        "version": "2.1.38",
+        "gitBranch": "master",
+        "message": {
+            "model": model,
+            "id": "msg_" + uuid.uuid4().hex,
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "done"}],
+            "stop_reason": "end_turn",
+            "usage": {
+                "input_tokens": 120,
+                "cache_creation_input_tokens": 1500,
+                "cache_read_input_tokens": 25000,
+                "output_tokens": 400,
+            },
+        },
+        "requestId": "req_" + uuid.uuid4().hex,
+        "type": "assistant",
+        "uuid": str(uuid.uuid4()),
+        "timestamp": when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    return json.dumps(line) + "\n"
+
+
+def append(tree: Path, rel: str, text: str) -> None:
+    with (tree / "projects" / rel).open("a", encoding="utf-8") as f:
+        f.write(text)
+
+
+# --- a real browser -------------------------------------------------------------------------------
+
+
+def _have_browser() -> str | None:
+    """None when Chromium and Playwright are usable, else why not."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if not CHROMIUM.exists():
+        subprocess.run([str(ROOT / "scripts" / "install_browser")], check=False, timeout=600)
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing and scripts/install_browser could not install it (needs root and apt)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = _have_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Watched:
+    """A page whose console errors, uncaught exceptions and outside requests are collected."""
+
+    def __init__(self, browser: Any, base: str, width: int, height: int) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.problems: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc}"))
+        self.page.on(
+            "request",
+            lambda req: (
+                None
+                if req.url.startswith((base + "/", "data:"))
+                else self.problems.append(f"outside request: {req.url}")
+            ),
+        )
+
+    def _console(self, msg: Any) -> None:
+        if msg.type in ("error", "warning"):
+            self.problems.append(f"console {msg.type}: {msg.text}")
+
+    def value(self, selector: str) -> str:
+        return str(self.page.locator(selector).get_attribute("data-value"))
+
+    def text(self, selector: str) -> str:
+        return str(self.page.locator(selector).inner_text()).strip()
+
+    def wait_value(self, selector: str, expected: object) -> None:
+        self.page.wait_for_function(
+            "([sel, want]) => { const e = document.querySelector(sel); return e && e.dataset.value === want; }",
+            arg=[selector, str(expected)],
+        )
+
+
+def js_number(v: float | int) -> str:
+    """How JavaScript's String(v) writes a number from JSON (shortest round-trip, like repr)."""
+    if isinstance(v, int) or float(v).is_integer():
+        return str(int(v))
+    return repr(float(v))
+
+
+def check_cards(w: Watched, stats: dict[str, Any]) -> None:
+    for selector, key, fmt in [
+        ("#total-cost", "total_cost", format_cost),
+        ("#today-cost", "today_cost", format_cost),
+        ("#total-tokens", "total_tokens", format_int),
+        ("#today-tokens", "today_tokens", format_int),
+        ("#total-calls", "total_requests", format_int),
+        ("#failed-calls", "failed_requests", format_int),
+        ("#cache-savings", "cache_savings", format_cost),
+        ("#cost-per-minute", "cost_per_minute", format_cost),
+    ]:
+        assert w.value(selector) == js_number(stats[key]), (selector, key)
+        assert w.text(selector) == fmt(stats[key]), (selector, key)
+    assert w.value("#calls-per-minute") == js_number(stats["calls_per_minute"])
+    assert w.text("#calls-per-minute") == f"{stats['calls_per_minute']:.2f}"
+
+
+# --- the test -------------------------------------------------------------------------------------
+
+
+def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_path: Path) -> None:
+    base = service.url
+    stats = service.stats()
+    w = Watched(browser, base, 1280, 900)
+    page = w.page
+    page.goto(base + "/")
+
+    # Numbers equal /api/stats (the stats do not move while nothing is appended).
+    w.wait_value("#total-calls", stats["total_requests"])
+    check_cards(w, service.stats())
+    projects = get_json(base + "/api/metrics/projects")["projects"]
+    page.wait_for_function("n => document.querySelectorAll('#projects-table tbody tr[data-project]').length === n",
+                           arg=len(projects))  # fmt: skip
+    page.wait_for_selector("#feed li[data-key]")
+    page.wait_for_selector("#chart svg rect.bar", state="attached")
+    assert page.locator("#health-banner").is_hidden()
+    assert page.locator("#conn-state").inner_text() == "live"
+    updated = page.locator("#last-update").get_attribute("datetime")
+    assert updated, "the time of the last update is shown"
+
+    # A transcript append shows up without a reload: cards, the feed (with its time) and the block.
+    page.evaluate("window.__same_page = true")
+    before = service.stats()
+    now = datetime.now(UTC)
+    append(samples_tree, SPOTTER_FILE, assistant_line(now - timedelta(seconds=5)))
+    after = service.wait_for(lambda s: s["total_requests"] == before["total_requests"] + 1, "the appended call")
+    w.wait_value("#total-calls", after["total_requests"])
+    w.wait_value("#today-calls", 1)
+    check_cards(w, service.stats())
+    assert page.evaluate("window.__same_page") is True
+    first = page.locator("#feed li[data-key]").first
+    stamp = first.locator("time").get_attribute("datetime")
+    assert stamp is not None and abs(
+        datetime.fromisoformat(stamp.replace("Z", "+00:00")) - (now - timedelta(seconds=5))
+    ) < timedelta(seconds=1)
+    assert first.locator("time").inner_text().strip() not in ("", "–")
+    page.wait_for_selector("#block-tokens")
+    block = get_json(base + "/api/reports/blocks?active=true")["blocks"][-1]
+    assert w.text("#block-tokens") == format_int(block["totalTokens"])
+    assert w.text("#block-cost") == format_cost(block["costUSD"])
+
+    # Activity type filter: only compactions (the samples hold exactly one).
+    compactions = get_json(base + "/api/metrics/activity?type=compaction")["total"]
+    page.get_by_role("combobox", name="Filter activity by type").select_option("compaction")
+    page.wait_for_function(
+        "n => { const li = [...document.querySelectorAll('#feed li[data-key]')];"
+        " return li.length === n && li.every(x => x.dataset.type === 'compaction'); }",
+        arg=compactions,
+    )
+    page.get_by_role("combobox", name="Filter activity by type").select_option("")
+
+    # The project selector filters the cards, the table highlight and the feed.
+    target = next(p for p in get_json(base + "/api/metrics/projects")["projects"] if p["name"] != SPOTTER)
+    page.get_by_role("combobox", name="Filter the page by project").select_option(target["name"])
+    w.wait_value("#total-calls", target["calls"])
+    assert w.value("#total-cost") == js_number(target["cost"])
+    page.wait_for_selector(f'#projects-table tr.selected[data-project="{target["name"]}"]')
+    page.wait_for_function(
+        "p => { const li = [...document.querySelectorAll('#feed li[data-key]')];"
+        " return li.length > 0 && li.every(x => x.dataset.project === p); }",
+        arg=target["name"],
+    )
+    assert page.locator("#feed-project").input_value() == target["name"]
+    assert "#project=" in page.url
+    page.screenshot(path=str(tmp_path / "dashboard-project.png"), full_page=True)
+    page.get_by_role("combobox", name="Filter the page by project").select_option("")
+    w.wait_value("#total-calls", after["total_requests"])
+
+    # 30-day chart.
+    page.get_by_role("button", name="30 days (daily)").click()
+    page.wait_for_function("document.querySelectorAll('#chart rect.bar').length === 30")
+    assert page.get_by_role("button", name="30 days (daily)").get_attribute("aria-pressed") == "true"
+    page.get_by_role("button", name="24 hours (hourly)").click()
+    page.wait_for_function("document.querySelectorAll('#chart rect.bar').length === 24")
+    hourly_total = page.evaluate(
+        "[...document.querySelectorAll('#chart rect.bar')].reduce((a, r) => a + Number(r.dataset.value), 0)"
+    )
+    day_events = get_json(
+        base
+        + "/api/metrics/activity?type=api_call,cache_hit,error&limit=1000&from="
+        + (datetime.now(UTC) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:00:00Z")
+    )["events"]
+    assert hourly_total == pytest.approx(sum(e["cost"] for e in day_events), abs=1e-9)
+
+    page.wait_for_timeout(300)
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("CCO_UPDATE_SCREENSHOT") == "1":
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
+    assert w.problems == []
+    page.close()
+
+
+def test_dashboard_phone_width_and_health_banner(browser: Any, service: Service, tmp_path: Path) -> None:
+    """At 390 px nothing scrolls sideways; every control has an accessible name; no console noise."""
+    w = Watched(browser, service.url, 390, 844)
+    page = w.page
+    page.goto(service.url + "/")
+    w.wait_value("#total-calls", service.stats()["total_requests"])
+    page.wait_for_selector("#feed li[data-key]")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    unnamed = page.evaluate(
+        """[...document.querySelectorAll('button, select, input, [tabindex]')]
+             .filter(e => !(e.getAttribute('aria-label') || e.textContent.trim() || e.labels?.length))
+             .map(e => e.outerHTML)"""
+    )
+    assert unnamed == []
+    for name in ("Filter the page by project", "Filter activity by type", "Filter activity by project"):
+        assert page.get_by_role("combobox", name=name).count() == 1
+    page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
+
+    # A health answer that is not ok becomes a visible banner (rejected lines here).
+    page.route(
+        "**/api/metrics/health",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="application/json",
+            body=json.dumps({"ok": True, "rejected_lines": 3, "unpriced_models": {"claude-x": 2}}),
+        ),
+    )
+    page.reload()
+    page.wait_for_selector("#health-banner:not([hidden])")
+    assert "3 transcript lines rejected" in w.text("#health-text")
+    assert "claude-x" in w.text("#health-text")
+    assert w.problems == []
+    page.close()
