@@ -1,0 +1,165 @@
+"""The store: merge rules independent of read order, one writer at a time, damaged files reported in one line."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer.errors import IndexCorrupt, IndexLocked
+from indexer.ingest import sync
+from indexer.store import Index
+
+
+def line(msg: str, req: str, sec: int, out: int, *, side: bool = False, cwd: str = "/w", err: str = "") -> bytes:
+    obj: dict[str, object] = {
+        "type": "assistant",
+        "cwd": cwd,
+        "isSidechain": side,
+        "requestId": req,
+        "timestamp": f"2026-01-01T00:00:{sec:02d}.000Z",
+        "message": {
+            "id": msg,
+            "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": err or "x"}],
+            "usage": {"input_tokens": 1, "output_tokens": out, "cache_read_input_tokens": sec},
+        },
+    }
+    if err:
+        obj["isApiErrorMessage"] = True
+    return orjson.dumps(obj) + b"\n"
+
+
+def calls_table(index: Index) -> list[tuple[object, ...]]:
+    return index.con.execute("SELECT * FROM calls ORDER BY key").fetchall()
+
+
+def test_replay_flag_follows_a_merge_into_the_main_chain(tmp_path: Path) -> None:
+    """A sidechain replay whose identity later shows up on the main chain is a counted call again."""
+    projects = tmp_path / "claude" / "projects"
+    main = projects / "-w" / "s.jsonl"
+    sub = projects / "-w" / "s" / "subagents" / "agent-a.jsonl"
+    other = projects / "-w" / "t.jsonl"
+    sub.parent.mkdir(parents=True)
+    main.write_bytes(line("m", "r1", 1, 10))
+    sub.write_bytes(line("m", "r2", 2, 10, side=True))
+    with Index(tmp_path / "a.duckdb") as index:
+        sync(index, [projects])
+        assert index.con.execute("SELECT count(*) FROM calls WHERE replay").fetchone() == (1,)
+        other.write_bytes(line("m", "r2", 3, 10))
+        sync(index, [projects])
+        incremental = calls_table(index)
+    with Index(tmp_path / "b.duckdb") as index:
+        sync(index, [projects])
+        assert calls_table(index) == incremental
+        assert index.con.execute("SELECT count(*) FROM calls WHERE replay").fetchone() == (0,)
+
+
+_LINES = st.lists(
+    st.tuples(
+        st.sampled_from(["m1", "m2", "m3"]),  # message.id
+        st.sampled_from(["r1", "r2"]),  # requestId
+        st.integers(0, 59),  # second
+        st.integers(0, 500),  # output tokens
+        st.booleans(),  # sidechain
+        st.sampled_from(["/a", "/b"]),  # cwd
+        st.sampled_from(["", "", "API Error: 500", "API Error: 529"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=_LINES, order=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 12), max_size=3))
+def test_merge_is_independent_of_read_order_and_batching(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[tuple[str, str, int, int, bool, str, str]],
+    order: random.Random,
+    cuts: list[int],
+) -> None:
+    """Lines of the same identities spread over files and syncs in any order give the same calls table."""
+    tmp = tmp_path_factory.mktemp("merge")
+    encoded = [line(m, r, s, o, side=sd, cwd=c, err=e) for m, r, s, o, sd, c, e in lines]
+
+    def build(name: str, chunks: list[list[bytes]]) -> list[tuple[object, ...]]:
+        projects = tmp / name / "projects"
+        with Index(tmp / f"{name}.duckdb") as index:
+            for i, chunk in enumerate(chunks):
+                path = projects / "-w" / f"f{i % 3}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("ab") as f:
+                    f.writelines(chunk)
+                sync(index, [projects])
+            return calls_table(index)
+
+    shuffled = list(encoded)
+    order.shuffle(shuffled)
+    bounds = sorted({0, len(shuffled), *(min(c, len(shuffled)) for c in cuts)})
+    chunks = [shuffled[a:b] for a, b in itertools.pairwise(bounds)]
+    # Sessions come from file names, so "one pass" uses the same file for each line as the batched run.
+    by_file: list[list[bytes]] = [[], [], []]
+    for i, chunk in enumerate(chunks):
+        by_file[i % 3] += chunk
+    assert build("batched", chunks) == build("one_pass", by_file)
+
+
+def test_second_writer_is_told_who_holds_the_index(tmp_path: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    Index(db).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+         "sys.stdin.read()", str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        with pytest.raises(IndexLocked) as info:
+            Index(db)
+        message = str(info.value)
+        assert f"process {holder.pid}" in message
+        assert str(db) in message
+        assert "\n" not in message
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    Index(db).close()  # free again once the holder is gone
+
+
+def test_garbage_file_is_reported_as_corrupt(tmp_path: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    db.write_bytes(b"this is not a database" * 1000)
+    with pytest.raises(IndexCorrupt) as info:
+        Index(db)
+    assert "cco index rebuild" in str(info.value)
+    assert str(db) in str(info.value)
+
+
+def test_damaged_blocks_surface_as_corrupt_not_a_duckdb_error(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    damage_blocks(db)
+    with pytest.raises(IndexCorrupt) as info, Index(db) as index:
+        index.con.execute("SELECT sum(output_tokens) FROM calls").fetchall()
+    assert "cco index rebuild" in str(info.value)
+
+
+def damage_blocks(db: Path) -> None:
+    """Overwrite everything after DuckDB's headers (the first 3 blocks) with garbage."""
+    data = bytearray(db.read_bytes())
+    start = 3 * 4096
+    assert len(data) > start
+    data[start:] = bytes((i * 7 + 13) % 256 for i in range(len(data) - start))
+    db.write_bytes(bytes(data))
