@@ -93,8 +93,8 @@ def list_cmd(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     if long_context.row_count:
         console.print(long_context)
     if any(p.source == "user" and p.model in base for p in prices):
-        console.print("user*: your price replaces the bundled one", highlight=False)
-    console.print(f"web search: ${book.web_search_per_1000:g} per 1,000 requests", highlight=False)
+        console.print("user*: your price replaces the bundled one", highlight=False, soft_wrap=True)
+    console.print(f"web search: ${book.web_search_per_1000:g} per 1,000 requests", highlight=False, soft_wrap=True)
 
 
 @pricing_app.command("update")
@@ -158,10 +158,10 @@ def reset_cmd(
     reset_user_price(path, model)
     if model is None:
         message = f"removed {path}" if existed else "no user prices to remove"
-        console.print(message, highlight=False)
+        console.print(message, highlight=False, soft_wrap=True)
     else:
         back = "back to the bundled price" if model in bundled().models else "no longer priced by you"
-        console.print(f"reset {model}: {back}", highlight=False)
+        console.print(f"reset {model}: {back}", highlight=False, soft_wrap=True)
 
 
 @config_app.command("show")
@@ -190,4 +190,6 @@ def set_cmd(
 ) -> None:
     """Change a setting in config.toml (cost-mode: auto, calculate or display)."""
     setting = set_setting(name, value)
-    console.print(f"{setting.name.replace('_', '-')} = {value} (saved to {settings_file()})", highlight=False)
+    console.print(
+        f"{setting.name.replace('_', '-')} = {value} (saved to {settings_file()})", highlight=False, soft_wrap=True
+    )

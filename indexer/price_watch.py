@@ -1,7 +1,7 @@
 """Hot reload of the user's price file for a running service.
 
 The idea: the service calls `check()` about once a second; a `stat` is all it costs until the
-file's identity (inode, size, mtime) changes, and only then is the file read and validated. A good
+file's identity (inode, size, mtime, ctime) changes, and only then is the file read and validated. A good
 file replaces the prices in force; a bad one leaves the last good prices in force and is reported
 through `error` (the health endpoint shows it) until a later version of the file is good. When
 `check()` returns True the caller re-applies `book` to its index (pricing.apply_prices), so every
@@ -17,8 +17,8 @@ from pathlib import Path
 from indexer.errors import BadInput
 from indexer.pricing import PriceBook, bundled, load_book
 
-# (device, inode, size, mtime_ns), or None when there is no file.
-Signature = tuple[int, int, int, int] | None
+# (device, inode, size, mtime_ns, ctime_ns), or None when there is no file.
+Signature = tuple[int, int, int, int, int] | None
 
 
 def _signature(path: Path) -> Signature:
@@ -26,7 +26,7 @@ def _signature(path: Path) -> Signature:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class PriceWatcher:
@@ -36,9 +36,8 @@ class PriceWatcher:
         self.path = path
         self.book: PriceBook = bundled()
         self.error: str | None = None  # the last reload problem, None once a good file is read
-        self._seen: Signature = None
-        self._digest: bytes | None = None
-        self._seen = _signature(path)
+        self._digest: bytes | None = None  # of the last good file's bytes (None: no file)
+        self._seen: Signature = _signature(path)
         self._load()
 
     def check(self) -> bool:
