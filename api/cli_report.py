@@ -46,11 +46,9 @@ _TITLES = {"daily": "Date", "weekly": "Week", "monthly": "Month", "session": "Se
 
 
 def _cost_mode(mode: str | None) -> str:
-    """--mode when given, else the configured default (settings may not exist in older trees)."""
-    try:
-        from indexer.settings import resolve_cost_mode
-    except ImportError:  # pragma: no cover - settings arrive with the config work
-        return mode or "auto"
+    """--mode when given (checked), else the configured default."""
+    from indexer.settings import resolve_cost_mode
+
     return resolve_cost_mode(mode)
 
 
@@ -58,14 +56,13 @@ def _fetch(
     db: Path | None, path: str, params: dict[str, str], local: Callable[[duckdb.DuckDBPyConnection], Any]
 ) -> Any:
     """The report from the live service when one holds the index, else computed from the file."""
-    from indexer.paths import default_db, pricing_file
+    from indexer.paths import default_db, pricing_file, run_file
 
     db_file = (db or default_db()).expanduser()
-    try:
-        from api.client import service_for  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - the client arrives with the service work
-        service = None
-    else:
+    service = None
+    if run_file(db_file).exists():  # only then pay for importing the HTTP client
+        from api.client import service_for
+
         service = service_for(db_file)
     if service is not None:
         return service.get_json(path, params)

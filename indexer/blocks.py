@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadInput
 from indexer.pricing import cost_expr
-from indexer.reports import SYNTHETIC_MODEL, iso_utc
+from indexer.reports import SYNTHETIC_MODEL, iso_utc, money
 from schemas.pricing import COST_MODES
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _buckets(con: duckdb.DuckDBPyConnection, length_ms: int, bucket_ms: int, mod
         )
         SELECT run, (t - 1) // {bucket_ms} AS b, min(t), max(t), count(*),
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
-            sum(cache_read_tokens)::BIGINT, sum(cost), list(DISTINCT model)
+            sum(cache_read_tokens)::BIGINT, fsum(cost), list(DISTINCT model)
         FROM r GROUP BY ALL ORDER BY run, b
     """
     return con.execute(sql).fetchall()
@@ -169,6 +169,7 @@ def _gap(prev: _Block, nxt: _Block) -> dict[str, Any] | None:
 
 
 def _block_json(b: _Block, now_ms: int, length_ms: int) -> dict[str, Any]:
+    b.cost = money(b.cost)
     active = now_ms - b.last_ms < length_ms and now_ms < b.end_ms
     minutes = (b.last_ms - b.first_ms) / 60_000
     burn = None
@@ -186,7 +187,7 @@ def _block_json(b: _Block, now_ms: int, length_ms: int) -> dict[str, Any]:
         cpm = burn["costPerMinute"] if burn else 0.0
         projection = {
             "totalTokens": round(b.total + tpm * remaining),
-            "totalCost": b.cost + cpm * remaining,
+            "totalCost": money(b.cost + cpm * remaining),
             "remainingMinutes": round(remaining),
         }
     return {

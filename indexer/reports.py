@@ -35,6 +35,9 @@ WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "s
 ORDERS = ("asc", "desc")
 SYNTHETIC_MODEL = "<synthetic>"  # Claude Code's stand-in for locally made messages; never a model in reports
 BUCKET_MS = 15 * 60 * 1000
+# Costs are rounded to this many decimals: sums of floats depend on the order DuckDB's threads add
+# them in, and the same report must print the same digits every time (and from the service).
+COST_DECIMALS = 10
 # The key of a period's rows in the JSON (ccusage's names) and of the list that holds them.
 ROW_KEY = {"daily": "date", "weekly": "week", "monthly": "month", "session": "sessionId"}
 LIST_KEY = {"daily": "daily", "weekly": "weekly", "monthly": "monthly", "session": "sessions"}
@@ -143,6 +146,11 @@ def report_options(
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def money(value: float) -> float:
+    """A cost as reports print it (see COST_DECIMALS)."""
+    return round(float(value), COST_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
 def project_name(project: str) -> str:
     """Claude Code's folder name for a working directory (what ccusage calls the project)."""
     return _NOT_ALNUM.sub("-", project)
@@ -232,7 +240,7 @@ class _Sums:
             "cacheCreationTokens": self.cw,
             "cacheReadTokens": self.cr,
             "totalTokens": self.inp + self.out + self.cw + self.cr,
-            "totalCost": self.cost,
+            "totalCost": money(self.cost),
         }
 
     def models_part(self) -> dict[str, Any]:
@@ -243,7 +251,7 @@ class _Sums:
                 "outputTokens": int(m[1]),
                 "cacheCreationTokens": int(m[2]),
                 "cacheReadTokens": int(m[3]),
-                "cost": m[4],
+                "cost": money(m[4]),
             }
             for name, m in sorted(self.models.items(), key=lambda kv: (-kv[1][4], kv[0]))
         ]
@@ -261,16 +269,16 @@ def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple
         WITH g AS (
             SELECT epoch_ms(ts) // {BUCKET_MS} AS q, {project} AS project, model,
                 sum(input_tokens) AS i, sum(output_tokens) AS o, sum(cache_creation_tokens) AS cw,
-                sum(cache_read_tokens) AS cr, sum({cost_expr(opts.mode)}) AS c
+                sum(cache_read_tokens) AS cr, fsum({cost_expr(opts.mode)}) AS c
             FROM priced_calls WHERE {where}
             GROUP BY ALL
         ), days AS (
             SELECT q, strftime(timezone(?, to_timestamp(q * {BUCKET_MS // 1000})), '%Y-%m-%d') AS day
             FROM (SELECT DISTINCT q FROM g)
         )
-        SELECT day, project, model, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT, sum(c)
+        SELECT day, project, model, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT, fsum(c)
         FROM g JOIN days USING (q)
-        GROUP BY ALL
+        GROUP BY ALL ORDER BY day, project, model
     """
     return con.execute(sql, [*params, opts.timezone]).fetchall()
 
@@ -282,9 +290,9 @@ def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[t
     sql = f"""
         SELECT session, {project} AS grp, model,
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
-            sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)}), min(ts), max(ts), arg_max(project, ts)
+            sum(cache_read_tokens)::BIGINT, fsum({cost_expr(opts.mode)}), min(ts), max(ts), arg_max(project, ts)
         FROM priced_calls WHERE {where}
-        GROUP BY ALL
+        GROUP BY ALL ORDER BY session, grp, model
     """
     return con.execute(sql, params).fetchall()
 

@@ -1,0 +1,150 @@
+"""`cco report …` through the real executable, and the same output when a service answers."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_cco
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # This Starlette prefers `httpx2` for its TestClient; the installed `httpx` works the same.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "index.duckdb"
+    done = run_cco("index", "sync", "--source", str(FIXTURE), "--db", str(path))
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def report_json(db: Path, *args: str) -> Any:
+    done = run_cco("report", *args, "--json", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_daily_json_in_berlin(db: Path) -> None:
+    data = report_json(db, "daily", "--timezone", "Europe/Berlin")
+    assert [(r["date"], r["totalTokens"]) for r in data["daily"]] == [("2026-03-10", 87100), ("2026-04-02", 7000)]
+    assert data["totals"]["totalTokens"] == 94100
+    assert data["totals"]["totalCost"] == pytest.approx(0.1695)
+
+
+def test_totals_equal_index_status(db: Path) -> None:
+    done = run_cco("index", "status", "--json", "--db", str(db))
+    status = json.loads(done.stdout)
+    for kind in ("daily", "weekly", "monthly", "session"):
+        totals = report_json(db, kind)["totals"]
+        assert totals["totalTokens"] == status["total_tokens"]
+        assert totals["totalCost"] == pytest.approx(status["total_cost"])
+
+
+def test_weekly_monthly_session_blocks(db: Path) -> None:
+    weekly = report_json(db, "weekly", "-z", "UTC", "--start-of-week", "monday")
+    assert [r["week"] for r in weekly["weekly"]] == ["2026-03-09", "2026-03-30"]
+    monthly = report_json(db, "monthly", "-z", "UTC", "--order", "desc")
+    assert [r["month"] for r in monthly["monthly"]] == ["2026-04", "2026-03"]
+    sessions = report_json(db, "session", "-z", "UTC", "--instances")
+    assert sorted(sessions["projects"]) == ["-work-alpha", "-work-beta"]
+    blocks = report_json(db, "blocks", "--token-limit", "max")["blocks"]
+    assert len(blocks) == 8
+    assert blocks[2]["tokenLimitStatus"]["status"] == "warning"  # the largest block is 100% of "max"
+    assert not any(b["isActive"] for b in blocks)  # the fixture is in the past
+
+
+def test_project_filter(db: Path) -> None:
+    data = report_json(db, "daily", "-z", "UTC", "--project", "beta")
+    assert [(r["date"], r["totalTokens"]) for r in data["daily"]] == [("2026-03-10", 64000)]
+
+
+def test_tables(db: Path) -> None:
+    done = run_cco("report", "daily", "-z", "UTC", "--breakdown", "--db", str(db), env={"COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr
+    for text in ("2026-03-09", "└ sonnet-4-6", "└ opus-4-6", "Total", "94,100", "$0.17", "Cache W"):
+        assert text in done.stdout
+    done = run_cco("report", "session", "--instances", "--db", str(db))
+    assert done.returncode == 0 and "-work-beta" in done.stdout
+    done = run_cco("report", "blocks", "-t", "25000", "--db", str(db), env={"COLUMNS": "120"})
+    assert done.returncode == 0 and "exceeds" in done.stdout and "gap" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("daily", "--since", "2026-3-1x"), "--since '2026-3-1x' is not a date"),
+        (("weekly", "--timezone", "Nowhere/City"), "unknown timezone 'Nowhere/City'"),
+        (("monthly", "--since", "2026-05-01", "--until", "2026-04-01"), "is after --until"),
+        (("blocks", "--token-limit", "many"), "--token-limit must be a number"),
+        (("session", "--order", "up"), "--order must be one of"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(db: Path, args: tuple[str, ...], message: str) -> None:
+    done = run_cco("report", *args, "--db", str(db))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("cco: error: ") and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_empty_index(tmp_path: Path) -> None:
+    db = tmp_path / "none.duckdb"
+    assert report_json(db, "daily")["daily"] == []
+    assert report_json(db, "session", "--instances")["projects"] == {}
+    assert report_json(db, "blocks", "--active") == {"blocks": []}
+    done = run_cco("report", "monthly", "--db", str(db))
+    assert done.returncode == 0 and "No usage" in done.stdout
+
+
+def test_same_output_from_a_service(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a live service for the index, `cco report` prints the service's answer, identical to its own."""
+    from starlette.applications import Starlette
+    from typer.testing import CliRunner
+
+    import api.client
+    from api.cli import app
+    from api.context import AppContext
+    from api.routes.reports import routes
+    from indexer.paths import run_file
+    from indexer.pricing import apply_prices, load_book
+    from indexer.store import Index
+
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(db.read_bytes())
+    runner = CliRunner()
+    args = [
+        ["report", "daily", "-z", "Europe/Berlin", "--json", "--db", str(copy)],
+        ["report", "session", "-z", "UTC", "--instances", "--json", "--db", str(copy)],
+        ["report", "weekly", "-z", "UTC", "--start-of-week", "tuesday", "--json", "--db", str(copy)],
+        ["report", "blocks", "-t", "max", "--json", "--db", str(copy)],
+    ]
+    local = [runner.invoke(app, a) for a in args]
+    assert all(r.exit_code == 0 for r in local), [r.output for r in local]
+
+    with Index(copy) as index:
+        apply_prices(index.con, load_book(None))
+        ctx = AppContext(copy, reader=lambda: index.con.cursor(), book=lambda: load_book(None), machine="test")
+        client = TestClient(Starlette(routes=routes(ctx)))
+        asked: list[str] = []
+
+        class FakeService:
+            def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+                asked.append(path)
+                response = client.get(path, params=params)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+        monkeypatch.setattr(api.client, "service_for", lambda db: FakeService())
+        run_file(copy).write_text("{}")
+        remote = [runner.invoke(app, a) for a in args]
+    assert asked == ["/api/reports/daily", "/api/reports/session", "/api/reports/weekly", "/api/reports/blocks"]
+    assert [r.output for r in remote] == [r.output for r in local]
