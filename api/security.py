@@ -37,6 +37,8 @@ def host_name(header: str) -> str:
     if header.startswith("["):
         end = header.find("]")
         return header[1:end] if end > 0 else header
+    if header.count(":") > 1:  # a bare IPv6 address (no port possible without brackets)
+        return header
     name, _, port = header.rpartition(":")
     return name if name and port.isdigit() else header.rstrip(":")
 

@@ -280,7 +280,9 @@ class LiveService:
             apply_prices(self.index.con, self.prices.book, all_models=True)
             self._reader_root = self.index.con.cursor()
             self._snap_con = self._reader_root.cursor()
-            self._snapshot()
+            first = self._snapshot()
+            if first is not None:
+                self._publish(*first)
         except BaseException:
             self._close_index()
             raise
@@ -490,17 +492,24 @@ class LiveService:
                 pass
             wanted.clear()
             try:
-                change = await loop.run_in_executor(self._snap_pool, self._snapshot)
+                taken = await loop.run_in_executor(self._snap_pool, self._snapshot)
             except RuntimeError:  # executor shut down: we are stopping
                 return
             except Exception:
                 log.exception("snapshot failed")
                 continue
-            if change is not None and not self.hub.closed:
-                self.hub.publish(change)
+            if taken is not None:
+                self._publish(*taken)
 
-    def _snapshot(self) -> bytes | None:
-        """Compute a snapshot into the ring; the stream message when the data changed, else None."""
+    def _publish(self, ts: float, data: bytes, message: bytes | None) -> None:
+        """Ring entry and stream message together (on the loop), so a client that sees new stats
+        and then opens the stream starts from the matching activity."""
+        self.ring.push(ts, data)
+        if message is not None and not self.hub.closed:
+            self.hub.publish(message)
+
+    def _snapshot(self) -> tuple[float, bytes, bytes | None] | None:
+        """(time, snapshot JSON, stream message if the data changed), computed on the snapshot cursor."""
         con = self._snap_con
         if con is None:
             return None
@@ -508,14 +517,13 @@ class LiveService:
         snap = compute_snapshot(
             con, now=now, uptime_s=self.uptime_s, port=self.port, mode=self.config.cost_mode, memo=self._memo
         )
-        self.ring.push(now.timestamp(), orjson.dumps(snap))
+        data = orjson.dumps(snap)
         key = (snap.total_requests, snap.messages_count, snap.total_cost, snap.total_tokens, snap.last_activity)
         if key == self._snap_key:
-            return None
+            return now.timestamp(), data, None
         self._snap_key = key
         message = orjson.dumps(current(con, machine=self.config.machine, mode=self.config.cost_mode, memo=self._memo))
-        self.hub.latest = message
-        return message
+        return now.timestamp(), data, message
 
     # --- the ingest thread -------------------------------------------------------------------------
 

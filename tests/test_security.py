@@ -1,0 +1,112 @@
+"""The security middleware: Host allow-list (DNS rebinding), bearer token, and never any CORS header."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Message
+
+from api.security import SecurityMiddleware, host_name, is_loopback_address, is_loopback_client
+from tests.live_helpers import TestClient
+
+
+async def hello(request: Request) -> Response:
+    # A route that tries to allow every origin: the middleware must strip it.
+    return PlainTextResponse("hello", headers={"Access-Control-Allow-Origin": "*", "X-Kept": "1"})
+
+
+def make_client(allowed: list[str] | None = None, token: str | None = None) -> TestClient:
+    app = Starlette(
+        routes=[Route("/", hello)],
+        middleware=[Middleware(SecurityMiddleware, allowed_hosts=allowed or [], token=token)],
+    )
+    return TestClient(app, base_url="http://localhost")
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:3000", "LOCALHOST:80", "127.0.0.1", "127.0.0.1:3000", "[::1]", "[::1]:3000"]
+)
+def test_loopback_hosts_pass(host: str) -> None:
+    r = make_client().get("/", headers={"host": host})
+    assert r.status_code == 200 and r.text == "hello"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:3000", "localhost.evil.example", "127.0.0.1.nip.io", "0.0.0.0:3000", "", "[::2]"],
+)
+def test_foreign_hosts_get_403(host: str) -> None:
+    r = make_client().get("/", headers={"host": host})
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/json"
+    assert "Host header" in r.json()["error"]
+
+
+def test_configured_host_passes() -> None:
+    client = make_client(allowed=["stats.lan", "Box.Local:8080"])
+    assert client.get("/", headers={"host": "stats.lan:3000"}).status_code == 200
+    assert client.get("/", headers={"host": "box.local"}).status_code == 200
+    assert client.get("/", headers={"host": "other.lan"}).status_code == 403
+
+
+def test_missing_host_header_is_refused() -> None:
+    app = SecurityMiddleware(Starlette(routes=[Route("/", hello)]))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b"", "client": None}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 403
+
+
+def test_token_required_when_configured() -> None:
+    client = make_client(token="s3cret")
+    missing = client.get("/")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "token" in missing.json()["error"]
+    assert client.get("/", headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/", headers={"authorization": "s3cret"}).status_code == 401
+    assert client.get("/", headers={"authorization": "Bearer s3cret"}).status_code == 200
+    # The Host check comes first: a good token does not open the door to a rebinding page.
+    assert client.get("/", headers={"authorization": "Bearer s3cret", "host": "evil.example"}).status_code == 403
+
+
+def test_no_cors_headers_ever() -> None:
+    client = make_client()
+    for response in (
+        client.get("/", headers={"origin": "http://evil.example"}),
+        client.options("/", headers={"origin": "http://evil.example", "access-control-request-method": "GET"}),
+        client.get("/", headers={"host": "evil.example", "origin": "http://evil.example"}),
+    ):
+        assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+    assert client.get("/").headers["x-kept"] == "1"
+
+
+def test_host_name() -> None:
+    assert host_name("[::1]:3000") == "::1"
+    assert host_name("Localhost:80") == "localhost"
+    assert host_name("example.com") == "example.com"
+    assert host_name("example.com:") == "example.com"
+    assert host_name("::1") == "::1"
+
+
+def test_loopback_address_and_client() -> None:
+    for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"):
+        assert is_loopback_address(host)
+    for host in ("0.0.0.0", "::", "192.168.1.2", "example.com", "testclient"):
+        assert not is_loopback_address(host)
+    assert is_loopback_client({"type": "http", "client": ("127.0.0.1", 5)})
+    assert not is_loopback_client({"type": "http", "client": ("10.0.0.1", 5)})
+    assert not is_loopback_client({"type": "http", "client": None})

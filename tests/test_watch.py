@@ -1,0 +1,175 @@
+"""The watcher wakes the reader on transcript changes, survives its observer's death, and polls at the watch limit."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from watchdog.observers import Observer
+
+from indexer.watch import Watcher, is_watch_limit
+from tests.live_helpers import wait_for
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            self.n += 1
+
+    def quiet(self, seconds: float = 0.4) -> int:
+        """Wait until no wake came for `seconds`; the count then."""
+        last = -1
+        while last != self.n:
+            last = self.n
+            time.sleep(seconds)
+        return self.n
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "projects"
+    (r / "proj").mkdir(parents=True)
+    (r / "proj" / "s.jsonl").write_bytes(b"{}\n")
+    return r
+
+
+@pytest.fixture
+def watched(root: Path) -> Iterator[tuple[Watcher, Counter]]:
+    wakes = Counter()
+    w = Watcher([root], wakes, supervise_s=0.05)
+    w.start()
+    yield w, wakes
+    w.stop()
+
+
+def test_append_wakes(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    w, wakes = watched
+    assert w.alive and w.mode == "events" and w.watched == [str(root)]
+    before = wakes.quiet()
+    with (root / "proj" / "s.jsonl").open("ab") as f:
+        f.write(b"{}\n")
+    wait_for(lambda: wakes.n > before, timeout=5)
+
+
+def test_folder_created_later_is_watched(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    _, wakes = watched
+    sub = root / "new-project" / "sess" / "subagents"
+    sub.mkdir(parents=True)
+    time.sleep(0.2)  # the recursive watch adds the new folders
+    before = wakes.quiet()
+    (sub / "agent-1.jsonl").write_bytes(b"{}\n")
+    wait_for(lambda: wakes.n > before, timeout=5)
+    before = wakes.quiet()
+    with (sub / "agent-1.jsonl").open("ab") as f:
+        f.write(b"{}\n")
+    wait_for(lambda: wakes.n > before, timeout=5)
+
+
+def test_reads_and_other_files_do_not_wake(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    _, wakes = watched
+    before = wakes.quiet()
+    (root / "proj" / "s.jsonl").read_bytes()  # the reader's own reads must not wake it again
+    (root / "proj" / "notes.txt").write_text("x")
+    (root / "proj" / "s.jsonl.tmp").write_text("x")
+    assert wakes.quiet() == before
+
+
+def test_observer_death_is_survived(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    w, wakes = watched
+    first = w.observer
+    first.stop()  # the observer thread ends, as if it had crashed
+    first.join(2)
+    wait_for(lambda: w.restarts == 1 and w.alive, timeout=5)
+    assert w.observer is not first
+    assert w.last_failure is not None and "died" in w.last_failure
+    before = wakes.quiet()
+    with (root / "proj" / "s.jsonl").open("ab") as f:
+        f.write(b"{}\n")
+    wait_for(lambda: wakes.n > before, timeout=5)
+
+
+def test_dead_emitter_is_noticed(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    w, _ = watched
+    for emitter in list(w.observer.emitters):
+        emitter.stop()
+    wait_for(lambda: w.restarts >= 1 and w.alive, timeout=5)
+
+
+class LimitedObserver:
+    """An observer whose OS refuses watches, like inotify at max_user_watches."""
+
+    def __new__(cls) -> Any:
+        obs = Observer()
+
+        def schedule(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+        obs.schedule = schedule  # type: ignore[method-assign]
+        return obs
+
+
+def test_watch_limit_falls_back_to_polling(root: Path) -> None:
+    wakes = Counter()
+    w = Watcher([root], wakes, observer_factory=LimitedObserver, supervise_s=0.05, poll_s=0.1)
+    w.start()
+    try:
+        assert w.mode == "polling" and w.alive
+        assert w.error is not None and "watch limit" in w.error and "polling" in w.error
+        status = w.status()
+        assert status["mode"] == "polling" and status["alive"]
+        before = wakes.quiet()
+        with (root / "proj" / "s.jsonl").open("ab") as f:
+            f.write(b"{}\n")
+        wait_for(lambda: wakes.n > before, timeout=5)
+    finally:
+        w.stop()
+
+
+def test_root_created_later_is_picked_up(tmp_path: Path) -> None:
+    wakes = Counter()
+    later = tmp_path / "later" / "projects"
+    w = Watcher([later], wakes, supervise_s=0.05)
+    w.start()
+    try:
+        assert w.watched == []
+        later.mkdir(parents=True)
+        wait_for(lambda: w.watched == [str(later)], timeout=5)
+        before = wakes.quiet()
+        (later / "a.jsonl").write_bytes(b"{}\n")
+        wait_for(lambda: wakes.n > before, timeout=5)
+    finally:
+        w.stop()
+
+
+def test_failing_callback_does_not_kill_the_observer(root: Path) -> None:
+    calls: list[int] = []
+
+    def wake() -> None:
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    w = Watcher([root], wake, supervise_s=0.05)
+    w.start()
+    try:
+        (root / "proj" / "s.jsonl").write_bytes(b"{}\n{}\n")
+        wait_for(lambda: calls, timeout=5)
+        time.sleep(0.2)
+        assert w.alive and w.restarts == 0
+    finally:
+        w.stop()
+
+
+def test_is_watch_limit() -> None:
+    assert is_watch_limit(OSError(errno.ENOSPC, "inotify watch limit reached"))
+    assert is_watch_limit(OSError(errno.EMFILE, "inotify instance limit reached"))
+    assert not is_watch_limit(OSError(errno.ENOENT, "gone"))
+    assert not is_watch_limit(ValueError("x"))
