@@ -1,0 +1,111 @@
+"""`rebuild`: a fresh index from the transcripts plus the history only the old index still holds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indexer.errors import IndexLocked
+from indexer.ingest import sync
+from indexer.rebuild import rebuild
+from indexer.store import Index
+
+RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
+
+
+def rows(db: Path, sql: str = "SELECT * FROM calls ORDER BY key") -> list[tuple[object, ...]]:
+    with Index(db) as index:
+        return index.con.execute(sql).fetchall()
+
+
+def test_rebuild_equals_a_sync_into_a_fresh_index(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.salvaged_calls == 0 and report.salvage_error is None
+    assert report.sync.call_lines == 45
+    with Index(tmp_path / "plain.duckdb") as plain:
+        sync(plain, [samples_tree / "projects"])
+    assert rows(db) == rows(tmp_path / "plain.duckdb")
+
+
+def test_calls_of_deleted_files_survive_rebuild(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    before = rows(db)
+    # Claude Code's 30-day cleanup deletes the subagent transcript (3 calls).
+    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
+    subagent.unlink()
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.salvaged_calls == 3
+    assert report.salvage_error is None
+    assert rows(db) == before
+    assert rows(db, "SELECT path, gone FROM files WHERE gone") == [(str(subagent), True)]
+    # and again: salvage keeps them through any number of rebuilds
+    assert rebuild(db, [samples_tree / "projects"]).salvaged_calls == 3
+    assert rows(db) == before
+
+
+def test_calls_of_files_rewritten_shorter_survive_rebuild(tmp_path: Path) -> None:
+    tree = tmp_path / "claude"
+    shutil.copytree(RULES / "duplicate_groups", tree)
+    (path,) = tree.rglob("*.jsonl")
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [tree / "projects"])
+    before = rows(db)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]))  # /rewind: only the first line of call A is left (out 1)
+    report = rebuild(db, [tree / "projects"])
+    assert report.salvaged_calls == 1  # call B
+    assert rows(db) == before  # call A keeps its final output count (250) and first-line latency
+
+
+def test_rebuild_over_a_garbage_index_works_and_warns(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    db.write_bytes(b"\x00garbage" * 10_000)
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.salvaged_calls == 0
+    assert report.salvage_error is not None and "cco index rebuild" in report.salvage_error
+    with Index(tmp_path / "plain.duckdb") as plain:
+        sync(plain, [samples_tree / "projects"])
+    assert rows(db) == rows(tmp_path / "plain.duckdb")
+
+
+def test_rebuild_over_damaged_blocks_works_and_warns(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    data = bytearray(db.read_bytes())
+    data[3 * 4096 :] = bytes((i * 31 + 5) % 256 for i in range(len(data) - 3 * 4096))
+    db.write_bytes(bytes(data))
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.salvage_error is not None
+    assert report.salvaged_calls == 0
+    with Index(tmp_path / "plain.duckdb") as plain:
+        sync(plain, [samples_tree / "projects"])
+    assert rows(db) == rows(tmp_path / "plain.duckdb")
+    assert not list(tmp_path.glob("index.duckdb.rebuild-*"))
+
+
+def test_rebuild_refuses_an_index_in_use(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    with subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+         "sys.stdin.read()", str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:  # fmt: skip
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        with pytest.raises(IndexLocked):
+            rebuild(db, [samples_tree / "projects"])
+        assert holder.stdin is not None
+        holder.stdin.close()
+    assert rows(db, "SELECT count(*) FROM calls") == [(15,)]
