@@ -1,0 +1,90 @@
+"""Schema migrations: a blank index gets exactly these columns; an older one is upgraded in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from indexer.migrations import MIGRATIONS, migrate
+from indexer.store import Index
+
+COLUMNS = {
+    "calls": [
+        ("key", "BIGINT"), ("msg_hash", "BIGINT"), ("ts", "TIMESTAMP"), ("model", "VARCHAR"),
+        ("session", "VARCHAR"), ("project", "VARCHAR"), ("branch", "VARCHAR"), ("version", "VARCHAR"),
+        ("agent_id", "VARCHAR"), ("sidechain", "BOOLEAN"), ("failed", "BOOLEAN"), ("replay", "BOOLEAN"),
+        ("input_tokens", "BIGINT"), ("output_tokens", "BIGINT"), ("cache_5m_tokens", "BIGINT"),
+        ("cache_1h_tokens", "BIGINT"), ("cache_read_tokens", "BIGINT"), ("web_searches", "INTEGER"),
+        ("fast", "BOOLEAN"), ("cost_usd", "DOUBLE"), ("latency_ms", "BIGINT"), ("error", "VARCHAR"),
+    ],
+    "files": [
+        ("path", "VARCHAR"), ("device", "UBIGINT"), ("inode", "UBIGINT"), ("fp_len", "INTEGER"),
+        ("fp_hash", "BIGINT"), ("size", "BIGINT"), ("mtime_ns", "BIGINT"), ("offset", "BIGINT"),
+        ("tail_hash", "BIGINT"), ("last_user_ms", "BIGINT"), ("lines", "BIGINT"), ("gone", "BOOLEAN"),
+        ("ingested_at", "TIMESTAMP"),
+    ],
+    "events": [
+        ("key", "BIGINT"), ("ts", "TIMESTAMP"), ("kind", "VARCHAR"), ("session", "VARCHAR"),
+        ("project", "VARCHAR"), ("detail", "VARCHAR"),
+    ],
+    "rejects": [("path", "VARCHAR"), ("offset", "BIGINT"), ("reason", "VARCHAR")],
+    "prices": [
+        ("model", "VARCHAR"), ("matched", "VARCHAR"), ("tier", "VARCHAR"), ("priced", "BOOLEAN"),
+        ("fast_mult", "DOUBLE"), ("web", "DOUBLE"), ("p_in", "DOUBLE"), ("p_out", "DOUBLE"),
+        ("p_w5m", "DOUBLE"), ("p_w1h", "DOUBLE"), ("p_read", "DOUBLE"), ("has_lc", "BOOLEAN"),
+        ("l_in", "DOUBLE"), ("l_out", "DOUBLE"), ("l_w5m", "DOUBLE"), ("l_w1h", "DOUBLE"), ("l_read", "DOUBLE"),
+    ],
+    "migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
+}  # fmt: skip
+NAMES = ["001_calls", "002_files", "003_events_and_rejects", "004_prices"]
+
+
+def schema(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+    return {t: [(r[0], r[1]) for r in con.execute(f'DESCRIBE "{t}"').fetchall()] for t in tables}
+
+
+def applied(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT name FROM migrations ORDER BY applied_at, name").fetchall()]
+
+
+def test_blank_database_gets_exactly_these_columns(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "blank.duckdb"))
+    assert migrate(con) == NAMES
+    assert [name for name, _ in MIGRATIONS] == NAMES
+    assert schema(con) == COLUMNS
+    assert applied(con) == NAMES
+    assert migrate(con) == []  # idempotent
+    con.close()
+
+
+def test_older_schema_is_upgraded_keeping_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    assert migrate(con, MIGRATIONS[:2]) == NAMES[:2]
+    con.execute(
+        "INSERT INTO calls VALUES (1, 2, TIMESTAMP '2026-01-01 00:00:00', 'claude-opus-4-6', 's', '/p', NULL, NULL, "
+        "NULL, false, false, false, 3, 4, 5, 6, 7, 0, false, NULL, NULL, NULL)"
+    )
+    assert sorted(schema(con)) == ["calls", "files", "migrations"]
+    con.close()
+    with Index(db) as index:  # every open migrates
+        assert schema(index.con) == COLUMNS
+        assert applied(index.con) == NAMES
+        assert index.con.execute("SELECT key, input_tokens, cache_read_tokens FROM calls").fetchall() == [(1, 3, 7)]
+
+
+def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "x.duckdb"))
+
+    def broken(c: duckdb.DuckDBPyConnection) -> None:
+        c.execute("CREATE TABLE half (a INTEGER)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        migrate(con, [MIGRATIONS[0], ("002_broken", broken)])
+    assert applied(con) == ["001_calls"]
+    assert "half" not in schema(con)
+    con.close()
