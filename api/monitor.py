@@ -69,10 +69,20 @@ class Client:
         except urllib.error.HTTPError as exc:
             raise Unreachable(f"{path} answered HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unreachable(str(reason) or type(exc).__name__) from exc
+            raise Unreachable(describe(getattr(exc, "reason", exc))) from exc
         except orjson.JSONDecodeError as exc:
             raise Unreachable(f"{path} did not answer JSON") from exc
+
+
+def describe(reason: object) -> str:
+    """A short reason for the status line: 'connection refused', not '[Errno 111] Connection refused'."""
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason) or type(reason).__name__
 
 
 @dataclass(frozen=True)
@@ -249,9 +259,16 @@ def format_minutes(minutes: float | None) -> str:
     return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min"
 
 
-def short_project(name: str) -> str:
-    parts = [p for p in name.replace("\\", "/").split("/") if p]
-    return "/".join(parts[-2:]) if parts else name
+def short_names(names: list[str]) -> dict[str, str]:
+    """The shortest tail of each project path that tells it apart from the others ("spotter")."""
+    parts = {n: [p for p in n.replace("\\", "/").split("/") if p] for n in names}
+    out: dict[str, str] = {}
+    for n, ps in parts.items():
+        k = 1
+        while k < len(ps) and any(o != n and parts[o][-k:] == ps[-k:] for o in names):
+            k += 1
+        out[n] = "/".join(ps[-k:]) or n
+    return out
 
 
 @dataclass(frozen=True)
@@ -322,7 +339,9 @@ def _block(view: View, block: Json | None, known: bool, stale: bool) -> Renderab
     grid.add_row("so far", f"{format_int(tokens)} tokens  {format_cost(block.get('costUSD'))}")
     grid.add_row(
         "burn rate",
-        f"{format_int(burn.get('tokensPerMinute'))} tokens/min  {format_cost(burn.get('costPerHour'))}/h",
+        f"{format_int(burn.get('tokensPerMinute'))} tokens/min  {format_cost(burn.get('costPerHour'))}/h"
+        if burn
+        else "- (needs two calls in the block)",
     )
     grid.add_row(
         "projection", f"{format_int(proj.get('totalTokens'))} tokens  {format_cost(proj.get('totalCost'))} at block end"
@@ -359,10 +378,11 @@ def _top(rows: list[Json], name_key: str, calls_key: str, title: str, stale: boo
     table.add_column("calls", justify="right")
     table.add_column("cost", justify="right")
     top = sorted(rows, key=lambda r: float(r.get("cost") or 0), reverse=True)[:TOP_N]
+    labels = short_names([str(r.get(name_key) or "-") for r in rows]) if name_key == "name" else {}
     for r in top:
         name = str(r.get(name_key) or "-")
         table.add_row(
-            short_project(name) if name_key == "name" else name,
+            labels.get(name, name),
             format_int(r.get(calls_key)),
             format_cost(r.get("cost")),
             style="yellow" if stale else None,
@@ -372,16 +392,41 @@ def _top(rows: list[Json], name_key: str, calls_key: str, title: str, stale: boo
     return Panel(table, title=title + (" (stale)" if stale else ""), title_align="left", border_style="dim")
 
 
+def health_problems(health: Json) -> list[str]:
+    """What is worth a note in /api/metrics/health (its `ok` covers hard failures only)."""
+    out: list[str] = []
+    index = health.get("index") or {}
+    if index.get("ok") is False:
+        out.append(f"index error: {index.get('error') or 'unknown'}")
+    if health.get("ingest_error"):
+        out.append(f"ingest error: {health['ingest_error']}")
+    if (health.get("prices") or {}).get("error"):
+        out.append(f"pricing file error: {health['prices']['error']}")
+    catch_up = health.get("catch_up") or {}
+    if catch_up.get("running") and not catch_up.get("done"):
+        out.append(f"catching up {float(catch_up.get('fraction') or 0):.0%}")
+    observer = health.get("observer") or {}
+    if observer.get("mode") == "polling":
+        out.append("watching by polling")
+    elif observer.get("alive") is False:
+        out.append("file watcher down (restarting)")
+    unpriced = health.get("unpriced_models") or {}
+    if unpriced:
+        out.append("unpriced: " + ", ".join(sorted(unpriced)))
+    if health.get("rejected_lines"):
+        out.append(f"{format_int(health['rejected_lines'])} lines rejected")
+    if health.get("ok") is False and not out:
+        out.append("not ok")
+    return out
+
+
 def health_text(health: Json | None) -> Text:
     if health is None:
         return Text("health: unknown", style="dim")
-    ok = health.get("ok")
-    if ok is None and "status" in health:
-        ok = health.get("status") == "ok"
-    if ok is not False:
+    problems = health_problems(health)
+    if not problems:
         return Text("health: ok", style="green")
-    problems = health.get("problems") or health.get("issues") or [health.get("status") or "not ok"]
-    return Text("health: " + "; ".join(str(p) for p in problems), style="bold yellow")
+    return Text("health: " + "; ".join(problems), style="bold red" if health.get("ok") is False else "yellow")
 
 
 def render(view: View) -> RenderableType:

@@ -1,0 +1,403 @@
+"""`cco monitor`: the frame it draws, the poller's stale/unreachable logic, keys, and the real thing under tmux."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import shlex
+import shutil
+import subprocess
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CCO, ROOT
+from rich.console import Console
+from test_dashboard import SPOTTER_FILE, Service, append, assistant_line, free_port, get_json
+
+from api import monitor
+from api.monitor import Client, Keys, Poller, PollState, Sample, Unreachable, View, format_cost, format_int, render
+
+STATS = {
+    "timestamp": "2026-11-23T02:00:00.000Z",
+    "total_requests": 1234,
+    "failed_requests": 2,
+    "total_cost": 56.789,
+    "total_tokens": 9_876_543,
+    "today_cost": 3.25,
+    "today_tokens": 456_789,
+    "calls_per_minute": 1.5,
+    "cost_per_minute": 0.042,
+    "active_projects": 2,
+    "messages_count": 5000,
+    "last_activity": "2026-11-23T01:59:30.000Z",
+}
+NOW = datetime(2026, 11, 23, 2, 0, 5, tzinfo=UTC)
+BLOCK = {
+    "startTime": "2026-11-23T00:00:00.000Z",
+    "endTime": "2026-11-23T05:00:00.000Z",
+    "isActive": True,
+    "isGap": False,
+    "totalTokens": 80_000,
+    "costUSD": 1.5,
+    "burnRate": {"tokensPerMinute": 666.6, "costPerHour": 0.75},
+    "projection": {"totalTokens": 200_000, "totalCost": 3.75, "remainingMinutes": 180},
+    "tokenLimitStatus": None,
+}
+
+
+def draw(view: View, width: int = 110) -> str:
+    console = Console(width=width, record=True, color_system=None, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(render(view))
+    text = console.export_text()
+    console.file.close()
+    return text
+
+
+def view(poll: PollState, now_mono: float = 100.0, token_limit: int | None = None) -> View:
+    return View("http://127.0.0.1:3000", poll, now_mono, NOW, token_limit)
+
+
+# --- the frame ------------------------------------------------------------------------------------
+
+
+def test_frame_shows_the_numbers() -> None:
+    sample = Sample(
+        stats=STATS,
+        block=BLOCK,
+        block_known=True,
+        health={"ok": True},
+        projects=[{"name": "/home/a/spotter", "calls": 10, "cost": 2.0}, {"name": "/x/other", "calls": 1, "cost": 9}],
+        models=[{"model": "claude-opus-4-6", "requests": 11, "cost": 11.0}],
+        fetched_at=99.5,
+    )
+    text = draw(view(PollState(sample=sample), token_limit=100_000))
+    for expected in ("$3.25", "456,789", "$56.79", "9,876,543", "1,234", "1.50", "$0.0420", "live"):
+        assert expected in text, expected
+    assert "80,000 tokens" in text and "667 tokens/min" in text and "$0.7500/h" in text
+    assert "200,000 tokens" in text and "$3.75 at block end" in text
+    assert "80% of 100,000 (projected 200%)" in text
+    assert "spotter" in text and "other" in text and "claude-opus-4-6" in text
+    assert text.index("other") < text.index("spotter")  # by cost
+    assert "health: ok" in text and "last activity" in text
+    assert "stale" not in text.lower()
+
+
+def test_no_data_yet_never_shows_zeros() -> None:
+    poll = PollState(error="connection refused", retry_at=104.0, failures=3)
+    text = draw(view(poll))
+    assert "UNREACHABLE: connection refused; retrying in 4 s" in text
+    assert "unreachable" in text.splitlines()[1]
+    numbers = text.replace("http://127.0.0.1:3000", "")
+    assert "$" not in numbers and re.search(r"\b0\b", numbers) is None
+
+
+def test_slow_request_shows_previous_numbers_marked_stale() -> None:
+    sample = Sample(stats=STATS, fetched_at=95.0)
+    text = draw(view(PollState(sample=sample, in_flight_since=98.5), now_mono=100.0))
+    assert "STALE: waiting 1.5 s" in text
+    assert "$3.25" in text and "(stale)" in text
+    fresh = draw(view(PollState(sample=sample, in_flight_since=99.5), now_mono=100.0))
+    assert "STALE" not in fresh and "(stale)" not in fresh
+
+
+def test_lost_service_keeps_numbers_marked_stale() -> None:
+    poll = PollState(sample=Sample(stats=STATS, fetched_at=90.0), error="connection refused", retry_at=101.0)
+    text = draw(view(poll))
+    assert "UNREACHABLE" in text and "$56.79" in text and "(stale)" in text and "updated 10 s ago" in text
+
+
+def test_health_problems_are_listed() -> None:
+    health = {
+        "ok": True,
+        "catch_up": {"running": True, "done": False, "fraction": 0.25},
+        "observer": {"alive": True, "mode": "polling"},
+        "unpriced_models": {"claude-x": 3},
+        "rejected_lines": 2,
+    }
+    assert monitor.health_problems(health) == [
+        "catching up 25%",
+        "watching by polling",
+        "unpriced: claude-x",
+        "2 lines rejected",
+    ]
+    assert monitor.health_problems({"ok": False, "index": {"ok": False, "error": "locked"}}) == ["index error: locked"]
+    assert monitor.health_problems({"ok": True, "observer": {"alive": True, "mode": "events"}}) == []
+
+
+def test_token_limit_option() -> None:
+    assert monitor.parse_token_limit(None) == (None, None)
+    assert monitor.parse_token_limit("max") == ("max", None)
+    assert monitor.parse_token_limit("500,000") == ("500000", 500_000)
+    for bad in ("lots", "0", "-5"):
+        with pytest.raises(ValueError):
+            monitor.parse_token_limit(bad)
+
+
+def test_short_names_tell_projects_apart() -> None:
+    names = ["/home/a/spotter", "/home/b/spotter", "/x/music"]
+    assert monitor.short_names(names) == {
+        "/home/a/spotter": "a/spotter",
+        "/home/b/spotter": "b/spotter",
+        "/x/music": "music",
+    }
+
+
+# --- the poller -----------------------------------------------------------------------------------
+
+
+class FakeClient(Client):
+    """Answers from a dict; `down` makes every call fail; `delay` makes /api/stats slow."""
+
+    def __init__(self) -> None:
+        super().__init__("http://fake")
+        self.down = False
+        self.delay = 0.0
+        self.paths: list[str] = []
+        self.answers: dict[str, Any] = {
+            "/api/stats": STATS,
+            "/api/reports/blocks": {"blocks": [BLOCK]},
+            "/api/metrics/health": {"ok": True},
+            "/api/metrics/projects": {"projects": []},
+            "/api/metrics/models": {"models": []},
+        }
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        self.paths.append(path + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""))
+        if self.down:
+            raise Unreachable("connection refused")
+        if path == "/api/stats" and self.delay:
+            time.sleep(self.delay)
+        return self.answers[path]
+
+
+def test_poller_backs_off_and_recovers() -> None:
+    client = FakeClient()
+    clock = [0.0]
+    poller = Poller(client, 1.0, token_limit="max", clock=lambda: clock[0])
+    poller.poll_once()
+    assert poller.state.sample.stats == STATS and poller.state.sample.block == BLOCK
+    assert "/api/reports/blocks?active=true&token_limit=max" in client.paths
+    client.down = True
+    delays = []
+    for _ in range(7):
+        poller.poll_once()
+        assert poller.state.retry_at is not None
+        delays.append(poller.state.retry_at - clock[0])
+        assert poller.state.sample.stats == STATS  # the last good numbers stay
+    assert delays == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
+    client.down = False
+    poller.poll_once()
+    assert poller.state.error is None and poller.state.failures == 0
+
+
+def test_poller_details_only_when_something_changed() -> None:
+    client = FakeClient()
+    clock = [0.0]
+    poller = Poller(client, 1.0, clock=lambda: clock[0])
+    poller.poll_once()
+    client.paths.clear()
+    clock[0] = 1.0
+    poller.poll_once()
+    assert client.paths == ["/api/stats"]
+    client.answers["/api/stats"] = {**STATS, "total_requests": 1235}
+    poller.poll_once()
+    assert "/api/metrics/projects" in client.paths
+
+
+def test_a_failing_detail_endpoint_keeps_the_rest() -> None:
+    client = FakeClient()
+    poller = Poller(client, 1.0)
+    poller.poll_once()
+    del client.answers["/api/metrics/health"]
+    original_get = client.get
+
+    def flaky(path: str, params: dict[str, str] | None = None) -> Any:
+        if path == "/api/metrics/health":
+            raise Unreachable("/api/metrics/health answered HTTP 500")
+        return original_get(path, params)
+
+    client.get = flaky  # type: ignore[method-assign]
+    client.answers["/api/stats"] = {**STATS, "total_requests": 1}
+    poller.poll_once()
+    state = poller.state
+    assert state.error is None and state.sample.stats is not None and state.sample.stats["total_requests"] == 1
+    assert state.sample.health == {"ok": True}
+    assert state.sample.problems == ("/api/metrics/health answered HTTP 500",)
+
+
+def test_slow_service_is_stale_while_waiting() -> None:
+    client = FakeClient()
+    poller = Poller(client, 0.1)
+    poller.poll_once()
+    client.delay = 1.4
+    worker = threading.Thread(target=poller.poll_once)
+    worker.start()
+    time.sleep(1.2)
+    frame = draw(View("u", poller.state, time.monotonic(), NOW))
+    assert "STALE" in frame and "$3.25" in frame
+    worker.join()
+    assert "STALE" not in draw(View("u", poller.state, time.monotonic(), NOW))
+
+
+def test_client_reports_a_closed_port_as_unreachable() -> None:
+    with pytest.raises(Unreachable, match="connection refused"):
+        Client(f"http://127.0.0.1:{free_port()}", timeout=2).get("/api/stats")
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+def test_keys_reads_single_keys_in_cbreak_mode_and_restores_the_terminal() -> None:
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "rb", buffering=0, closefd=False) as stream:
+            before = termios.tcgetattr(slave)
+            with Keys(stream) as keys:
+                assert not termios.tcgetattr(slave)[3] & termios.ICANON
+                assert keys.read(0.05) == ""
+                os.write(master, b"q")  # no Enter needed
+                assert keys.read(2) == "q"
+            assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_keys_without_a_terminal_just_waits() -> None:
+    with open(os.devnull, "rb") as stream, Keys(stream) as keys:
+        start = time.monotonic()
+        assert keys.read(0.05) == ""
+        assert time.monotonic() - start >= 0.04
+
+
+# --- the real program under tmux ------------------------------------------------------------------
+
+
+def _tmux() -> str:
+    if shutil.which("tmux") is None:
+        subprocess.run([str(ROOT / "scripts" / "install_browser")], check=False, timeout=600)
+    path = shutil.which("tmux")
+    if path is None:
+        pytest.skip("tmux is missing and scripts/install_browser could not install it")
+    return path
+
+
+class Tmux:
+    """One detached tmux session (its own server socket) running a command in a 110x40 terminal."""
+
+    def __init__(self, tmp: Path, command: list[str]) -> None:
+        self.tmux = _tmux()
+        self.sock = str(tmp / "tmux.sock")
+        self.status = tmp / "exit-status"
+        line = " ".join(shlex.quote(c) for c in command)
+        script = f"{line}; echo $? > {shlex.quote(str(self.status))}; sleep 60"
+        env = {**os.environ, "TERM": "xterm-256color"}
+        subprocess.run(
+            [self.tmux, "-S", self.sock, "new-session", "-d", "-x", "110", "-y", "40", "bash", "-c", script],
+            check=True,
+            env=env,
+        )
+
+    def screen(self) -> str:
+        out = subprocess.run([self.tmux, "-S", self.sock, "capture-pane", "-p"], capture_output=True, text=True)
+        return out.stdout
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if re.search(pattern, text):
+                return text
+            if time.monotonic() > deadline:
+                pytest.fail(f"{pattern!r} never appeared; screen:\n{text}")
+            time.sleep(0.2)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([self.tmux, "-S", self.sock, "send-keys", *keys], check=True)
+
+    def exit_status(self, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.status.exists() or not self.status.read_text().strip():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the monitor did not exit; screen:\n{self.screen()}")
+            time.sleep(0.1)
+        return int(self.status.read_text())
+
+    def close(self) -> None:
+        subprocess.run([self.tmux, "-S", self.sock, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux_factory(tmp_path: Path) -> Iterator[Any]:
+    sessions: list[Tmux] = []
+
+    def make(command: list[str]) -> Tmux:
+        t = Tmux(tmp_path, command)
+        sessions.append(t)
+        return t
+
+    yield make
+    for t in sessions:
+        t.close()
+
+
+def _values(screen: str, label: str) -> list[str]:
+    """The values after `label` in screen order (the panels stand side by side: left to right)."""
+    return re.findall(rf"\b{re.escape(label)} +(\S+)", screen)
+
+
+def test_monitor_against_a_live_service_then_a_stopped_one(
+    tmux_factory: Any, samples_tree: Path, tmp_path: Path
+) -> None:
+    service = Service(samples_tree, tmp_path / "index.duckdb", tmp_path / "service.log")
+    try:
+        # A call a minute ago makes today, the last 10 minutes and the active block non-empty.
+        append(samples_tree, SPOTTER_FILE, assistant_line(datetime.now(UTC) - timedelta(minutes=1)))
+        stats = service.wait_for(lambda s: s["today_tokens"] > 0, "today's call")
+        term = tmux_factory([CCO, "monitor", "--url", service.url, "--interval", "0.5", "--token-limit", "100000"])
+        screen = term.wait_for(r"live.*\n(.|\n)*Top projects")
+        stats = service.stats()
+        assert re.search(r"Today.*Totals.*Last 10 min", screen)
+        assert _values(screen, "cost")[:2] == [format_cost(stats["today_cost"]), format_cost(stats["total_cost"])]
+        assert _values(screen, "tokens")[:2] == [format_int(stats["today_tokens"]), format_int(stats["total_tokens"])]
+        assert _values(screen, "calls")[:1] == [format_int(stats["total_requests"])]
+        assert _values(screen, "calls/min")[:1] == [f"{stats['calls_per_minute']:.2f}"]
+        assert _values(screen, "cost/min")[:1] == [format_cost(stats["cost_per_minute"])]
+        block = get_json(service.url + "/api/reports/blocks?active=true")["blocks"][-1]
+        assert f"{format_int(block['totalTokens'])} tokens  {format_cost(block['costUSD'])}" in screen
+        assert "of 100,000" in screen
+        assert "claude-opus-4-6" in screen and "spotter" in screen and "health: ok" in screen
+        assert re.search(r"last activity \d\d:\d\d:\d\d \(\d+ s ago\)", screen)
+    finally:
+        service.stop()
+
+    # The service goes away: the monitor says so, keeps the numbers (marked stale) and keeps running.
+    screen = term.wait_for(r"UNREACHABLE: connection refused")
+    assert format_cost(stats["total_cost"]) in screen and "(stale)" in screen
+    time.sleep(2)
+    assert not term.status.exists()
+    term.keys("q")
+    assert term.exit_status() == 0
+
+
+def test_monitor_without_a_service_waits_and_quits_on_ctrl_c(tmux_factory: Any) -> None:
+    term = tmux_factory([CCO, "monitor", "--url", f"http://127.0.0.1:{free_port()}", "--interval", "0.2"])
+    screen = term.wait_for(r"UNREACHABLE: connection refused; retrying in \d+ s")
+    assert "Traceback" not in screen and "$" not in screen
+    time.sleep(2.5)
+    assert "UNREACHABLE" in term.screen() and not term.status.exists()
+    term.keys("C-c")
+    assert term.exit_status() == 0
+    assert "Traceback" not in term.screen()
+
+
+def test_monitor_rejects_a_bad_token_limit() -> None:
+    out = subprocess.run([CCO, "monitor", "--token-limit", "lots"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--token-limit" in out.stderr and "Traceback" not in out.stderr
