@@ -110,7 +110,7 @@ def _buckets(con: duckdb.DuckDBPyConnection, length_ms: int, bucket_ms: int, mod
     """(run, bucket, first ms, last ms, entries, input, output, cache write, cache read, cost, models) rows."""
     sql = f"""
         WITH c AS (
-            SELECT epoch_ms(ts) AS t, model, input_tokens, output_tokens, cache_creation_tokens,
+            SELECT epoch_us(ts) // 1000 AS t, model, input_tokens, output_tokens, cache_creation_tokens,
                 cache_read_tokens, {cost_expr(mode)} AS cost
             FROM priced_calls
         ), r AS (
@@ -119,7 +119,7 @@ def _buckets(con: duckdb.DuckDBPyConnection, length_ms: int, bucket_ms: int, mod
         )
         SELECT run, (t - 1) // {bucket_ms} AS b, min(t), max(t), count(*),
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
-            sum(cache_read_tokens)::BIGINT, fsum(cost), list(DISTINCT model)
+            sum(cache_read_tokens)::BIGINT, sum(cost), list(DISTINCT model)
         FROM r GROUP BY ALL ORDER BY run, b
     """
     return con.execute(sql).fetchall()

@@ -1,15 +1,16 @@
 """Daily, weekly, monthly and session reports: one aggregate query, shaped like ccusage's JSON.
 
 The idea: the heavy work is one GROUP BY over `priced_calls` (so the totals are those of
-`cco index status`). Calls are first summed per 15-minute UTC bucket, and only the distinct
-buckets go through the ICU time-zone conversion: every zone's UTC offset is a multiple of 15
-minutes and changes on a 15-minute UTC boundary, so a bucket never straddles a local midnight and
-the local day of a bucket is the local day of every call in it. Converting thousands of buckets
-instead of a million timestamps is what keeps a report in milliseconds. The few resulting rows
-(day x model x project) are folded into periods and per-model breakdowns in Python.
+`cco index status`), keyed by local day. Over the time range of the data a zone's UTC offset is a
+handful of constant pieces (two per year with daylight saving time), found once in Python's
+zoneinfo; the local day of a call is then integer arithmetic in DuckDB:
+`(epoch_us(ts) + offset of its piece) // one day`, with the pieces as a short CASE. That keeps a
+report over a million calls to one scan and a hash table of day x model rows, where per-row ICU
+`timezone()` conversion would cost more than everything else together (tests check both agree).
+The few resulting rows are folded into weeks, months and per-model breakdowns in Python.
 
-Timestamps in the index are naive UTC: `timezone('UTC', ts)` makes the instant, `timezone(zone,
-instant)` its local wall time (a plain `ts::TIMESTAMPTZ` would read it in the session's zone).
+Timestamps in the index are naive UTC (a plain `ts::TIMESTAMPTZ` would read them in the session's
+zone; `timezone('UTC', ts)` is the instant).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PERIODS = ("daily", "weekly", "monthly", "session")
 WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 ORDERS = ("asc", "desc")
 SYNTHETIC_MODEL = "<synthetic>"  # Claude Code's stand-in for locally made messages; never a model in reports
-BUCKET_MS = 15 * 60 * 1000
+DAY_US = 86_400_000_000
 # Costs are rounded to this many decimals: sums of floats depend on the order DuckDB's threads add
 # them in, and the same report must print the same digits every time (and from the service).
 COST_DECIMALS = 10
@@ -261,26 +262,62 @@ class _Sums:
 # --- queries ------------------------------------------------------------------------------------
 
 
+def offset_pieces(zone: str, lo: datetime, hi: datetime) -> list[tuple[int, int]]:
+    """[(from µs since the epoch, UTC offset in µs)] covering naive-UTC [lo, hi]; the first piece starts at lo.
+
+    Offsets are sampled daily (zones change them at most a few times a year) and each change is
+    found to the second by bisection.
+    """
+    z = ZoneInfo(zone)
+
+    def offset(sec: int) -> int:
+        delta = datetime.fromtimestamp(sec, UTC).astimezone(z).utcoffset()
+        return int(delta.total_seconds()) if delta else 0
+
+    first = int(lo.replace(tzinfo=UTC).timestamp())
+    last = int(hi.replace(tzinfo=UTC).timestamp())
+    current = offset(first)
+    pieces = [(first * 1_000_000, current * 1_000_000)]
+    t = first
+    while t < last:
+        nxt = min(t + 86_400, last)
+        if offset(nxt) != current:
+            a, b = t, nxt  # offset(a) == current != offset(b)
+            while b - a > 1:
+                mid = (a + b) // 2
+                a, b = (mid, b) if offset(mid) == current else (a, mid)
+            current = offset(b)
+            pieces.append((b * 1_000_000, current * 1_000_000))
+        t = nxt
+    return pieces
+
+
+def local_day_sql(pieces: list[tuple[int, int]]) -> str:
+    """SQL for a priced_calls row's local day as days since 1970-01-01 (integers only: no ICU per row)."""
+    if len(pieces) == 1:
+        return f"(epoch_us(ts) + {pieces[0][1]}) // {DAY_US}"
+    # Piece i holds until piece i+1 starts.
+    cases = " ".join(f"WHEN epoch_us(ts) < {pieces[i + 1][0]} THEN {pieces[i][1]}" for i in range(len(pieces) - 1))
+    return f"(epoch_us(ts) + CASE {cases} ELSE {pieces[-1][1]} END) // {DAY_US}"
+
+
 def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
     """(local day, project or '', model, input, output, cache write, cache read, cost) rows."""
     where, params = _filters(opts)
+    span = con.execute(f"SELECT min(ts), max(ts) FROM priced_calls WHERE {where}", params).fetchone()
+    if span is None or span[0] is None:
+        return []
+    epoch = date(1970, 1, 1)
     project = "project" if opts.instances else "''"
     sql = f"""
-        WITH g AS (
-            SELECT epoch_ms(ts) // {BUCKET_MS} AS q, {project} AS project, model,
-                sum(input_tokens) AS i, sum(output_tokens) AS o, sum(cache_creation_tokens) AS cw,
-                sum(cache_read_tokens) AS cr, fsum({cost_expr(opts.mode)}) AS c
-            FROM priced_calls WHERE {where}
-            GROUP BY ALL
-        ), days AS (
-            SELECT q, strftime(timezone(?, to_timestamp(q * {BUCKET_MS // 1000})), '%Y-%m-%d') AS day
-            FROM (SELECT DISTINCT q FROM g)
-        )
-        SELECT day, project, model, sum(i)::BIGINT, sum(o)::BIGINT, sum(cw)::BIGINT, sum(cr)::BIGINT, fsum(c)
-        FROM g JOIN days USING (q)
-        GROUP BY ALL ORDER BY day, project, model
+        SELECT {local_day_sql(offset_pieces(opts.timezone, span[0], span[1]))} AS day, {project} AS grp, model,
+            sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
+            sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)})
+        FROM priced_calls WHERE {where}
+        GROUP BY ALL ORDER BY day, grp, model
     """
-    return con.execute(sql, [*params, opts.timezone]).fetchall()
+    rows = con.execute(sql, params).fetchall()
+    return [((epoch + timedelta(days=r[0])).isoformat(), *r[1:]) for r in rows]
 
 
 def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
@@ -290,7 +327,7 @@ def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[t
     sql = f"""
         SELECT session, {project} AS grp, model,
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
-            sum(cache_read_tokens)::BIGINT, fsum({cost_expr(opts.mode)}), min(ts), max(ts), arg_max(project, ts)
+            sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)}), min(ts), max(ts), arg_max(project, ts)
         FROM priced_calls WHERE {where}
         GROUP BY ALL ORDER BY session, grp, model
     """

@@ -270,3 +270,31 @@ def test_local_midnight_in_odd_offsets(tmp_path: Path, zone: str, before: str, a
         rows = period_report(ix.con, "daily", report_options(timezone=zone))["daily"]
     assert [(r["date"], r["inputTokens"]) for r in rows][1] == (day, 2)
     assert rows[0]["inputTokens"] == 1 and rows[0]["date"] < day
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["UTC", "Europe/Berlin", "America/New_York", "America/Sao_Paulo", "Asia/Kolkata", "Australia/Lord_Howe",
+     "Pacific/Chatham", "Africa/Casablanca"],
+)  # fmt: skip
+def test_local_day_arithmetic_agrees_with_icu(zone: str) -> None:
+    """The integer local day equals DuckDB's ICU conversion for every second sampled, transitions included."""
+    import duckdb
+
+    from indexer.reports import local_day_sql, offset_pieces
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT TIMESTAMP '2018-01-01' + to_seconds(i * 1237) AS ts FROM range(60000) r(i)")
+    lo, hi = con.execute("SELECT min(ts), max(ts) FROM t").fetchone() or (None, None)
+    assert lo is not None and hi is not None
+    pieces = offset_pieces(zone, lo, hi)
+    edges = [start // 1_000_000 + d for start, _ in pieces[1:] for d in (-1, 0, 1)]
+    if edges:
+        con.execute(f"INSERT INTO t SELECT to_timestamp(e)::TIMESTAMPTZ AT TIME ZONE 'UTC' FROM unnest({edges}) u(e)")
+    wrong = con.execute(
+        f"SELECT count(*) FROM t WHERE {local_day_sql(pieces)} "
+        f"<> timezone('{zone}', timezone('UTC', ts))::DATE - DATE '1970-01-01'"
+    ).fetchone()
+    assert wrong == (0,)
+    if zone != "UTC" and zone != "Asia/Kolkata":
+        assert len(pieces) > 2  # the sample spans several offset changes
