@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from api.output import console, err_console, print_fields, print_json
+from indexer.errors import BadInput
 from indexer.ingest import sync
 from indexer.paths import default_db, pricing_file
 from indexer.pricing import load_book
@@ -31,10 +32,18 @@ def db_path(db: Path | None) -> Path:
     return (db or default_db()).expanduser()
 
 
+def roots_of(source: list[Path] | None) -> list[Path]:
+    """The projects dirs to read; a --source that does not exist is an error, not an empty index."""
+    for p in source or []:
+        if not p.expanduser().is_dir():
+            raise BadInput(f"--source {p}: no such directory")
+    return resolve_sources(source)
+
+
 @index_app.command("sync")
 def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Read new transcript lines into the index once, then exit."""
-    roots = resolve_sources(source)
+    roots = roots_of(source)
     with Index(db_path(db)) as index:
         report = sync(index, roots)
     console.print(
@@ -49,7 +58,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
 @index_app.command("rebuild")
 def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Recreate the index from the transcripts, keeping history only the old index still has."""
-    roots = resolve_sources(source)
+    roots = roots_of(source)
     total = sum(st.st_size for _, st in iter_transcripts(roots))
     path = db_path(db)
     with Progress(

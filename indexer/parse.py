@@ -270,11 +270,12 @@ def merge_calls(a: CallRow, b: CallRow) -> CallRow:
     """Two rows of one call identity -> one, independent of order.
 
     Usage fields take their maximum (streamed lines repeat a growing snapshot), the timestamp its
-    minimum; descriptive fields and the latency estimate come from the earlier row (latency is
-    measured to a call's first line; a tool result can arrive between a call's lines), ties
-    broken by session name, so fork copies resolve the same way on every read order.
+    minimum; descriptive fields, the error text and the latency estimate come from the earlier
+    row (latency is measured to a call's first line; a tool result can arrive between a call's
+    lines), ties broken by session name, so fork copies resolve the same way on every read order.
+    ("First non-null" would not be: merging in another order can pick another row's value.)
     """
-    first, second = (a, b) if (a.ts_ms, a.session) <= (b.ts_ms, b.session) else (b, a)
+    first = a if (a.ts_ms, a.session) <= (b.ts_ms, b.session) else b
     costs = [x for x in (a.cost_usd, b.cost_usd) if x is not None]
     return first._replace(
         sidechain=a.sidechain and b.sidechain,
@@ -288,5 +289,5 @@ def merge_calls(a: CallRow, b: CallRow) -> CallRow:
         fast=a.fast or b.fast,
         cost_usd=max(costs) if costs else None,
         latency_ms=first.latency_ms,
-        error=first.error or second.error,
+        error=first.error,
     )

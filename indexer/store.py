@@ -49,8 +49,7 @@ MERGE_SET = f"""
     fast = calls.fast OR excluded.fast,
     cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
     latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
-    error = CASE WHEN {_EARLIER} THEN coalesce(excluded.error, calls.error)
-                 ELSE coalesce(calls.error, excluded.error) END
+    error = CASE WHEN {_EARLIER} THEN excluded.error ELSE calls.error END
 """
 _UPSERT_CALLS = f"""
 INSERT INTO calls

@@ -1,0 +1,243 @@
+"""Line parsing: what a line says about its call, session, project and latency; merges in any order."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from indexer.parse import FileContext, merge_calls, parse_lines, parse_ts
+from schemas.records import CallRow
+
+P = "/home/u/.claude/projects/-home-u-my-proj"
+
+
+def dumps(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj) + b"\n"
+
+
+def assistant(ts: str, mid: str = "m", req: str = "r", **top: Any) -> bytes:
+    usage = top.pop("usage", {"input_tokens": 1, "output_tokens": 2})
+    obj = {"type": "assistant", "message": {"id": mid, "model": "claude-opus-4-6", "usage": usage}, "requestId": req}
+    return dumps({**obj, **top, "timestamp": ts})
+
+
+def user(ts: str, uuid: str = "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b", **top: Any) -> bytes:
+    # real key order: ..., "type", "message", "uuid", "timestamp", ...
+    return dumps({"type": "user", "message": {"role": "user", "content": "hi"}, "uuid": uuid, "timestamp": ts, **top})
+
+
+@pytest.mark.parametrize(
+    ("path", "session", "project", "agent"),
+    [
+        (f"{P}/0d5c.jsonl", "0d5c", "-home-u-my-proj", None),
+        (f"{P}/agent-1234.jsonl", "agent-1234", "-home-u-my-proj", "1234"),  # 2.0.x: the file stem
+        (f"{P}/0d5c/subagents/agent-a1.jsonl", "0d5c", "-home-u-my-proj", "a1"),  # 2.1.x: the parent session
+        (f"{P}/0d5c/subagents/agent-acompact-9f.jsonl", "0d5c", "-home-u-my-proj", "acompact-9f"),
+    ],
+)
+def test_file_context(path: str, session: str, project: str, agent: str | None) -> None:
+    assert FileContext.for_path(path) == FileContext(path, session, project, agent)
+
+
+def test_project_is_cwd_else_the_encoded_folder() -> None:
+    ctx = FileContext.for_path(f"{P}/0d5c.jsonl")
+    data = assistant("2026-01-01T00:00:01.000Z", "a", cwd="/home/u/my.proj") + assistant(
+        "2026-01-01T00:00:02.000Z", "b"
+    )
+    got = parse_lines(data, 0, ctx, None).calls
+    assert [(c.project, c.session) for c in got] == [("/home/u/my.proj", "0d5c"), ("-home-u-my-proj", "0d5c")]
+
+
+def test_agent_id_from_the_line_wins_over_the_file_name() -> None:
+    ctx = FileContext.for_path(f"{P}/0d5c/subagents/agent-a1.jsonl")
+    (call,) = parse_lines(assistant("2026-01-01T00:00:01.000Z", agentId="zz", isSidechain=True), 0, ctx, None).calls
+    assert (call.agent_id, call.sidechain) == ("zz", True)
+
+
+def test_latency_from_the_nearest_preceding_user_line() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    data = (
+        user("2026-01-01T00:00:00.000Z")
+        + assistant("2026-01-01T00:00:01.500Z", "a")
+        + user("2026-01-01T00:00:10.000Z")  # a tool result
+        + assistant("2026-01-01T00:00:12.250Z", "b")
+        + assistant("2026-01-01T00:00:09.000Z", "c")  # earlier than the user line: unknown
+    )
+    out = parse_lines(data, 0, ctx, None)
+    assert [c.latency_ms for c in out.calls] == [1500, 2250, None]
+    assert out.last_user_ms == parse_ts("2026-01-01T00:00:10.000Z")
+
+
+def test_latency_carries_over_from_an_earlier_read() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    start = parse_ts("2026-01-01T00:00:00.000Z")
+    (call,) = parse_lines(assistant("2026-01-01T00:00:03.000Z"), 100, ctx, start).calls
+    assert call.latency_ms == 3000
+    assert parse_lines(assistant("2026-01-01T00:00:03.000Z"), 0, ctx, None).calls[0].latency_ms is None
+
+
+def test_user_line_holding_usage_is_still_a_user_line() -> None:
+    """A Task tool result carries the subagent's "usage": parsed fully, no call, and it lends its timestamp."""
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    result = dumps(
+        {
+            "type": "user",
+            "message": {"role": "user", "content": [{"type": "tool_result", "content": "done"}]},
+            "timestamp": "2026-01-01T00:00:05Z",
+            "toolUseResult": {"totalTokens": 9, "usage": {"input_tokens": 5, "output_tokens": 4}},
+        }
+    )
+    out = parse_lines(result + assistant("2026-01-01T00:00:06.000Z"), 0, ctx, None)
+    assert [c.latency_ms for c in out.calls] == [1000]
+    assert out.rejects == []
+
+
+def test_progress_lines_do_not_lend_a_nested_user_timestamp() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    nested = {
+        "type": "user",
+        "message": {"role": "user", "content": "x"},
+        "uuid": "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+    }
+    progress = dumps(
+        {
+            "type": "progress",
+            "data": {"type": "agent_progress", "message": {**nested, "timestamp": "2026-01-01T00:00:08.000Z"}},
+            "timestamp": "2026-01-01T00:00:08.000Z",
+            "uuid": "6b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+        }
+    )
+    data = user("2026-01-01T00:00:00.000Z") + progress + assistant("2026-01-01T00:00:09.000Z")
+    assert [c.latency_ms for c in parse_lines(data, 0, ctx, None).calls] == [9000]
+
+
+def test_split_on_newline_only() -> None:
+    """U+2028, U+2029, U+0085, \\v, \\f and \\r are inside lines, not between them."""
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    text = "a\u2028b\u2029c\u0085d\x0be\x0cf\rg"
+    data = user("2026-01-01T00:00:00.000Z", message={"role": "user", "content": text}) + assistant(
+        "2026-01-01T00:00:01.000Z", message={"id": "m", "model": "x", "content": text, "usage": {"output_tokens": 4}}
+    )
+    out = parse_lines(data, 0, ctx, None)
+    assert (out.lines, out.rejects, [c.output_tokens for c in out.calls]) == (2, [], [4])
+
+
+def test_blank_lines_are_skipped_and_rejects_carry_file_offsets() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    bad = b'{"message":{"usage":{"input_tokens":"1"}}}\n'
+    data = b"\n  \n" + bad + assistant("2026-01-01T00:00:01.000Z")
+    out = parse_lines(data, 1000, ctx, None)
+    assert out.lines == 2
+    assert [(r.offset, r.reason) for r in out.rejects] == [(1004, "usage.input_tokens is not an integer")]
+    assert len(out.calls) == 1
+
+
+def test_cache_creation_split_and_caps() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    usage = {
+        "input_tokens": 1,
+        "cache_creation_input_tokens": 100,
+        "cache_creation": {"ephemeral_1h_input_tokens": 150, "ephemeral_5m_input_tokens": 0},
+    }
+    (call,) = parse_lines(assistant("2026-01-01T00:00:01.000Z", usage=usage), 0, ctx, None).calls
+    assert (call.cache_1h_tokens, call.cache_5m_tokens) == (100, 0)  # the 1h part never exceeds the total
+
+
+def test_error_line_is_failed_with_zero_tokens() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    line = dumps(
+        {
+            "type": "assistant",
+            "isApiErrorMessage": True,
+            "timestamp": "2026-01-01T00:00:01.000Z",
+            "message": {
+                "id": "e",
+                "model": "<synthetic>",
+                "content": [{"type": "text", "text": "Claude AI usage limit reached|1767225600"}],
+                "usage": {"input_tokens": 7, "output_tokens": 3},
+            },
+        }
+    )
+    (call,) = parse_lines(line, 0, ctx, None).calls
+    assert (call.failed, call.input_tokens, call.output_tokens, call.error) == (
+        True, 0, 0, "Claude AI usage limit reached|1767225600",
+    )  # fmt: skip
+
+
+def test_lines_without_message_id_are_each_their_own_call() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    a = dumps({"type": "assistant", "uuid": "u1", "timestamp": "2026-01-01T00:00:01Z", "message": {"usage": {}}})
+    b = dumps({"type": "assistant", "uuid": "u2", "timestamp": "2026-01-01T00:00:01Z", "message": {"usage": {}}})
+    calls = parse_lines(a + b + a, 0, ctx, None).calls
+    assert len({c.key for c in calls}) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2026-02-10T22:57:57.941Z", 1770764277941),
+        ("2026-02-10T23:57:57.941+01:00", 1770764277941),
+        ("2026-02-10T22:57:57.941", 1770764277941),  # naive: UTC
+        ("2026-02-10T22:57:57Z", 1770764277000),
+        ("1970-01-01T00:00:00.001Z", 1),
+    ],
+)
+def test_parse_ts_exact_milliseconds(text: str, ms: int) -> None:
+    assert parse_ts(text) == ms
+
+
+def _row(**kw: Any) -> CallRow:
+    base: dict[str, Any] = dict.fromkeys(CallRow._fields, 0)
+    base.update(
+        model="m", session="s", project="p", branch=None, version=None, agent_id=None, sidechain=False,
+        failed=False, fast=False, cost_usd=None, latency_ms=None, error=None,
+    )  # fmt: skip
+    base.update(kw)
+    return CallRow(**base)
+
+
+_ROWS = st.builds(
+    lambda ts, session, out, cr, lat, side, fast, cost, err, model: _row(
+        key=1,
+        ts_ms=ts,
+        session=session,
+        output_tokens=out,
+        cache_read_tokens=cr,
+        latency_ms=lat,
+        sidechain=side,
+        fast=fast,
+        cost_usd=cost,
+        error=err,
+        model=model,
+        failed=err is not None,
+    ),
+    st.integers(0, 5),
+    st.sampled_from(["s1", "s2"]),
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+    st.none() | st.integers(0, 100),
+    st.booleans(),
+    st.booleans(),
+    st.none() | st.floats(0, 1),
+    st.none() | st.sampled_from(["E1", "E2"]),
+    st.sampled_from(["a", "b"]),
+)
+
+
+@given(st.lists(_ROWS, min_size=1, max_size=6), st.randoms(use_true_random=False))
+def test_merge_is_order_independent(rows: list[CallRow], rnd: Any) -> None:
+    # Full ties (same time and session) keep the first row read; order only among distinct sort keys.
+    distinct = list({(r.ts_ms, r.session): r for r in rows}.values())
+    shuffled = list(distinct)
+    rnd.shuffle(shuffled)
+    a = functools.reduce(merge_calls, distinct)
+    b = functools.reduce(merge_calls, shuffled)
+    assert a == b
+    first = min(distinct, key=lambda r: (r.ts_ms, r.session))
+    assert a.output_tokens == max(r.output_tokens for r in distinct)
+    assert (a.ts_ms, a.session, a.model, a.latency_ms) == (first.ts_ms, first.session, first.model, first.latency_ms)
