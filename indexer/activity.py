@@ -25,6 +25,7 @@ import duckdb
 import orjson
 
 from indexer.metrics import Memo, Row, call_id, db_time, iso_utc, memoized, priced_rows
+from indexer.pricing import cost_expr
 
 EVENT_TYPES = ("api_call", "cache_hit", "error", "model_override", "compaction")
 CALL_TYPES = {
@@ -171,7 +172,12 @@ def _compaction_event(key: int, ts: datetime, session: str, project: str, detail
 def activity(
     con: duckdb.DuckDBPyConnection, query: ActivityQuery, *, mode: str = "auto", memo: Memo | None = None
 ) -> dict[str, Any]:
-    """GET /api/metrics/activity: {events, total, hasMore}, newest first."""
+    """GET /api/metrics/activity: {events, total, hasMore}, newest first (memoized per query)."""
+    cost_expr(mode)
+    return memoized(memo, con, ("activity", query, mode), lambda: _activity(con, query, mode, memo))
+
+
+def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, memo: Memo | None) -> dict[str, Any]:
     need = query.offset + query.limit
     where, params = query.where()
     total = 0

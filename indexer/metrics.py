@@ -1,10 +1,11 @@
 """Live metrics over the index: time windows, tiers, recent calls, projects and models.
 
 The idea: two kinds of numbers. Window numbers (the last 1, 5 or 10 minutes before `now`) read
-only the few calls inside the window, so they are computed on every request. All-time numbers
-(per project, per model, per tier) need a scan of every call; they depend on the index content
-only, so one GROUPING SETS query computes them all and a `Memo` keeps the result until the index
-changes (`index_version`: a cheap fingerprint of the files, calls and prices tables). Every number
+only the few calls inside the window, so they are computed on every request, in one query for
+all windows. Everything else depends on the index content only: all-time numbers (per project,
+per model, per tier) come from one GROUPING SETS scan, and they, the recent calls and the
+activity pages are kept by a `Memo` until the index changes (`index_version`: a fingerprint of
+the files, calls and prices tables that costs a couple of milliseconds with a million calls). Every number
 reads `priced_calls`, so it agrees with `cco index status` and the snapshot.
 
 Conventions: `now` is passed in (tz-aware); the index stores naive UTC timestamps; responses carry
@@ -74,20 +75,23 @@ class Memo:
     """Results that depend only on the index content, kept until `index_version` changes.
 
     Thread-safe (routes run queries in a thread pool); one computation at a time, so a burst of
-    requests after a commit computes an aggregate once.
+    requests after a commit computes an aggregate once. Values are shared: treat them as read-only.
+    At most `max_entries` results are kept (keys carry request parameters).
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, max_entries: int = 512) -> None:
+        self._lock = threading.RLock()  # a computation may read other memoized values
         self._version: Row | None = None
         self._values: dict[Hashable, object] = {}
+        self._max = max_entries
 
     def get(self, con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
         version = index_version(con)
         with self._lock:
-            if version != self._version:
+            if version != self._version or (key not in self._values and len(self._values) >= self._max):
                 self._version, self._values = version, {}
             if key not in self._values:
+                # Computed after reading the version: a commit in between only makes the next read miss.
                 self._values[key] = compute()
             return cast(T, self._values[key])
 
@@ -335,8 +339,15 @@ def priced_rows(con: duckdb.DuckDBPyConnection, keys: list[int], oldest: datetim
     ).fetchall()
 
 
-def recent_calls(con: duckdb.DuckDBPyConnection, *, limit: int = RECENT_DEFAULT, mode: str = "auto") -> dict[str, Any]:
-    """GET /api/metrics/recent: the newest calls, newest first."""
+def recent_calls(
+    con: duckdb.DuckDBPyConnection, *, limit: int = RECENT_DEFAULT, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, Any]:
+    """GET /api/metrics/recent: the newest calls, newest first (memoized until the index changes)."""
+    cost_expr(mode)
+    return memoized(memo, con, ("recent", limit, mode), lambda: _recent_calls(con, limit, mode))
+
+
+def _recent_calls(con: duckdb.DuckDBPyConnection, limit: int, mode: str) -> dict[str, Any]:
     keys, oldest = newest_keys(con, limit)
     calls = []
     for row in priced_rows(con, keys, oldest, mode):

@@ -210,3 +210,22 @@ def test_empty_index(tmp_path: Path) -> None:
     with Index(tmp_path / "e.duckdb") as ix:
         assert activity(ix.con, ActivityQuery()) == {"events": [], "total": 0, "hasMore": False}
         assert current(ix.con, machine="m") == {"project": None, "machine": "m", "activity": None}
+
+
+def test_memoized_pages_follow_commits(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "claude", service_files())
+    with Index(tmp_path / "i.duckdb") as ix:
+        sync(ix, [root / "projects"])
+        apply_prices(ix.con, load_book(None))
+        memo = Memo()
+        first = activity(ix.con, ActivityQuery(limit=1), memo=memo)
+        assert activity(ix.con, ActivityQuery(limit=1), memo=memo) is first  # same index: same answer
+        assert first["total"] == 11
+        newer = (FIXTURES / "service" / "projects" / "-work-alpha" / "sa2.jsonl").read_text()
+        newer = newer.replace("msg_o1", "msg_n1").replace("04:30:00", "12:00:00")
+        write_tree(root, {"-work-alpha/sn.jsonl": newer})
+        sync(ix, [root / "projects"])
+        after = activity(ix.con, ActivityQuery(limit=1), memo=memo)
+        assert after["total"] == 12
+        assert after["events"][0]["timestamp"] == "2026-03-01T12:00:00.000Z"
+        assert current(ix.con, machine="m", memo=memo)["project"] == "/work/alpha"

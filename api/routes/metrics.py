@@ -159,7 +159,7 @@ def routes(ctx: AppContext, *, clock: Callable[[], datetime] | None = None) -> l
     def recent(request: Request) -> Query:
         limit = int_param(request, "limit", RECENT_DEFAULT, 1, RECENT_MAX)
         mode = mode_param(request, ctx)
-        return lambda con: recent_calls(con, limit=limit, mode=mode)
+        return lambda con: recent_calls(con, limit=limit, mode=mode, memo=memo)
 
     def now_doing(request: Request) -> Query:
         mode = mode_param(request, ctx)
