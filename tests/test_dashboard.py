@@ -61,13 +61,13 @@ def get_json(url: str, timeout: float = 5) -> Any:
 class Service:
     """`cco index run` as a user starts it, on a free port, stopped with SIGINT."""
 
-    def __init__(self, source: Path, db: Path, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, source: Path, db: Path, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         args = [CCO, "index", "run", "--port", str(self.port), "--source", str(source), "--db", str(db)]
         args += ["--interval", "0.5"]
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
@@ -387,4 +387,33 @@ def test_dashboard_phone_width_and_health_banner(browser: Any, service: Service,
     assert "3 transcript lines rejected" in w.text("#health-text")
     assert "claude-x" in w.text("#health-text")
     assert w.problems == []
+    page.close()
+
+
+def test_dashboard_survives_a_service_restart(browser: Any, samples_tree: Path, tmp_path: Path) -> None:
+    """The page says the service is gone, then reconnects the stream by itself and shows new calls."""
+    db, log = tmp_path / "index.duckdb", tmp_path / "service.log"
+    svc = Service(samples_tree, db, log)
+    w = Watched(browser, svc.url, 1280, 900)
+    page = w.page
+    try:
+        page.goto(svc.url + "/")
+        w.wait_value("#total-calls", svc.stats()["total_requests"])
+        page.wait_for_function("document.querySelector('#conn-state').textContent === 'live'")
+        page.evaluate("window.__same_page = true")
+        svc.stop()
+        page.wait_for_function("document.querySelector('#conn-state').textContent === 'offline'")
+        assert page.locator("#error-banner").is_visible()
+        svc = Service(samples_tree, db, log, port=svc.port)
+        before = svc.stats()["total_requests"]
+        page.wait_for_function("document.querySelector('#conn-state').textContent === 'live'")
+        assert page.locator("#error-banner").is_hidden()
+        append(samples_tree, SPOTTER_FILE, assistant_line(datetime.now(UTC)))
+        w.wait_value("#total-calls", before + 1)
+        assert page.evaluate("window.__same_page") is True
+    finally:
+        svc.stop()
+    # While the service was down the browser itself logs the refused connections; nothing else.
+    refused = ("ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE", "ERR_CONNECTION_RESET", "ERR_INCOMPLETE_CHUNKED")
+    assert [p for p in w.problems if not any(r in p for r in refused)] == []
     page.close()

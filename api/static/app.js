@@ -273,12 +273,17 @@ function hideError() {
 
 // --- details (on change) ------------------------------------------------------------------------
 
+// At most one detail refresh per second: a busy session writes many lines a second.
+const MIN_REFRESH_GAP_MS = 1000;
+let lastRefreshAt = 0;
+
 function scheduleRefresh(delayMs) {
   if (state.refreshTimer !== null) return;
+  const wait = Math.max(delayMs, lastRefreshAt + MIN_REFRESH_GAP_MS - Date.now());
   state.refreshTimer = setTimeout(() => {
     state.refreshTimer = null;
     refreshDetails();
-  }, delayMs);
+  }, wait);
 }
 
 async function refreshDetails() {
@@ -287,6 +292,7 @@ async function refreshDetails() {
     return;
   }
   state.refreshing = true;
+  lastRefreshAt = Date.now();
   try {
     const jobs = [refreshProjects(), refreshModels(), refreshDaily(), refreshCalls(), refreshBlock(), refreshFeed(),
       refreshCurrent()];
