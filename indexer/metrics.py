@@ -201,33 +201,61 @@ def totals(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None
 # --- windows ------------------------------------------------------------------------------------
 
 
+def p95(values: list[float]) -> float | None:
+    """The 95th percentile with linear interpolation (DuckDB's quantile_cont, numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = 0.95 * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _sum_rows(rows: Sequence[Row]) -> Agg:
+    """Agg of `_WINDOW_COLUMNS` rows."""
+    latencies = [float(r[9]) for r in rows if r[9] is not None]
+    return Agg(
+        calls=len(rows),
+        errors=sum(1 for r in rows if r[2]),
+        cost=sum(r[3] for r in rows),
+        tokens=sum(r[4] + r[5] + r[6] + r[7] for r in rows),
+        input_tokens=sum(r[4] for r in rows),
+        output_tokens=sum(r[5] for r in rows),
+        cache_creation_tokens=sum(r[6] for r in rows),
+        cache_read_tokens=sum(r[7] for r in rows),
+        savings=sum(r[8] for r in rows),
+        latency_sum=sum(latencies),
+        latency_n=len(latencies),
+        last=max((r[0] for r in rows), default=None),
+        p95_latency=p95(latencies),
+    )
+
+
+_WINDOW_COLUMNS = """ts, tier, failed, cost, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens,
+would_be_cost - cost_calculated, latency_ms"""
+
+
 def _window_aggs(
     con: duckdb.DuckDBPyConnection, now: datetime, names: Sequence[str], mode: str
 ) -> dict[str, tuple[Agg, dict[str, Agg]]]:
-    """For each window name: (all calls, per tier), calls with now - window < ts <= now."""
+    """For each window name: (all calls, per tier), calls with now - window < ts <= now.
+
+    The widest window holds few calls (hundreds in a busy ten minutes), so they are fetched in
+    one simple query and summed here: cheaper to plan than grouped quantiles per window in SQL.
+    """
     end = db_time(now)
     starts = {name: end - timedelta(seconds=WINDOWS[name]) for name in names}
-    values = ", ".join("(?, ?::TIMESTAMP)" for _ in names)
-    params: list[Any] = [min(starts.values()), end]
-    for name in names:
-        params += [name, starts[name]]
     rows = con.execute(
-        f"""
-        SELECT w.name, grouping(tier), tier, {AGG_SQL}, quantile_cont(latency_ms, 0.95)
-        FROM {priced(mode, "WHERE ts > ? AND ts <= ?")} c
-        JOIN (VALUES {values}) w(name, start) ON c.ts > w.start
-        GROUP BY GROUPING SETS ((w.name, tier), (w.name))
-        """,
-        params,
+        f"SELECT {_WINDOW_COLUMNS} FROM {priced(mode, 'WHERE ts > ? AND ts <= ?')}", [min(starts.values()), end]
     ).fetchall()
-    out: dict[str, tuple[Agg, dict[str, Agg]]] = {name: (Agg(), {}) for name in names}
-    for name, g_tier, tier, *values_ in rows:
-        agg = agg_of(values_[:_AGG_WIDTH], values_[_AGG_WIDTH])
-        tiers = out[name][1]
-        if g_tier:
-            out[name] = (agg, tiers)
-        else:
-            tiers[tier] = agg
+    out: dict[str, tuple[Agg, dict[str, Agg]]] = {}
+    for name in names:
+        inside = [r for r in rows if r[0] > starts[name]]
+        by_tier: dict[str, list[Row]] = {}
+        for r in inside:
+            by_tier.setdefault(r[1], []).append(r)
+        out[name] = (_sum_rows(inside), {tier: _sum_rows(tier_rows) for tier, tier_rows in by_tier.items()})
     return out
 
 

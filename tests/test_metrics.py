@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FIXTURES, write_tree
 
@@ -274,3 +275,11 @@ def test_memo_follows_commits_and_prices(fresh: Index, tmp_path: Path) -> None:
     # and the projects seen through the memo follow
     names = [p["name"] for p in metrics.project_stats(fresh.con, memo=memo)["projects"]]
     assert "/work/alpha" in names
+
+
+@pytest.mark.parametrize(
+    "values", [[5.0], [1.0, 2.0], [3.0, 1.0, 2.0, 10.0], [float(v) for v in range(1, 101)], [7.0] * 4]
+)
+def test_p95_is_linear_interpolation(values: list[float]) -> None:
+    assert metrics.p95(values) == pytest.approx(float(np.percentile(values, 95)))
+    assert metrics.p95([]) is None
