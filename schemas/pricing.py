@@ -1,4 +1,8 @@
-"""Price records: what one model costs, in USD per million tokens."""
+"""Price records: what one model costs, in USD per million tokens, and the names of cost modes.
+
+The idea: a price is plain data (frozen dataclasses), parsed and validated once by
+indexer.pricing from the bundled list or the user's file, so the API, CLI and tests share it.
+"""
 
 from __future__ import annotations
 
