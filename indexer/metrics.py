@@ -198,6 +198,16 @@ def totals(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None
     return memoized(memo, con, ("totals", mode), lambda: _totals(con, mode))
 
 
+def overall(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> Agg:
+    """All-time aggregate of every call: one ungrouped scan (what the snapshot needs)."""
+    cost_expr(mode)
+
+    def compute() -> Agg:
+        return agg_of(con.execute(f"SELECT {AGG_SQL} FROM {priced(mode)}").fetchone() or ())
+
+    return memoized(memo, con, ("overall", mode), compute)
+
+
 # --- windows ------------------------------------------------------------------------------------
 
 

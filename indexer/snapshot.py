@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import duckdb
 
-from indexer.metrics import Memo, db_time, iso_utc, priced, totals
+from indexer.metrics import Memo, db_time, iso_utc, overall, priced
 from schemas.stats import StatsSnapshot
 
 RECENT_MINUTES = 10
@@ -51,7 +51,7 @@ def compute_snapshot(
     memo: Memo | None = None,
 ) -> StatsSnapshot:
     """The snapshot at `now` (tz-aware). Pass the service's `memo` to reuse all-time totals."""
-    everything = totals(con, mode, memo).overall
+    everything = overall(con, mode, memo)
     day_start, day_end = local_day(now, tz)
     recent_start = now - timedelta(minutes=RECENT_MINUTES)
     lower = min(day_start, recent_start)
