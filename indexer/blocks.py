@@ -7,11 +7,12 @@ covers the idle time from the previous block's end to the next block's start. A 
 when its last call is less than a session length ago and now is before its end.
 
 The idea: the chaining is sequential (a block's start depends on the previous block), but it only
-needs calls at a coarse grain. DuckDB marks idle breaks with a window function and sums calls per
-(run, bucket), where a bucket is a slot of W minutes (W divides both 60 and the session length),
-open at the start and closed at the end: (t, t+W]. Block starts are whole hours and block ends are
-whole multiples of W, so a bucket lies entirely inside or entirely after a block. Python then
-chains a few thousand buckets instead of a million calls.
+needs calls at a coarse grain. DuckDB sums calls per bucket, a slot of W minutes (W divides both
+60 and the session length) open at the start and closed at the end: (t, t+W]. Block starts are
+whole hours and block ends whole multiples of W, so a bucket lies entirely inside or entirely
+after a block; and calls in one bucket are less than W apart, so an idle break can only fall
+between buckets (next bucket's first call minus previous bucket's last). Python then chains a few
+thousand buckets instead of sorting a million calls.
 """
 
 from __future__ import annotations
@@ -106,21 +107,14 @@ def _bucket_minutes(length_min: int) -> int:
     return math.gcd(60, length_min)
 
 
-def _buckets(con: duckdb.DuckDBPyConnection, length_ms: int, bucket_ms: int, mode: str) -> list[tuple[Any, ...]]:
-    """(run, bucket, first ms, last ms, entries, input, output, cache write, cache read, cost, models) rows."""
+def _buckets(con: duckdb.DuckDBPyConnection, bucket_ms: int, mode: str) -> list[tuple[Any, ...]]:
+    """(bucket, first ms, last ms, entries, input, output, cache write, cache read, cost, models) rows in time order."""
     sql = f"""
-        WITH c AS (
-            SELECT epoch_us(ts) // 1000 AS t, model, input_tokens, output_tokens, cache_creation_tokens,
-                cache_read_tokens, {cost_expr(mode)} AS cost
-            FROM priced_calls
-        ), r AS (
-            SELECT *, sum(brk) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
-            FROM (SELECT *, CASE WHEN t - lag(t) OVER (ORDER BY t) <= {length_ms} THEN 0 ELSE 1 END AS brk FROM c)
-        )
-        SELECT run, (t - 1) // {bucket_ms} AS b, min(t), max(t), count(*),
+        SELECT (epoch_us(ts) // 1000 - 1) // {bucket_ms} AS b,
+            min(epoch_us(ts)) // 1000, max(epoch_us(ts)) // 1000, count(*),
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
-            sum(cache_read_tokens)::BIGINT, sum(cost), list(DISTINCT model)
-        FROM r GROUP BY ALL ORDER BY run, b
+            sum(cache_read_tokens)::BIGINT, sum({cost_expr(mode)}), list(DISTINCT model)
+        FROM priced_calls GROUP BY b ORDER BY b
     """
     return con.execute(sql).fetchall()
 
@@ -129,12 +123,12 @@ def _chain(rows: list[tuple[Any, ...]], length_ms: int, bucket_ms: int) -> list[
     """Blocks in time order, each with the block before it when an idle break separates them."""
     out: list[tuple[_Block | None, _Block]] = []
     current: _Block | None = None
-    current_run = None
-    for run, b, first, last, n, inp, outp, cw, cr, cost, models in rows:
-        if current is None or run != current_run or (b + 1) * bucket_ms > current.start_ms + length_ms:
+    for b, first, last, n, inp, outp, cw, cr, cost, models in rows:
+        idle = current is not None and first - current.last_ms > length_ms
+        if current is None or idle or (b + 1) * bucket_ms > current.start_ms + length_ms:
             block = _Block(first // HOUR_MS * HOUR_MS, length_ms, first)
-            out.append((current if current is not None and run != current_run else None, block))
-            current, current_run = block, run
+            out.append((current if idle else None, block))
+            current = block
         current.last_ms = max(current.last_ms, last)
         current.entries += n
         current.inp += inp
@@ -232,7 +226,7 @@ def blocks_report(con: duckdb.DuckDBPyConnection, opts: BlockOptions, now: datet
     length_min = round(opts.session_hours * 60)
     length_ms = length_min * 60_000
     bucket_ms = _bucket_minutes(length_min) * 60_000
-    chained = _chain(_buckets(con, length_ms, bucket_ms, opts.mode), length_ms, bucket_ms)
+    chained = _chain(_buckets(con, bucket_ms, opts.mode), length_ms, bucket_ms)
     blocks: list[dict[str, Any]] = []
     for prev, block in chained:
         gap = _gap(prev, block) if prev is not None else None
