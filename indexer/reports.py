@@ -175,7 +175,12 @@ def utc_bounds(opts: ReportOptions) -> tuple[datetime | None, datetime | None]:
     return lo, hi
 
 
-def _filters(opts: ReportOptions) -> tuple[str, list[Any]]:
+def project_matches(project: str, name: str) -> bool:
+    """Whether --project NAME means this project: its cwd, the cwd's last folder, or Claude Code's folder name."""
+    return name in (project, re.split(r"[/\\]", project.rstrip("/\\"))[-1], project_name(project))
+
+
+def _filters(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> tuple[str, list[Any]]:
     lo, hi = utc_bounds(opts)
     where: list[str] = ["true"]
     params: list[Any] = []
@@ -186,12 +191,11 @@ def _filters(opts: ReportOptions) -> tuple[str, list[Any]]:
         where.append("ts < ?")
         params.append(hi)
     if opts.project:
-        # The cwd itself, its last component, or Claude Code's folder name for it.
-        where.append(
-            "(project = ? OR regexp_extract(project, '[^/\\\\]+$') = ? "
-            "OR regexp_replace(project, '[^A-Za-z0-9]', '-', 'g') = ?)"
-        )
-        params += [opts.project] * 3
+        # Match the few distinct projects in Python, then filter by equality (no per-row regex).
+        known = [r[0] for r in con.execute("SELECT DISTINCT project FROM calls").fetchall()]
+        chosen = [p for p in known if project_matches(p, opts.project)]
+        where.append(f"project IN ({', '.join('?' * len(chosen))})" if chosen else "false")
+        params += chosen
     return " AND ".join(where), params
 
 
@@ -303,7 +307,7 @@ def local_day_sql(pieces: list[tuple[int, int]]) -> str:
 
 def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
     """(local day, project or '', model, input, output, cache write, cache read, cost) rows."""
-    where, params = _filters(opts)
+    where, params = _filters(con, opts)
     span = con.execute(f"SELECT min(ts), max(ts) FROM priced_calls WHERE {where}", params).fetchone()
     if span is None or span[0] is None:
         return []
@@ -322,7 +326,7 @@ def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple
 
 def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
     """(session, project or '', model, sums..., cost, first ts, last ts, project of the last call) rows."""
-    where, params = _filters(opts)
+    where, params = _filters(con, opts)
     project = "project" if opts.instances else "''"
     sql = f"""
         SELECT session, {project} AS grp, model,
