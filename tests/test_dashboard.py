@@ -280,7 +280,7 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     assert updated, "the time of the last update is shown"
 
     # A transcript append shows up without a reload: cards, the feed (with its time) and the block.
-    page.evaluate("window.__same_page = true")
+    page.evaluate("() => { window.__same_page = true; }")
     before = service.stats()
     now = datetime.now(UTC)
     append(samples_tree, SPOTTER_FILE, assistant_line(now - timedelta(seconds=5)))
@@ -288,7 +288,7 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     w.wait_value("#total-calls", after["total_requests"])
     w.wait_value("#today-calls", 1)
     check_cards(w, service.stats())
-    assert page.evaluate("window.__same_page") is True
+    assert page.evaluate("() => window.__same_page") is True
     first = page.locator("#feed li[data-key]").first
     stamp = first.locator("time").get_attribute("datetime")
     assert stamp is not None and abs(
@@ -329,12 +329,12 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
 
     # 30-day chart.
     page.get_by_role("button", name="30 days (daily)").click()
-    page.wait_for_function("document.querySelectorAll('#chart rect.bar').length === 30")
+    page.wait_for_function("() => document.querySelectorAll('#chart rect.bar').length === 30")
     assert page.get_by_role("button", name="30 days (daily)").get_attribute("aria-pressed") == "true"
     page.get_by_role("button", name="24 hours (hourly)").click()
-    page.wait_for_function("document.querySelectorAll('#chart rect.bar').length === 24")
+    page.wait_for_function("() => document.querySelectorAll('#chart rect.bar').length === 24")
     hourly_total = page.evaluate(
-        "[...document.querySelectorAll('#chart rect.bar')].reduce((a, r) => a + Number(r.dataset.value), 0)"
+        "() => [...document.querySelectorAll('#chart rect.bar')].reduce((a, r) => a + Number(r.dataset.value), 0)"
     )
     day_events = get_json(
         base
@@ -361,10 +361,10 @@ def test_dashboard_phone_width_and_health_banner(browser: Any, service: Service,
     page.goto(service.url + "/")
     w.wait_value("#total-calls", service.stats()["total_requests"])
     page.wait_for_selector("#feed li[data-key]")
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     unnamed = page.evaluate(
-        """[...document.querySelectorAll('button, select, input, [tabindex]')]
+        """() => [...document.querySelectorAll('button, select, input, [tabindex]')]
              .filter(e => !(e.getAttribute('aria-label') || e.textContent.trim() || e.labels?.length))
              .map(e => e.outerHTML)"""
     )
@@ -399,18 +399,18 @@ def test_dashboard_survives_a_service_restart(browser: Any, samples_tree: Path, 
     try:
         page.goto(svc.url + "/")
         w.wait_value("#total-calls", svc.stats()["total_requests"])
-        page.wait_for_function("document.querySelector('#conn-state').textContent === 'live'")
-        page.evaluate("window.__same_page = true")
+        page.wait_for_function("() => document.querySelector('#conn-state').textContent === 'live'")
+        page.evaluate("() => { window.__same_page = true; }")
         svc.stop()
-        page.wait_for_function("document.querySelector('#conn-state').textContent === 'offline'")
+        page.wait_for_function("() => document.querySelector('#conn-state').textContent === 'offline'")
         assert page.locator("#error-banner").is_visible()
         svc = Service(samples_tree, db, log, port=svc.port)
         before = svc.stats()["total_requests"]
-        page.wait_for_function("document.querySelector('#conn-state').textContent === 'live'")
+        page.wait_for_function("() => document.querySelector('#conn-state').textContent === 'live'")
         assert page.locator("#error-banner").is_hidden()
         append(samples_tree, SPOTTER_FILE, assistant_line(datetime.now(UTC)))
         w.wait_value("#total-calls", before + 1)
-        assert page.evaluate("window.__same_page") is True
+        assert page.evaluate("() => window.__same_page") is True
     finally:
         svc.stop()
     # While the service was down the browser itself logs the refused connections; nothing else.
