@@ -180,34 +180,33 @@ def activity(
 def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, memo: Memo | None) -> dict[str, Any]:
     need = query.offset + query.limit
     where, params = query.where()
-    total = 0
-    # Candidates: (ts, source rank, key, payload)
-    candidates: list[tuple[datetime, int, int, Any]] = []
+    call_sql = f"NOT replay{call_where}{where}" if (call_where := _call_filter(query.types)) is not None else None
+    event_sql = f"kind = 'compaction'{where}" if "compaction" in query.types else None
+    overrides = (
+        [o for o in model_overrides(con, memo) if query.admits(o[0], o[3])] if "model_override" in query.types else []
+    )
+    total = len(overrides)
+    for table, sql in (("calls", call_sql), ("events", event_sql)):
+        if sql is not None:
+            total += (con.execute(f"SELECT count(*) FROM {table} WHERE {sql}", params).fetchone() or (0,))[0]
+    if query.offset >= total or not need:
+        return {"events": [], "total": total, "hasMore": need < total}
 
-    call_where = _call_filter(query.types)
-    if call_where is not None:
-        sql = f"NOT replay{call_where}{where}"
-        total += (con.execute(f"SELECT count(*) FROM calls WHERE {sql}", params).fetchone() or (0,))[0]
-        if need:
-            rows = con.execute(
-                f"SELECT ts, key FROM calls WHERE {sql} ORDER BY ts DESC, key LIMIT ?", [*params, need]
-            ).fetchall()
-            candidates += [(ts, _RANK["call"], key, None) for ts, key in rows]
-
-    if "model_override" in query.types:
-        overrides = [o for o in model_overrides(con, memo) if query.admits(o[0], o[3])]
-        total += len(overrides)
-        candidates += [(o[0], _RANK["model_override"], o[1], o) for o in overrides[:need]]
-
-    if "compaction" in query.types:
-        sql = f"kind = 'compaction'{where}"
-        total += (con.execute(f"SELECT count(*) FROM events WHERE {sql}", params).fetchone() or (0,))[0]
-        if need:
-            rows = con.execute(
-                f"SELECT ts, key, session, project, detail FROM events WHERE {sql} ORDER BY ts DESC, key LIMIT ?",
-                [*params, need],
-            ).fetchall()
-            candidates += [(r[0], _RANK["compaction"], r[1], r) for r in rows]
+    # Candidates: (ts, source rank, key, payload); each source gives at most `need`.
+    candidates: list[tuple[datetime, int, int, Any]] = [
+        (o[0], _RANK["model_override"], o[1], o) for o in overrides[:need]
+    ]
+    if call_sql is not None:
+        rows = con.execute(
+            f"SELECT ts, key FROM calls WHERE {call_sql} ORDER BY ts DESC, key LIMIT ?", [*params, need]
+        ).fetchall()
+        candidates += [(ts, _RANK["call"], key, None) for ts, key in rows]
+    if event_sql is not None:
+        rows = con.execute(
+            f"SELECT ts, key, session, project, detail FROM events WHERE {event_sql} ORDER BY ts DESC, key LIMIT ?",
+            [*params, need],
+        ).fetchall()
+        candidates += [(r[0], _RANK["compaction"], r[1], r) for r in rows]
 
     candidates.sort(key=lambda c: (c[1], c[2]))
     candidates.sort(key=lambda c: c[0], reverse=True)

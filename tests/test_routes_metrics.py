@@ -167,6 +167,11 @@ def test_activity(client: TestClient) -> None:
     assert [e["type"] for e in span["events"]] == ["error", "model_override", "cache_hit"]
     zulu = get(client, "/api/metrics/activity?from=2026-03-01T11:59:50Z")
     assert zulu["total"] == 2
+    # An unencoded "+" (a space once decoded) still reads as a UTC offset; a space before the time is fine.
+    plus = get(client, "/api/metrics/activity?from=2026-03-01T12:59:50+01:00")
+    assert plus["total"] == 2
+    spaced = get(client, "/api/metrics/activity?from=2026-03-01 11:59:50")
+    assert spaced["total"] == 2
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ day. `from` is inclusive, `to` exclusive. `mode` (auto|calculate|display) overri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from indexer.metrics import (
 from schemas.pricing import COST_MODES, TIERS
 
 DEFAULT_WINDOW = "1m"
+_SPACED_OFFSET = re.compile(r"\d\d:\d\d(:\d\d(\.\d+)?)? \d\d:\d\d$")  # time, then " hh:mm"
 MAX_OFFSET = 1_000_000_000
 
 Query = Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]
@@ -75,6 +77,8 @@ def instant_param(request: Request, name: str, *, end: bool = False) -> datetime
     if raw is None or not raw.strip():
         return None
     text = raw.strip()
+    if _SPACED_OFFSET.search(text):  # an unencoded "+01:00" arrives as " 01:00"
+        text = text[:-6] + "+" + text[-5:]
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
