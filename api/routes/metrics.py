@@ -3,7 +3,8 @@
 The idea: a route only parses its query string (a bad value is a 400 whose JSON `error` says
 which parameter and why) and hands a query function from indexer/metrics.py or
 indexer/activity.py to the thread pool, with a fresh read cursor, so DuckDB never blocks the
-event loop. One `Memo` per app keeps the all-time aggregates between index commits.
+event loop. One `Memo` (shareable with the snapshot task) keeps whatever does not depend on the
+clock (all-time aggregates, recent calls, activity pages) until the next index commit.
 Dates (`from`, `to`) are ISO-8601; without a zone they are UTC; a bare date `to` includes that
 day. `from` is inclusive, `to` exclusive. `mode` (auto|calculate|display) overrides the cost mode.
 """
@@ -110,12 +111,15 @@ def types_param(request: Request) -> frozenset[str]:
     return frozenset(types)
 
 
-def routes(ctx: AppContext, *, clock: Callable[[], datetime] | None = None) -> list[BaseRoute]:
+def routes(
+    ctx: AppContext, *, clock: Callable[[], datetime] | None = None, memo: Memo | None = None
+) -> list[BaseRoute]:
     """The /api/metrics/* routes over the service's index (health lives with the runtime).
 
-    `clock` gives "now" (tz-aware; default the system clock), so tests can fix the windows.
+    `clock` gives "now" (tz-aware; default the system clock), so tests can fix the windows;
+    `memo` lets the service share one with `compute_snapshot` (default: a new one).
     """
-    memo = Memo()
+    memo = memo if memo is not None else Memo()
 
     def endpoint(parse: Callable[[Request], Query]) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
