@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import multiprocessing
 import os
 import queue
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ import orjson
 from api.context import AppContext
 from indexer.activity import current
 from indexer.errors import ServiceError
-from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync, worker_pool
+from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher
@@ -72,7 +73,9 @@ WAKE_COALESCE_S = 0.01  # one append makes several events; read once
 SNAPSHOT_DEBOUNCE_S = 0.03  # commits come in bursts; snapshot once after them
 MAX_STREAMS = 32
 PING_S = 15.0
-JOIN_S = 1.2  # how long shutdown waits for the ingest thread (the whole shutdown must take < 2 s)
+JOIN_S = 0.6  # shutdown waits this long for the ingest thread, then interrupts its query ...
+INTERRUPTED_JOIN_S = 0.5  # ... and waits this much more (the whole shutdown must take < 2 s)
+RESULT_POLL_S = 0.1  # how often a catch-up waiting on worker processes checks for shutdown
 
 _FILE_STATES = (
     'SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms, lines, gone '
@@ -210,7 +213,29 @@ class _Job:
 
 
 class _Stopping(Exception):
-    """Raised from the catch-up progress callback to abandon it at shutdown."""
+    """Raised inside a catch-up to abandon it at shutdown (its uncommitted reads are read again later)."""
+
+
+class _StoppablePool(Pool):
+    """A parser pool whose results are awaited in short slices, so a catch-up notices shutdown at once
+    instead of after the worker's current task (seconds for a big file)."""
+
+    def __init__(self, processes: int | None, stopping: threading.Event) -> None:
+        super().__init__(processes or os.cpu_count() or 2, context=multiprocessing.get_context("spawn"))
+        self._stopping = stopping
+
+    def imap_unordered(  # type: ignore[override]
+        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[T]:
+        results = super().imap_unordered(func, iterable, chunksize)
+        while True:
+            try:
+                yield results.next(timeout=RESULT_POLL_S)
+            except multiprocessing.TimeoutError:
+                if self._stopping.is_set():
+                    raise _Stopping from None
+            except StopIteration:
+                return
 
 
 def report_json(report: SyncReport) -> dict[str, Any]:
@@ -343,9 +368,11 @@ class LiveService:
         ingest_done = True
         if self._ingest is not None:
             self._ingest.join(JOIN_S)
+            if self._ingest.is_alive() and self.index is not None:
+                # A long commit: abort it (rolled back with its offsets, so read again next time).
+                self.index.con.interrupt()
+                self._ingest.join(INTERRUPTED_JOIN_S)
             ingest_done = not self._ingest.is_alive()
-        if self._pool is not None:
-            self._pool.terminate()
         self._snap_pool.shutdown(wait=True, cancel_futures=True)
         if ingest_done:
             self._close_index()
@@ -562,13 +589,14 @@ class LiveService:
     def _catch_up_pass(self) -> None:
         index = self._writer()
         cu = self.catch_up
-        cu.running, cu.started = True, now_iso()
+        cu.started = now_iso()
         started = time.perf_counter()
         self._dirty = False
         try:
             cu.files, cu.bytes_total = bytes_behind(index, self.config.roots)
+            cu.running = True
             if cu.bytes_total >= PARALLEL_BYTES:
-                self._pool = worker_pool(self.config.workers)
+                self._pool = _StoppablePool(self.config.workers, self._stopping)
             try:
                 report = sync(index, self.config.roots, pool=self._pool, progress=self._progress)
             finally:
@@ -586,10 +614,12 @@ class LiveService:
         except _Stopping:
             raise
         except Exception as exc:
+            if self._stopping.is_set():  # interrupted by shutdown: nothing is lost, nothing to report
+                raise _Stopping from None
             self.ingest_error = f"catch-up failed: {exc}"
             log.exception("catch-up failed")
         finally:
-            cu.running, cu.done = False, True
+            cu.running, cu.done = False, not self._stopping.is_set()
             cu.finished, cu.seconds = now_iso(), round(time.perf_counter() - started, 3)
 
     def _progress(self, n: int) -> None:
@@ -603,6 +633,8 @@ class LiveService:
         try:
             report = sync(index, self.config.roots)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
+            if self._stopping.is_set():
+                raise _Stopping from None
             self.ingest_error = f"sync failed: {exc}"
             log.exception("sync failed")
             return None

@@ -1,0 +1,257 @@
+"""The runtime without HTTP: start-up snapshot, catch-up, wake-ups, supervision, prices, jobs and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from api.service import LiveService, Ring, StreamHub, lag
+from indexer.errors import ServiceError
+from indexer.ingest import sync
+from indexer.paths import run_file
+from indexer.runfile import read_run_file
+from indexer.sources import resolve_sources
+from indexer.store import Index
+from tests.conftest import write_tree
+from tests.live_helpers import append, calls, count_calls, make_config, wait_for
+
+TRANSCRIPT = "-home-u-proj/s1.jsonl"
+
+
+def latest(service: LiveService) -> dict[str, Any]:
+    data = service.ring.latest()
+    assert data is not None
+    parsed: dict[str, Any] = orjson.loads(data)
+    return parsed
+
+
+def with_loop(service: LiveService, body: Callable[[], None]) -> None:
+    """Run `body` (blocking code) in a thread while the service's event-loop side runs."""
+
+    async def main() -> None:
+        async with service.running():
+            await asyncio.to_thread(body)
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "claude", {TRANSCRIPT: calls(3)})
+
+
+@pytest.fixture
+def service(tree: Path, tmp_path: Path) -> Iterator[LiveService]:
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()
+    svc.start()
+    wait_for(lambda: svc.catch_up.done)
+    yield svc
+    svc.close()
+
+
+def big_tree(root: Path, megabytes: int) -> Path:
+    blob = calls(1000) * 4  # about 2 MB per file
+    for i in range(max(1, (megabytes << 20) // len(blob))):
+        path = root / "projects" / f"proj{i % 4}" / f"s{i}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blob)
+    return root
+
+
+def test_first_snapshot_comes_from_the_existing_index_before_catch_up(tree: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, resolve_sources([tree]))
+    big_tree(tree, 24)  # 24 MB more: a catch-up with worker processes
+    svc = LiveService(make_config(tree, db))
+    started = time.perf_counter()
+    svc.open()
+    assert time.perf_counter() - started < 1.0
+    try:
+        assert latest(svc)["total_requests"] == 3  # served now, from what the index already had
+        svc.start()
+        wait_for(lambda: svc.catch_up.running or svc.catch_up.done)
+        assert svc.catch_up.bytes_total > (24 << 20) - (2 << 20)
+
+        def caught_up() -> None:
+            wait_for(lambda: svc.catch_up.done, timeout=60)
+            wait_for(lambda: latest(svc)["total_requests"] > 3, timeout=5)
+
+        with_loop(svc, caught_up)
+        assert svc.catch_up.bytes_done == svc.catch_up.bytes_total
+        assert svc.catch_up.as_json()["fraction"] == 1.0
+        assert svc.ingest_error is None
+    finally:
+        svc.close()
+
+
+def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
+    tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    big_tree(tree, 24)
+    db = tmp_path / "index.duckdb"
+    svc = LiveService(make_config(tree, db))
+    svc.open()
+    svc.write_run_file()
+    svc.start()
+    wait_for(lambda: svc.catch_up.bytes_done > 0, timeout=30)
+    assert not svc.catch_up.done
+    started = time.perf_counter()
+    svc.close()
+    assert time.perf_counter() - started < 2.0
+    assert "still busy" not in caplog.text  # the ingest thread stopped, so the index was closed
+    assert svc.ingest_error is None
+    assert not run_file(db).exists()
+    with Index(db) as index:  # whole: what was committed is there, the rest is read next time
+        files = index.con.execute("SELECT count(*), sum(lines) FROM files").fetchone()
+        calls_n = index.con.execute("SELECT count(*) FROM calls").fetchone()
+    assert files is not None and calls_n is not None
+    assert files[0] < 13 and calls_n[0] == (files[1] or 0)
+
+
+def test_appends_wake_the_ingest_and_refresh_the_snapshot(service: LiveService, tree: Path) -> None:
+    def body() -> None:
+        appended = time.perf_counter()
+        append(tree / "projects" / TRANSCRIPT, calls(2))
+        wait_for(lambda: latest(service)["total_requests"] == 5, timeout=5)
+        # Event-driven: well before the 0.2 s interval would matter, never near the 3600 s rescan.
+        assert time.perf_counter() - appended < 2.0
+
+    with_loop(service, body)
+    assert service.last_ingest is not None
+
+
+def test_a_new_project_folder_is_read(service: LiveService, tree: Path) -> None:
+    sub = tree / "projects" / "-home-u-new" / "sess" / "subagents"
+    sub.mkdir(parents=True)
+    time.sleep(0.2)
+    (sub / "agent-a1.jsonl").write_bytes(calls(4, cwd="/home/u/new"))
+    wait_for(lambda: count_calls(service) == 7, timeout=5)
+
+
+def test_observer_death_is_survived(service: LiveService, tree: Path) -> None:
+    observer = service.watcher.observer
+    observer.stop()
+    observer.join(2)
+    wait_for(lambda: service.watcher.restarts == 1 and service.watcher.alive, timeout=5)
+    append(tree / "projects" / TRANSCRIPT, calls(2))
+    # The rescan is an hour away: only the restarted observer can have woken the ingest.
+    wait_for(lambda: count_calls(service) == 5, timeout=5)
+    assert service.health()["observer"]["restarts"] == 1
+
+
+def test_rescan_catches_what_events_miss(tree: Path, tmp_path: Path) -> None:
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb", rescan=1.0))
+    svc.open()
+    svc.start()
+    try:
+        wait_for(lambda: svc.catch_up.done)
+        svc.watcher.stop()  # no events at all from now on
+        append(tree / "projects" / TRANSCRIPT, calls(2))
+        wait_for(lambda: count_calls(svc) == 5, timeout=5)
+    finally:
+        svc.close()
+
+
+def test_price_file_change_reprices_everything(service: LiveService) -> None:
+    path = service.prices.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def body() -> None:
+        before = wait_for(lambda: latest(service)["total_cost"], timeout=5)
+        assert before != pytest.approx(0.099)
+        path.write_text('[models."claude-sonnet-4-5"]\ninput = 300.0\noutput = 1500.0\n')
+        # 3 calls x (10 input x 300 + 20 output x 1500) / 1e6
+        wait_for(lambda: latest(service)["total_cost"] == pytest.approx(0.099), timeout=5)
+        path.write_text("[models\n")  # a bad file keeps the last good prices and says why
+        wait_for(lambda: service.prices.error is not None, timeout=5)
+        time.sleep(0.3)
+        assert latest(service)["total_cost"] == pytest.approx(0.099)
+
+    with_loop(service, body)
+    assert service.health()["prices"]["error"] is not None
+
+
+def test_writer_jobs_run_on_the_ingest_thread(service: LiveService) -> None:
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        status = await service.call_writer(service.status_json, anytime=True)
+        report = await service.call_writer(service.sync_now)
+        return status, report
+
+    status, report = asyncio.run(main())
+    assert status["calls"] == 3
+    assert report["files_seen"] == 1 and report["files_read"] == 0
+    with pytest.raises(ServiceError, match="only used on the ingest thread"):
+        service.status_json()
+
+
+def test_close_releases_everything(tree: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    svc = LiveService(make_config(tree, db))
+    svc.open()
+    svc.write_run_file()
+    info = read_run_file(db)
+    assert info is not None and info.port == 0 and info.db == str(db.resolve())
+    svc.start()
+    wait_for(lambda: svc.catch_up.done)
+    svc.close()
+    svc.close()  # idempotent
+    assert not run_file(db).exists()
+    assert not svc.watcher.alive
+    with Index(db) as index:
+        row = index.con.execute("SELECT count(*) FROM calls").fetchone()
+        assert row is not None and row[0] == 3
+
+    async def after() -> None:
+        await svc.call_writer(lambda: 1)
+
+    with pytest.raises(ServiceError, match="shutting down"):
+        asyncio.run(after())
+
+
+def test_lag_counts_unread_bytes(tree: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    roots = resolve_sources([tree])
+    with Index(db) as index:
+        sync(index, roots)
+        assert lag(index.con, roots) == (0, 0)
+        append(tree / "projects" / TRANSCRIPT, calls(1))
+        size = len(calls(1))
+        assert lag(index.con, roots) == (1, size)
+
+
+def test_ring_is_bounded_and_sliced_by_time() -> None:
+    ring = Ring(3)
+    assert ring.latest() is None and ring.latest_time() is None
+    for i in range(5):
+        ring.push(float(i), str(i).encode())
+    assert len(ring) == 3
+    assert ring.latest() == b"4" and ring.latest_time() == 4.0
+    assert ring.between(3.0, 10.0) == [b"3", b"4"]
+    assert ring.between(0.0, 1.0) == []
+
+
+def test_stream_hub_bounds_clients_and_drops_oldest_for_slow_ones() -> None:
+    async def main() -> None:
+        hub = StreamHub(max_clients=2)
+        a, b = hub.subscribe(), hub.subscribe()
+        assert a is not None and b is not None and hub.full() and hub.subscribe() is None
+        for i in range(70):
+            hub.publish(str(i).encode())
+        assert hub.latest == b"69"
+        assert a.qsize() == 64 and a.get_nowait() == b"6"  # the oldest were dropped
+        hub.unsubscribe(b)
+        assert hub.clients == 1
+        hub.close()
+        items = [a.get_nowait() for _ in range(a.qsize())]
+        assert items[-1] is None  # the end-of-stream marker always fits
+        assert hub.subscribe() is None
+
+    asyncio.run(main())
