@@ -20,7 +20,17 @@ with warnings.catch_warnings():
 from api.service import LiveService, ServiceConfig
 from indexer.sources import resolve_sources
 
-__all__ = ["TestClient", "append", "call_line", "calls", "count_calls", "free_port", "make_config", "wait_for"]
+__all__ = [
+    "TestClient",
+    "ThreadServer",
+    "append",
+    "call_line",
+    "calls",
+    "count_calls",
+    "free_port",
+    "make_config",
+    "wait_for",
+]
 
 _counter = iter(range(1, 10**9))
 
@@ -118,3 +128,28 @@ def count_calls(service: LiveService) -> int:
         return int(row[0]) if row else 0
     finally:
         con.close()
+
+
+class ThreadServer:
+    """uvicorn serving `app` on a free loopback port in a background thread (for client tests)."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+        self.sock.close()
