@@ -74,26 +74,37 @@ def index_version(con: duckdb.DuckDBPyConnection) -> Row:
 class Memo:
     """Results that depend only on the index content, kept until `index_version` changes.
 
-    Thread-safe (routes run queries in a thread pool); one computation at a time, so a burst of
-    requests after a commit computes an aggregate once. Values are shared: treat them as read-only.
-    At most `max_entries` results are kept (keys carry request parameters).
+    Thread-safe (routes run queries in a thread pool). Each key computes once per version: a
+    burst of requests after a commit waits for one computation, and different keys never wait
+    for each other (a cheap snapshot is not held up by a slow all-time scan). Values are shared:
+    treat them as read-only. At most `max_entries` results are kept (keys carry request parameters).
     """
 
     def __init__(self, max_entries: int = 512) -> None:
-        self._lock = threading.RLock()  # a computation may read other memoized values
+        self._lock = threading.Lock()  # guards the fields below, held only briefly
         self._version: Row | None = None
         self._values: dict[Hashable, object] = {}
+        self._computing: dict[Hashable, threading.Lock] = {}
         self._max = max_entries
 
     def get(self, con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
         version = index_version(con)
         with self._lock:
             if version != self._version or (key not in self._values and len(self._values) >= self._max):
-                self._version, self._values = version, {}
-            if key not in self._values:
-                # Computed after reading the version: a commit in between only makes the next read miss.
-                self._values[key] = compute()
-            return cast(T, self._values[key])
+                self._version, self._values, self._computing = version, {}, {}
+            if key in self._values:
+                return cast(T, self._values[key])
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if self._version == version and key in self._values:
+                    return cast(T, self._values[key])
+            # Computed after reading the version: a commit in between only makes the next read miss.
+            value = compute()
+            with self._lock:
+                if self._version == version:
+                    self._values[key] = value
+            return value
 
 
 def memoized(memo: Memo | None, con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:

@@ -33,7 +33,7 @@ ALL = [
 ]
 
 
-def service_files() -> dict[str, bytes]:
+def service_files() -> dict[str, bytes | str]:
     base = FIXTURES / "service" / "projects"
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +21,7 @@ from indexer.store import Index
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def service_files() -> dict[str, bytes]:
+def service_files() -> dict[str, bytes | str]:
     base = FIXTURES / "service" / "projects"
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 
@@ -283,3 +285,38 @@ def test_memo_follows_commits_and_prices(fresh: Index, tmp_path: Path) -> None:
 def test_p95_is_linear_interpolation(values: list[float]) -> None:
     assert metrics.p95(values) == pytest.approx(float(np.percentile(values, 95)))
     assert metrics.p95([]) is None
+
+
+def test_memo_computes_each_key_once_and_keys_do_not_wait(index: Index) -> None:
+    memo = metrics.Memo()
+    slow_started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow() -> str:
+        calls.append("slow")
+        slow_started.set()
+        release.wait(10)
+        return "slow"
+
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(memo.get(index.con.cursor(), "slow", slow))) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    assert slow_started.wait(10)
+    # Another key is answered while "slow" is still being computed.
+    assert memo.get(index.con.cursor(), "fast", lambda: "fast") == "fast"
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert results == ["slow"] * 3
+    assert calls == ["slow"]
+
+
+def test_memo_is_bounded(index: Index) -> None:
+    memo = metrics.Memo(max_entries=2)
+    for key in range(5):
+        assert memo.get(index.con, key, functools.partial(int, key)) == key
+    assert memo.get(index.con, 4, lambda: -1) == 4
+    assert memo.get(index.con, 0, lambda: -1) == -1  # evicted

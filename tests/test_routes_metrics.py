@@ -28,7 +28,7 @@ from indexer.store import Index
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def service_files() -> dict[str, bytes]:
+def service_files() -> dict[str, bytes | str]:
     base = FIXTURES / "service" / "projects"
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 

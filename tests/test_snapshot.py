@@ -21,7 +21,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NEW_YORK = ZoneInfo("America/New_York")  # UTC-5 on 2026-03-01 (DST starts 03-08)
 
 
-def service_files() -> dict[str, bytes]:
+def service_files() -> dict[str, bytes | str]:
     base = FIXTURES / "service" / "projects"
     return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 
