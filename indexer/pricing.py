@@ -457,13 +457,14 @@ def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models:
             new = con.execute("SELECT DISTINCT model FROM calls WHERE model NOT IN (SELECT model FROM prices)")
             models = [*current, *(r[0] for r in new.fetchall())]
         wanted = {m: _price_row(m, book) for m in models}
-        stale = [[m] for m, row in current.items() if wanted.get(m) != row]
+        stale = [m for m, row in current.items() if wanted.get(m) != row]
         fresh = [row for m, row in wanted.items() if current.get(m) != row]
+        # one statement each (not one per row): a reload's whole cost is a few milliseconds
         if stale:
-            con.executemany("DELETE FROM prices WHERE model = ?", stale)
+            con.execute("DELETE FROM prices WHERE list_contains(?, model)", [stale])
         if fresh:
-            placeholders = ", ".join("?" * len(_PRICE_COLUMNS))
-            con.executemany(f"INSERT INTO prices VALUES ({placeholders})", fresh)
+            row = "(" + ", ".join("?" * len(_PRICE_COLUMNS)) + ")"
+            con.execute(f"INSERT INTO prices VALUES {', '.join([row] * len(fresh))}", [v for r in fresh for v in r])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
