@@ -496,3 +496,86 @@ def test_dump_user_writes_valid_toml_for_any_float() -> None:
     table = {"input": 1e-7, "output": 1e21, "cache_read": 0.0, "tier": "other"}
     data = tomllib.loads(dump_user({"m": table}, 12.5))
     assert data == {"web_search_per_1000": 12.5, "models": {"m": table}}
+
+
+# --- the SQL against a plain reading of the rules -----------------------------------------------
+
+
+def reference_cost(book: PriceBook, row: dict[str, Any]) -> tuple[float, float, bool]:
+    """(cost, would-be cost, long context) of one call, written as the issue states the rules."""
+    price = book.match(row["model"])
+    if price is None or row["model"] == "<synthetic>":
+        return 0.0, 0.0, False
+    context = row["input_tokens"] + row["cache_5m_tokens"] + row["cache_1h_tokens"] + row["cache_read_tokens"]
+    long_context = price.long_context is not None and context > 200_000  # a fact about the call, failed or not
+    if row["failed"]:
+        return 0.0, 0.0, long_context
+    r = price.long_context if long_context and price.long_context else price.rates
+    mult = price.fast_multiplier if row["fast"] else 1.0
+    web = row["web_searches"] * book.web_search_per_1000 / 1000
+    tokens = (
+        row["input_tokens"] * r.input
+        + row["output_tokens"] * r.output
+        + row["cache_5m_tokens"] * r.cache_write_5m
+        + row["cache_1h_tokens"] * r.cache_write_1h
+        + row["cache_read_tokens"] * r.cache_read
+    )
+    would_be = (context * r.input + row["output_tokens"] * r.output) / 1e6
+    return (tokens / 1e6 + web) * mult, (would_be + web) * mult, long_context
+
+
+TOKEN_COLUMNS = (
+    "input_tokens", "output_tokens", "cache_5m_tokens", "cache_1h_tokens", "cache_read_tokens", "web_searches",
+)  # fmt: skip
+
+
+def test_the_view_agrees_with_the_rules_on_random_calls(tmp_path: Path) -> None:
+    import random
+
+    rnd = random.Random(20260101)
+    models = [*bundled().models, "anthropic/claude-sonnet-4-5-20250929", "claude-opus-4-1", "gpt-4o", "<synthetic>"]
+    rows = []
+    for key in range(600):
+        near = rnd.random() < 0.5  # half of the calls sit around the 200k line
+        rows.append(
+            {
+                "key": key,
+                "model": rnd.choice(models),
+                "failed": rnd.random() < 0.05,
+                "input_tokens": rnd.randint(0, 120_000 if near else 5_000),
+                "output_tokens": rnd.randint(0, 30_000),
+                "cache_5m_tokens": rnd.randint(0, 60_000 if near else 5_000),
+                "cache_1h_tokens": rnd.choice([0, rnd.randint(0, 40_000)]),
+                "cache_read_tokens": rnd.randint(0, 90_000 if near else 5_000),
+                "web_searches": rnd.choice([0, 0, 0, rnd.randint(1, 5)]),
+                "fast": rnd.random() < 0.2,
+                "cost_usd": rnd.choice([None, None, round(rnd.random(), 4)]),
+            }
+        )
+    with Index(tmp_path / "index.duckdb") as index:
+        con = index.con
+        con.executemany(
+            "INSERT INTO calls VALUES (?, 0, TIMESTAMP '2026-01-01', ?, 's', 'p', NULL, NULL, NULL, false, ?, false, "
+            "?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            [[r[name] for name in ("key", "model", "failed", *TOKEN_COLUMNS, "fast", "cost_usd")] for r in rows],
+        )
+        apply_prices(con, bundled())
+        got = {
+            k: rest
+            for k, *rest in con.execute(
+                f"SELECT key, cost_calculated, would_be_cost, cache_savings, long_context, {cost_expr('auto')}, "
+                f"{cost_expr('display')} FROM priced_calls"
+            ).fetchall()
+        }
+        assert len(got) == len(rows)
+        # the sample reaches every rule: long context, fast models, web searches, failures, costUSD, unpriced
+        assert sum(1 for v in got.values() if v[3]) >= 10
+        assert any(r["fast"] and r["model"] == "claude-opus-4-6" and not r["failed"] for r in rows)
+        assert any(r["web_searches"] for r in rows) and any(r["failed"] for r in rows)
+        assert any(r["cost_usd"] is not None for r in rows) and any(r["model"] == "gpt-4o" for r in rows)
+        for r in rows:
+            cost, would_be, long_context = reference_cost(bundled(), r)
+            auto = 0.0 if r["failed"] else (r["cost_usd"] if r["cost_usd"] is not None else cost)
+            display = 0.0 if r["failed"] else (r["cost_usd"] or 0.0)
+            expected = [approx(cost), approx(would_be), approx(would_be - cost), long_context, approx(auto)]
+            assert got[r["key"]] == [*expected, approx(display)], r
