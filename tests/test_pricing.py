@@ -534,6 +534,7 @@ def test_the_view_agrees_with_the_rules_on_random_calls(tmp_path: Path) -> None:
 
     rnd = random.Random(20260101)
     models = [*bundled().models, "anthropic/claude-sonnet-4-5-20250929", "claude-opus-4-1", "gpt-4o", "<synthetic>"]
+    models += ["claude-sonnet-4-5-20250929", "claude-sonnet-4-20250514"] * 3  # the models with long-context rates
     rows = []
     for key in range(600):
         near = rnd.random() < 0.5  # half of the calls sit around the 200k line
