@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -67,11 +69,20 @@ class Client:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 return orjson.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise Unreachable(f"{path} answered HTTP {exc.code}") from exc
+            raise Unreachable(f"{path} answered HTTP {exc.code}{_error_text(exc)}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise Unreachable(describe(getattr(exc, "reason", exc))) from exc
         except orjson.JSONDecodeError as exc:
             raise Unreachable(f"{path} did not answer JSON") from exc
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    """The service's one-line JSON `error`, if the answer carries one ("no snapshot yet; ...")."""
+    try:
+        body = orjson.loads(exc.read())
+    except (orjson.JSONDecodeError, OSError):
+        return ""
+    return f": {body['error']}" if isinstance(body, dict) and isinstance(body.get("error"), str) else ""
 
 
 def describe(reason: object) -> str:
@@ -551,6 +562,10 @@ def parse_token_limit(value: str | None) -> tuple[str | None, int | None]:
     return str(n), n
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _running(poller: Poller) -> Iterator[Poller]:
     poller.start()
@@ -573,6 +588,9 @@ def run(
     console = console or Console()
     client = Client(url, token=os.environ.get("CCO_TOKEN") or None)
     poller = Poller(client, interval, query_limit)
+    # SIGTERM leaves like Ctrl-C, so the terminal gets its modes and main screen back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
     def frame() -> RenderableType:
         return render(View(url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit))

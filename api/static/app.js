@@ -48,7 +48,13 @@ const state = {
 
 class HttpError extends Error {
   constructor(path, status, body) {
-    super(`${path}: HTTP ${status}${body ? ` ${body.slice(0, 200)}` : ""}`);
+    let reason = body ? body.slice(0, 200) : "";
+    try {
+      reason = JSON.parse(body).error || reason; // the service's errors are {"error": "one line"}
+    } catch {
+      // not JSON: keep the text
+    }
+    super(`${path}: HTTP ${status}${reason ? ` (${reason})` : ""}`);
     this.status = status;
   }
 }
