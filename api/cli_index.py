@@ -69,6 +69,7 @@ def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # no stray output into logs and pipes
     ) as bar:
         task = bar.add_task("indexing", total=total)
         report = rebuild(path, roots, progress=lambda n: bar.advance(task, n))

@@ -16,7 +16,7 @@ import duckdb
 
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
-from indexer.store import MARK_REPLAYS, MERGE_SET, Index
+from indexer.store import MARK_REPLAYS, MERGE_SET, REBUILD_HINT, Index
 
 _SALVAGE_CALLS = f"INSERT INTO calls SELECT * FROM old.calls ON CONFLICT (key) DO UPDATE SET {MERGE_SET}"
 
@@ -42,7 +42,7 @@ def _check_old(db: Path) -> str | None:
     except IndexLocked:
         raise
     except CcoError as exc:
-        return str(exc)
+        return str(exc).removesuffix(REBUILD_HINT)  # we are rebuilding
     return None
 
 

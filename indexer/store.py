@@ -69,6 +69,7 @@ UPDATE calls SET replay = sidechain AND EXISTS (
 )
 WHERE msg_hash <> 0 AND msg_hash IN ({msg_hashes})
 """
+REBUILD_HINT = "; run `cco index rebuild`"
 _LOCK_PID = re.compile(r"PID (\d+)")
 _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
 _CMD_LIMIT = 120
@@ -121,7 +122,7 @@ def is_damage(exc: duckdb.Error) -> bool:
 
 
 def damaged(path: Path, exc: BaseException) -> IndexCorrupt:
-    return IndexCorrupt(f"index {path} is damaged ({_first_line(exc)}); run `cco index rebuild`")
+    return IndexCorrupt(f"index {path} is damaged ({_first_line(exc)}){REBUILD_HINT}")
 
 
 def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -132,7 +133,7 @@ def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConne
         text = str(exc)
         if "lock" in text.lower():
             raise IndexLocked(f"index {path} is in use by {_holder(text)}; stop it or wait for it to finish") from None
-        raise IndexCorrupt(f"cannot open index {path}: {_first_line(exc)}; run `cco index rebuild`") from None
+        raise IndexCorrupt(f"cannot open index {path}: {_first_line(exc)}{REBUILD_HINT}") from None
     except duckdb.Error as exc:
         raise damaged(path, exc) from None
 

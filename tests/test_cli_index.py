@@ -1,0 +1,148 @@
+"""`cco index sync|rebuild|status` through the installed executable, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import run_cco
+
+RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
+SAMPLES = {
+    "files_live": 4, "files_gone": 0, "calls": 15, "failed_calls": 0, "input_tokens": 2558, "output_tokens": 1666,
+    "cache_creation_tokens": 79835, "cache_read_tokens": 601758, "total_tokens": 685817, "rejected_lines": 0,
+    "lines": 156,
+}  # fmt: skip
+
+
+def status(db: Path) -> dict[str, Any]:
+    out = run_cco("index", "status", "--db", str(db), "--json")
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def ok(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    out = run_cco(*args, env=env)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("cco: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_sync_then_status_on_the_samples(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "i.duckdb"
+    out = ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
+    assert "45 call lines" in out.stdout and "from 4 of 4 files" in out.stdout
+    got = status(db)
+    assert {k: got[k] for k in SAMPLES} == SAMPLES
+    assert got["total_cost"] > 0
+    # exactly once: a second pass reads nothing and changes nothing
+    again = ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
+    assert "read 0 bytes from 0 of 4 files" in again.stdout
+    assert status(db) | {"last_ingest": None, "db_size": 0} == got | {"last_ingest": None, "db_size": 0}
+
+
+def test_source_as_projects_dir_and_default_index_location(isolated_home: Path, samples_tree: Path) -> None:
+    ok("index", "sync", "--source", str(samples_tree / "projects"))
+    got = status(isolated_home / "index.duckdb")  # CCO_HOME
+    assert {k: got[k] for k in SAMPLES} == SAMPLES
+
+
+def test_claude_config_dir_is_the_default_source(tmp_path: Path, samples_tree: Path) -> None:
+    rules = ",".join(str(p) for p in sorted(RULES.iterdir()) if p.is_dir())
+    db = tmp_path / "i.duckdb"
+    ok("index", "sync", "--db", str(db), env={"CLAUDE_CONFIG_DIR": f"{samples_tree},{rules}"})
+    got = status(db)
+    assert got["calls"] == 15 + 25
+    assert got["failed_calls"] == 1
+    assert got["rejected_lines"] == 11
+    assert got["total_tokens"] == 685817 + 9371
+    assert got["files_live"] == 4 + 18
+
+
+def test_missing_source_is_an_error(tmp_path: Path) -> None:
+    out = run_cco("index", "sync", "--source", str(tmp_path / "nope"), "--db", str(tmp_path / "i.duckdb"))
+    assert_one_line_error(out, "no such directory", "nope")
+
+
+def test_corrupt_index_gives_one_line_and_exit_2(tmp_path: Path) -> None:
+    db = tmp_path / "i.duckdb"
+    db.write_bytes(b"not a database\n" * 5000)
+    for args in (["index", "status", "--db", str(db)], ["index", "sync", "--db", str(db), "--source", str(RULES)]):
+        assert_one_line_error(run_cco(*args), str(db), "cco index rebuild")
+
+
+def test_damaged_blocks_give_one_line_and_exit_2(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "i.duckdb"
+    ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
+    data = bytearray(db.read_bytes())
+    data[3 * 4096 :] = bytes((i * 7 + 13) % 256 for i in range(len(data) - 3 * 4096))
+    db.write_bytes(bytes(data))
+    assert_one_line_error(run_cco("index", "status", "--db", str(db)), "cco index rebuild")
+    # and rebuild repairs it, warning that the old history could not be salvaged
+    out = ok("index", "rebuild", "--source", str(samples_tree), "--db", str(db))
+    assert "could not be salvaged" in out.stderr and "Traceback" not in out.stderr
+    assert {k: status(db)[k] for k in SAMPLES} == SAMPLES
+
+
+def test_rebuild_on_garbage_works_and_warns(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "i.duckdb"
+    db.write_bytes(b"\xff" * 100_000)
+    out = ok("index", "rebuild", "--source", str(samples_tree), "--db", str(db))
+    assert "warning: history not on disk could not be salvaged" in out.stderr
+    assert "rebuilt" in out.stdout
+    assert {k: status(db)[k] for k in SAMPLES} == SAMPLES
+
+
+def test_rebuild_salvages_deleted_transcripts(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "i.duckdb"
+    ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
+    for f in (samples_tree / "projects" / "-home-USER-spotter").rglob("*.jsonl"):
+        f.unlink()  # Claude Code's cleanup: 4 + 3 calls only the index still knows
+    out = ok("index", "rebuild", "--source", str(samples_tree), "--db", str(db))
+    assert "7 calls salvaged" in out.stdout
+    assert out.stderr == ""
+    got = status(db)
+    assert {k: got[k] for k in SAMPLES if k not in ("files_live", "files_gone", "lines")} == {
+        k: v for k, v in SAMPLES.items() if k not in ("files_live", "files_gone", "lines")
+    }
+    assert (got["files_live"], got["files_gone"]) == (2, 2)
+
+
+def test_second_writer_is_told_who_holds_the_index(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "i.duckdb"
+    ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
+    with subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+         "sys.stdin.read()", str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:  # fmt: skip
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        for args in (["sync", "--source", str(samples_tree)], ["rebuild", "--source", str(samples_tree)]):
+            out = run_cco("index", *args, "--db", str(db))
+            assert_one_line_error(out, str(db), f"in use by process {holder.pid}")
+        assert holder.stdin is not None
+        holder.stdin.close()
+    assert status(db)["calls"] == 15
+
+
+def test_every_index_command_has_help() -> None:
+    listing = ok("index", "--help").stdout
+    for command in ("sync", "rebuild", "status", "run"):
+        assert command in listing
+    for command in ("sync", "rebuild", "status"):
+        assert "--db" in ok("index", command, "--help").stdout
