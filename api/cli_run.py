@@ -15,12 +15,10 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-import uvicorn
 
-from api.app import create_app
 from api.cli_index import DbOpt, SourceOpt, db_path
 from api.output import fail
 from api.security import is_loopback_address
@@ -32,16 +30,16 @@ from indexer.sources import resolve_sources
 log = logging.getLogger("cco.service")
 
 
-class _Server(uvicorn.Server):
+def _server(config: Any, service: LiveService) -> Any:
     """uvicorn, plus: on the first SIGINT/SIGTERM also end SSE streams (they would hold shutdown)."""
+    import uvicorn
 
-    def __init__(self, config: uvicorn.Config, service: LiveService) -> None:
-        super().__init__(config)
-        self.service = service
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            service.begin_shutdown()
+            super().handle_exit(sig, frame)
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.service.begin_shutdown()
-        super().handle_exit(sig, frame)
+    return Server(config)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -111,6 +109,11 @@ def run_cmd(
         token=token,
         allowed_hosts=list(allowed_host or []),
     )
+    # Imported here: other `cco` commands load this module too, and need neither.
+    import uvicorn
+
+    from api.app import create_app
+
     service = LiveService(config)
     try:
         service.open()
@@ -121,10 +124,9 @@ def run_cmd(
         service.port = sock.getsockname()[1]
         service.write_run_file()
         service.start()
-        app = create_app(service.context(), service)
-        server = _Server(
+        server = _server(
             uvicorn.Config(
-                app,
+                create_app(service.context(), service),
                 log_config=None,
                 log_level="warning",
                 access_log=False,

@@ -153,3 +153,33 @@ class ThreadServer:
         self.server.should_exit = True
         self.thread.join(5)
         self.sock.close()
+
+
+def start_cco_run(root: Path, db: Path, port: int, *extra: str, env: dict[str, str] | None = None) -> Any:
+    """Start `cco index run` as a real process; returns the Popen (stderr to a file beside the index)."""
+    import os
+    import subprocess
+
+    from tests.conftest import CCO
+
+    with db.with_name(db.name + f".{port}.log").open("wb") as log:
+        return subprocess.Popen(
+            [CCO, "index", "run", "--source", str(root), "--db", str(db), "--port", str(port), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+
+def wait_for_http(url: str, timeout: float = 15.0, headers: dict[str, str] | None = None) -> Any:
+    """GET `url` until it answers 200; its JSON."""
+    import httpx
+
+    def attempt() -> Any:
+        try:
+            r = httpx.get(url, timeout=1.0, headers=headers, trust_env=False)
+        except httpx.HTTPError:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    return wait_for(attempt, timeout=timeout, step=0.05)

@@ -1,0 +1,87 @@
+"""`cco index run` as a user runs it: options, refusals, and one service per index."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from indexer.paths import run_file
+from tests.conftest import run_cco, write_tree
+from tests.live_helpers import calls, free_port, start_cco_run, wait_for_http
+
+
+def test_help_lists_the_options() -> None:
+    r = run_cco("index", "run", "--help")
+    assert r.returncode == 0
+    for option in ("--source", "--db", "--host", "--port", "--interval", "--rescan", "--token", "--allowed-host"):
+        assert option in r.stdout
+    assert "CCO_TOKEN" in r.stdout
+
+
+def test_non_loopback_needs_a_token(tmp_path: Path) -> None:
+    r = run_cco("index", "run", "--host", "0.0.0.0", "--db", str(tmp_path / "i.duckdb"))
+    assert r.returncode == 2
+    assert "cco: error: listening on 0.0.0.0 (not loopback) needs a token" in r.stderr
+    assert not (tmp_path / "i.duckdb").exists()
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    db = str(tmp_path / "i.duckdb")
+    for args, says in (
+        (["--interval", "0"], "--interval must be between"),
+        (["--rescan", "0.5"], "--rescan must be between"),
+        (["--port", "70000"], "--port must be between"),
+    ):
+        r = run_cco("index", "run", "--db", db, *args)
+        assert r.returncode == 2 and says in r.stderr, r.stderr
+
+
+def test_busy_port_is_a_clean_error(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls(1)})
+    db = tmp_path / "i.duckdb"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_cco("index", "run", "--source", str(tree), "--db", str(db), "--port", str(port))
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+    assert not run_file(db).exists()
+    assert run_cco("index", "status", "--db", str(db)).returncode == 0  # the lock was released
+
+
+def test_second_service_on_the_same_index_names_the_first(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls(1)})
+    db = tmp_path / "i.duckdb"
+    port = free_port()
+    first = start_cco_run(tree, db, port)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/stats")
+        r = run_cco("index", "run", "--source", str(tree), "--db", str(db), "--port", str(free_port()))
+        assert r.returncode == 2
+        assert "already serving" in r.stderr
+        assert f"pid {first.pid}" in r.stderr and f"port {port}" in r.stderr
+        assert r.stderr.count("\n") == 1  # one line
+    finally:
+        first.send_signal(signal.SIGINT)
+        assert first.wait(10) == 0
+    assert not run_file(db).exists()
+
+
+def test_stale_run_file_does_not_block(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls(1)})
+    db = tmp_path / "i.duckdb"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run_file(db).write_text(f'{{"pid": {dead.pid}, "port": 1, "host": "127.0.0.1", "token": false}}')
+    port = free_port()
+    proc = start_cco_run(tree, db, port)
+    try:
+        stats = wait_for_http(f"http://127.0.0.1:{port}/api/stats")
+        assert stats["port"] == port
+        assert f'"pid": {proc.pid}' in run_file(db).read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
