@@ -305,6 +305,7 @@ def _local(iso: str) -> str:
 
 def render_blocks(data: dict[str, Any], *, active_only: bool) -> None:
     """A rich table of blocks (times in this machine's zone), with burn rate and projection when active."""
+    from rich import box
     from rich.table import Table
 
     blocks = data["blocks"]
@@ -312,19 +313,19 @@ def render_blocks(data: dict[str, Any], *, active_only: bool) -> None:
         console.print("No active block." if active_only else "No usage in the index.", highlight=False)
         return
     limited = any(b.get("tokenLimitStatus") for b in blocks)
-    table = Table(title="cco 5-hour blocks")
-    table.add_column("Block start")
-    table.add_column("Status")
-    table.add_column("Models")
-    table.add_column("Tokens", justify="right")
+    table = Table(title="cco 5-hour blocks (local time)", box=box.SIMPLE_HEAD)
+    table.add_column("Block start", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Models", overflow="fold")
+    table.add_column("Tokens", justify="right", no_wrap=True)
     if limited:
-        table.add_column("% of limit", justify="right")
-    table.add_column("Cost (USD)", justify="right")
+        table.add_column("% of limit", justify="right", no_wrap=True)
+    table.add_column("USD", justify="right", no_wrap=True)
     for b in blocks:
         if b["isGap"]:
             status = "gap"
         elif b["isActive"]:
-            status = f"ACTIVE ({b['projection']['remainingMinutes']} min left)" if b["projection"] else "ACTIVE"
+            status = "ACTIVE"
         else:
             status = f"{b['entries']} calls"
         cells = [_local(b["startTime"]), status, "\n".join(_short_model(m) for m in b["models"]), _n(b["totalTokens"])]
@@ -333,16 +334,13 @@ def render_blocks(data: dict[str, Any], *, active_only: bool) -> None:
             cells.append(f"{lim['percentUsed']:.1f}% {lim['status']}" if lim else "")
         cells.append(_usd(b["costUSD"]))
         table.add_row(*cells, style="dim" if b["isGap"] else ("bold" if b["isActive"] else None))
-        if b["isActive"] and b["burnRate"]:
-            rate = b["burnRate"]
-            extra = [
-                "",
-                f"burn {_n(rate['tokensPerMinute'])} tok/min",
-                "",
-                f"→ {_n(b['projection']['totalTokens'])}",
-            ]
-            if limited:
-                extra.append("")
-            extra.append(f"→ {_usd(b['projection']['totalCost'])}")
-            table.add_row(*extra, style="italic")
     console.print(table)
+    for b in blocks:
+        if b["isActive"] and b["projection"]:
+            p, rate = b["projection"], b["burnRate"]
+            burn = f"burn {_n(rate['tokensPerMinute'])} tok/min ({_usd(rate['costPerHour'])}/h); " if rate else ""
+            console.print(
+                f"Active block: {burn}projected {_n(p['totalTokens'])} tokens, {_usd(p['totalCost'])} "
+                f"at {_local(b['endTime'])[11:]} ({p['remainingMinutes']} min left)",
+                highlight=False,
+            )

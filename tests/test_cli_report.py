@@ -148,3 +148,31 @@ def test_same_output_from_a_service(db: Path, tmp_path: Path, monkeypatch: pytes
         remote = [runner.invoke(app, a) for a in args]
     assert asked == ["/api/reports/daily", "/api/reports/session", "/api/reports/weekly", "/api/reports/blocks"]
     assert [r.output for r in remote] == [r.output for r in local]
+
+
+def test_active_block_table(db: Path, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from api.cli_report import render_blocks
+    from api.output import console
+    from indexer.blocks import block_options, blocks_report
+    from indexer.pricing import apply_prices, load_book
+    from indexer.store import Index
+
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(db.read_bytes())
+    with Index(copy) as index:
+        apply_prices(index.con, load_book(None))
+        now = datetime(2026, 4, 2, 16, 30, tzinfo=UTC)
+        data = blocks_report(index.con, block_options(active=True, token_limit="25000"), now=now)
+    with console.capture() as capture:
+        render_blocks(data, active_only=True)
+    text = capture.get()
+    for part in (
+        "ACTIVE",
+        "burn 100 tok/min ($0.02/h)",
+        "projected 24,000 tokens, $0.07",
+        "210 min left",
+        "96.0% warning",
+    ):
+        assert part in text
