@@ -355,6 +355,7 @@ class Session:
         self.v21 = version.startswith("2.1")
         self.speed = version >= SPEED_SINCE
         self.sidechain = agent_id is not None
+        self.agent_id = agent_id
         agent = f',"agentId":"{agent_id}"' if agent_id else ""
         slug = f',"slug":"{g.slug}"' if self.v21 else ""
         self.head = (
@@ -482,12 +483,23 @@ class Session:
             line_uuid = self.new_uuid()
             ts = self.tick(0.2, 3) if i else self.tick(1.5, 25)
             stop = '"tool_use"' if tool and i == len(blocks) - 1 and has_final else "null"
+            message = (
+                f'{{"model":"{model}","id":"{msg_id}","type":"message","role":"assistant","content":[{block}],'
+                f'"stop_reason":{stop},"stop_sequence":null,"usage":{self.usage(u, web_field)}}}'
+            )
             line = (
-                f'{{"parentUuid":{parent}{self.head},"message":{{"model":"{model}","id":"{msg_id}",'
-                f'"type":"message","role":"assistant","content":[{block}],"stop_reason":{stop},'
-                f'"stop_sequence":null,"usage":{self.usage(u, web_field)}}},"requestId":"{req_id}",'
+                f'{{"parentUuid":{parent}{self.head},"message":{message},"requestId":"{req_id}",'
                 f'"type":"assistant","uuid":"{line_uuid}","timestamp":"{ts}"}}\n'
             )
+            if self.agent_id is not None and self.v21:
+                # What the parent session's agent_progress lines will carry: the same message, ids and usage.
+                self.g.mirrors.append(
+                    (
+                        self.agent_id,
+                        f'{{"type":"assistant","message":{message},"requestId":"{req_id}","uuid":"{line_uuid}",'
+                        f'"timestamp":"{ts}"}}',
+                    )
+                )
             if i == 0:
                 first_ts = self.ts
             if late and i == len(blocks) - 1:
@@ -577,19 +589,14 @@ class Session:
             )
 
     def agent_progress(self, tool_id: str) -> None:
-        """2.1.x mirrors a running subagent's messages into progress lines, usage objects included."""
-        rng, f = self.rng, self.g.filler
-        agent = "%07x" % rng.getrandbits(28)  # noqa: UP031
-        for _ in range(rng.randrange(2, 7)):
-            u = (rng.randrange(1, 9), rng.randrange(1, 400), 0, rng.randrange(0, 5000), rng.randrange(0, 60_000), 0)
-            msg = (
-                f'{{"type":"assistant","message":{{"model":"claude-sonnet-4-5-20250929",'
-                f'"id":"msg_01{rng.getrandbits(88):022x}","type":"message","role":"assistant",'
-                f'"content":[{{"type":"text","text":"{f.take(rng, rng.randrange(50, 800))}"}}],'
-                f'"stop_reason":null,"stop_sequence":null,"usage":{self.usage(u, True)}}},'
-                f'"requestId":"req_011C{rng.getrandbits(80):020x}","uuid":"{uid(rng)}",'
-                f'"timestamp":"{iso(self.ts)}"}}'
-            )
+        """2.1.x mirrors a running subagent's messages into progress lines, usage objects included.
+
+        The messages are copies of lines of this family's subagent files (same message.id, requestId
+        and usage), as in real transcripts; without subagent lines to mirror, none are written.
+        """
+        rng, f, mirrors = self.rng, self.g.filler, self.g.mirrors
+        for _ in range(min(len(mirrors), rng.randrange(2, 7))):
+            agent, msg = mirrors.pop(0)
             parent = self.parent
             line_uuid = self.new_uuid()
             self.emit(
@@ -686,7 +693,7 @@ class Session:
                     self.hook("PreToolUse", tool, tool_id)
                 if tool == "Bash" and rng.random() < 0.5:
                     self.bash_progress(tool_id)
-                if tool == "Task":
+                if tool == "Task" and not self.sidechain:  # subagents do not spawn subagents
                     self.agent_progress(tool_id)
             self.tool_result(tool_id, source, allow_big and rng.random() < 0.0004)
             if self.v21:
@@ -719,6 +726,7 @@ class Family:
         self.stats = Stats()
         self.slug = "-".join(self.rng.choice(WORDS[:60]) for _ in range(3))
         self.replayed: set[int] = set()
+        self.mirrors: list[tuple[str, str]] = []  # (agent id, nested message) for agent_progress lines
 
     def count_call(
         self, model: str, merged: tuple[int, ...], first: tuple[int, ...], ts: int, fast: bool, failed: bool = False
@@ -765,14 +773,17 @@ class Family:
             main.emit(
                 f'{{"type":"summary","summary":"{self.filler.take(rng, 60)}","leafUuid":"{uid(rng)}"}}\n', "summary"
             )
-        main.fill(plan.main_bytes, allow_big=plan.main_bytes > 8 << 20)
-        self.write(f"{proj.folder}/{sid}.jsonl", main)
-
+        # Subagents first: the main session's agent_progress lines mirror their messages.
+        subs: list[tuple[str, Session]] = []
         for budget in plan.sub_bytes:
             agent = "%07x" % rng.getrandbits(28)  # noqa: UP031
             sub = Session(self, proj.cwd, sid, version, proj.branch, plan.start_ms + rng.randrange(60_000, 3_600_000),
                           rng.choices(MODELS, MODEL_WEIGHTS)[0], agent_id=agent)  # fmt: skip
             sub.fill(budget)
+            subs.append((agent, sub))
+        main.fill(plan.main_bytes, allow_big=plan.main_bytes > 8 << 20)
+        self.write(f"{proj.folder}/{sid}.jsonl", main)
+        for agent, sub in subs:
             self.replay_into(sub, main)
             if v21:
                 self.write(f"{proj.folder}/{sid}/subagents/agent-{agent}.jsonl", sub)
