@@ -2,8 +2,8 @@
 
 The idea: two kinds of numbers. Window numbers (the last 1, 5 or 10 minutes before `now`) read
 only the few calls inside the window, so they are computed on every request, in one query for
-all windows. Everything else depends on the index content only: all-time numbers (per project,
-per model, per tier) come from one GROUPING SETS scan, and they, the recent calls and the
+all windows. Everything else depends on the index content only: all-time numbers (per project;
+per model, summed into tiers; overall) come from one grouped scan each, and they, the recent calls and the
 activity pages are kept by a `Memo` until the index changes (`index_version`: a fingerprint of
 the files, calls and prices tables that costs a couple of milliseconds with a million calls). Every number
 reads `priced_calls`, so it agrees with `cco index status` and the snapshot.
@@ -17,7 +17,7 @@ Cache hit rate = cache-read tokens / prompt tokens (None when there were no prom
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -168,45 +168,42 @@ def priced(mode: str, where: str = "") -> str:
     return f"(SELECT *, {cost_expr(mode)} AS cost FROM priced_calls {where})"
 
 
-@dataclass(frozen=True)
-class Totals:
-    """All-time aggregates, by project, by model (with its tier) and by tier."""
-
-    overall: Agg
-    projects: dict[str, Agg]
-    models: dict[str, tuple[str, Agg]]  # model -> (tier, agg)
-    tiers: dict[str, Agg]
-
-
-def _totals(con: duckdb.DuckDBPyConnection, mode: str) -> Totals:
-    rows = con.execute(
-        f"""
-        SELECT grouping(project), grouping(model), grouping(tier), project, model, tier, {AGG_SQL}
-        FROM {priced(mode)}
-        GROUP BY GROUPING SETS ((project), (tier, model), (tier), ())
-        """
-    ).fetchall()
-    overall = Agg()
-    projects: dict[str, Agg] = {}
-    models: dict[str, tuple[str, Agg]] = {}
-    tiers: dict[str, Agg] = {}
-    for g_project, g_model, g_tier, project, model, tier, *values in rows:
-        agg = agg_of(values)
-        if not g_project:
-            projects[project] = agg
-        elif not g_model:
-            models[model] = (tier, agg)
-        elif not g_tier:
-            tiers[tier] = agg
-        else:
-            overall = agg
-    return Totals(overall, projects, models, tiers)
+def combine(aggs: Iterable[Agg]) -> Agg:
+    """The Agg of the union of disjoint call sets (p95 is not additive: left None)."""
+    out = Agg()
+    for a in aggs:
+        out = Agg(
+            out.calls + a.calls, out.errors + a.errors, out.cost + a.cost, out.tokens + a.tokens,
+            out.input_tokens + a.input_tokens, out.output_tokens + a.output_tokens,
+            out.cache_creation_tokens + a.cache_creation_tokens, out.cache_read_tokens + a.cache_read_tokens,
+            out.savings + a.savings, out.latency_sum + a.latency_sum, out.latency_n + a.latency_n,
+            max((t for t in (out.last, a.last) if t is not None), default=None),
+        )  # fmt: skip
+    return out
 
 
-def totals(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> Totals:
-    """All-time aggregates (memoized until the index changes when `memo` is given)."""
+def by_project(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> dict[str, Agg]:
+    """All-time aggregate per project (memoized until the index changes when `memo` is given)."""
     cost_expr(mode)  # validate before caching anything
-    return memoized(memo, con, ("totals", mode), lambda: _totals(con, mode))
+
+    def compute() -> dict[str, Agg]:
+        rows = con.execute(f"SELECT project, {AGG_SQL} FROM {priced(mode)} GROUP BY project").fetchall()
+        return {r[0]: agg_of(r[1:]) for r in rows}
+
+    return memoized(memo, con, ("by_project", mode), compute)
+
+
+def by_model(
+    con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, tuple[str, Agg]]:
+    """All-time aggregate per model id: model -> (tier, agg); tiers are sums of these."""
+    cost_expr(mode)
+
+    def compute() -> dict[str, tuple[str, Agg]]:
+        rows = con.execute(f"SELECT model, any_value(tier), {AGG_SQL} FROM {priced(mode)} GROUP BY model").fetchall()
+        return {r[0]: (r[1], agg_of(r[2:])) for r in rows}
+
+    return memoized(memo, con, ("by_model", mode), compute)
 
 
 def overall(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> Agg:
@@ -343,14 +340,14 @@ def tier_detail(
     if tier not in TIERS:
         raise ValueError(f"unknown tier {tier!r}")
     aggs = _window_aggs(con, now, list(WINDOWS), mode)
-    tot = totals(con, mode, memo)
-    all_time = tot.tiers.get(tier, Agg())
+    models = {m: agg for m, (t, agg) in by_model(con, mode, memo).items() if t == tier}
+    all_time = combine(models.values())
     return {
         "tier": tier,
         "timestamp": iso_utc(now),
         "windows": {name: tier_json(aggs[name][1].get(tier, Agg()), WINDOWS[name]) for name in WINDOWS},
         "all_time": {**tier_json(all_time), "last_activity": iso_utc(all_time.last)},
-        "models": sorted(m for m, (t, _) in tot.models.items() if t == tier),
+        "models": sorted(models),
     }
 
 
@@ -442,8 +439,9 @@ def _entity(agg: Agg) -> dict[str, Any]:
 
 def project_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Memo | None = None) -> dict[str, Any]:
     """GET /api/metrics/projects: every project, most recently active first."""
-    tot = totals(con, mode, memo)
-    ordered = sorted(tot.projects.items(), key=lambda kv: (kv[1].last or datetime.min, kv[0]), reverse=True)
+    ordered = sorted(
+        by_project(con, mode, memo).items(), key=lambda kv: (kv[1].last or datetime.min, kv[0]), reverse=True
+    )
     return {"projects": [{"name": name, **_entity(agg)} for name, agg in ordered]}
 
 
@@ -453,8 +451,7 @@ def model_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Mem
     API error notices are written by Claude Code under the model id `<synthetic>`, so their
     errors are counted on that row.
     """
-    tot = totals(con, mode, memo)
-    ordered = sorted(tot.models.items(), key=lambda kv: (-kv[1][1].calls, kv[0]))
+    ordered = sorted(by_model(con, mode, memo).items(), key=lambda kv: (-kv[1][1].calls, kv[0]))
     out = []
     for model, (tier, agg) in ordered:
         entity = _entity(agg)

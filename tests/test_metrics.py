@@ -320,3 +320,18 @@ def test_memo_is_bounded(index: Index) -> None:
         assert memo.get(index.con, key, functools.partial(int, key)) == key
     assert memo.get(index.con, 4, lambda: -1) == 4
     assert memo.get(index.con, 0, lambda: -1) == -1  # evicted
+
+
+def test_groupings_add_up_to_the_overall(index: Index) -> None:
+    everything = metrics.overall(index.con)
+    for parts in (metrics.by_project(index.con).values(), (a for _, a in metrics.by_model(index.con).values())):
+        total = metrics.combine(parts)
+        assert (total.calls, total.errors, total.tokens, total.latency_n, total.last) == (
+            everything.calls,
+            everything.errors,
+            everything.tokens,
+            everything.latency_n,
+            everything.last,
+        )
+        assert total.cost == pytest.approx(everything.cost)
+        assert total.savings == pytest.approx(everything.savings)
