@@ -70,7 +70,8 @@ def _fetch(
     from indexer.store import Index
 
     book = load_book(pricing_file())
-    with Index(db_file) as index:
+    # No index yet: an empty report, without creating a file where a mistyped --db points.
+    with Index(db_file if db_file.exists() else Path(":memory:")) as index:
         apply_prices(index.con, book, all_models=False)
         return local(index.con)
 

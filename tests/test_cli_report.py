@@ -103,6 +103,7 @@ def test_empty_index(tmp_path: Path) -> None:
     assert report_json(db, "blocks", "--active") == {"blocks": []}
     done = run_cco("report", "monthly", "--db", str(db))
     assert done.returncode == 0 and "No usage" in done.stdout
+    assert not db.exists()
 
 
 def test_same_output_from_a_service(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
