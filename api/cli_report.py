@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 
 report_app = typer.Typer(help="Usage and cost reports from the index.", no_args_is_help=True)
 
-SinceOpt = Annotated[str | None, typer.Option("--since", help="First day (YYYY-MM-DD), in --timezone.")]
-UntilOpt = Annotated[str | None, typer.Option("--until", help="Last day (YYYY-MM-DD), in --timezone.")]
+SinceOpt = Annotated[str | None, typer.Option("--since", "-s", help="First day (YYYY-MM-DD), in --timezone.")]
+UntilOpt = Annotated[str | None, typer.Option("--until", "-u", help="Last day (YYYY-MM-DD), in --timezone.")]
 TzOpt = Annotated[
     str | None, typer.Option("--timezone", "-z", help="IANA zone that days are counted in. Default: the system's.")
 ]
 ProjectOpt = Annotated[
-    str | None, typer.Option("--project", help="Only this project (its path, last folder or Claude's folder name).")
+    str | None,
+    typer.Option("--project", "-p", help="Only this project (its path, last folder or Claude's folder name)."),
 ]
 BreakdownOpt = Annotated[bool, typer.Option("--breakdown", "-b", help="Add a row per model to the table.")]
 InstancesOpt = Annotated[bool, typer.Option("--instances", "-i", help="Group by project.")]
