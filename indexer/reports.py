@@ -75,7 +75,7 @@ def parse_date(text: str, name: str) -> date:
 
 
 def check_timezone(name: str) -> str:
-    """The IANA zone name, if Python's zone database knows it (ICU knows the same names)."""
+    """The IANA zone name, if Python's zone database (which gives the offsets used) knows it."""
     if not name or name != name.strip() or ".." in name or name.startswith("/"):
         raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin or UTC")
     try:
