@@ -236,10 +236,16 @@ def test_slow_service_is_stale_while_waiting() -> None:
     client = FakeClient()
     poller = Poller(client, 0.1)
     poller.poll_once()
-    client.delay = 1.4
+    client.delay = 2.5
     worker = threading.Thread(target=poller.poll_once)
     worker.start()
-    time.sleep(1.2)
+    deadline = time.monotonic() + 2
+    while poller.state.in_flight_since is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = poller.state.in_flight_since
+    assert started is not None
+    assert "STALE" not in draw(View("u", poller.state, started + 0.5, NOW))
+    time.sleep(max(0.0, started + 1.2 - time.monotonic()))
     frame = draw(View("u", poller.state, time.monotonic(), NOW))
     assert "STALE" in frame and "$3.25" in frame
     worker.join()
