@@ -136,6 +136,11 @@ function fmtWhen(d) {
   if (!d) return "–";
   return sameDay(d, new Date()) ? timeFmt.format(d) : shortDateTimeFmt.format(d);
 }
+const clockFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+function fmtClock(d) {
+  if (!d) return "–";
+  return sameDay(d, new Date()) ? clockFmt.format(d) : shortDateTimeFmt.format(d);
+}
 function fmtAgo(d) {
   if (!d) return "";
   const s = Math.round((Date.now() - d.getTime()) / 1000);
@@ -638,8 +643,10 @@ function renderBlock(b) {
   const item = (k, v, id) => el("p", {}, el("span", { class: "k", text: k }), el("span", { id, text: v }));
   const startT = el("time");
   setTime(startT, start);
+  startT.textContent = fmtClock(start);
   const endT = el("time");
   setTime(endT, end);
+  endT.textContent = fmtClock(end);
   const grid = el("div", { class: "block-grid" },
     el("p", {}, el("span", { class: "k", text: "Window" }), startT, " – ", endT),
     item("Ends in", fmtDuration((end - now) / 60000), "block-remaining"),
