@@ -21,6 +21,8 @@ from api.output import console, print_json
 if TYPE_CHECKING:
     import duckdb
 
+    from indexer.store import Index
+
 report_app = typer.Typer(help="Usage and cost reports from the index.", no_args_is_help=True)
 
 SinceOpt = Annotated[str | None, typer.Option("--since", "-s", help="First day (YYYY-MM-DD), in --timezone.")]
@@ -71,10 +73,46 @@ def _fetch(
     from indexer.store import Index
 
     book = load_book(pricing_file())
+    if db_file.exists():
+        reader = _reader(db_file)
+        if reader is not None:
+            with reader as index:
+                return local(index.con)
     # No index yet: an empty report, without creating a file where a mistyped --db points.
     with Index(db_file if db_file.exists() else Path(":memory:")) as index:
         apply_prices(index.con, book, all_models=False)
         return local(index.con)
+
+
+def _reader(db_file: Path) -> Index | None:
+    """The index opened read-only, when that is enough: migrated, and every model has its price row.
+
+    Then nothing is written and several reports (or `cco index status`) can run at once. The
+    priced_calls view is recreated as a TEMP view, so the definition is this version's even if the
+    file's was written by an older one. None: open it for writing (migrate, add prices) instead.
+    """
+    import duckdb
+
+    from indexer.migrations import MIGRATIONS
+    from indexer.pricing import PRICED_VIEW
+    from indexer.store import Index
+
+    temp_view = PRICED_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
+    if temp_view == PRICED_VIEW:
+        return None
+    index = Index(db_file, read_only=True)
+    try:
+        done = {r[0] for r in index.con.execute("SELECT name FROM migrations").fetchall()}
+        unpriced = index.con.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT model FROM calls) WHERE model NOT IN (SELECT model FROM prices)"
+        ).fetchone()
+        if done >= {name for name, _ in MIGRATIONS} and unpriced == (0,):
+            index.con.execute(temp_view)
+            return index
+    except duckdb.Error:
+        pass
+    index.con.close()
+    return None
 
 
 def _period(

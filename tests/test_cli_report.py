@@ -177,3 +177,21 @@ def test_active_block_table(db: Path, tmp_path: Path) -> None:
         "96.0% warning",
     ):
         assert part in text
+
+
+def test_reads_without_writing_and_beside_other_readers(tmp_path: Path) -> None:
+    """Once every model has a price row, a report opens the index read-only: other readers may hold it."""
+    import duckdb
+
+    db = tmp_path / "index.duckdb"
+    assert run_cco("index", "sync", "--source", str(FIXTURE), "--db", str(db)).returncode == 0
+    first = report_json(db, "daily", "-z", "UTC")  # may add price rows (opens for writing)
+    assert first["totals"]["totalCost"] == pytest.approx(0.1695)
+    before = db.stat().st_mtime_ns
+    other = duckdb.connect(str(db), read_only=True)
+    try:
+        again = report_json(db, "daily", "-z", "UTC")
+    finally:
+        other.close()
+    assert again == first
+    assert db.stat().st_mtime_ns == before
