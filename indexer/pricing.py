@@ -323,6 +323,8 @@ def update_user_price(path: Path, model: str, values: dict[str, Any]) -> ModelPr
             flags = " and ".join(f"--{f}" for f in missing)
             raise BadInput(f"{model!r} has no price yet: {flags} {'is' if len(missing) == 1 else 'are'} required")
         table = {}
+    if not values:
+        raise BadInput(f"nothing to change for {model!r}: give at least one price, e.g. --input")
     for key, value in values.items():
         if key == "tier":
             if value not in TIERS:

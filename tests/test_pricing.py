@@ -454,6 +454,8 @@ def test_update_keeps_long_context_rates_of_a_bundled_model(tmp_path: Path) -> N
         ("claude-x", {"input": "1", "output": "2", "long_context_output": "3"}, "long_context_input is required"),
         ("claude-opus-4-6", {"fast_multiplier": "-6"}, "--fast-multiplier must not be negative"),
         (" ", {"input": "1", "output": "2"}, "the model id must not be empty"),
+        ("claude-opus-4-6", {}, "nothing to change for 'claude-opus-4-6': give at least one price, e.g. --input"),
+        ("claude-keep", {}, "nothing to change for 'claude-keep'"),
     ],
 )
 def test_bad_updates_leave_the_file_untouched(tmp_path: Path, model: str, values: dict[str, str], message: str) -> None:
