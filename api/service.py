@@ -307,7 +307,8 @@ class LiveService:
             self._snap_con = self._reader_root.cursor()
             first = self._snapshot()
             if first is not None:
-                self._publish(*first)
+                self.ring.push(first[0], first[1])
+                self.hub.latest = self._message()
         except BaseException:
             self._close_index()
             raise
@@ -520,23 +521,22 @@ class LiveService:
             wanted.clear()
             try:
                 taken = await loop.run_in_executor(self._snap_pool, self._snapshot)
+                if taken is None:
+                    continue
+                ts, data, changed = taken
+                self.ring.push(ts, data)
+                if changed and not self.hub.closed:
+                    # After the ring push: the activity query must not delay the new numbers.
+                    message = await loop.run_in_executor(self._snap_pool, self._message)
+                    if message is not None and not self.hub.closed:
+                        self.hub.publish(message)
             except RuntimeError:  # executor shut down: we are stopping
                 return
             except Exception:
                 log.exception("snapshot failed")
-                continue
-            if taken is not None:
-                self._publish(*taken)
 
-    def _publish(self, ts: float, data: bytes, message: bytes | None) -> None:
-        """Ring entry and stream message together (on the loop), so a client that sees new stats
-        and then opens the stream starts from the matching activity."""
-        self.ring.push(ts, data)
-        if message is not None and not self.hub.closed:
-            self.hub.publish(message)
-
-    def _snapshot(self) -> tuple[float, bytes, bytes | None] | None:
-        """(time, snapshot JSON, stream message if the data changed), computed on the snapshot cursor."""
+    def _snapshot(self) -> tuple[float, bytes, bool] | None:
+        """(time, snapshot JSON, whether the data changed), computed on the snapshot cursor."""
         con = self._snap_con
         if con is None:
             return None
@@ -544,13 +544,16 @@ class LiveService:
         snap = compute_snapshot(
             con, now=now, uptime_s=self.uptime_s, port=self.port, mode=self.config.cost_mode, memo=self._memo
         )
-        data = orjson.dumps(snap)
         key = (snap.total_requests, snap.messages_count, snap.total_cost, snap.total_tokens, snap.last_activity)
-        if key == self._snap_key:
-            return now.timestamp(), data, None
-        self._snap_key = key
-        message = orjson.dumps(current(con, machine=self.config.machine, mode=self.config.cost_mode, memo=self._memo))
-        return now.timestamp(), data, message
+        changed, self._snap_key = key != self._snap_key, key
+        return now.timestamp(), orjson.dumps(snap), changed
+
+    def _message(self) -> bytes | None:
+        """The stream message: {project, machine, activity} as /api/metrics/current has it."""
+        con = self._snap_con
+        if con is None:
+            return None
+        return orjson.dumps(current(con, machine=self.config.machine, mode=self.config.cost_mode, memo=self._memo))
 
     # --- the ingest thread -------------------------------------------------------------------------
 

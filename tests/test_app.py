@@ -46,6 +46,7 @@ def client(service: LiveService) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://localhost", client=("127.0.0.1", 50000)) as c:
         wait_for(lambda: service.catch_up.done)
         wait_for(lambda: c.get("/api/stats").json()["total_requests"] == 3)
+        wait_for(lambda: service.hub.latest is not None and b"/home/u/proj" in service.hub.latest)
         yield c
 
 
