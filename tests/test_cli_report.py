@@ -195,3 +195,36 @@ def test_reads_without_writing_and_beside_other_readers(tmp_path: Path) -> None:
         other.close()
     assert again == first
     assert db.stat().st_mtime_ns == before
+
+
+def test_same_bytes_through_a_real_service(tmp_path: Path) -> None:
+    """While `cco index run` holds the index, `cco report` asks it; the output is the same as reading the file."""
+    import os
+    import subprocess
+    import time
+
+    from conftest import CCO
+
+    db = tmp_path / "index.duckdb"
+    run_file = tmp_path / "index.duckdb.run.json"
+    service = subprocess.Popen(
+        [CCO, "index", "run", "--source", str(FIXTURE), "--db", str(db), "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    args = [("daily", "-z", "Europe/Berlin"), ("session", "-z", "UTC", "--instances"), ("blocks", "-t", "max")]
+    try:
+        deadline = time.monotonic() + 90
+        while not run_file.exists() or report_json(db, "daily")["totals"]["totalTokens"] != 94100:
+            assert service.poll() is None, "the service exited"
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.5)
+        served = [run_cco("report", *a, "--json", "--db", str(db)) for a in args]
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    assert not run_file.exists()
+    local = [run_cco("report", *a, "--json", "--db", str(db)) for a in args]
+    assert [r.returncode for r in served + local] == [0] * 6
+    assert [r.stdout for r in served] == [r.stdout for r in local]
