@@ -308,7 +308,8 @@ def local_day_sql(pieces: list[tuple[int, int]]) -> str:
 def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
     """(local day, project or '', model, input, output, cache write, cache read, cost) rows."""
     where, params = _filters(con, opts)
-    span = con.execute(f"SELECT min(ts), max(ts) FROM priced_calls WHERE {where}", params).fetchone()
+    # The time range the offset pieces must cover (calls, a superset of priced_calls: no join needed).
+    span = con.execute(f"SELECT min(ts), max(ts) FROM calls WHERE {where}", params).fetchone()
     if span is None or span[0] is None:
         return []
     epoch = date(1970, 1, 1)
