@@ -332,16 +332,17 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     page.wait_for_function("() => document.querySelectorAll('#chart rect.bar').length === 30")
     assert page.get_by_role("button", name="30 days (daily)").get_attribute("aria-pressed") == "true"
     page.get_by_role("button", name="24 hours (hourly)").click()
-    page.wait_for_function("() => document.querySelectorAll('#chart rect.bar').length === 24")
-    hourly_total = page.evaluate(
-        "() => [...document.querySelectorAll('#chart rect.bar')].reduce((a, r) => a + Number(r.dataset.value), 0)"
-    )
     day_events = get_json(
         base
         + "/api/metrics/activity?type=api_call,cache_hit,error&limit=1000&from="
         + (datetime.now(UTC) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:00:00Z")
     )["events"]
-    assert hourly_total == pytest.approx(sum(e["cost"] for e in day_events), abs=1e-9)
+    page.wait_for_function(
+        """want => { const bars = [...document.querySelectorAll('#chart rect.bar')];
+             const sum = bars.reduce((a, r) => a + Number(r.dataset.value), 0);
+             return bars.length === 24 && Math.abs(sum - want) < 1e-9; }""",
+        arg=sum(e["cost"] for e in day_events),
+    )
 
     page.wait_for_timeout(300)
     shot = tmp_path / "dashboard.png"
@@ -407,7 +408,7 @@ def test_dashboard_survives_a_service_restart(browser: Any, samples_tree: Path, 
         svc = Service(samples_tree, db, log, port=svc.port)
         before = svc.stats()["total_requests"]
         page.wait_for_function("() => document.querySelector('#conn-state').textContent === 'live'")
-        assert page.locator("#error-banner").is_hidden()
+        page.wait_for_selector("#error-banner", state="hidden")
         append(samples_tree, SPOTTER_FILE, assistant_line(datetime.now(UTC)))
         w.wait_value("#total-calls", before + 1)
         assert page.evaluate("() => window.__same_page") is True

@@ -38,6 +38,7 @@ const state = {
   daily: [],
   sseOpen: false,
   lastLagging: 0,
+  chartLoading: true,
   statsOk: true,
   refreshTimer: null,
   refreshing: false,
@@ -57,6 +58,21 @@ class HttpError extends Error {
     super(`${path}: HTTP ${status}${reason ? ` (${reason})` : ""}`);
     this.status = status;
   }
+}
+
+// An answer for a selection (project, filters) that has changed since the request was sent.
+class Superseded extends Error {}
+
+function selection() {
+  return [state.project, state.feedType, state.feedProject, state.feedLimit].join("\n");
+}
+
+// getJSON for panels that depend on the selection: a late answer for an old one is dropped.
+async function getFor(path) {
+  const before = selection();
+  const data = await getJSON(path);
+  if (before !== selection()) throw new Superseded(path);
+  return data;
 }
 
 function withToken(path) {
@@ -206,11 +222,13 @@ function el(tag, attrs = {}, ...children) {
 async function pollStats() {
   try {
     const s = await getJSON("/api/stats");
+    const recovered = !state.statsOk;
     state.stats = s;
     state.statsOk = true;
+    if (recovered) scheduleRefresh(0); // the panels failed while the service was away
     state.lastUpdate = parseTime(s.timestamp) || new Date();
     renderStats();
-    hideError();
+    setError("stats", "");
     const key = [s.total_requests, s.messages_count, s.last_activity, s.total_cost].join("|");
     if (key !== state.statsKey) {
       state.statsKey = key;
@@ -218,7 +236,7 @@ async function pollStats() {
     }
   } catch (err) {
     state.statsOk = false;
-    showError(`Cannot reach the cco service (${err.message}); retrying…`);
+    setError("stats", `Cannot reach the cco service (${err.message}); retrying…`);
   }
   renderConn();
 }
@@ -273,13 +291,17 @@ function renderConn() {
   }
 }
 
-function showError(msg) {
+// One banner, two sources: the service being unreachable, and panels that failed to load.
+const errors = { stats: "", details: "" };
+function setError(kind, msg) {
+  errors[kind] = msg;
+  const text = errors.stats || errors.details;
   const b = $("error-banner");
-  b.textContent = msg;
-  b.hidden = false;
+  b.textContent = text;
+  b.hidden = !text;
 }
-function hideError() {
-  $("error-banner").hidden = true;
+function report(err) {
+  if (!(err instanceof Superseded)) setError("details", err.message);
 }
 
 // --- details (on change) ------------------------------------------------------------------------
@@ -309,8 +331,9 @@ async function refreshDetails() {
       refreshCurrent()];
     if (state.range === "24h") jobs.push(refreshHourly());
     const results = await Promise.allSettled(jobs);
-    const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
-    if (failed.length && state.statsOk) showError(`Some panels could not be updated: ${failed.join("; ")}`);
+    if (!results.some((r) => r.reason instanceof Superseded)) state.chartLoading = false;
+    const failed = results.filter((r) => r.status === "rejected" && !(r.reason instanceof Superseded));
+    setError("details", failed.length ? `Some panels could not be updated: ${failed.map((r) => r.reason.message).join("; ")}` : "");
     renderChart();
   } finally {
     state.refreshing = false;
@@ -393,13 +416,13 @@ function renderProjectCards() {
 async function refreshModels() {
   let rows;
   if (!state.project) {
-    const data = await getJSON("/api/metrics/models");
+    const data = await getFor("/api/metrics/models");
     rows = (Array.isArray(data) ? data : data.models || []).map((m) => ({
       model: m.model, tier: m.tier, calls: m.requests, tokens: m.tokens, cost: m.cost,
     }));
   } else {
     // Per-project model totals: the daily report's per-model rows, summed over all days.
-    const data = await getJSON(`/api/reports/daily${query({ project: state.project, timezone: TZ })}`);
+    const data = await getFor(`/api/reports/daily${query({ project: state.project, timezone: TZ })}`);
     const acc = new Map();
     for (const day of data.daily || []) {
       for (const b of day.modelBreakdowns || []) {
@@ -452,7 +475,7 @@ function renderTiers(rows) {
 async function refreshDaily() {
   const since = new Date();
   since.setDate(since.getDate() - 29);
-  const data = await getJSON(`/api/reports/daily${query({
+  const data = await getFor(`/api/reports/daily${query({
     since: localDate(since), timezone: TZ, project: state.project || undefined,
   })}`);
   state.daily = data.daily || [];
@@ -481,7 +504,7 @@ async function refreshCalls() {
   const yStart = new Date(start);
   yStart.setDate(yStart.getDate() - 1);
   const count = async (from, to) => {
-    const d = await getJSON(`/api/metrics/activity${query({
+    const d = await getFor(`/api/metrics/activity${query({
       type: CALL_TYPES, project: state.project || undefined, from: from.toISOString(),
       to: to ? to.toISOString() : undefined, limit: 1,
     })}`);
@@ -518,7 +541,7 @@ async function refreshHourly() {
   const from = new Date(end.getTime() - 23 * 3600e3);
   const events = [];
   for (let page = 0; page < HOURLY_MAX_PAGES; page += 1) {
-    const d = await getJSON(`/api/metrics/activity${query({
+    const d = await getFor(`/api/metrics/activity${query({
       type: CALL_TYPES, project: state.project || undefined, from: from.toISOString(), limit: HOURLY_PAGE,
       offset: page * HOURLY_PAGE,
     })}`);
@@ -567,8 +590,9 @@ function renderChart() {
     const total = bars.reduce((a, b) => a + b.value, 0);
     summary = `Last 30 days, per day: ${fmtCost(total)} in total.`;
   }
+  if (state.chartLoading) summary = "Loading…";
   $("chart-summary").textContent = summary;
-  drawBars($("chart"), bars, summary);
+  drawBars($("chart"), state.chartLoading ? [] : bars, summary);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -678,7 +702,7 @@ function renderBlock(b) {
 // --- activity feed ------------------------------------------------------------------------------
 
 async function refreshFeed() {
-  const data = await getJSON(`/api/metrics/activity${query({
+  const data = await getFor(`/api/metrics/activity${query({
     limit: state.feedLimit, type: state.feedType, project: state.feedProject,
   })}`);
   renderFeed(data.events || [], data.total, data.hasMore);
@@ -844,6 +868,10 @@ function setProject(name) {
   state.project = name;
   state.feedProject = name;
   state.feedLimit = FEED_PAGE;
+  // Another project's bars must not stand in for this one's while its data loads.
+  state.hourly = [];
+  state.daily = [];
+  state.chartLoading = true;
   const note = $("scope-note");
   note.hidden = !name;
   note.textContent = name
@@ -863,7 +891,7 @@ function setRange(range) {
   $("range-30d").setAttribute("aria-pressed", String(range === "30d"));
   saveHash();
   renderChart();
-  if (range === "24h") refreshHourly().then(renderChart, (err) => showError(err.message));
+  if (range === "24h") refreshHourly().then(renderChart, report);
 }
 
 function bind() {
@@ -872,16 +900,16 @@ function bind() {
     state.feedType = ev.target.value;
     state.feedLimit = FEED_PAGE;
     saveHash();
-    refreshFeed().catch((err) => showError(err.message));
+    refreshFeed().catch(report);
   });
   $("feed-project").addEventListener("change", (ev) => {
     state.feedProject = ev.target.value;
     state.feedLimit = FEED_PAGE;
-    refreshFeed().catch((err) => showError(err.message));
+    refreshFeed().catch(report);
   });
   $("feed-more").addEventListener("click", () => {
     state.feedLimit = Math.min(1000, state.feedLimit + FEED_PAGE);
-    refreshFeed().catch((err) => showError(err.message));
+    refreshFeed().catch(report);
   });
   $("range-24h").addEventListener("click", () => setRange("24h"));
   $("range-30d").addEventListener("click", () => setRange("30d"));
