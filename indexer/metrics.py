@@ -251,25 +251,51 @@ def _sum_rows(rows: Sequence[Row]) -> Agg:
 
 
 _WINDOW_COLUMNS = """ts, tier, failed, cost, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens,
-would_be_cost - cost_calculated, latency_ms"""
+would_be_cost - cost_calculated, latency_ms, project"""
+RECENT_SPAN = timedelta(seconds=max(WINDOWS.values()))
+_BUCKET_S = 300
+
+
+def recent_rows(
+    con: duckdb.DuckDBPyConnection, now: datetime, mode: str = "auto", memo: Memo | None = None
+) -> list[Row]:
+    """`_WINDOW_COLUMNS` of the calls with now - 10 min < ts <= now, oldest first.
+
+    With a memo, the calls since the start of the 5-minute bucket holding now - 10 min are
+    fetched once per index version and bucket, and cut to the exact span here: still exact,
+    since they can only change with a commit, and a query is saved on nearly every request.
+    """
+    cost_expr(mode)
+    end = db_time(now)
+    start = end - RECENT_SPAN
+    if memo is None:
+        return _fetch_rows(con, start, end, mode)
+    epoch = datetime(1970, 1, 1)
+    bucket = epoch + timedelta(seconds=(start - epoch).total_seconds() // _BUCKET_S * _BUCKET_S)
+    rows = memoized(memo, con, ("recent_rows", mode, bucket), lambda: _fetch_rows(con, bucket, None, mode))
+    return [r for r in rows if start < r[0] <= end]
+
+
+def _fetch_rows(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime | None, mode: str) -> list[Row]:
+    where = "WHERE ts > ?" + ("" if end is None else " AND ts <= ?")
+    params = [start] if end is None else [start, end]
+    return con.execute(f"SELECT {_WINDOW_COLUMNS} FROM {priced(mode, where)} ORDER BY ts, key", params).fetchall()
 
 
 def _window_aggs(
-    con: duckdb.DuckDBPyConnection, now: datetime, names: Sequence[str], mode: str
+    con: duckdb.DuckDBPyConnection, now: datetime, names: Sequence[str], mode: str, memo: Memo | None
 ) -> dict[str, tuple[Agg, dict[str, Agg]]]:
     """For each window name: (all calls, per tier), calls with now - window < ts <= now.
 
     The widest window holds few calls (hundreds in a busy ten minutes), so they are fetched in
-    one simple query and summed here: cheaper to plan than grouped quantiles per window in SQL.
+    one simple query (`recent_rows`) and summed here: cheaper than grouped quantiles in SQL.
     """
     end = db_time(now)
-    starts = {name: end - timedelta(seconds=WINDOWS[name]) for name in names}
-    rows = con.execute(
-        f"SELECT {_WINDOW_COLUMNS} FROM {priced(mode, 'WHERE ts > ? AND ts <= ?')}", [min(starts.values()), end]
-    ).fetchall()
+    rows = recent_rows(con, now, mode, memo)
     out: dict[str, tuple[Agg, dict[str, Agg]]] = {}
     for name in names:
-        inside = [r for r in rows if r[0] > starts[name]]
+        start = end - timedelta(seconds=WINDOWS[name])
+        inside = [r for r in rows if r[0] > start]
         by_tier: dict[str, list[Row]] = {}
         for r in inside:
             by_tier.setdefault(r[1], []).append(r)
@@ -318,15 +344,19 @@ def _window_json(name: str, now: datetime, overall: Agg, tiers: dict[str, Agg]) 
     }
 
 
-def window_stats(con: duckdb.DuckDBPyConnection, *, now: datetime, window: str, mode: str = "auto") -> dict[str, Any]:
+def window_stats(
+    con: duckdb.DuckDBPyConnection, *, now: datetime, window: str, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, Any]:
     """GET /api/metrics/stats: one window's totals and per-tier metrics."""
-    overall, tiers = _window_aggs(con, now, [window], mode)[window]
+    overall, tiers = _window_aggs(con, now, [window], mode, memo)[window]
     return _window_json(window, now, overall, tiers)
 
 
-def realtime(con: duckdb.DuckDBPyConnection, *, now: datetime, mode: str = "auto") -> dict[str, Any]:
+def realtime(
+    con: duckdb.DuckDBPyConnection, *, now: datetime, mode: str = "auto", memo: Memo | None = None
+) -> dict[str, Any]:
     """GET /api/metrics/realtime: every window at once (one query)."""
-    aggs = _window_aggs(con, now, list(WINDOWS), mode)
+    aggs = _window_aggs(con, now, list(WINDOWS), mode, memo)
     return {
         "timestamp": iso_utc(now),
         "windows": {name: _window_json(name, now, *aggs[name]) for name in WINDOWS},
@@ -339,7 +369,7 @@ def tier_detail(
     """GET /api/metrics/tiers/{tier}: the tier in every window, all time, and its models."""
     if tier not in TIERS:
         raise ValueError(f"unknown tier {tier!r}")
-    aggs = _window_aggs(con, now, list(WINDOWS), mode)
+    aggs = _window_aggs(con, now, list(WINDOWS), mode, memo)
     models = {m: agg for m, (t, agg) in by_model(con, mode, memo).items() if t == tier}
     all_time = combine(models.values())
     return {

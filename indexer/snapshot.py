@@ -1,9 +1,10 @@
-"""StatsSnapshot: the numbers `/api/stats` serves, computed from the index in two aggregate queries.
+"""StatsSnapshot: the numbers `/api/stats` serves, computed from the index in three small queries.
 
-The idea: split by what a number depends on. All-time totals depend only on the index content
-(one scan, memoized by `metrics.Memo` until the next commit when a memo is passed); today's and
-the last ten minutes' numbers depend on `now` and read only calls from the start of the local
-day onwards. Both read `priced_calls`, so they agree with `cco index status`.
+The idea: split by what a number depends on, so that with a `metrics.Memo` a snapshot between
+commits costs one fingerprint query. All-time totals (one scan) and today's sums (one range
+query) depend only on the index content and the day; the last ten minutes' calls are the
+memoized `metrics.recent_rows`, cut at `now`. Without a memo the same three queries run each
+time. All read `priced_calls`, so they agree with `cco index status`.
 
 Definitions: `today` is the local calendar day of `now` in `tz` (default: the system's zone),
 from its local midnight to the next one, DST-aware. The last ten minutes are
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import duckdb
 
-from indexer.metrics import Memo, db_time, iso_utc, overall, priced
+from indexer.metrics import Memo, db_time, iso_utc, memoized, overall, priced, recent_rows
 from schemas.stats import StatsSnapshot
 
 RECENT_MINUTES = 10
@@ -53,28 +54,12 @@ def compute_snapshot(
     """The snapshot at `now` (tz-aware). Pass the service's `memo` to reuse all-time totals."""
     everything = overall(con, mode, memo)
     day_start, day_end = local_day(now, tz)
-    recent_start = now - timedelta(minutes=RECENT_MINUTES)
-    lower = min(day_start, recent_start)
-    row = con.execute(
-        f"""
-        SELECT coalesce(sum(cost) FILTER (WHERE ts >= $day_start AND ts < $day_end), 0),
-               coalesce(sum(total_tokens) FILTER (WHERE ts >= $day_start AND ts < $day_end), 0),
-               count(*) FILTER (WHERE ts > $recent AND ts <= $now),
-               coalesce(sum(cost) FILTER (WHERE ts > $recent AND ts <= $now), 0),
-               count(DISTINCT project) FILTER (WHERE ts > $recent AND ts <= $now),
-               (SELECT coalesce(sum(lines), 0) FROM files)
-        FROM {priced(mode, "WHERE ts >= $lower")}
-        """,
-        {
-            "day_start": db_time(day_start),
-            "day_end": db_time(day_end),
-            "recent": db_time(recent_start),
-            "now": db_time(now),
-            "lower": db_time(lower),
-        },
-    ).fetchone()
-    assert row is not None
-    today_cost, today_tokens, recent_calls, recent_cost, active, lines = row
+    today_cost, today_tokens, lines = memoized(
+        memo, con, ("today", mode, day_start, day_end), lambda: _today(con, mode, day_start, day_end)
+    )
+    recent = recent_rows(con, now, mode, memo)  # now - 10 min < ts <= now
+    recent_cost = sum(r[3] for r in recent)
+    active = len({r[10] for r in recent})
     return StatsSnapshot(
         timestamp=iso_utc(now) or "",
         uptime_s=float(uptime_s),
@@ -90,11 +75,24 @@ def compute_snapshot(
         cache_creation_tokens=everything.cache_creation_tokens,
         cache_read_tokens=everything.cache_read_tokens,
         cache_savings=everything.savings,
-        messages_count=int(lines),
-        today_cost=float(today_cost),
-        today_tokens=int(today_tokens),
-        calls_per_minute=recent_calls / RECENT_MINUTES,
-        cost_per_minute=float(recent_cost) / RECENT_MINUTES,
-        active_projects=int(active),
+        messages_count=lines,
+        today_cost=today_cost,
+        today_tokens=today_tokens,
+        calls_per_minute=len(recent) / RECENT_MINUTES,
+        cost_per_minute=recent_cost / RECENT_MINUTES,
+        active_projects=active,
         last_activity=iso_utc(everything.last),
     )
+
+
+def _today(con: duckdb.DuckDBPyConnection, mode: str, start: datetime, end: datetime) -> tuple[float, int, int]:
+    """(cost, tokens) of calls with start <= ts < end, and the transcript lines indexed."""
+    row = con.execute(
+        f"""
+        SELECT coalesce(sum(cost), 0), coalesce(sum(total_tokens), 0), (SELECT coalesce(sum(lines), 0) FROM files)
+        FROM {priced(mode, "WHERE ts >= ? AND ts < ?")}
+        """,
+        [db_time(start), db_time(end)],
+    ).fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1]), int(row[2])

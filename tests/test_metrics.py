@@ -335,3 +335,24 @@ def test_groupings_add_up_to_the_overall(index: Index) -> None:
         )
         assert total.cost == pytest.approx(everything.cost)
         assert total.savings == pytest.approx(everything.savings)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        NOW,
+        NOW + timedelta(seconds=1),
+        datetime(2026, 3, 1, 12, 5, tzinfo=UTC),  # now - 10 min on a 5-minute bucket edge
+        datetime(2026, 3, 1, 12, 4, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 9, 31, tzinfo=UTC),  # a2 leaves the 10-minute window at its edge
+        datetime(2026, 3, 1, 11, 59, 31, tzinfo=UTC),  # a2 at the window's closed end
+    ],
+)
+def test_memoized_windows_are_exact(index: Index, now: datetime) -> None:
+    memo = metrics.Memo()
+    for _ in range(2):  # a miss, then a hit
+        assert metrics.realtime(index.con, now=now, memo=memo) == metrics.realtime(index.con, now=now)
+    # one memo across moving clocks
+    for seconds in range(0, 900, 29):
+        later = now + timedelta(seconds=seconds)
+        assert metrics.realtime(index.con, now=later, memo=memo) == metrics.realtime(index.con, now=later)

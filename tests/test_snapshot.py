@@ -136,3 +136,12 @@ def test_local_day_across_dst() -> None:
     start, end = local_day(NOW)
     assert start <= NOW < end
     assert timedelta(hours=22) <= end - start <= timedelta(hours=26)
+
+
+def test_memoized_snapshots_equal_fresh_ones(index: Index) -> None:
+    memo = Memo()
+    for seconds in range(-60, 1200, 37):
+        now = NOW + timedelta(seconds=seconds)
+        assert compute_snapshot(index.con, now=now, uptime_s=0, port=0, tz=NEW_YORK, memo=memo) == compute_snapshot(
+            index.con, now=now, uptime_s=0, port=0, tz=NEW_YORK
+        )

@@ -147,11 +147,11 @@ def routes(
         if window not in WINDOWS:
             raise BadParam(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
         mode = mode_param(request, ctx)
-        return lambda con: window_stats(con, now=now(), window=window, mode=mode)
+        return lambda con: window_stats(con, now=now(), window=window, mode=mode, memo=memo)
 
     def live(request: Request) -> Query:
         mode = mode_param(request, ctx)
-        return lambda con: realtime(con, now=now(), mode=mode)
+        return lambda con: realtime(con, now=now(), mode=mode, memo=memo)
 
     async def tier(request: Request) -> Response:
         name = request.path_params["tier"]
