@@ -281,6 +281,8 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
 
     # A transcript append shows up without a reload: cards, the feed (with its time) and the block.
     page.evaluate("() => { window.__same_page = true; }")
+    page.wait_for_function("() => Number(document.body.dataset.streamMessages) >= 1")  # the latest, on connect
+    messages = int(page.evaluate("() => document.body.dataset.streamMessages"))
     before = service.stats()
     now = datetime.now(UTC)
     append(samples_tree, SPOTTER_FILE, assistant_line(now - timedelta(seconds=5)))
@@ -289,6 +291,7 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     w.wait_value("#today-calls", 1)
     check_cards(w, service.stats())
     assert page.evaluate("() => window.__same_page") is True
+    page.wait_for_function("n => Number(document.body.dataset.streamMessages) > n", arg=messages)  # pushed, not polled
     first = page.locator("#feed li[data-key]").first
     stamp = first.locator("time").get_attribute("datetime")
     assert stamp is not None and abs(

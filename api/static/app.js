@@ -834,8 +834,12 @@ function connectStream() {
   };
 }
 
+let streamMessages = 0;
+
 function onStreamMessage(msg) {
   if (!msg || typeof msg !== "object") return;
+  streamMessages += 1;
+  document.body.dataset.streamMessages = String(streamMessages); // for tests and the curious
   renderCurrent(msg);
   const e = msg.activity;
   if (e && typeof e === "object" && e.type && feedAccepts(e)) {
