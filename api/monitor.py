@@ -166,6 +166,8 @@ class Poller:
         self.state = replace(self.state, in_flight_since=now)
         try:
             stats = self.client.get("/api/stats")
+            if not isinstance(stats, dict):
+                raise Unreachable("/api/stats did not answer a stats object")
             sample = replace(self.state.sample, stats=stats, fetched_at=self.clock())
             key = (stats.get("total_requests"), stats.get("messages_count"), stats.get("last_activity"))
             if key != self._stats_key or now >= self._details_at:
@@ -173,11 +175,15 @@ class Poller:
                 self._stats_key = key
                 self._details_at = now + DETAILS_EVERY_S
             self.state = PollState(sample=sample)
-        except Unreachable as exc:
+        except Exception as exc:  # whatever goes wrong, the screen says so and polling goes on
             failures = self.state.failures + 1
             delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
             self.state = replace(
-                self.state, in_flight_since=None, error=str(exc), failures=failures, retry_at=self.clock() + delay
+                self.state,
+                in_flight_since=None,
+                error=str(exc) if isinstance(exc, Unreachable) else f"unexpected answer ({type(exc).__name__}: {exc})",
+                failures=failures,
+                retry_at=self.clock() + delay,
             )
 
     def _details(self, sample: Sample) -> Sample:
@@ -217,19 +223,29 @@ class Poller:
 # --- drawing ---------------------------------------------------------------------------------------
 
 
-def format_cost(value: float | None) -> str:
+def _number(value: object) -> float | None:
+    """A JSON number, or None for null and anything odd (a frame never fails on a strange answer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def format_cost(value: object) -> str:
     """Dollars: cents from $1 up, four decimals below (small sessions cost fractions of a cent)."""
-    if value is None:
+    v = _number(value)
+    if v is None:
         return "-"
-    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.4f}"
+    return f"${v:,.2f}" if abs(v) >= 1 else f"${v:.4f}"
 
 
-def format_int(value: float | None) -> str:
-    return "-" if value is None else f"{round(value):,}"
+def format_int(value: object) -> str:
+    v = _number(value)
+    return "-" if v is None else f"{round(v):,}"
 
 
-def format_rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def format_rate(value: object) -> str:
+    v = _number(value)
+    return "-" if v is None else f"{v:.2f}"
 
 
 def parse_time(iso: str | None) -> datetime | None:
@@ -593,7 +609,10 @@ def run(
         signal.signal(signal.SIGTERM, _interrupt)
 
     def frame() -> RenderableType:
-        return render(View(url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit))
+        try:
+            return render(View(url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit))
+        except Exception as exc:  # a strange answer must not end the monitor with a traceback
+            return Text(f"cco monitor: cannot draw this answer ({type(exc).__name__}: {exc}); still polling")
 
     try:
         with (

@@ -53,11 +53,10 @@ BLOCK = {
 
 
 def draw(view: View, width: int = 110) -> str:
-    console = Console(width=width, record=True, color_system=None, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(render(view))
-    text = console.export_text()
-    console.file.close()
-    return text
+    with open(os.devnull, "w") as sink:
+        console = Console(width=width, record=True, color_system=None, file=sink)
+        console.print(render(view))
+        return console.export_text()
 
 
 def view(poll: PollState, now_mono: float = 100.0, token_limit: int | None = None) -> View:
@@ -195,6 +194,19 @@ def test_poller_backs_off_and_recovers() -> None:
     client.down = False
     poller.poll_once()
     assert poller.state.error is None and poller.state.failures == 0
+
+
+def test_poller_survives_a_strange_answer() -> None:
+    client = FakeClient()
+    client.answers["/api/stats"] = ["not", "stats"]
+    poller = Poller(client, 1.0)
+    poller.poll_once()
+    assert poller.state.error == "/api/stats did not answer a stats object"
+    client.answers["/api/stats"] = {"total_requests": "x"}
+    client.answers["/api/metrics/projects"] = None  # as_list copes; render copes with odd values below
+    poller.poll_once()
+    assert poller.state.error is None
+    assert "calls  -" in draw(view(poller.state))
 
 
 def test_poller_details_only_when_something_changed() -> None:
