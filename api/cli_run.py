@@ -25,9 +25,12 @@ from api.security import is_loopback_address
 from api.service import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN, LiveService, ServiceConfig
 from indexer.errors import IndexLocked
 from indexer.runfile import read_run_file
+from indexer.settings import default_cost_mode
 from indexer.sources import resolve_sources
 
 log = logging.getLogger("cco.service")
+
+SWITCH_INTERVAL_S = 0.001
 
 
 def _server(config: Any, service: LiveService) -> Any:
@@ -96,6 +99,9 @@ def run_cmd(
     token = (token or "").strip() or None
     if not is_loopback_address(host) and token is None:
         fail(f"listening on {host} (not loopback) needs a token: pass --token or set CCO_TOKEN")
+    # The ingest thread holds the GIL between DuckDB calls during a catch-up; a shorter switch
+    # interval (default 5 ms) bounds how long a request waits for it.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, format="cco: %(message)s", stream=sys.stderr)
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -110,6 +116,7 @@ def run_cmd(
         rescan=rescan,
         token=token,
         allowed_hosts=list(allowed_host or []),
+        cost_mode=default_cost_mode(),
     )
     # Imported here: other `cco` commands load this module too, and need neither.
     import uvicorn
