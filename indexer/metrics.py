@@ -1,12 +1,12 @@
 """Live metrics over the index: time windows, tiers, recent calls, projects and models.
 
-The idea: two kinds of numbers. Window numbers (the last 1, 5 or 10 minutes before `now`) read
-only the few calls inside the window, so they are computed on every request, in one query for
-all windows. Everything else depends on the index content only: all-time numbers (per project;
-per model, summed into tiers; overall) come from one grouped scan each, and they, the recent calls and the
-activity pages are kept by a `Memo` until the index changes (`index_version`: a fingerprint of
-the files, calls and prices tables that costs a couple of milliseconds with a million calls). Every number
-reads `priced_calls`, so it agrees with `cco index status` and the snapshot.
+The idea: nearly every answer depends on the index content alone, so a `Memo` keeps it until the
+index changes (`index_version`, a fingerprint of the small files and prices tables) and a request
+between commits costs one tiny query. All-time numbers come from one grouped scan each (per
+project; per model, summed into tiers; overall). Windows (the last 1, 5 or 10 minutes before
+`now`) are cut, exactly at `now`, from the calls of the last ten-odd minutes (`recent_rows`),
+fetched once per commit and 5-minute bucket. Every number reads `priced_calls`, so it agrees
+with `cco index status` and the snapshot.
 
 Conventions: `now` is passed in (tz-aware); the index stores naive UTC timestamps; responses carry
 ISO-8601 UTC strings with milliseconds and a `Z`. `tokens_in` counts every prompt token (input +
