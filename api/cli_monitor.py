@@ -1,4 +1,8 @@
-"""`cco monitor`: the terminal view of a running service (issue 6); the drawing lives in api/monitor.py."""
+"""`cco monitor`: the terminal view of a running service (issue 6); the drawing lives in api/monitor.py.
+
+Without --url it watches the service of the default index, found through the run file that
+`cco index run` leaves beside the index (so a service started with another --port is found too).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,26 @@ import typer
 
 from api import monitor
 from api.output import fail
+from indexer.paths import default_db
+from indexer.runfile import read_run_file
+
+
+def service_url(url: str | None) -> str:
+    """--url if given, else the running service of the default index, else the default address."""
+    if url:
+        return url
+    info = read_run_file(default_db())
+    return info.url if info is not None else monitor.DEFAULT_URL
 
 
 def monitor_cmd(
-    url: str = typer.Option(monitor.DEFAULT_URL, "--url", help="Base URL of the running `cco index run` service."),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help=f"Base URL of the running `cco index run` service. Default: the default index's service, "
+        f"else {monitor.DEFAULT_URL}.",
+        show_default=False,
+    ),
     interval: float = typer.Option(monitor.DEFAULT_INTERVAL_S, "--interval", min=0.1, help="Seconds between polls."),
     token_limit: str | None = typer.Option(
         None, "--token-limit", help="Tokens per 5-hour block to measure the active block against, or 'max'."
@@ -20,4 +40,4 @@ def monitor_cmd(
         monitor.parse_token_limit(token_limit)
     except ValueError as exc:
         fail(str(exc))
-    monitor.run(url=url, interval=interval, token_limit=token_limit)
+    monitor.run(url=service_url(url), interval=interval, token_limit=token_limit)

@@ -419,3 +419,18 @@ def test_monitor_without_a_service_waits_and_quits_on_ctrl_c(tmux_factory: Any) 
 def test_monitor_rejects_a_bad_token_limit() -> None:
     out = subprocess.run([CCO, "monitor", "--token-limit", "lots"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--token-limit" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_without_url_the_default_index_service_is_watched(tmp_path: Path) -> None:
+    from api.cli_monitor import service_url
+    from indexer.paths import default_db
+    from indexer.runfile import RunInfo, now_iso, write_run_file
+
+    assert service_url(None) == monitor.DEFAULT_URL
+    assert service_url("http://127.0.0.1:4000") == "http://127.0.0.1:4000"
+    db = default_db()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    write_run_file(
+        db, RunInfo(pid=os.getpid(), port=4321, host="127.0.0.1", token=False, started=now_iso(), db=str(db))
+    )
+    assert service_url(None) == "http://127.0.0.1:4321"
