@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import logging
 import multiprocessing
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -236,6 +238,14 @@ class _StoppablePool(Pool):
                     raise _Stopping from None
             except StopIteration:
                 return
+
+
+def release_memory() -> None:
+    """Give freed heap back to the OS after a big catch-up (glibc keeps it otherwise); no-op elsewhere."""
+    if sys.platform != "linux":
+        return
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def report_json(report: SyncReport) -> dict[str, Any]:
@@ -614,6 +624,7 @@ class LiveService:
             log.info(
                 "caught up: %d bytes from %d files in %.2f s", report.bytes_read, report.files_read, report.seconds
             )
+            release_memory()
         except _Stopping:
             raise
         except Exception as exc:
