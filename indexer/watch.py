@@ -99,7 +99,11 @@ class Watcher:
 
     def start(self) -> None:
         with self._lock:
-            self._observer = self._start_observer()
+            try:
+                self._observer = self._start_observer()
+            except OSError as exc:  # e.g. an unreadable root: the supervisor keeps trying
+                self.last_failure = f"file watcher did not start: {exc}"
+                log.warning("%s", self.last_failure)
         self._supervisor = threading.Thread(target=self._supervise, name="cco-watch-supervisor", daemon=True)
         self._supervisor.start()
 

@@ -173,3 +173,26 @@ def test_is_watch_limit() -> None:
     assert is_watch_limit(OSError(errno.EMFILE, "inotify instance limit reached"))
     assert not is_watch_limit(OSError(errno.ENOENT, "gone"))
     assert not is_watch_limit(ValueError("x"))
+
+
+def test_a_failed_start_is_retried(root: Path) -> None:
+    attempts: list[int] = []
+
+    def flaky() -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError(errno.EACCES, "permission denied")
+        return Observer()
+
+    wakes = Counter()
+    w = Watcher([root], wakes, observer_factory=flaky, supervise_s=0.05)
+    w.start()
+    try:
+        wait_for(lambda: w.alive, timeout=5)
+        assert w.mode == "events" and len(attempts) >= 2
+        before = wakes.quiet()
+        with (root / "proj" / "s.jsonl").open("ab") as f:
+            f.write(b"{}\n")
+        wait_for(lambda: wakes.n > before, timeout=5)
+    finally:
+        w.stop()
