@@ -21,6 +21,7 @@ from api.output import console, print_json
 if TYPE_CHECKING:
     import duckdb
 
+    from indexer.pricing import PriceBook
     from indexer.store import Index
 
 report_app = typer.Typer(help="Usage and cost reports from the index.", no_args_is_help=True)
@@ -74,7 +75,7 @@ def _fetch(
 
     book = load_book(pricing_file())
     if db_file.exists():
-        reader = _reader(db_file)
+        reader = _reader(db_file, book)
         if reader is not None:
             with reader as index:
                 return local(index.con)
@@ -84,8 +85,8 @@ def _fetch(
         return local(index.con)
 
 
-def _reader(db_file: Path) -> Index | None:
-    """The index opened read-only, when that is enough: migrated, and every model has its price row.
+def _reader(db_file: Path, book: PriceBook) -> Index | None:
+    """The index opened read-only, when that is enough: migrated, and its prices are `book`'s.
 
     Then nothing is written and several reports (or `cco index status`) can run at once. The
     priced_calls view is recreated as a TEMP view, so the definition is this version's even if the
@@ -94,7 +95,7 @@ def _reader(db_file: Path) -> Index | None:
     import duckdb
 
     from indexer.migrations import MIGRATIONS
-    from indexer.pricing import PRICED_VIEW
+    from indexer.pricing import PRICED_VIEW, prices_current
     from indexer.store import Index
 
     temp_view = PRICED_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
@@ -103,10 +104,7 @@ def _reader(db_file: Path) -> Index | None:
     index = Index(db_file, read_only=True)
     try:
         done = {r[0] for r in index.con.execute("SELECT name FROM migrations").fetchall()}
-        unpriced = index.con.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT model FROM calls) WHERE model NOT IN (SELECT model FROM prices)"
-        ).fetchone()
-        if done >= {name for name, _ in MIGRATIONS} and unpriced == (0,):
+        if done >= {name for name, _ in MIGRATIONS} and prices_current(index.con, book):
             index.con.execute(temp_view)
             return index
     except duckdb.Error:

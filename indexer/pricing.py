@@ -474,6 +474,20 @@ def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models:
     return bool(stale or fresh)
 
 
+def prices_current(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
+    """True when `prices` already holds `book`'s row for every model in `calls` (nothing to write).
+
+    Lets a read-only reader use the stored rows only when they match the prices in force now.
+    """
+    current = {r[0]: tuple(r) for r in con.execute(f"SELECT {', '.join(_PRICE_COLUMNS)} FROM prices").fetchall()}
+    if any(_price_row(m, book) != row for m, row in current.items()):
+        return False
+    missing = con.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT model FROM calls) WHERE model NOT IN (SELECT model FROM prices)"
+    )
+    return bool((missing.fetchone() or (1,))[0] == 0)
+
+
 def unpriced_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Models with no price and their call counts (failed calls cost 0 anyway and are left out)."""
     rows = con.execute(

@@ -228,3 +228,18 @@ def test_same_bytes_through_a_real_service(tmp_path: Path) -> None:
     local = [run_cco("report", *a, "--json", "--db", str(db)) for a in args]
     assert [r.returncode for r in served + local] == [0] * 6
     assert [r.stdout for r in served] == [r.stdout for r in local]
+
+
+def test_a_changed_price_file_reprices_history(tmp_path: Path) -> None:
+    """Prices are data: after `cco config pricing update`, a report over the same index follows it."""
+    path = tmp_path / "index.duckdb"
+    assert run_cco("index", "sync", "--source", str(FIXTURE), "--db", str(path)).returncode == 0
+    before = report_json(path, "daily", "--mode", "calculate")["totals"]["totalCost"]
+    # Every model of the fixture becomes free: the whole history must cost 0 now.
+    models = {m for row in report_json(path, "daily")["daily"] for m in row["modelsUsed"]}
+    for model in models:
+        done = run_cco("config", "pricing", "update", model, "--input", "0", "--output", "0",
+                       "--cache-write-5m", "0", "--cache-write-1h", "0", "--cache-read", "0")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert before > 0
+    assert report_json(path, "daily", "--mode", "calculate")["totals"]["totalCost"] == 0
