@@ -606,6 +606,9 @@ def breakdown(res: Results, tree: Path, work: Path, files: Sequence[Path], log: 
         results = [r for r in (read_plan(p) for p in plans) if r is not None]
         t_parse = time.perf_counter() - t0
         calls = sum(len(r.parsed.calls) for r in results)
+        timing: dict[str, list[float]] = {}
+        real = index.con
+        index.con = _TimedConnection(real, timing)  # type: ignore[assignment]
         t0 = time.perf_counter()
         batch: list[Any] = []
         size = 0
@@ -618,6 +621,7 @@ def breakdown(res: Results, tree: Path, work: Path, files: Sequence[Path], log: 
         if batch:
             index.commit(batch)
         t_commit = time.perf_counter() - t0
+        index.con = real
     finally:
         index.close()
     res.extra += [
@@ -631,8 +635,36 @@ def breakdown(res: Results, tree: Path, work: Path, files: Sequence[Path], log: 
         f"| `tail.read_plan` on every file (read, split, byte tests, orjson, rows; {calls:,} call rows) "
         f"| {t_parse:.3f} |",
         f"| `Index.commit` of those rows (merge, numpy columns, upsert, replay update, file states) | {t_commit:.3f} |",
+        *(
+            f"| &nbsp;&nbsp;commit: `{sql}` x{len(ts):,} | {sum(ts):.3f} |"
+            for sql, ts in sorted(timing.items(), key=lambda kv: -sum(kv[1]))[:8]
+        ),
         "",
     ]
+
+
+class _TimedConnection:
+    """Wraps a DuckDB connection, adding up the wall time of each statement kind."""
+
+    def __init__(self, con: Any, timing: dict[str, list[float]]) -> None:
+        self._con = con
+        self._timing = timing
+
+    def _timed(self, key: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._timing.setdefault(key, []).append(time.perf_counter() - t0)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self._timed(" ".join(sql.split())[:48], self._con.execute, sql, *args)
+
+    def register(self, *args: Any) -> Any:
+        return self._timed("register (numpy columns)", self._con.register, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
 
 
 def profile(res: Results, tree: Path, work: Path, log: Callable[[str], None]) -> None:
