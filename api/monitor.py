@@ -441,7 +441,8 @@ def health_problems(health: Json) -> list[str]:
     if unpriced:
         out.append("unpriced: " + ", ".join(sorted(unpriced)))
     if health.get("rejected_lines"):
-        out.append(f"{format_int(health['rejected_lines'])} lines rejected")
+        n = health["rejected_lines"]
+        out.append(f"{format_int(n)} line{'' if n == 1 else 's'} rejected")
     if health.get("ok") is False and not out:
         out.append("not ok")
     return out

@@ -158,7 +158,7 @@ def assistant_line(when: datetime, *, cwd: str = SPOTTER, model: str = "claude-o
         "uuid": str(uuid.uuid4()),
         "timestamp": when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
-    return json.dumps(line) + "\n"
+    return json.dumps(line, separators=(",", ":")) + "\n"  # compact, as Claude Code writes
 
 
 def append(tree: Path, rel: str, text: str) -> None:

@@ -784,7 +784,7 @@ function healthProblems(h) {
   else if (o && o.alive === false) out.push(`file watcher is down${o.error ? `: ${o.error}` : ""} (restarting)`);
   const unpriced = Object.keys(h.unpriced_models || {});
   if (unpriced.length) out.push(`unpriced models (cost counted as $0): ${unpriced.join(", ")}`);
-  if (h.rejected_lines) out.push(`${fmtInt(h.rejected_lines)} transcript lines rejected`);
+  if (h.rejected_lines) out.push(`${fmtInt(h.rejected_lines)} transcript line${h.rejected_lines === 1 ? "" : "s"} rejected`);
   // Files are briefly behind after every write; only a lag that lasts is worth showing.
   const lagging = h.files_lagging || 0;
   if (lagging && state.lastLagging) out.push(`${fmtInt(lagging)} files behind by ${fmtCompact(h.bytes_behind || 0)} bytes`);
