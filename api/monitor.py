@@ -40,6 +40,7 @@ DETAILS_EVERY_S = 5.0  # projects/models/block/health: on snapshot change, else 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 FRAME_S = 0.2  # how often the screen is redrawn and keys are read
 TOP_N = 5
+NARROW_COLUMNS = 78
 
 Json = dict[str, Any]
 
@@ -307,6 +308,7 @@ class View:
     now_mono: float
     now: datetime
     token_limit: int | None = None  # a number given by --token-limit (the endpoint may supply one for "max")
+    width: int = 100  # terminal columns: below NARROW_COLUMNS the panels stack instead of standing side by side
 
 
 def status_line(view: View) -> Text:
@@ -340,8 +342,8 @@ def is_stale(view: View) -> bool:
 
 def _kv(rows: list[tuple[str, str]], title: str, stale: bool) -> Panel:
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim")
-    grid.add_column(justify="right", style="yellow" if stale else "bold")
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(justify="right", style="yellow" if stale else "bold", no_wrap=True, overflow="fold")
     for k, v in rows:
         grid.add_row(k, v)
     return Panel(grid, title=title + (" (stale)" if stale else ""), title_align="left", border_style="dim")
@@ -457,6 +459,17 @@ def health_text(health: Json | None) -> Text:
     return Text("health: " + "; ".join(problems), style="bold red" if health.get("ok") is False else "yellow")
 
 
+def _row(narrow: bool, *panels: RenderableType) -> RenderableType:
+    """Panels side by side, or one under the other on a narrow terminal (numbers are never cut)."""
+    if narrow:
+        return Group(*panels)
+    grid = Table.grid(padding=(0, 1), expand=True)
+    for _ in panels:
+        grid.add_column(ratio=1)
+    grid.add_row(*panels)
+    return grid
+
+
 def render(view: View) -> RenderableType:
     """One frame. Numbers appear only once fetched; afterwards they stay, marked stale when old."""
     sample = view.poll.sample
@@ -469,44 +482,43 @@ def render(view: View) -> RenderableType:
         )
         parts.append(Text(msg, style="bold red" if view.poll.error else "dim"))
     else:
-        cards = Table.grid(padding=(0, 1), expand=True)
-        for _ in range(3):
-            cards.add_column(ratio=1)
-        cards.add_row(
-            _kv(
-                [("cost", format_cost(s.get("today_cost"))), ("tokens", format_int(s.get("today_tokens")))],
-                "Today",
-                stale,
-            ),
-            _kv(
-                [
-                    ("cost", format_cost(s.get("total_cost"))),
-                    ("tokens", format_int(s.get("total_tokens"))),
-                    ("calls", format_int(s.get("total_requests"))),
-                ],
-                "Totals",
-                stale,
-            ),
-            _kv(
-                [
-                    ("calls/min", format_rate(s.get("calls_per_minute"))),
-                    ("cost/min", format_cost(s.get("cost_per_minute"))),
-                    ("projects", format_int(s.get("active_projects"))),
-                ],
-                "Last 10 min",
-                stale,
-            ),
+        narrow = view.width < NARROW_COLUMNS
+        parts.append(
+            _row(
+                narrow,
+                _kv(
+                    [("cost", format_cost(s.get("today_cost"))), ("tokens", format_int(s.get("today_tokens")))],
+                    "Today",
+                    stale,
+                ),
+                _kv(
+                    [
+                        ("cost", format_cost(s.get("total_cost"))),
+                        ("tokens", format_int(s.get("total_tokens"))),
+                        ("calls", format_int(s.get("total_requests"))),
+                    ],
+                    "Totals",
+                    stale,
+                ),
+                _kv(
+                    [
+                        ("calls/min", format_rate(s.get("calls_per_minute"))),
+                        ("cost/min", format_cost(s.get("cost_per_minute"))),
+                        ("projects", format_int(s.get("active_projects"))),
+                    ],
+                    "Last 10 min",
+                    stale,
+                ),
+            )
         )
-        parts.append(cards)
         parts.append(_block(view, sample.block, sample.block_known, stale))
-        tops = Table.grid(padding=(0, 1), expand=True)
-        tops.add_column(ratio=1)
-        tops.add_column(ratio=1)
-        tops.add_row(
-            _top(sample.projects, "name", "calls", "Top projects", stale),
-            _top(sample.models, "model", "requests", "Top models", stale),
+        parts.append(
+            _row(
+                narrow,
+                _top(sample.projects, "name", "calls", "Top projects", stale),
+                _top(sample.models, "model", "requests", "Top models", stale),
+            )
         )
-        parts.append(tops)
         footer = Text()
         footer.append("last activity ", style="dim")
         footer.append(format_time(s.get("last_activity"), view.now))
@@ -611,7 +623,7 @@ def run(
 
     def frame() -> RenderableType:
         try:
-            return render(View(url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit))
+            return render(View(url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit, console.width))
         except Exception as exc:  # a strange answer must not end the monitor with a traceback
             return Text(f"cco monitor: cannot draw this answer ({type(exc).__name__}: {exc}); still polling")
 

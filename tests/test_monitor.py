@@ -88,6 +88,15 @@ def test_frame_shows_the_numbers() -> None:
     assert "stale" not in text.lower()
 
 
+def test_narrow_terminal_stacks_panels_and_never_cuts_numbers() -> None:
+    stats = {**STATS, "total_tokens": 1_234_567_890, "total_cost": 12_345.678}
+    poll = PollState(sample=Sample(stats=stats, fetched_at=99.5))
+    for width in (60, 80):
+        text = draw(View("http://127.0.0.1:3000", poll, 100.0, NOW, None, width), width=width)
+        assert "1,234,567,890" in text and "$12,345.68" in text and "calls/min" in text, text
+        assert "…" not in text
+
+
 def test_no_data_yet_never_shows_zeros() -> None:
     poll = PollState(error="connection refused", retry_at=104.0, failures=3)
     text = draw(view(poll))
