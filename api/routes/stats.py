@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -126,43 +123,40 @@ def _iso(ts: float) -> str:
 # --- /metrics --------------------------------------------------------------------------------------
 
 
-class IndexCollector(Collector):
-    """Exact totals from the index at scrape time (a fresh registry per scrape; nothing cached)."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, mode: str) -> None:
-        self.con = con
-        self.mode = mode
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        rows = self.con.execute(
-            f"""
-            SELECT model, project, count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed),
-                   sum(input_tokens), sum(output_tokens), sum(cache_creation_tokens), sum(cache_read_tokens),
-                   sum({cost_expr(self.mode)})
-            FROM priced_calls GROUP BY model, project ORDER BY model, project
-            """
-        ).fetchall()
-        calls = CounterMetricFamily(
-            "cco_calls", "API calls in the index (replays excluded)", labels=["model", "project", "status"]
-        )
-        tokens = CounterMetricFamily("cco_tokens", "Tokens by kind", labels=["model", "project", "kind"])
-        cost = GaugeMetricFamily(
-            "cco_cost_usd", "Cost in USD at current prices (changes with prices)", labels=["model", "project"]
-        )
-        for model, project, ok, failed, inp, out, cache_w, cache_r, usd in rows:
-            calls.add_metric([model, project, "ok"], ok)
-            calls.add_metric([model, project, "failed"], failed)
-            for kind, value in (("input", inp), ("output", out), ("cache_creation", cache_w), ("cache_read", cache_r)):
-                tokens.add_metric([model, project, kind], int(value or 0))
-            cost.add_metric([model, project], float(usd or 0.0))
-        yield calls
-        yield tokens
-        yield cost
-
-
 def prometheus_text(con: duckdb.DuckDBPyConnection, mode: str) -> bytes:
+    """Exact totals from the index at scrape time, in a fresh registry (nothing cached between scrapes)."""
+    # Imported here: a scrape is rare, and start-up time counts (the first answer within 1 s).
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    rows = con.execute(
+        f"""
+        SELECT model, project, count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed),
+               sum(input_tokens), sum(output_tokens), sum(cache_creation_tokens), sum(cache_read_tokens),
+               sum({cost_expr(mode)})
+        FROM priced_calls GROUP BY model, project ORDER BY model, project
+        """
+    ).fetchall()
+    calls = CounterMetricFamily(
+        "cco_calls", "API calls in the index (replays excluded)", labels=["model", "project", "status"]
+    )
+    tokens = CounterMetricFamily("cco_tokens", "Tokens by kind", labels=["model", "project", "kind"])
+    cost = GaugeMetricFamily(
+        "cco_cost_usd", "Cost in USD at current prices (changes with prices)", labels=["model", "project"]
+    )
+    for model, project, ok, failed, inp, out, cache_w, cache_r, usd in rows:
+        calls.add_metric([model, project, "ok"], ok)
+        calls.add_metric([model, project, "failed"], failed)
+        for kind, value in (("input", inp), ("output", out), ("cache_creation", cache_w), ("cache_read", cache_r)):
+            tokens.add_metric([model, project, kind], int(value or 0))
+        cost.add_metric([model, project], float(usd or 0.0))
+
+    class Snapshot:
+        def collect(self) -> list[Any]:
+            return [calls, tokens, cost]
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(IndexCollector(con, mode))
+    registry.register(Snapshot())
     return bytes(generate_latest(registry))
 
 
