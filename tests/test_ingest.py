@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from indexer import ingest
 from indexer.ingest import sync
+from indexer.parse import hash64
 from indexer.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +207,7 @@ def test_worker_processes_give_the_same_rows(
 # Peak RSS from /proc: VmHWM starts afresh at exec (ru_maxrss would inherit pytest's own peak).
 _BIG_LINE_SCRIPT = r"""
 import re, sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from indexer.ingest import sync
 from indexer.store import Index
@@ -253,3 +256,30 @@ def test_a_valid_50_mb_line_is_counted_in_bounded_memory(tmp_path: Path) -> None
     # The line is read once into one buffer (50 MB) and parsed (a 25 MB str): no copies of it
     # while it is assembled or examined (those took the peak above 200 MB over the baseline).
     assert peak_kb - before_kb < 160 * 1024, f"sync added {(peak_kb - before_kb) // 1024} MB"
+
+
+def test_samples_latency_and_compaction(tmp_path: Path, samples_tree: Path) -> None:
+    """Latency recomputed independently: each call's earliest line minus the last user line before it."""
+    expected: dict[int, int | None] = {}
+    for path in (samples_tree / "projects").rglob("*.jsonl"):
+        last_user: datetime | None = None
+        first: dict[int, tuple[datetime, int | None]] = {}
+        for raw in path.read_bytes().splitlines():
+            obj = orjson.loads(raw)
+            ts = datetime.fromisoformat(obj["timestamp"]) if "timestamp" in obj else None
+            if obj.get("type") == "user":
+                last_user = ts
+            elif isinstance(obj.get("message"), dict) and isinstance(obj["message"].get("usage"), dict):
+                assert ts is not None
+                key = hash64(f"{obj['message']['id']}\x1f{obj['requestId']}".encode())
+                lat = None if last_user is None or ts < last_user else (ts - last_user) // timedelta(milliseconds=1)
+                if key not in first or ts < first[key][0]:
+                    first[key] = (ts, lat)
+        expected.update({k: lat for k, (_, lat) in first.items()})
+    with Index(tmp_path / "index.duckdb") as index:
+        sync(index, [samples_tree / "projects"])
+        got = dict(index.con.execute("SELECT key, latency_ms FROM calls").fetchall())
+        events = index.con.execute("SELECT kind, session, detail FROM events").fetchall()
+    assert got == expected
+    assert sum(v is not None for v in got.values()) == 15
+    assert events == [("compaction", "ae4a77f8-aedd-4bc1-888f-c94edc91af04", '{"trigger":"manual","preTokens":142431}')]
