@@ -1,23 +1,30 @@
-"""`cco index …`: rebuild, sync and status of the transcript index."""
+"""`cco index …`: rebuild, sync and status of the transcript index.
+
+While `cco index run` holds the index (DuckDB allows one process), `sync` and `status` ask that
+service instead of opening the file; `rebuild` replaces the file, so it needs the service stopped.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from api.output import console, err_console, print_fields, print_json
 from indexer.errors import BadInput
-from indexer.ingest import sync
-from indexer.paths import default_db, pricing_file
+from indexer.ingest import SyncReport, sync
+from indexer.paths import default_db, pricing_file, run_file
 from indexer.pricing import load_book
 from indexer.rebuild import rebuild
 from indexer.sources import iter_transcripts, resolve_sources
 from indexer.status import index_status
 from indexer.store import Index
+
+if TYPE_CHECKING:
+    from api.client import Service
 
 index_app = typer.Typer(help="Build, update and inspect the transcript index.", no_args_is_help=True)
 
@@ -40,12 +47,33 @@ def roots_of(source: list[Path] | None) -> list[Path]:
     return resolve_sources(source)
 
 
+def _service(db: Path) -> Service | None:
+    """The live `cco index run` holding `db`, if any (the HTTP client is imported only then)."""
+    if not run_file(db).exists():
+        return None
+    from api.client import service_for
+
+    return service_for(db)
+
+
 @index_app.command("sync")
 def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Read new transcript lines into the index once, then exit."""
     roots = roots_of(source)
-    with Index(db_path(db)) as index:
-        report = sync(index, roots)
+    path = db_path(db)
+    service = _service(path)
+    if service is not None:
+        data: dict[str, Any] = service.post_json("/api/index/sync")
+        report = SyncReport(**{k: data[k] for k in _REPORT_FIELDS if k in data})
+        if source:
+            err_console.print(
+                f"cco: note: the running service (pid {service.info.pid}) holds the index; it read its own sources",
+                highlight=False,
+                soft_wrap=True,
+            )
+    else:
+        with Index(path) as index:
+            report = sync(index, roots)
     console.print(
         f"read {report.bytes_read:,} bytes from {report.files_read} of {report.files_seen} files: "
         f"{report.call_lines:,} call lines, {report.rejected} rejected, {report.files_gone} gone "
@@ -53,6 +81,9 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+_REPORT_FIELDS = ("files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds")
 
 
 @index_app.command("rebuild")
@@ -97,9 +128,14 @@ def status_cmd(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what the index holds: files, calls, tokens, cost, rejected lines."""
-    with Index(db_path(db)) as index:
-        status = index_status(index, load_book(pricing_file()))
-    if json:
-        print_json(asdict(status))
+    path = db_path(db)
+    service = _service(path)
+    if service is not None:
+        fields: dict[str, Any] = service.get_json("/api/index/status")
     else:
-        print_fields("cco index", asdict(status))
+        with Index(path) as index:
+            fields = asdict(index_status(index, load_book(pricing_file())))
+    if json:
+        print_json(fields)
+    else:
+        print_fields("cco index", fields)

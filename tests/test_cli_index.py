@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import run_cco
+from tests.conftest import CCO, run_cco
 
 RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
 SAMPLES = {
@@ -146,3 +147,35 @@ def test_every_index_command_has_help() -> None:
         assert command in listing
     for command in ("sync", "rebuild", "status"):
         assert "--db" in ok("index", command, "--help").stdout
+
+
+def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tree: Path) -> None:
+    """While `cco index run` holds the index, sync and status ask it; rebuild refuses clearly."""
+    db = tmp_path / "i.duckdb"
+    run_json = tmp_path / "i.duckdb.run.json"
+    with subprocess.Popen(
+        [CCO, "index", "run", "--source", str(samples_tree), "--db", str(db), "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as service:
+        try:
+            assert service.stderr is not None
+            for line in service.stderr:  # the service logs "serving ..." once its run file is written
+                if "serving" in line:
+                    break
+            assert run_json.exists()
+            assert status(db)["calls"] == 15
+            (path,) = (samples_tree / "projects").rglob("tool_heavy.jsonl")
+            with path.open("ab") as f:
+                f.write(
+                    b'{"type":"assistant","timestamp":"2026-03-01T00:00:00.000Z","requestId":"req_new",'
+                    b'"message":{"id":"msg_new","model":"claude-opus-4-6","usage":{"input_tokens":1}}}\n'
+                )
+            ok("index", "sync", "--db", str(db))  # a pass on the service's ingest thread
+            assert status(db)["calls"] == 16
+            out = run_cco("index", "rebuild", "--source", str(samples_tree), "--db", str(db))
+            assert_one_line_error(out, f"in use by process {service.pid}", "cco index run")
+        finally:
+            service.send_signal(signal.SIGINT)
+            service.wait(timeout=60)
