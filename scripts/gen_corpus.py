@@ -40,6 +40,7 @@ import re
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -596,7 +597,7 @@ class Session:
         """
         rng, f, mirrors = self.rng, self.g.filler, self.g.mirrors
         for _ in range(min(len(mirrors), rng.randrange(2, 7))):
-            agent, msg = mirrors.pop(0)
+            agent, msg = mirrors.popleft()
             parent = self.parent
             line_uuid = self.new_uuid()
             self.emit(
@@ -726,7 +727,7 @@ class Family:
         self.stats = Stats()
         self.slug = "-".join(self.rng.choice(WORDS[:60]) for _ in range(3))
         self.replayed: set[int] = set()
-        self.mirrors: list[tuple[str, str]] = []  # (agent id, nested message) for agent_progress lines
+        self.mirrors: deque[tuple[str, str]] = deque()  # (agent id, nested message) for agent_progress lines
 
     def count_call(
         self, model: str, merged: tuple[int, ...], first: tuple[int, ...], ts: int, fast: bool, failed: bool = False
