@@ -16,6 +16,7 @@ import duckdb
 
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
+from indexer.runfile import pid_alive
 from indexer.store import MARK_REPLAYS, MERGE_SET, REBUILD_HINT, Index
 
 _SALVAGE_CALLS = f"INSERT INTO calls SELECT * FROM old.calls ON CONFLICT (key) DO UPDATE SET {MERGE_SET}"
@@ -87,12 +88,20 @@ def _files_not_on_disk(con: duckdb.DuckDBPyConnection) -> int | None:
     return int(row[0]) if row else None
 
 
+def _remove_stale(db: Path) -> None:
+    """Temporary files of rebuilds that were killed (their process is gone), and our own."""
+    prefix = f"{db.name}.rebuild-"
+    for leftover in db.parent.glob(prefix + "*"):
+        pid = leftover.name[len(prefix) :].removesuffix(".wal")
+        if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
+            leftover.unlink(missing_ok=True)
+
+
 def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, workers: int | None = None) -> RebuildReport:
     """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically."""
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
-    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    _remove_stale(db)
     old_error = _check_old(db)
     try:
         new = Index(tmp)

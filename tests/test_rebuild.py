@@ -110,3 +110,17 @@ def test_rebuild_refuses_an_index_in_use(tmp_path: Path, samples_tree: Path) -> 
         assert holder.stdin is not None
         holder.stdin.close()
     assert rows(db, "SELECT count(*) FROM calls") == [(15,)]
+
+
+def test_leftovers_of_a_killed_rebuild_are_removed(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = [
+        tmp_path / f"index.duckdb.rebuild-{dead.stdout.strip()}",
+        tmp_path / f"index.duckdb.rebuild-{dead.stdout.strip()}.wal",
+    ]
+    for f in stale:
+        f.write_bytes(b"half a database")
+    rebuild(db, [samples_tree / "projects"])
+    assert not any(f.exists() for f in stale)
+    assert rows(db, "SELECT count(*) FROM calls") == [(15,)]
