@@ -44,7 +44,15 @@ def roots_of(source: list[Path] | None) -> list[Path]:
     for p in source or []:
         if not p.expanduser().is_dir():
             raise BadInput(f"--source {p}: no such directory")
-    return resolve_sources(source)
+    roots = resolve_sources(source)
+    if not roots:
+        err_console.print(
+            "cco: note: no Claude Code transcripts found (no projects/ folder in $CLAUDE_CONFIG_DIR, "
+            "~/.config/claude or ~/.claude); pass --source",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return roots
 
 
 def _service(db: Path) -> Service | None:
@@ -59,7 +67,6 @@ def _service(db: Path) -> Service | None:
 @index_app.command("sync")
 def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Read new transcript lines into the index once, then exit."""
-    roots = roots_of(source)
     path = db_path(db)
     service = _service(path)
     if service is not None:
@@ -72,6 +79,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
                 soft_wrap=True,
             )
     else:
+        roots = roots_of(source)
         with Index(path) as index:
             report = sync(index, roots)
     console.print(

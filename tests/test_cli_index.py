@@ -179,3 +179,9 @@ def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tr
         finally:
             service.send_signal(signal.SIGINT)
             service.wait(timeout=60)
+
+
+def test_no_transcripts_anywhere_is_explained(tmp_path: Path) -> None:
+    out = ok("index", "sync", "--db", str(tmp_path / "i.duckdb"))
+    assert "read 0 bytes from 0 of 0 files" in out.stdout
+    assert "no Claude Code transcripts found" in out.stderr
