@@ -3,7 +3,7 @@
 A writer thread appends lines to several transcripts (duplicate groups with late final counts, fork
 copies, sidechain replays, rejected lines, big progress lines, and lines written in two parts)
 while real `cco index sync` processes are started and killed with SIGKILL at random moments, for
-at least 20 rounds. Then one sync runs to completion, and its index must equal a fresh
+20 kills. Then one sync runs to completion, and its index must equal a fresh
 `cco index rebuild` of the same files: calls row for row, file offsets and rejected lines.
 
 CCO_SLOW=1 runs 100 rounds with more files.
@@ -198,11 +198,11 @@ def test_sigkilled_syncs_end_equal_to_a_clean_rebuild(tmp_path: Path) -> None:
         assert first.returncode == 0, err.decode()
         span = time.monotonic() - opened
         killed = finished = 0
-        for _ in range(ROUNDS):
+        while killed < ROUNDS and killed + finished < 3 * ROUNDS:  # a sync may finish before its kill
             proc = cco("index", "sync", "--source", str(root), "--db", str(db))
             if TRACE_FDS:
                 wait_until_open(proc, db)
-                time.sleep(rnd.uniform(0, span * 1.2))
+                time.sleep(rnd.uniform(0, span * 0.8))
             else:
                 time.sleep(rnd.uniform(0.05, 3.0))
             if proc.poll() is None:
@@ -217,7 +217,7 @@ def test_sigkilled_syncs_end_equal_to_a_clean_rebuild(tmp_path: Path) -> None:
         writer.stop.set()
         writer.join(timeout=60)
     assert writer.error is None
-    assert killed >= ROUNDS // 3, f"only {killed} of {ROUNDS} syncs were killed"
+    assert killed >= ROUNDS, f"only {killed} syncs were killed ({finished} finished first)"
     for path, data in writer.delayed[:5]:  # a few late lines after the last kill, one left half-written
         writer.append(path, data)
     with writer.main[0].open("ab") as f:
