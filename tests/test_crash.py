@@ -2,11 +2,12 @@
 
 A writer thread appends lines to several transcripts (duplicate groups with late final counts, fork
 copies, sidechain replays, rejected lines, big progress lines, and lines written in two parts)
-while real `cco index sync` processes are started and killed with SIGKILL at random moments, for
-20 kills. Then one sync runs to completion, and its index must equal a fresh
-`cco index rebuild` of the same files: calls row for row, file offsets and rejected lines.
+while real `cco index sync` processes are started and killed with SIGKILL at random moments (once
+the index is open: migrations, reads, commits, checkpoints), until 20 of them were killed. Then one
+sync runs to completion, and its index must equal a fresh `cco index rebuild` of the same files:
+calls row for row, file offsets and rejected lines.
 
-CCO_SLOW=1 runs 100 rounds with more files.
+CCO_SLOW=1 kills 100 syncs, with more files; CCO_CRASH_SEED picks another writer sequence.
 """
 
 from __future__ import annotations
