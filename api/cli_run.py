@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import sys
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -102,6 +103,8 @@ def run_cmd(
     # The ingest thread holds the GIL between DuckDB calls during a catch-up; a shorter switch
     # interval (default 5 ms) bounds how long a request waits for it.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # watchdog warns (harmlessly) when folders are created faster than its recursive watch adds them.
+    warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
     logging.basicConfig(level=logging.INFO, format="cco: %(message)s", stream=sys.stderr)
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

@@ -16,6 +16,10 @@ from indexer.runfile import RunInfo, write_run_file
 from tests.conftest import write_tree
 from tests.live_helpers import ThreadServer, calls, free_port, make_config, wait_for
 
+# watchdog's inotify thread warns when fast nested mkdirs race its recursive watch; under
+# filterwarnings=error that warning would kill the thread, so it is only a warning here, as in use.
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
+
 
 @pytest.fixture
 def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveService]:
