@@ -172,7 +172,11 @@ class Watcher:
 
     @staticmethod
     def _healthy(observer: Any) -> bool:
+        """The observer, its emitters and (watchdog >= 6 on Linux) its inotify reader thread all run."""
         if observer is None or not observer.is_alive():
+            return False
+        reader = getattr(observer, "_inotify_fd", None)
+        if isinstance(reader, threading.Thread) and not reader.is_alive():
             return False
         return all(e.is_alive() for e in list(observer.emitters))
 

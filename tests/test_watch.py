@@ -200,3 +200,18 @@ def test_a_failed_start_is_retried(root: Path) -> None:
         wait_for(lambda: wakes.n > before, timeout=5)
     finally:
         w.stop()
+
+
+def test_dead_inotify_reader_is_noticed(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    w, wakes = watched
+    reader = getattr(w.observer, "_inotify_fd", None)
+    if not isinstance(reader, threading.Thread):
+        pytest.skip("this watchdog has no separate inotify reader thread")
+    reader.stop()  # type: ignore[attr-defined]
+    reader.join(3)
+    assert not reader.is_alive()
+    wait_for(lambda: w.restarts >= 1 and w.alive, timeout=5)
+    before = wakes.quiet()
+    with (root / "proj" / "s.jsonl").open("ab") as f:
+        f.write(b"{}\n")
+    wait_for(lambda: wakes.n > before, timeout=5)
