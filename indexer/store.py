@@ -60,14 +60,14 @@ FROM batch_calls
 ON CONFLICT (key) DO UPDATE SET {MERGE_SET}
 """
 # A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
-# Recomputed for every call sharing a message.id with the batch: a merge can turn a sidechain call
-# into a main-chain one, which must then lose its replay flag.
+# Recomputed for the sidechain (or flagged) calls sharing a message.id with the batch: a merge can
+# turn a sidechain call into a main-chain one, which must then lose its replay flag.
 MARK_REPLAYS = """
 UPDATE calls SET replay = sidechain AND EXISTS (
     SELECT 1 FROM calls AS main
     WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
 )
-WHERE msg_hash <> 0 AND msg_hash IN ({msg_hashes})
+WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
 """
 REBUILD_HINT = "; run `cco index rebuild`"
 _LOCK_PID = re.compile(r"PID (\d+)")
@@ -199,8 +199,13 @@ class Index:
                     "project, detail FROM batch_events"
                 )
                 con.unregister("batch_events")
-            for r in results:
-                con.execute('DELETE FROM rejects WHERE path = ? AND "offset" >= ?', [r.plan.path, r.plan.start])
+            # Only a re-read (a rewritten or re-created file) can meet its own old rejects: an append
+            # read starts at the committed offset, and rejects commit with it. One statement for all.
+            rereads = [(r.plan.path,) for r in results if r.plan.reset]
+            if rereads:
+                con.register("batch_rereads", _columns(rereads, ("path",)))
+                con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM batch_rereads)")
+                con.unregister("batch_rereads")
             rejects = [rj for r in results for rj in r.parsed.rejects]
             if rejects:
                 con.register("batch_rejects", _columns(rejects, ("path", "offset", "reason")))

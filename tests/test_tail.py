@@ -175,3 +175,31 @@ def test_call_growing_across_appends_takes_the_max(tmp_path: Path) -> None:
         assert calls(index) == [("s", 2, 300)]
         row = index.con.execute("SELECT ts FROM calls").fetchone()
         assert row is not None and str(row[0]) == "2026-01-01 00:00:01"  # earliest line's time
+
+
+def test_rejects_follow_the_file_through_appends_and_rewrites(tmp_path: Path) -> None:
+    bad = b'{"message":{"usage":{"input_tokens":null}}}\n'
+    index, projects, path = setup(tmp_path, call(1) + bad)
+    with index:
+
+        def rejects() -> list[tuple[int, str]]:
+            rows = index.con.execute('SELECT "offset", reason FROM rejects ORDER BY 1').fetchall()
+            return [(int(o), str(r)) for o, r in rows]
+
+        sync(index, [projects])
+        first = len(call(1))
+        assert rejects() == [(first, "usage.input_tokens is null")]
+        with path.open("ab") as f:
+            f.write(bad)
+        sync(index, [projects])
+        sync(index, [projects])
+        assert rejects() == [(first, "usage.input_tokens is null"), (first + len(bad), "usage.input_tokens is null")]
+        path.write_bytes(bad + call(2))  # rewritten: its old rejects go, the new one is recorded once
+        sync(index, [projects])
+        assert rejects() == [(0, "usage.input_tokens is null")]
+        path.unlink()
+        sync(index, [projects])
+        assert rejects() == [(0, "usage.input_tokens is null")]  # gone files keep their record
+        path.write_bytes(call(3))
+        sync(index, [projects])
+        assert rejects() == []
