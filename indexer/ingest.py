@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,24 +45,42 @@ class SyncReport:
 
 
 def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> tuple[list[ReadPlan], list[str], int]:
-    """Plans for files with new bytes, paths that disappeared, and the number of files seen."""
-    states = index.file_states()
+    """Plans for files with new bytes, paths that disappeared, and the number of files seen.
+
+    With `only` (a watcher naming the files that changed) just those paths are looked at: no walk
+    of the tree and no load of every file's state, so a one-line append costs a few stat calls.
+    """
+    root_strs = [str(r) for r in roots]
+
+    def under_roots(path: str) -> bool:
+        return any(path.startswith(r + os.sep) for r in root_strs)
+
+    if only is not None:
+        found = [(p, st) for p in sorted(only) if under_roots(p) and (st := _stat_jsonl(p)) is not None]
+        states = index.file_states(p for p in only if under_roots(p))
+    else:
+        found = list(iter_transcripts(roots))
+        states = index.file_states()
     plans: list[ReadPlan] = []
     seen: set[str] = set()
-    for path, st in iter_transcripts(roots):
+    for path, st in found:
         seen.add(path)
-        if only is not None and path not in only:
-            continue
         p = plan_read(path, st, states.get(path))
         if p is not None:
             plans.append(p)
-    root_strs = [str(r) for r in roots]
-    gone = [
-        p
-        for p, s in states.items()
-        if not s.gone and p not in seen and any(p.startswith(r + os.sep) for r in root_strs)
-    ]
+    gone = [p for p, s in states.items() if not s.gone and p not in seen and under_roots(p)]
     return plans, gone, len(seen)
+
+
+def _stat_jsonl(path: str) -> os.stat_result | None:
+    """The stat of a transcript file named by a watcher, or None if it is not (or no longer) one."""
+    if not path.endswith(".jsonl"):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def _read_task(plans: list[ReadPlan]) -> list[ReadResult]:

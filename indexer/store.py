@@ -168,11 +168,17 @@ class Index:
         if isinstance(exc, duckdb.Error) and is_damage(exc):
             raise damaged(self.path, exc) from None
 
-    def file_states(self) -> dict[str, FileState]:
-        rows = self.con.execute(
+    def file_states(self, paths: Iterable[str] | None = None) -> dict[str, FileState]:
+        """Stored states of every file, or of `paths` only."""
+        sql = (
             'SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms, '
             "lines, gone FROM files"
-        ).fetchall()
+        )
+        if paths is None:
+            rows = self.con.execute(sql).fetchall()
+        else:
+            wanted = list(paths)
+            rows = self.con.execute(sql + " WHERE list_contains(?, path)", [wanted]).fetchall() if wanted else []
         return {r[0]: FileState(*r) for r in rows}
 
     def mark_gone(self, paths: Iterable[str]) -> None:

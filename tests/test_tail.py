@@ -203,3 +203,28 @@ def test_rejects_follow_the_file_through_appends_and_rewrites(tmp_path: Path) ->
         path.write_bytes(call(3))
         sync(index, [projects])
         assert rejects() == []
+
+
+def test_sync_only_named_files(tmp_path: Path) -> None:
+    """A watcher's pass: only the named files are looked at (others wait for the next full pass)."""
+    index, projects, path = setup(tmp_path, call(1))
+    other = path.with_name("t.jsonl")
+    other.write_bytes(call(2))
+    with index:
+        sync(index, [projects])
+        for p, n in ((path, 3), (other, 4)):
+            with p.open("ab") as f:
+                f.write(call(n))
+        outside = tmp_path / "elsewhere.jsonl"
+        outside.write_bytes(call(9))
+        report = sync(index, [projects], only={str(path), str(outside), str(projects / "-w" / "missing.jsonl")})
+        assert (report.files_seen, report.files_read, report.bytes_read) == (1, 1, len(call(3)))
+        assert [c[1] for c in calls(index)] == [1, 2, 3]
+        other.unlink()
+        report = sync(index, [projects], only={str(path)})
+        assert report.files_gone == 0  # not named: its deletion is seen by the next full pass
+        report = sync(index, [projects])
+        assert (report.files_gone, report.files_read) == (1, 0)
+        assert [c[1] for c in calls(index)] == [1, 2, 3]  # t.jsonl's appended call was never read, its first kept
+        path.unlink()
+        assert sync(index, [projects], only={str(path)}).files_gone == 1
