@@ -4,7 +4,10 @@ The idea: browsers can reach localhost, so a malicious page could use DNS rebind
 resolves to 127.0.0.1) to read a user's stats. A request whose Host header is not a loopback name
 (or one the user configured) is refused with 403 before any route runs, and no response ever
 carries an `Access-Control-*` header, so other origins cannot read answers. Binding a non-loopback
-address requires a token, then checked on every request (`Authorization: Bearer <token>`).
+address requires a token, then checked on every request that can reveal data
+(`Authorization: Bearer <token>`). Two exceptions keep the dashboard usable in a browser: the
+page shell (`/`, `/static/*`) holds no data and is served without one, and `/api/stream` also
+accepts `?token=` because a browser's EventSource cannot send headers.
 It is a plain ASGI middleware (no per-request objects), so `/api/stats` stays sub-millisecond.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Iterable
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,7 +82,7 @@ class SecurityMiddleware:
         if host_name(host.decode("latin-1")) not in self.allowed:
             await self._refuse(scope, send, 403, "Host header not allowed: use localhost or a configured name")
             return
-        if self._expected is not None and not hmac.compare_digest(auth, self._expected):
+        if self._expected is not None and not self._authorised(scope, auth):
             await self._refuse(
                 scope,
                 send,
@@ -88,6 +92,18 @@ class SecurityMiddleware:
             )
             return
         await self.app(scope, receive, _no_cors(send))
+
+    def _authorised(self, scope: Scope, auth: bytes) -> bool:
+        assert self._expected is not None
+        path = scope.get("path", "")
+        if path == "/" or path.startswith("/static/"):
+            return True
+        if hmac.compare_digest(auth, self._expected):
+            return True
+        if path == "/api/stream":
+            given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[-1]
+            return hmac.compare_digest(f"Bearer {given}".encode(), self._expected)
+        return False
 
     @staticmethod
     async def _refuse(

@@ -24,7 +24,12 @@ async def hello(request: Request) -> Response:
 
 def make_client(allowed: list[str] | None = None, token: str | None = None) -> TestClient:
     app = Starlette(
-        routes=[Route("/", hello)],
+        routes=[
+            Route("/", hello),
+            Route("/api/data", hello),
+            Route("/api/stream", hello),
+            Route("/static/app.js", hello),
+        ],
         middleware=[Middleware(SecurityMiddleware, allowed_hosts=allowed or [], token=token)],
     )
     return TestClient(app, base_url="http://localhost")
@@ -80,15 +85,31 @@ def test_missing_host_header_is_refused() -> None:
 
 def test_token_required_when_configured() -> None:
     client = make_client(token="s3cret")
-    missing = client.get("/")
+    missing = client.get("/api/data")
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
     assert "token" in missing.json()["error"]
-    assert client.get("/", headers={"authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/", headers={"authorization": "s3cret"}).status_code == 401
-    assert client.get("/", headers={"authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/api/data", headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/data", headers={"authorization": "s3cret"}).status_code == 401
+    assert client.get("/api/data", headers={"authorization": "Bearer s3cret"}).status_code == 200
+    # A query-string token is only for the SSE stream (EventSource cannot send headers).
+    assert client.get("/api/data?token=s3cret").status_code == 401
     # The Host check comes first: a good token does not open the door to a rebinding page.
-    assert client.get("/", headers={"authorization": "Bearer s3cret", "host": "evil.example"}).status_code == 403
+    assert (
+        client.get("/api/data", headers={"authorization": "Bearer s3cret", "host": "evil.example"}).status_code == 403
+    )
+
+
+def test_page_shell_and_stream_with_a_token() -> None:
+    """The dashboard must load in a browser: its page holds no data, its stream takes ?token=."""
+    client = make_client(token="s3cret")
+    assert client.get("/").status_code == 200
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/", headers={"host": "evil.example"}).status_code == 403
+    assert client.get("/api/stream").status_code == 401
+    assert client.get("/api/stream?token=wrong").status_code == 401
+    assert client.get("/api/stream?token=s3cret").status_code == 200
+    assert client.get("/api/stream", headers={"authorization": "Bearer s3cret"}).status_code == 200
 
 
 def test_no_cors_headers_ever() -> None:
