@@ -235,14 +235,18 @@ def test_unknown_path_is_json_404(client: TestClient) -> None:
     assert r.status_code == 404 and r.json() == {"error": "Not Found"}
 
 
-def test_token_is_checked_on_every_endpoint(service: LiveService) -> None:
+def test_token_is_checked_on_every_data_endpoint(service: LiveService) -> None:
     ctx = dataclasses.replace(service.context(), token="t0ken")
     client = TestClient(create_app(ctx, service), base_url="http://localhost", client=("127.0.0.1", 1))
-    for path in ("/api/stats", "/api/stats/history", "/api/metrics/health", "/metrics", "/api/index/status", "/"):
+    data_paths = ("/api/stats", "/api/stats/history", "/api/metrics/health", "/api/metrics/projects", "/metrics",
+                  "/api/index/status", "/api/reports/daily", "/api/stream")  # fmt: skip
+    for path in data_paths:
         r = client.get(path)
         assert r.status_code == 401 and "token" in r.json()["error"], path
         assert client.get(path, headers={"authorization": "Bearer nope"}).status_code == 401
     assert client.get("/api/stats", headers={"authorization": "Bearer t0ken"}).status_code == 200
+    # The dashboard's page shell holds no data and must load in a browser (it then sends the token).
+    assert client.get("/").status_code == 200
 
 
 def test_app_without_a_service(tmp_path: Path, tree: Path) -> None:
