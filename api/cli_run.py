@@ -16,18 +16,21 @@ import sys
 import warnings
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from api.cli_index import DbOpt, SourceOpt, db_path
+from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
 from api.output import fail
 from api.security import is_loopback_address
-from api.service import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN, LiveService, ServiceConfig
 from indexer.errors import IndexLocked
 from indexer.runfile import read_run_file
 from indexer.settings import default_cost_mode
 from indexer.sources import resolve_sources
+
+if TYPE_CHECKING:
+    from api.service import LiveService
 
 log = logging.getLogger("cco.service")
 
@@ -110,6 +113,8 @@ def run_cmd(
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
     path = db_path(db)
+    from api.service import LiveService, ServiceConfig  # the service's imports cost ~50 ms: only here
+
     config = ServiceConfig(
         db=path,
         roots=resolve_sources(source),

@@ -46,6 +46,7 @@ import duckdb
 import orjson
 
 from api.context import AppContext
+from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
 from indexer.activity import current
 from indexer.errors import ServiceError
 from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync
@@ -65,10 +66,6 @@ log = logging.getLogger("cco.service")
 
 T = TypeVar("T")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 3000
-DEFAULT_INTERVAL = 2.0  # seconds between snapshots
-DEFAULT_RESCAN = 30.0  # seconds between full rescans (events get lost under load)
 RING_SIZE = 3600  # one hour at one snapshot a second
 PRICE_CHECK_S = 1.0
 WAKE_COALESCE_S = 0.01  # one append makes several events; read once

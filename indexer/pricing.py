@@ -32,14 +32,15 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadInput
 from indexer.parse import SYNTHETIC_MODEL
 from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
+
+if TYPE_CHECKING:
+    import duckdb
 
 LONG_CONTEXT_TOKENS = 200_000
 DEFAULT_WEB_SEARCH_PER_1000 = 10.0
