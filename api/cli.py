@@ -6,7 +6,8 @@ stderr and exit status 2, so users never see a traceback for a problem they can 
 
 from __future__ import annotations
 
-import duckdb
+import sys
+
 import typer
 
 from api.cli_config import config_app
@@ -36,8 +37,12 @@ def main() -> None:
         app()
     except CcoError as exc:
         fail(str(exc))
-    except duckdb.Error as exc:
+    except Exception as exc:
         # Commands holding an Index already name the file; this catches the rest (one line, no traceback).
+        # duckdb is looked up, not imported: commands that never touch the index do not pay for it.
+        duckdb = sys.modules.get("duckdb")
+        if duckdb is None or not isinstance(exc, duckdb.Error):
+            raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         fail(f"index database error: {first}; if the index is damaged, run `cco index rebuild`")
 

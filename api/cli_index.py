@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from api.output import console, err_console, print_fields, print_json
 from indexer.errors import BadInput
-from indexer.ingest import SyncReport, sync
 from indexer.paths import default_db, pricing_file, run_file
-from indexer.pricing import load_book
-from indexer.rebuild import rebuild
-from indexer.sources import iter_transcripts, resolve_sources
-from indexer.status import index_status
-from indexer.store import Index
+from indexer.sources import resolve_sources
+
+# The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
+# `cco --help`, `cco report` through a running service and `cco monitor` start quickly.
 
 if TYPE_CHECKING:
     from api.client import Service
@@ -67,6 +64,8 @@ def _service(db: Path) -> Service | None:
 @index_app.command("sync")
 def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Read new transcript lines into the index once, then exit."""
+    from indexer.ingest import SyncReport, sync
+
     path = db_path(db)
     service = _service(path)
     if service is not None:
@@ -79,6 +78,8 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
                 soft_wrap=True,
             )
     else:
+        from indexer.store import Index
+
         roots = roots_of(source)
         with Index(path) as index:
             report = sync(index, roots)
@@ -97,6 +98,11 @@ _REPORT_FIELDS = ("files_seen", "files_read", "files_gone", "bytes_read", "lines
 @index_app.command("rebuild")
 def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Recreate the index from the transcripts, keeping history only the old index still has."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from indexer.rebuild import rebuild
+    from indexer.sources import iter_transcripts
+
     roots = roots_of(source)
     total = sum(st.st_size for _, st in iter_transcripts(roots))
     path = db_path(db)
@@ -141,6 +147,10 @@ def status_cmd(
     if service is not None:
         fields: dict[str, Any] = service.get_json("/api/index/status")
     else:
+        from indexer.pricing import load_book
+        from indexer.status import index_status
+        from indexer.store import Index
+
         with Index(path) as index:
             fields = asdict(index_status(index, load_book(pricing_file())))
     if json:

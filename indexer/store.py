@@ -14,10 +14,9 @@ import contextlib
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.migrations import migrate
@@ -25,6 +24,9 @@ from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _CALL_COLUMNS = CallRow._fields
 _EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
@@ -77,6 +79,8 @@ _CMD_LIMIT = 120
 
 def _columns(rows: Sequence[tuple[Any, ...]], names: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    import numpy as np  # only writers need it (readers skip its ~0.1 s import)
+
     out: dict[str, np.ndarray[Any, Any]] = {}
     for name, values in zip(names, cols, strict=True):
         out[name] = np.array(values, dtype=object)
