@@ -22,6 +22,9 @@ import orjson
 from schemas.records import CallRow, EventRow, RejectRow
 
 SYNTHETIC_MODEL = "<synthetic>"
+# A longer gap between a user line and the next call is not a response time (a resumed session,
+# lines out of order): the estimate is left unknown rather than skewing averages by hours.
+MAX_LATENCY_MS = 15 * 60 * 1000
 ERROR_TEXT_LIMIT = 200
 # A full parse is needed only for lines holding one of these byte strings.
 _NEEDLES = (b'"usage"', b"compact_boundary", b"isApiErrorMessage")
@@ -228,7 +231,7 @@ def _call(
     else:
         uid = _opt_str(obj.get("uuid"))
         key = hash64(b"line\x1f" + (uid.encode() if uid else line()))
-    latency = ts - last_user_ms if last_user_ms is not None and ts >= last_user_ms else None
+    latency = ts - last_user_ms if last_user_ms is not None and 0 <= ts - last_user_ms <= MAX_LATENCY_MS else None
     return CallRow(
         key=key,
         msg_hash=hash64(msg_id.encode()) if msg_id else 0,

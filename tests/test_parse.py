@@ -67,9 +67,11 @@ def test_latency_from_the_nearest_preceding_user_line() -> None:
         + user("2026-01-01T00:00:10.000Z")  # a tool result
         + assistant("2026-01-01T00:00:12.250Z", "b")
         + assistant("2026-01-01T00:00:09.000Z", "c")  # earlier than the user line: unknown
+        + assistant("2026-01-01T00:15:10.000Z", "d")  # exactly 15 min after it: the longest kept
+        + assistant("2026-01-01T00:15:10.001Z", "e")  # longer: a resumed session, not a response time
     )
     out = parse_lines(data, 0, ctx, None)
-    assert [c.latency_ms for c in out.calls] == [1500, 2250, None]
+    assert [c.latency_ms for c in out.calls] == [1500, 2250, None, 900_000, None]
     assert out.last_user_ms == parse_ts("2026-01-01T00:00:10.000Z")
 
 
