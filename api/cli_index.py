@@ -140,19 +140,26 @@ def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
 def status_cmd(
     db: DbOpt = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", "-m", help="Cost: auto (recorded costUSD, else prices), calculate or display."),
+    ] = None,
 ) -> None:
     """Show what the index holds: files, calls, tokens, cost, rejected lines."""
+    from indexer.settings import resolve_cost_mode
+
+    cost_mode = resolve_cost_mode(mode)
     path = db_path(db)
     service = _service(path)
     if service is not None:
-        fields: dict[str, Any] = service.get_json("/api/index/status")
+        fields: dict[str, Any] = service.get_json("/api/index/status", {"mode": cost_mode})
     else:
         from indexer.pricing import load_book
         from indexer.status import index_status
         from indexer.store import Index
 
         with Index(path) as index:
-            fields = asdict(index_status(index, load_book(pricing_file())))
+            fields = asdict(index_status(index, load_book(pricing_file()), cost_mode))
     if json:
         print_json(fields)
     else:

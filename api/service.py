@@ -446,10 +446,10 @@ class LiveService:
         self._signal.set()
         return await asyncio.wrap_future(future)
 
-    def status_json(self) -> dict[str, Any]:
+    def status_json(self, mode: str | None = None) -> dict[str, Any]:
         """`cco index status --json` as the service sees it (runs on the ingest thread)."""
         index = self._writer()
-        status = index_status(index, self.prices.book, self.config.cost_mode)
+        status = index_status(index, self.prices.book, mode or self.config.cost_mode)
         return {k: getattr(status, k) for k in status.__dataclass_fields__}
 
     def sync_now(self) -> dict[str, Any]:

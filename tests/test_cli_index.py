@@ -149,6 +149,23 @@ def test_every_index_command_has_help() -> None:
         assert "--db" in ok("index", command, "--help").stdout
 
 
+def test_status_cost_modes(tmp_path: Path) -> None:
+    """--mode on the cost_usd rule: a line with costUSD 0.0123 (100 in, 200 out) and one without
+    (10 in, 20 out), both claude-sonnet-4-20250514 at $3 in / $15 out per million:
+    calculate = (100*3 + 200*15 + 10*3 + 20*15) / 1e6 = 0.00363
+    auto      = 0.0123 + (10*3 + 20*15) / 1e6      = 0.01263
+    display   = 0.0123 (lines without costUSD cost 0)"""
+    db = tmp_path / "i.duckdb"
+    ok("index", "sync", "--source", str(RULES / "cost_usd"), "--db", str(db))
+    costs = {}
+    for mode in ("calculate", "auto", "display"):
+        out = ok("index", "status", "--db", str(db), "--json", "--mode", mode)
+        costs[mode] = round(json.loads(out.stdout)["total_cost"], 10)
+    assert costs == {"calculate": 0.00363, "auto": 0.01263, "display": 0.0123}
+    assert round(status(db)["total_cost"], 10) == 0.01263  # auto is the default
+    assert_one_line_error(run_cco("index", "status", "--db", str(db), "--mode", "cheap"), "cheap")
+
+
 def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tree: Path) -> None:
     """While `cco index run` holds the index, sync and status ask it; rebuild refuses clearly."""
     db = tmp_path / "i.duckdb"
@@ -166,6 +183,8 @@ def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tr
                     break
             assert run_json.exists()
             assert status(db)["calls"] == 15
+            by_service = ok("index", "status", "--db", str(db), "--json", "--mode", "display")
+            assert json.loads(by_service.stdout)["total_cost"] == 0  # the samples carry no costUSD
             (path,) = (samples_tree / "projects").rglob("tool_heavy.jsonl")
             with path.open("ab") as f:
                 f.write(

@@ -244,8 +244,11 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
             return error(403, "internal endpoint: loopback clients only")
         if service is None:
             return not_running()
+        mode = request.query_params.get("mode")
         try:
-            return json_response(await service.call_writer(service.status_json, anytime=True))
+            if mode is not None:
+                cost_expr(mode)  # BadInput (a CcoError) names the modes
+            return json_response(await service.call_writer(lambda: service.status_json(mode), anytime=True))
         except CcoError as exc:
             return error(503, str(exc))
 
