@@ -8,8 +8,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from indexer.store import Index
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -63,3 +67,22 @@ def run_cco(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
     """Run the installed `cco` executable as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([CCO, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def service_files() -> dict[str, bytes | str]:
+    """fixtures/service's transcripts (hand-checked in its README), as write_tree takes them."""
+    base = FIXTURES / "service" / "projects"
+    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
+
+
+def build_service_index(folder: Path) -> Index:
+    """An index over fixtures/service, priced with the bundled prices."""
+    from indexer.ingest import sync
+    from indexer.pricing import apply_prices, load_book
+    from indexer.store import Index
+
+    root = write_tree(folder / "claude", service_files())
+    index = Index(folder / "i.duckdb")
+    sync(index, [root / "projects"])
+    apply_prices(index.con, load_book(None))
+    return index

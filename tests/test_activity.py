@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import FIXTURES, write_tree
+from conftest import FIXTURES, service_files, write_tree
+from conftest import build_service_index as build
 
 from indexer.activity import EVENT_TYPES, ActivityQuery, activity, current, model_overrides
 from indexer.ingest import sync
@@ -31,19 +32,6 @@ ALL = [
     ("api_call", "2026-03-01T04:30:00.000Z"),  # o1
     ("api_call", "2026-02-27T10:00:00.000Z"),  # x1
 ]
-
-
-def service_files() -> dict[str, bytes | str]:
-    base = FIXTURES / "service" / "projects"
-    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
-
-
-def build(folder: Path) -> Index:
-    root = write_tree(folder / "claude", service_files())
-    ix = Index(folder / "i.duckdb")
-    sync(ix, [root / "projects"])
-    apply_prices(ix.con, load_book(None))
-    return ix
 
 
 @pytest.fixture(scope="module")

@@ -11,27 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FIXTURES, write_tree
+from conftest import build_service_index as build
 
 from indexer import metrics
 from indexer.errors import BadInput
 from indexer.ingest import sync
-from indexer.pricing import apply_prices, load_book
 from indexer.store import Index
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def service_files() -> dict[str, bytes | str]:
-    base = FIXTURES / "service" / "projects"
-    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
-
-
-def build(folder: Path) -> Index:
-    root = write_tree(folder / "claude", service_files())
-    ix = Index(folder / "i.duckdb")
-    sync(ix, [root / "projects"])
-    apply_prices(ix.con, load_book(None))
-    return ix
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from conftest import FIXTURES, write_tree
+from conftest import build_service_index as build
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -21,16 +20,10 @@ with warnings.catch_warnings():
 
 from api.context import AppContext
 from api.routes.metrics import routes
-from indexer.ingest import sync
-from indexer.pricing import apply_prices, load_book
+from indexer.pricing import load_book
 from indexer.store import Index
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def service_files() -> dict[str, bytes | str]:
-    base = FIXTURES / "service" / "projects"
-    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
 
 
 class Readers:
@@ -44,14 +37,6 @@ class Readers:
         cur = self.con.cursor()
         self.opened.append(cur)
         return cur
-
-
-def build(folder: Path) -> Index:
-    root = write_tree(folder / "claude", service_files())
-    ix = Index(folder / "i.duckdb")
-    sync(ix, [root / "projects"])
-    apply_prices(ix.con, load_book(None))
-    return ix
 
 
 @pytest.fixture(scope="module")

@@ -9,29 +9,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import FIXTURES, write_tree
+from conftest import build_service_index as build
 
 from indexer.ingest import sync
 from indexer.metrics import Memo, iso_utc
-from indexer.pricing import apply_prices, load_book
+from indexer.pricing import load_book
 from indexer.snapshot import compute_snapshot, local_day
 from indexer.status import index_status
 from indexer.store import Index
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NEW_YORK = ZoneInfo("America/New_York")  # UTC-5 on 2026-03-01 (DST starts 03-08)
-
-
-def service_files() -> dict[str, bytes | str]:
-    base = FIXTURES / "service" / "projects"
-    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*.jsonl")}
-
-
-def build(folder: Path) -> Index:
-    root = write_tree(folder / "claude", service_files())
-    ix = Index(folder / "i.duckdb")
-    sync(ix, [root / "projects"])
-    apply_prices(ix.con, load_book(None))
-    return ix
 
 
 @pytest.fixture(scope="module")
