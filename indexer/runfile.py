@@ -62,7 +62,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now as ISO-8601 UTC with milliseconds and Z, the one timestamp form every cco output uses."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def write_run_file(db: Path, info: RunInfo) -> Path:
