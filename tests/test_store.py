@@ -163,3 +163,46 @@ def damage_blocks(db: Path) -> None:
     assert len(data) > start
     data[start:] = bytes((i * 7 + 13) % 256 for i in range(len(data) - start))
     db.write_bytes(bytes(data))
+
+
+def files_table(index: Index) -> list[tuple[object, ...]]:
+    return index.con.execute("SELECT * EXCLUDE (ingested_at) FROM files ORDER BY path").fetchall()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=_LINES, order=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 12), max_size=3))
+def test_few_row_commit_equals_the_bulk_upsert(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[tuple[str, str, int, int, bool, str, str]],
+    order: random.Random,
+    cuts: list[int],
+) -> None:
+    """The probe-and-update path for small batches stores exactly what the set-based upsert stores."""
+    import indexer.store as store
+
+    tmp = tmp_path_factory.mktemp("small")
+    encoded = [line(m, r, s, o, side=sd, cwd=c, err=e) for m, r, s, o, sd, c, e in lines]
+    order.shuffle(encoded)
+    bounds = sorted({0, len(encoded), *(min(c, len(encoded)) for c in cuts)})
+    chunks = [encoded[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def build(name: str, small: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        projects = tmp / name / "projects"
+        saved = store.SMALL_BATCH
+        store.SMALL_BATCH = small
+        try:
+            with Index(tmp / f"{name}.duckdb") as index:
+                for i, chunk in enumerate(chunks):
+                    path = projects / "-w" / f"f{i % 3}.jsonl"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with path.open("ab") as f:
+                        f.writelines(chunk)
+                    sync(index, [projects])
+                    sync(index, [projects], only={str(path)})
+                # Paths differ by the build's folder; inode and mtime by the file.
+                files = [(str(r[0]).replace(str(projects), ""), *r[3:6], *r[7:]) for r in files_table(index)]
+                return calls_table(index), files
+        finally:
+            store.SMALL_BATCH = saved
+
+    assert build("few", 64) == build("bulk", 0)
