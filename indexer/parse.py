@@ -27,11 +27,13 @@ SYNTHETIC_MODEL = "<synthetic>"
 MAX_LATENCY_MS = 15 * 60 * 1000
 ERROR_TEXT_LIMIT = 200
 # A full parse is needed only for lines holding one of these byte strings.
-_NEEDLES = (b'"usage"', b"compact_boundary", b"isApiErrorMessage")
+_USAGE, _COMPACT, _API_ERROR = _NEEDLES = (b'"usage"', b"compact_boundary", b"isApiErrorMessage")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
 _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
 _BLANK = re.compile(rb"[ \t\r]*")
+# A newline not followed by a blank line (see _count_lines).
+_NEWLINE_BEFORE_LINE = re.compile(rb"\n(?![ \t\r]*\n)")
 _USAGE_INTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
@@ -102,8 +104,89 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
     `last_user_ms` the timestamp of the last user line before it (for latency estimates).
     Lines are examined in place (bounded `find`, a memoryview for orjson): a 50 MB line is
     never copied.
+
+    The work is per chunk, not per line: lines are counted with one regex pass, the lines that
+    need a full parse are found by searching the whole chunk for the needles, and the lines in
+    between are only searched (backwards, from the next call) for the last user line's timestamp.
+    A chunk holding a NUL byte takes the line-by-line path, which rejects such lines.
     """
     out = ParseResult(last_user_ms=last_user_ms)
+    end = len(data)
+    if not end:
+        return out
+    if b"\x00" in data:
+        _parse_each_line(data, base_offset, ctx, out)
+        return out
+    out.lines = _count_lines(data)
+    find = data.find
+    rfind = data.rfind
+    # The next occurrence of each needle at or after `pos` (-1: none left in the chunk); each is
+    # searched again only once passed.
+    usage = find(_USAGE)
+    compact = find(_COMPACT)
+    api_error = find(_API_ERROR)
+    pos = 0  # start of the first line not yet examined
+    while True:
+        if 0 <= usage < pos:
+            usage = find(_USAGE, pos)
+        if 0 <= compact < pos:
+            compact = find(_COMPACT, pos)
+        if 0 <= api_error < pos:
+            api_error = find(_API_ERROR, pos)
+        hit = usage
+        if compact >= 0 and (hit < 0 or compact < hit):
+            hit = compact
+        if api_error >= 0 and (hit < 0 or api_error < hit):
+            hit = api_error
+        if hit < 0:
+            break
+        start = rfind(b"\n", pos, hit) + 1 or pos
+        nl = find(b"\n", hit)
+        if start > pos:
+            out.last_user_ms = _last_user_ms(data, pos, start, out.last_user_ms)
+        try:
+            _parse_full(data, start, nl, ctx, out)
+        except Rejected as exc:
+            out.rejects.append(RejectRow(ctx.path, base_offset + start, str(exc)))
+        pos = nl + 1
+    if pos < end:
+        out.last_user_ms = _last_user_ms(data, pos, end, out.last_user_ms)
+    return out
+
+
+def _count_lines(data: bytes) -> int:
+    """How many lines of `data` (complete lines, not empty) are not blank (spaces, tabs, CRs only).
+
+    One regex pass finds the newlines not followed by a blank line: one for every non-blank line
+    but the first, plus the final newline. It costs about what `bytes.count(b"\\n")` alone does.
+    """
+    first_blank = data[0] in b" \t\r\n" and _BLANK.fullmatch(data, 0, data.index(b"\n")) is not None
+    return len(_NEWLINE_BEFORE_LINE.findall(data)) - first_blank
+
+
+def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int | None:
+    """The timestamp of the last user line in data[start:end] (lines without needles), else `current`.
+
+    Searches backwards, so the cost is the distance from `end` to that line, not the region size.
+    """
+    hi = end
+    while hi > start:
+        i = data.rfind(b'"type":"user"', start, hi)
+        if i < 0:
+            break
+        ls = data.rfind(b"\n", start, i) + 1 or start
+        le = data.find(b"\n", i, end)
+        if data.find(b'"type":"progress"', ls, le) < 0:
+            m = _USER_TS.search(data, ls, le)
+            if m:
+                with contextlib.suppress(Rejected):
+                    return parse_ts(m.group(1).decode())
+        hi = ls
+    return current
+
+
+def _parse_each_line(data: bytes, base_offset: int, ctx: FileContext, out: ParseResult) -> None:
+    """The line-by-line path (a chunk holding NUL bytes)."""
     pos = 0
     end = len(data)
     while pos < end:
@@ -117,7 +200,6 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
             _parse_line(data, start, nl, ctx, out)
         except Rejected as exc:
             out.rejects.append(RejectRow(ctx.path, base_offset + start, str(exc)))
-    return out
 
 
 def _has(data: bytes, needle: bytes, start: int, end: int) -> bool:
@@ -136,6 +218,11 @@ def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
                 with contextlib.suppress(Rejected):
                     out.last_user_ms = parse_ts(m.group(1).decode())
         return
+    _parse_full(data, start, end, ctx, out)
+
+
+def _parse_full(data: bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
+    """Fully parse the line data[start:end], which holds a needle and no NUL byte."""
     try:
         obj = orjson.loads(memoryview(data)[start:end])
     except orjson.JSONDecodeError as exc:
@@ -204,56 +291,97 @@ def _call(
     ctx: FileContext,
     last_user_ms: int | None,
 ) -> CallRow | None:
+    # Fast paths first (`type(v) is int`, `type(v) is dict`); anything else goes through
+    # `_count` / `_sub`, so the values and the reject reasons are those of the detailed checks.
+    get = obj.get
     model = message.get("model")
-    model = model if isinstance(model, str) and model else "unknown"
-    failed = obj.get("isApiErrorMessage") is True
+    if not isinstance(model, str) or not model:
+        model = "unknown"
+    failed = get("isApiErrorMessage") is True
     if model == SYNTHETIC_MODEL and not failed:
         return None
-    inp, outp, cache_total, cache_read = (_count(usage, n, "usage") for n in _USAGE_INTS)
-    creation = _sub(usage, "cache_creation", "usage")
-    c1h = _count(creation, "ephemeral_1h_input_tokens", "usage.cache_creation")
-    c5m = _count(creation, "ephemeral_5m_input_tokens", "usage.cache_creation")
+    uget = usage.get
+    inp = uget("input_tokens", 0)
+    if type(inp) is not int or inp < 0:
+        inp = _count(usage, "input_tokens", "usage")
+    outp = uget("output_tokens", 0)
+    if type(outp) is not int or outp < 0:
+        outp = _count(usage, "output_tokens", "usage")
+    cache_total = uget("cache_creation_input_tokens", 0)
+    if type(cache_total) is not int or cache_total < 0:
+        cache_total = _count(usage, "cache_creation_input_tokens", "usage")
+    cache_read = uget("cache_read_input_tokens", 0)
+    if type(cache_read) is not int or cache_read < 0:
+        cache_read = _count(usage, "cache_read_input_tokens", "usage")
+    creation = uget("cache_creation")
+    if type(creation) is dict:
+        c1h = creation.get("ephemeral_1h_input_tokens", 0)
+        if type(c1h) is not int or c1h < 0:
+            c1h = _count(creation, "ephemeral_1h_input_tokens", "usage.cache_creation")
+        c5m = creation.get("ephemeral_5m_input_tokens", 0)
+        if type(c5m) is not int or c5m < 0:
+            c5m = _count(creation, "ephemeral_5m_input_tokens", "usage.cache_creation")
+    else:
+        creation = _sub(usage, "cache_creation", "usage")
+        c1h = _count(creation, "ephemeral_1h_input_tokens", "usage.cache_creation")
+        c5m = _count(creation, "ephemeral_5m_input_tokens", "usage.cache_creation")
     if "cache_creation_input_tokens" not in usage:
         cache_total = c1h + c5m
-    c1h = min(c1h, cache_total)
-    web = _count(_sub(usage, "server_tool_use", "usage"), "web_search_requests", "usage.server_tool_use")
-    ts = parse_ts(obj.get("timestamp"))
+    if c1h > cache_total:
+        c1h = cache_total
+    server = uget("server_tool_use")
+    if server is None:
+        web = 0
+    else:
+        web = server.get("web_search_requests", 0) if type(server) is dict else -1
+        if type(web) is not int or web < 0:
+            web = _count(_sub(usage, "server_tool_use", "usage"), "web_search_requests", "usage.server_tool_use")
+    ts = parse_ts(get("timestamp"))
     error = None
     if failed:
         inp = outp = cache_total = cache_read = c1h = web = 0
         error = _error_text(message)
-    cost = obj.get("costUSD")
+    cost = get("costUSD")
     cost_usd = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0 else None
-    msg_id = _opt_str(message.get("id"))
-    request_id = _opt_str(obj.get("requestId"))
+    msg_id = message.get("id")
+    if not isinstance(msg_id, str) or not msg_id:
+        msg_id = None
+    request_id = get("requestId")
     if msg_id is not None:
-        key = hash64(f"{msg_id}\x1f{request_id or ''}".encode())
+        msg_key = msg_id.encode()
+        key = hash64(msg_key + b"\x1f" + request_id.encode() if isinstance(request_id, str) else msg_key + b"\x1f")
+        msg_hash = hash64(msg_key)
     else:
-        uid = _opt_str(obj.get("uuid"))
+        uid = _opt_str(get("uuid"))
         key = hash64(b"line\x1f" + (uid.encode() if uid else line()))
+        msg_hash = 0
     latency = ts - last_user_ms if last_user_ms is not None and 0 <= ts - last_user_ms <= MAX_LATENCY_MS else None
+    cwd = get("cwd")
+    agent = get("agentId")
+    branch = get("gitBranch")
+    version = get("version")
     return CallRow(
-        key=key,
-        msg_hash=hash64(msg_id.encode()) if msg_id else 0,
-        ts_ms=ts,
-        model=model,
-        session=ctx.session,
-        project=_project(obj, ctx),
-        branch=_opt_str(obj.get("gitBranch")),
-        version=_opt_str(obj.get("version")),
-        agent_id=_opt_str(obj.get("agentId")) or ctx.agent_id,
-        sidechain=obj.get("isSidechain") is True,
-        failed=failed,
-        input_tokens=inp,
-        output_tokens=outp,
-        cache_5m_tokens=cache_total - c1h,
-        cache_1h_tokens=c1h,
-        cache_read_tokens=cache_read,
-        web_searches=web,
-        fast=usage.get("speed") == "fast",
-        cost_usd=cost_usd,
-        latency_ms=latency,
-        error=error,
+        key,
+        msg_hash,
+        ts,
+        model,
+        ctx.session,
+        cwd if isinstance(cwd, str) and cwd else ctx.project_fallback,
+        branch if isinstance(branch, str) and branch else None,
+        version if isinstance(version, str) and version else None,
+        agent if isinstance(agent, str) and agent else ctx.agent_id,
+        get("isSidechain") is True,
+        failed,
+        inp,
+        outp,
+        cache_total - c1h,
+        c1h,
+        cache_read,
+        web,
+        uget("speed") == "fast",
+        cost_usd,
+        latency,
+        error,
     )
 
 

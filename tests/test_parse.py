@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.parse import FileContext, merge_calls, parse_lines, parse_ts
+from indexer.parse import FileContext, ParseResult, _parse_each_line, merge_calls, parse_lines, parse_ts
 from schemas.records import CallRow
 
 P = "/home/u/.claude/projects/-home-u-my-proj"
@@ -243,3 +243,55 @@ def test_merge_is_order_independent(rows: list[CallRow], rnd: Any) -> None:
     first = min(distinct, key=lambda r: (r.ts_ms, r.session))
     assert a.output_tokens == max(r.output_tokens for r in distinct)
     assert (a.ts_ms, a.session, a.model, a.latency_ms) == (first.ts_ms, first.session, first.model, first.latency_ms)
+
+
+_U = "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+_MIXED_LINES = [
+    b"",
+    b" \t\r",
+    b"  x",
+    user("2026-01-01T00:00:00.000Z").rstrip(b"\n"),
+    user("2026-01-01T00:05:00.000Z").rstrip(b"\n"),
+    user("not a time").rstrip(b"\n"),
+    user("2026-01-01T00:06:00.000Z", message={"content": "isApiErrorMessage"}).rstrip(b"\n"),
+    dumps({"type": "progress", "data": {"type": "user", "uuid": _U, "timestamp": "2026-01-01T00:07:00.000Z"}}).rstrip(
+        b"\n"
+    ),
+    assistant("2026-01-01T00:00:02.000Z", "a").rstrip(b"\n"),
+    assistant("2026-01-01T00:05:30.000Z", "b", usage={"input_tokens": -1}).rstrip(b"\n"),
+    assistant("2026-01-01T00:05:31.000Z", "c", usage={"cache_creation": {"ephemeral_1h_input_tokens": None}}).rstrip(
+        b"\n"
+    ),
+    assistant("2026-01-01T00:05:32.000Z", "d", usage={"server_tool_use": []}).rstrip(b"\n"),
+    assistant("2026-01-01T00:30:00.000Z", "e", isApiErrorMessage=True).rstrip(b"\n"),
+    dumps({"type": "system", "subtype": "compact_boundary", "timestamp": "2026-01-01T00:08:00.000Z"}).rstrip(b"\n"),
+    b'{"type":"user","usage" broken',
+    b'["usage"]',
+    b"compact_boundary",
+    b'{"x":"\x00","usage":{}}',
+]
+
+
+@given(
+    st.lists(st.sampled_from(_MIXED_LINES), max_size=14),
+    st.integers(0, 14),
+    st.none() | st.integers(1767225600000 - 5000, 1767225600000 + 400_000),
+)
+def test_chunk_scan_equals_line_by_line(lines: list[bytes], cut: int, last_user_ms: int | None) -> None:
+    """parse_lines works per chunk (needle search, backwards user search, one line count);
+    the line-by-line path it falls back to for NUL bytes must give the very same result,
+    also when the lines are split into two reads at any line boundary."""
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    data = b"".join(line + b"\n" for line in lines)
+    head = b"".join(line + b"\n" for line in lines[:cut])
+
+    def by_line(chunk: bytes, base: int, lu: int | None) -> ParseResult:
+        out = ParseResult(last_user_ms=lu)
+        _parse_each_line(chunk, base, ctx, out)
+        return out
+
+    assert parse_lines(data, 7, ctx, last_user_ms) == by_line(data, 7, last_user_ms)
+    first = parse_lines(head, 7, ctx, last_user_ms)
+    assert first == by_line(head, 7, last_user_ms)
+    rest = data[len(head) :]
+    assert parse_lines(rest, 7 + len(head), ctx, first.last_user_ms) == by_line(rest, 7 + len(head), first.last_user_ms)
