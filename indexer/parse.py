@@ -79,6 +79,11 @@ def hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
 
 
+_blake2b = hashlib.blake2b  # hash64 inlined where it runs per call line
+_from_bytes = int.from_bytes
+_new_tuple = tuple.__new__
+
+
 def parse_ts(value: Any) -> int:
     """ISO-8601 timestamp -> ms since the epoch; naive values are taken as UTC."""
     if not isinstance(value, str):
@@ -342,15 +347,22 @@ def _call(
         inp = outp = cache_total = cache_read = c1h = web = 0
         error = _error_text(message)
     cost = get("costUSD")
-    cost_usd = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0 else None
+    cost_usd = (
+        None
+        if cost is None
+        else float(cost)
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0
+        else None
+    )
     msg_id = message.get("id")
     if not isinstance(msg_id, str) or not msg_id:
         msg_id = None
     request_id = get("requestId")
     if msg_id is not None:
         msg_key = msg_id.encode()
-        key = hash64(msg_key + b"\x1f" + request_id.encode() if isinstance(request_id, str) else msg_key + b"\x1f")
-        msg_hash = hash64(msg_key)
+        id_key = msg_key + b"\x1f" + request_id.encode() if isinstance(request_id, str) else msg_key + b"\x1f"
+        key = _from_bytes(_blake2b(id_key, digest_size=8).digest(), "little", signed=True)
+        msg_hash = _from_bytes(_blake2b(msg_key, digest_size=8).digest(), "little", signed=True)
     else:
         uid = _opt_str(get("uuid"))
         key = hash64(b"line\x1f" + (uid.encode() if uid else line()))
@@ -360,28 +372,31 @@ def _call(
     agent = get("agentId")
     branch = get("gitBranch")
     version = get("version")
-    return CallRow(
-        key,
-        msg_hash,
-        ts,
-        model,
-        ctx.session,
-        cwd if isinstance(cwd, str) and cwd else ctx.project_fallback,
-        branch if isinstance(branch, str) and branch else None,
-        version if isinstance(version, str) and version else None,
-        agent if isinstance(agent, str) and agent else ctx.agent_id,
-        get("isSidechain") is True,
-        failed,
-        inp,
-        outp,
-        cache_total - c1h,
-        c1h,
-        cache_read,
-        web,
-        uget("speed") == "fast",
-        cost_usd,
-        latency,
-        error,
+    return _new_tuple(  # CallRow(...) without the NamedTuple constructor's Python frame
+        CallRow,
+        (
+            key,
+            msg_hash,
+            ts,
+            model,
+            ctx.session,
+            cwd if isinstance(cwd, str) and cwd else ctx.project_fallback,
+            branch if isinstance(branch, str) and branch else None,
+            version if isinstance(version, str) and version else None,
+            agent if isinstance(agent, str) and agent else ctx.agent_id,
+            get("isSidechain") is True,
+            failed,
+            inp,
+            outp,
+            cache_total - c1h,
+            c1h,
+            cache_read,
+            web,
+            uget("speed") == "fast",
+            cost_usd,
+            latency,
+            error,
+        ),
     )
 
 
