@@ -182,10 +182,16 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
         ls = data.rfind(b"\n", start, i) + 1 or start
         le = data.find(b"\n", i, end)
         if data.find(b'"type":"progress"', ls, le) < 0:
-            m = _USER_TS.search(data, ls, le)
-            if m:
-                with contextlib.suppress(Rejected):
-                    return parse_ts(m.group(1).decode())
+            # _USER_TS.search(data, ls, le), but the literal start is found with bytes.find (user
+            # lines are long tool results; the regex engine scans them byte by byte).
+            at = data.find(b'"uuid":"', ls, le)
+            while at >= 0:
+                m = _USER_TS.match(data, at, le)
+                if m:
+                    with contextlib.suppress(Rejected):
+                        return parse_ts(m.group(1).decode())
+                    break
+                at = data.find(b'"uuid":"', at + 1, le)
         hi = ls
     return current
 
