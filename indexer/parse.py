@@ -34,7 +34,6 @@ _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's loc
 _BLANK = re.compile(rb"[ \t\r]*")
 # A newline not followed by a blank line (see _count_lines).
 _NEWLINE_BEFORE_LINE = re.compile(rb"\n(?![ \t\r]*\n)")
-_USAGE_INTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,8 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
     end = len(data)
     if not end:
         return out
+    if data[-1] != 0x0A:
+        raise ValueError("parse_lines needs complete lines: data must end with a newline")
     if b"\x00" in data:
         _parse_each_line(data, base_offset, ctx, out)
         return out
