@@ -76,6 +76,7 @@ WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
 # columns that change are updated by key, new calls plain-INSERTed. `ON CONFLICT DO UPDATE` with
 # 19 SET expressions costs 10-16 ms even for one row.
 SMALL_BATCH = 64
+SMALL_UPDATES = 4  # ... and at most this many UPDATE statements (~2-3 ms each) for calls or files
 _SELECT_CALL = (
     "SELECT key, msg_hash, epoch_ms(ts), model, session, project, branch, version, agent_id, sidechain, failed, "
     "input_tokens, output_tokens, cache_5m_tokens, cache_1h_tokens, cache_read_tokens, web_searches, fast, "
@@ -226,13 +227,11 @@ class Index:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            if len(calls) > SMALL_BATCH:
+            if calls and (len(calls) > SMALL_BATCH or not self._write_few_calls(calls)):
                 con.register("batch_calls", _columns(calls, _CALL_COLUMNS))
                 con.execute(_UPSERT_CALLS)
                 con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
                 con.unregister("batch_calls")
-            elif calls:
-                self._write_few_calls(calls)
             if events:
                 con.register("batch_events", _columns(list(events.values()), EventRow._fields))
                 con.execute(
@@ -258,22 +257,30 @@ class Index:
             con.execute("ROLLBACK")
             raise
 
-    def _write_few_calls(self, calls: Sequence[CallRow]) -> None:
-        """The upsert plus replay update of `commit`, with the same result, for a few calls."""
+    def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
+        """The upsert plus replay update of `commit`, with the same result, for a few calls.
+
+        False (nothing written) when more than SMALL_UPDATES stored calls change: one UPDATE per
+        call would then cost more than the set-based upsert.
+        """
         con = self.con
         keys = ",".join(str(int(c.key)) for c in calls)
         stored = {r[0]: CallRow(*r) for r in con.execute(_SELECT_CALL.format(keys=keys)).fetchall()}
         fresh = [c for c in calls if c.key not in stored]
+        updates: list[tuple[CallRow, list[str]]] = []
         for c in calls:
             old = stored.get(c.key)
             if old is None:
                 continue
             merged = merge_calls(old, c)
             changed = [n for n in _MERGED_COLUMNS if getattr(merged, n) != getattr(old, n)]
-            if not changed:
-                continue
+            if changed:
+                updates.append((merged, changed))
+        if len(updates) > SMALL_UPDATES:
+            return False
+        for merged, changed in updates:
             sets = ", ".join("ts = make_timestamp(? * 1000)" if n == "ts_ms" else f"{n} = ?" for n in changed)
-            con.execute(f"UPDATE calls SET {sets} WHERE key = ?", [*(getattr(merged, n) for n in changed), c.key])
+            con.execute(f"UPDATE calls SET {sets} WHERE key = ?", [*(getattr(merged, n) for n in changed), merged.key])
         if fresh:
             sql = "INSERT INTO calls VALUES " + ", ".join([_INSERT_CALL_ROW] * len(fresh))
             con.execute(sql, [v for c in fresh for v in c])
@@ -281,12 +288,13 @@ class Index:
         # when there is none (the common main-chain append) it would change nothing.
         hashes = ",".join({str(int(c.msg_hash)) for c in calls if c.msg_hash != 0})
         if not hashes:
-            return
+            return True
         if not any(c.sidechain for c in calls):
             probe = f"SELECT 1 FROM calls WHERE (sidechain OR replay) AND msg_hash IN ({hashes}) LIMIT 1"
             if con.execute(probe).fetchone() is None:
-                return
+                return True
         con.execute(MARK_REPLAYS.format(msg_hashes=hashes))
+        return True
 
     def _store_states(self, results: Sequence[ReadResult]) -> None:
         rows = []
@@ -309,7 +317,7 @@ class Index:
             )
         if not rows:
             return
-        if len(rows) <= SMALL_BATCH:
+        if len(rows) <= SMALL_UPDATES:
             # A few files (a running service's appends): update existing rows by path, insert new ones.
             sets = ", ".join(f"{n} = ?" for n in _FILE_COLUMNS)
             update = f"UPDATE files SET {sets}, gone = false, ingested_at = now()::TIMESTAMP WHERE path = ? RETURNING 1"

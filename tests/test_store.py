@@ -186,10 +186,10 @@ def test_few_row_commit_equals_the_bulk_upsert(
     bounds = sorted({0, len(encoded), *(min(c, len(encoded)) for c in cuts)})
     chunks = [encoded[a:b] for a, b in itertools.pairwise(bounds)]
 
-    def build(name: str, small: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    def build(name: str, small: int, updates: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
         projects = tmp / name / "projects"
-        saved = store.SMALL_BATCH
-        store.SMALL_BATCH = small
+        saved = store.SMALL_BATCH, store.SMALL_UPDATES
+        store.SMALL_BATCH, store.SMALL_UPDATES = small, updates
         try:
             with Index(tmp / f"{name}.duckdb") as index:
                 for i, chunk in enumerate(chunks):
@@ -203,6 +203,8 @@ def test_few_row_commit_equals_the_bulk_upsert(
                 files = [(str(r[0]).replace(str(projects), ""), *r[3:6], *r[7:]) for r in files_table(index)]
                 return calls_table(index), files
         finally:
-            store.SMALL_BATCH = saved
+            store.SMALL_BATCH, store.SMALL_UPDATES = saved
 
-    assert build("few", 64) == build("bulk", 0)
+    few = build("few", 64, 64)
+    assert few == build("bulk", 0, 0)
+    assert few == build("fallback", 64, 1)  # too many updates: falls back to the upsert
