@@ -32,8 +32,7 @@ _USAGE, _COMPACT, _API_ERROR = _NEEDLES = (b'"usage"', b"compact_boundary", b"is
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
 _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
 _BLANK = re.compile(rb"[ \t\r]*")
-# A newline not followed by a blank line (see _count_lines).
-_NEWLINE_BEFORE_LINE = re.compile(rb"\n(?![ \t\r]*\n)")
+_BLANK_START = frozenset(b" \t\r\n")  # the first byte of a line that may be blank
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
     Lines are examined in place (bounded `find`, a memoryview for orjson): a 50 MB line is
     never copied.
 
-    The work is per chunk, not per line: lines are counted with one regex pass, the lines that
+    The work is per chunk, not per line: lines are counted in one cheap pass, the lines that
     need a full parse are found by searching the whole chunk for the needles, and the lines in
     between are only searched (backwards, from the next call) for the last user line's timestamp.
     A chunk holding a NUL byte takes the line-by-line path, which rejects such lines.
@@ -163,11 +162,22 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
 def _count_lines(data: bytes) -> int:
     """How many lines of `data` (complete lines, not empty) are not blank (spaces, tabs, CRs only).
 
-    One regex pass finds the newlines not followed by a blank line: one for every non-blank line
-    but the first, plus the final newline. It costs about what `bytes.count(b"\\n")` alone does.
+    Newlines are found with `bytes.find` (memchr) and only a line starting with whitespace is
+    tested further: for transcript lines (hundreds of bytes to megabytes) this is 2-3x cheaper
+    than `bytes.count(b"\\n")` or one regex pass.
     """
-    first_blank = data[0] in b" \t\r\n" and _BLANK.fullmatch(data, 0, data.index(b"\n")) is not None
-    return len(_NEWLINE_BEFORE_LINE.findall(data)) - first_blank
+    find = data.find
+    blank = _BLANK.fullmatch
+    ws = _BLANK_START
+    n = 0
+    start = 0
+    end = len(data)
+    while start < end:
+        nl = find(b"\n", start)
+        if data[start] not in ws or blank(data, start, nl) is None:
+            n += 1
+        start = nl + 1
+    return n
 
 
 def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int | None:
