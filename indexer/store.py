@@ -29,6 +29,23 @@ if TYPE_CHECKING:
     import numpy as np
 
 _CALL_COLUMNS = CallRow._fields
+_CALL_TYPES = {
+    **dict.fromkeys(
+        (
+            "key",
+            "msg_hash",
+            "ts_ms",
+            "input_tokens",
+            "output_tokens",
+            "cache_5m_tokens",
+            "cache_1h_tokens",
+            "cache_read_tokens",
+            "web_searches",
+        ),
+        "int64",
+    ),
+    **dict.fromkeys(("sidechain", "failed", "fast"), "bool"),
+}
 _EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
 # The merge rules of parse.merge_calls, in SQL: ingest and rebuild's salvage both use them, so the
 # order in which lines (or old and new indexes) meet never changes the result.
@@ -103,13 +120,17 @@ _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
 _CMD_LIMIT = 120
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], names: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+def _columns(
+    rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: dict[str, str] | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Column arrays of `rows`: numpy `typed[name]` for never-null numbers (DuckDB reads those
+    without a per-value conversion), Python objects otherwise."""
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     import numpy as np  # only writers need it (readers skip its ~0.1 s import)
 
     out: dict[str, np.ndarray[Any, Any]] = {}
     for name, values in zip(names, cols, strict=True):
-        out[name] = np.array(values, dtype=object)
+        out[name] = np.array(values, dtype=(typed or {}).get(name, object))
     return out
 
 
@@ -228,7 +249,7 @@ class Index:
         con.execute("BEGIN TRANSACTION")
         try:
             if calls and (len(calls) > SMALL_BATCH or not self._write_few_calls(calls)):
-                con.register("batch_calls", _columns(calls, _CALL_COLUMNS))
+                con.register("batch_calls", _columns(calls, _CALL_COLUMNS, _CALL_TYPES))
                 con.execute(_UPSERT_CALLS)
                 con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
                 con.unregister("batch_calls")
