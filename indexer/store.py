@@ -341,8 +341,8 @@ class Index:
         if len(rows) <= SMALL_UPDATES:
             # A few files (a running service's appends): update existing rows by path, insert new ones.
             sets = ", ".join(f"{n} = ?" for n in _FILE_COLUMNS)
-            update = f"UPDATE files SET {sets}, gone = false, ingested_at = now()::TIMESTAMP WHERE path = ? RETURNING 1"
-            fresh = [row for row in rows if not self.con.execute(update, [*row[1:], row[0]]).fetchall()]
+            update = f"UPDATE files SET {sets}, gone = false, ingested_at = now()::TIMESTAMP WHERE path = ?"
+            fresh = [row for row in rows if self.con.execute(update, [*row[1:], row[0]]).fetchone() == (0,)]
             if fresh:
                 values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, now()::TIMESTAMP)"] * len(fresh))
                 self.con.execute(f"INSERT INTO files VALUES {values}", [v for row in fresh for v in row])
