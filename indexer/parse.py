@@ -183,27 +183,27 @@ def _count_lines(data: bytes) -> int:
 def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int | None:
     """The timestamp of the last user line in data[start:end] (lines without needles), else `current`.
 
-    Searches backwards, so the cost is the distance from `end` to that line, not the region size.
+    Walks the lines backwards from `end` (memrchr) and stops at the first user line whose
+    timestamp pattern parses, so the cost is the distance from `end` to that line, not the
+    region size. A user line is tested forwards: `"type":"user"` is near its start, while its
+    body (a tool result) can be long.
     """
-    hi = end
-    while hi > start:
-        i = data.rfind(b'"type":"user"', start, hi)
-        if i < 0:
-            break
-        ls = data.rfind(b"\n", start, i) + 1 or start
-        le = data.find(b"\n", i, end)
-        if data.find(b'"type":"progress"', ls, le) < 0:
-            # _USER_TS.search(data, ls, le), but the literal start is found with bytes.find (user
-            # lines are long tool results; the regex engine scans them byte by byte).
-            at = data.find(b'"uuid":"', ls, le)
+    find = data.find
+    le = end - 1  # the newline ending the line under test
+    while le >= start:
+        ls = data.rfind(b"\n", start, le) + 1 or start
+        if find(b'"type":"user"', ls, le) >= 0 and find(b'"type":"progress"', ls, le) < 0:
+            # _USER_TS.search(data, ls, le), but the literal start is found with bytes.find (the
+            # regex engine scans byte by byte).
+            at = find(b'"uuid":"', ls, le)
             while at >= 0:
                 m = _USER_TS.match(data, at, le)
                 if m:
                     with contextlib.suppress(Rejected):
                         return parse_ts(m.group(1).decode())
                     break
-                at = data.find(b'"uuid":"', at + 1, le)
-        hi = ls
+                at = find(b'"uuid":"', at + 1, le)
+        le = ls - 1
     return current
 
 
