@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -86,3 +87,23 @@ def build_service_index(folder: Path) -> Index:
     sync(index, [root / "projects"])
     apply_prices(index.con, load_book(None))
     return index
+
+
+@contextlib.contextmanager
+def index_held_elsewhere(db: Path) -> Iterator[int]:
+    """Another process holds `db` open (DuckDB's file lock) until the block ends; yields its pid."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+         "sys.stdin.read()", str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        yield holder.pid
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.stdout.close()
+        holder.wait(timeout=30)

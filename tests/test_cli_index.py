@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CCO, run_cco
+from tests.conftest import CCO, index_held_elsewhere, run_cco
 
 RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
 SAMPLES = {
@@ -125,19 +124,10 @@ def test_rebuild_salvages_deleted_transcripts(tmp_path: Path, samples_tree: Path
 def test_second_writer_is_told_who_holds_the_index(tmp_path: Path, samples_tree: Path) -> None:
     db = tmp_path / "i.duckdb"
     ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
-    with subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-         "sys.stdin.read()", str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:  # fmt: skip
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    with index_held_elsewhere(db) as pid:
         for args in (["sync", "--source", str(samples_tree)], ["rebuild", "--source", str(samples_tree)]):
             out = run_cco("index", *args, "--db", str(db))
-            assert_one_line_error(out, str(db), f"in use by process {holder.pid}")
-        assert holder.stdin is not None
-        holder.stdin.close()
+            assert_one_line_error(out, str(db), f"in use by process {pid}")
     assert status(db)["calls"] == 15
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import index_held_elsewhere
 
 from indexer.errors import IndexLocked
 from indexer.ingest import sync
@@ -97,18 +98,8 @@ def test_rebuild_refuses_an_index_in_use(tmp_path: Path, samples_tree: Path) -> 
     db = tmp_path / "index.duckdb"
     with Index(db) as index:
         sync(index, [samples_tree / "projects"])
-    with subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-         "sys.stdin.read()", str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:  # fmt: skip
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-        with pytest.raises(IndexLocked):
-            rebuild(db, [samples_tree / "projects"])
-        assert holder.stdin is not None
-        holder.stdin.close()
+    with index_held_elsewhere(db), pytest.raises(IndexLocked):
+        rebuild(db, [samples_tree / "projects"])
     assert rows(db, "SELECT count(*) FROM calls") == [(15,)]
 
 

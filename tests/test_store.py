@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
+from conftest import index_held_elsewhere
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -114,26 +113,13 @@ def test_merge_is_independent_of_read_order_and_batching(
 def test_second_writer_is_told_who_holds_the_index(tmp_path: Path) -> None:
     db = tmp_path / "index.duckdb"
     Index(db).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-         "sys.stdin.read()", str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    with index_held_elsewhere(db) as pid:
         with pytest.raises(IndexLocked) as info:
             Index(db)
         message = str(info.value)
-        assert f"process {holder.pid}" in message
+        assert f"process {pid}" in message
         assert str(db) in message
         assert "\n" not in message
-    finally:
-        assert holder.stdin is not None and holder.stdout is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
-        holder.stdout.close()
     Index(db).close()  # free again once the holder is gone
 
 
