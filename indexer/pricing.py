@@ -444,24 +444,35 @@ def _price_row(model: str, book: PriceBook) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _price_changes(
+    con: duckdb.DuckDBPyConnection, book: PriceBook, all_models: bool
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(models whose stored row is stale, rows to insert) for `prices` to hold `book`'s rows.
+
+    Rows already in `prices` are always checked against `book` (a few rows, no scan), so a
+    changed book is seen either way; all_models=True also re-lists every model from `calls`
+    instead of only adding the ones not seen before.
+    """
+    current = {r[0]: tuple(r) for r in con.execute(f"SELECT {', '.join(_PRICE_COLUMNS)} FROM prices").fetchall()}
+    if all_models:
+        models = [r[0] for r in con.execute("SELECT DISTINCT model FROM calls").fetchall()]
+    else:
+        new = con.execute("SELECT DISTINCT model FROM calls WHERE model NOT IN (SELECT model FROM prices)")
+        models = [*current, *(r[0] for r in new.fetchall())]
+    wanted = {m: _price_row(m, book) for m in models}
+    stale = [m for m, row in current.items() if wanted.get(m) != row]
+    fresh = [row for m, row in wanted.items() if current.get(m) != row]
+    return stale, fresh
+
+
 def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models: bool = True) -> bool:
     """Make `prices` hold `book`'s row for every model in the index; True when a row changed.
 
-    Rows already in `prices` are always checked against `book` (a few rows, no scan), so a
-    changed book is applied either way; all_models=True also re-lists every model from `calls`
-    instead of only adding the ones not seen before. Runs in its own transaction.
+    Runs in its own transaction (see _price_changes for what is compared).
     """
     con.execute("BEGIN TRANSACTION")
     try:
-        current = {r[0]: tuple(r) for r in con.execute(f"SELECT {', '.join(_PRICE_COLUMNS)} FROM prices").fetchall()}
-        if all_models:
-            models = [r[0] for r in con.execute("SELECT DISTINCT model FROM calls").fetchall()]
-        else:
-            new = con.execute("SELECT DISTINCT model FROM calls WHERE model NOT IN (SELECT model FROM prices)")
-            models = [*current, *(r[0] for r in new.fetchall())]
-        wanted = {m: _price_row(m, book) for m in models}
-        stale = [m for m, row in current.items() if wanted.get(m) != row]
-        fresh = [row for m, row in wanted.items() if current.get(m) != row]
+        stale, fresh = _price_changes(con, book, all_models)
         # one statement each (not one per row): a reload's whole cost is a few milliseconds
         if stale:
             con.execute("DELETE FROM prices WHERE list_contains(?, model)", [stale])
@@ -476,17 +487,12 @@ def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models:
 
 
 def prices_current(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
-    """True when `prices` already holds `book`'s row for every model in `calls` (nothing to write).
+    """True when apply_prices(all_models=False) would write nothing: the stored rows are `book`'s.
 
     Lets a read-only reader use the stored rows only when they match the prices in force now.
     """
-    current = {r[0]: tuple(r) for r in con.execute(f"SELECT {', '.join(_PRICE_COLUMNS)} FROM prices").fetchall()}
-    if any(_price_row(m, book) != row for m, row in current.items()):
-        return False
-    missing = con.execute(
-        "SELECT count(*) FROM (SELECT DISTINCT model FROM calls) WHERE model NOT IN (SELECT model FROM prices)"
-    )
-    return bool((missing.fetchone() or (1,))[0] == 0)
+    stale, fresh = _price_changes(con, book, all_models=False)
+    return not stale and not fresh
 
 
 def unpriced_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
