@@ -1,8 +1,8 @@
 """Turn complete transcript lines into call, event and reject rows, without storing content.
 
 The idea: most bytes are prompts, tool results and progress lines that say nothing about cost, so
-a line is fully JSON-parsed only when a cheap byte test says it may carry `"usage"`, an API error
-or a compaction boundary. User lines only lend their timestamp (for latency estimates), which is
+a line is fully JSON-parsed only when a cheap byte test says it may carry `"usage"` or a
+compaction boundary. User lines only lend their timestamp (for latency estimates), which is
 found with a byte pattern. The byte tests run over a whole chunk at once (bytes.find jumps to
 the few candidate lines), so the bulk of the bytes costs a handful of C scans, not Python per line.
 Lines are split on b"\\n" only: JSON strings may hold U+2028.
@@ -28,8 +28,10 @@ SYNTHETIC_MODEL = "<synthetic>"
 # lines out of order): the estimate is left unknown rather than skewing averages by hours.
 MAX_LATENCY_MS = 15 * 60 * 1000
 ERROR_TEXT_LIMIT = 200
-# A full parse is needed only for lines holding one of these byte strings.
-_USAGE, _COMPACT, _API_ERROR = _NEEDLES = (b'"usage"', b"compact_boundary", b"isApiErrorMessage")
+# A full parse is needed only for lines holding one of these byte strings. API error notices need
+# no needle of their own: a line is a call (failed or not) only if it has a usage object, and each
+# needle costs one pass over the bytes.
+_USAGE, _COMPACT = _NEEDLES = (b'"usage"', b"compact_boundary")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
 _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
@@ -131,20 +133,15 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
     # searched again only once passed.
     usage = find(_USAGE)
     compact = find(_COMPACT)
-    api_error = find(_API_ERROR)
     pos = 0  # start of the first line not yet examined
     while True:
         if 0 <= usage < pos:
             usage = find(_USAGE, pos)
         if 0 <= compact < pos:
             compact = find(_COMPACT, pos)
-        if 0 <= api_error < pos:
-            api_error = find(_API_ERROR, pos)
         hit = usage
         if compact >= 0 and (hit < 0 or compact < hit):
             hit = compact
-        if api_error >= 0 and (hit < 0 or api_error < hit):
-            hit = api_error
         if hit < 0:
             break
         start = rfind(b"\n", pos, hit) + 1 or pos
