@@ -1,40 +1,73 @@
 """The `cco` command: a thin typer app; each command group lives in its own `cli_*` module.
 
 The idea: commands only parse arguments and call the indexer; every CcoError becomes one line on
-stderr and exit status 2, so users never see a traceback for a problem they can fix.
+stderr and exit status 2, so users never see a traceback for a problem they can fix. Building the
+typer app imports every command module (and typer, pydantic and rich: ~0.3 s), so an ordinary
+`cco report …` command line, read by `cli_report.parse_args` from the same option declarations,
+runs without it; anything else about reports (help, mistakes) still goes through typer.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import TYPE_CHECKING
 
-import typer
-
-from api.cli_config import config_app
-from api.cli_index import index_app
-from api.cli_monitor import monitor_cmd
-from api.cli_report import report_app
-from api.cli_run import run_cmd
 from api.output import fail
 from indexer.errors import CcoError
 
-app = typer.Typer(
-    name="cco",
-    help="Claude Code usage and cost: a durable index of your transcripts, reports and a live service.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-index_app.command("run")(run_cmd)
-app.add_typer(index_app, name="index")
-app.add_typer(report_app, name="report")
-app.add_typer(config_app, name="config")
-app.command("monitor")(monitor_cmd)
+if TYPE_CHECKING:
+    import typer
+
+
+def build_app() -> typer.Typer:
+    """The whole `cco` typer app."""
+    import typer
+
+    from api.cli_config import config_app
+    from api.cli_index import index_app
+    from api.cli_monitor import monitor_cmd
+    from api.cli_report import report_app
+    from api.cli_run import run_cmd
+
+    app = typer.Typer(
+        name="cco",
+        help="Claude Code usage and cost: a durable index of your transcripts, reports and a live service.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    index_app.command("run")(run_cmd)
+    app.add_typer(index_app, name="index")
+    app.add_typer(report_app(), name="report")
+    app.add_typer(config_app, name="config")
+    app.command("monitor")(monitor_cmd)
+    return app
+
+
+def _run_report(args: list[str]) -> bool:
+    """Run `cco report …` without typer when parse_args reads the command line; False if it cannot."""
+    from api.cli_report import parse_args, run
+
+    parsed = parse_args(args)
+    if parsed is None:
+        return False
+    try:
+        run(*parsed)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): exit quietly, as click does for typer's commands.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    return True
 
 
 def main() -> None:
+    args = sys.argv[1:]
     try:
-        app()
+        if args[:1] == ["report"] and _run_report(args[1:]):
+            return
+        build_app()()
     except CcoError as exc:
         fail(str(exc))
     except Exception as exc:

@@ -3,50 +3,168 @@
 The idea: a report is a JSON document (ccusage's shapes). It comes from the running service when
 one holds the index (DuckDB lets one process open the file), else from the index opened here;
 tables are drawn from that same document, so both paths print the same thing. Arguments are
-validated before anything is opened, and the indexer modules are imported only when a command runs.
+validated before anything is opened.
+
+Every option is declared once, in OPTIONS and COMMANDS. The typer commands (help, usage errors,
+unusual command lines) are built from them, and so is `parse_args`, which reads an ordinary
+command line without importing typer, pydantic or rich: `api.cli` runs a report through it, and
+the indexer, typer and rich are imported only when (and if) they are needed. That import time is
+most of a `cco report … --json` process.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-
-from api.output import console, print_json
+from api.output import print_json
 
 if TYPE_CHECKING:
     import duckdb
+    import typer
 
     from indexer.pricing import PriceBook
-    from indexer.store import Index
 
-report_app = typer.Typer(help="Usage and cost reports from the index.", no_args_is_help=True)
+Answer = dict[str, Any]
+Compute = Callable[["duckdb.DuckDBPyConnection"], Answer]
 
-SinceOpt = Annotated[str | None, typer.Option("--since", "-s", help="First day (YYYY-MM-DD), in --timezone.")]
-UntilOpt = Annotated[str | None, typer.Option("--until", "-u", help="Last day (YYYY-MM-DD), in --timezone.")]
-TzOpt = Annotated[
-    str | None, typer.Option("--timezone", "-z", help="IANA zone that days are counted in. Default: the system's.")
-]
-ProjectOpt = Annotated[
-    str | None,
-    typer.Option("--project", "-p", help="Only this project (its path, last folder or Claude's folder name)."),
-]
-BreakdownOpt = Annotated[bool, typer.Option("--breakdown", "-b", help="Add a row per model to the table.")]
-InstancesOpt = Annotated[bool, typer.Option("--instances", "-i", help="Group by project.")]
-ModeOpt = Annotated[
-    str | None,
-    typer.Option("--mode", "-m", help="Cost: auto (recorded costUSD, else prices), calculate or display."),
-]
-OrderOpt = Annotated[str, typer.Option("--order", "-o", help="asc (oldest first) or desc.")]
-JsonOpt = Annotated[bool, typer.Option("--json", "-j", help="Print JSON (ccusage's shapes).")]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="Index file. Default: the cco data folder.")]
-WeekOpt = Annotated[str, typer.Option("--start-of-week", help="First day of a week (sunday, monday, ...).")]
 
+@dataclass(frozen=True)
+class Opt:
+    """One option: its flags, its type as typer reads it, its default and its help."""
+
+    flags: tuple[str, ...]
+    kind: Any
+    default: Any
+    help: str
+
+
+OPTIONS: dict[str, Opt] = {
+    "since": Opt(("--since", "-s"), str | None, None, "First day (YYYY-MM-DD), in --timezone."),
+    "until": Opt(("--until", "-u"), str | None, None, "Last day (YYYY-MM-DD), in --timezone."),
+    "timezone": Opt(
+        ("--timezone", "-z"), str | None, None, "IANA zone that days are counted in. Default: the system's."
+    ),
+    "project": Opt(
+        ("--project", "-p"), str | None, None, "Only this project (its path, last folder or Claude's folder name)."
+    ),
+    "breakdown": Opt(("--breakdown", "-b"), bool, False, "Add a row per model to the table."),
+    "instances": Opt(("--instances", "-i"), bool, False, "Group by project."),
+    "mode": Opt(
+        ("--mode", "-m"), str | None, None, "Cost: auto (recorded costUSD, else prices), calculate or display."
+    ),
+    "order": Opt(("--order", "-o"), str, "asc", "asc (oldest first) or desc."),
+    "start_of_week": Opt(("--start-of-week",), str, "sunday", "First day of a week (sunday, monday, ...)."),
+    "active": Opt(("--active", "-a"), bool, False, "Only the active block, with its projection."),
+    "recent": Opt(("--recent", "-r"), bool, False, "Blocks of the last 3 days and the active one."),
+    "token_limit": Opt(
+        ("--token-limit", "-t"), str | None, None, "Tokens per block to warn at, or 'max' (largest past)."
+    ),
+    "session_length": Opt(("--session-length", "-n"), float | None, None, "Block length in hours (default 5)."),
+    "json": Opt(("--json", "-j"), bool, False, "Print JSON (ccusage's shapes)."),
+    "db": Opt(("--db",), Path | None, None, "Index file. Default: the cco data folder."),
+}
+_PERIOD = ("since", "until", "timezone", "project", "breakdown", "instances", "mode", "order")
+# command -> (help, its options in the order --help lists them)
+COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "daily": ("Usage and cost per day.", (*_PERIOD, "json", "db")),
+    "weekly": ("Usage and cost per week.", (*_PERIOD, "start_of_week", "json", "db")),
+    "monthly": ("Usage and cost per month.", (*_PERIOD, "json", "db")),
+    "session": ("Usage and cost per Claude Code session.", (*_PERIOD, "json", "db")),
+    "blocks": (
+        "Claude's 5-hour usage windows, with burn rate and projection.",
+        ("active", "recent", "token_limit", "session_length", "mode", "json", "db"),
+    ),
+}
+_NUMBER = re.compile(r"^[0-9]+(\.[0-9]+)?$")  # a float that every parser reads the same way
 _TITLES = {"daily": "Date", "weekly": "Week", "monthly": "Month", "session": "Session"}
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def report_app() -> typer.Typer:
+    """The `cco report` typer group, built from COMMANDS and OPTIONS."""
+    import typer
+
+    app = typer.Typer(help="Usage and cost reports from the index.", no_args_is_help=True)
+    for kind, (text, names) in COMMANDS.items():
+        app.command(kind)(_typer_command(kind, text, names))
+    return app
+
+
+def _typer_command(kind: str, text: str, names: tuple[str, ...]) -> Callable[..., None]:
+    import typer
+
+    def command(**values: Any) -> None:
+        run(kind, values)
+
+    params = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=OPTIONS[name].default,
+            annotation=Annotated[OPTIONS[name].kind, typer.Option(*OPTIONS[name].flags, help=OPTIONS[name].help)],
+        )
+        for name in names
+    ]
+    command.__doc__ = text
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # typer reads options here
+    return command
+
+
+def parse_args(args: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """(command, every option's value) for an ordinary `cco report` command line, else None.
+
+    Ordinary: a command, then its options as `--name value`, `--name=value`, `-x value` or a flag,
+    no value starting with '-', numbers as plain decimals. Anything else (--help, a typo, a missing
+    value, combined short flags) is left to typer, which reads it or prints its usual message.
+    """
+    if not args or args[0] not in COMMANDS:
+        return None
+    names = COMMANDS[args[0]][1]
+    by_flag = {flag: name for name in names for flag in OPTIONS[name].flags}
+    values = {name: OPTIONS[name].default for name in names}
+    rest: Iterator[str] = iter(args[1:])
+    for arg in rest:
+        flag, eq, attached = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        name = by_flag.get(flag)
+        if name is None:
+            return None
+        kind = OPTIONS[name].kind
+        if kind is bool:
+            if eq:
+                return None
+            values[name] = True
+            continue
+        text = attached if eq else next(rest, None)
+        if text is None or text.startswith("-"):
+            return None
+        if kind == str | None or kind is str:
+            values[name] = text
+        elif kind == Path | None and text:
+            values[name] = Path(text)
+        elif kind == float | None and _NUMBER.match(text):
+            values[name] = float(text)
+        else:
+            return None
+    return args[0], values
+
+
+def run(kind: str, values: dict[str, Any]) -> None:
+    """Run `cco report KIND` with the value of each of its options."""
+    if kind == "blocks":
+        _blocks(**values)
+    else:
+        _period(kind, **values)
+
+
+# --- answers ------------------------------------------------------------------------------------
 
 
 def _cost_mode(mode: str | None) -> str:
@@ -56,9 +174,7 @@ def _cost_mode(mode: str | None) -> str:
     return resolve_cost_mode(mode)
 
 
-def _fetch(
-    db: Path | None, path: str, params: dict[str, str], local: Callable[[duckdb.DuckDBPyConnection], Any]
-) -> Any:
+def _fetch(db: Path | None, path: str, params: dict[str, str], local: Compute) -> Answer:
     """The report from the live service when one holds the index, else computed from the file."""
     from indexer.paths import default_db, pricing_file, run_file
 
@@ -69,48 +185,76 @@ def _fetch(
 
         service = service_for(db_file)
     if service is not None:
-        return service.get_json(path, params)
-    from indexer.pricing import apply_prices, load_book
-    from indexer.store import Index
+        answer: Answer = service.get_json(path, params)
+        return answer
+    from indexer.pricing import load_book
 
     book = load_book(pricing_file())
-    if db_file.exists():
-        reader = _reader(db_file, book)
-        if reader is not None:
-            with reader as index:
-                return local(index.con)
-    # No index yet: an empty report, without creating a file where a mistyped --db points.
-    with Index(db_file if db_file.exists() else Path(":memory:")) as index:
-        apply_prices(index.con, book, all_models=False)
-        return local(index.con)
+    quick = _read_quickly(db_file, book, local) if db_file.exists() else None
+    return quick if quick is not None else _read_carefully(db_file, book, local)
 
 
-def _reader(db_file: Path, book: PriceBook) -> Index | None:
-    """The index opened read-only, when that is enough: migrated, and its prices are `book`'s.
+def _ready(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
+    """Whether a read-only `con` can answer: migrated, and its prices are `book`'s.
 
-    Then nothing is written and several reports (or `cco index status`) can run at once. The
-    priced_calls view is recreated as a TEMP view, so the definition is this version's even if the
-    file's was written by an older one. None: open it for writing (migrate, add prices) instead.
+    Then the priced_calls view is recreated as a TEMP view, so its definition is this version's
+    even if the file's was written by an older one.
     """
-    import duckdb
-
     from indexer.migrations import MIGRATIONS
     from indexer.pricing import PRICED_VIEW, prices_current
-    from indexer.store import Index
 
     temp_view = PRICED_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
     if temp_view == PRICED_VIEW:
-        return None
-    index = Index(db_file, read_only=True)
+        return False
+    done = {r[0] for r in con.execute("SELECT name FROM migrations").fetchall()}
+    if done >= {name for name, _ in MIGRATIONS} and prices_current(con, book):
+        con.execute(temp_view)
+        return True
+    return False
+
+
+def _read_quickly(db_file: Path, book: PriceBook, local: Compute) -> Answer | None:
+    """The answer from the index opened read-only by DuckDB itself, or None (see _read_carefully).
+
+    Read-only: nothing is written, and several reports (or `cco index status`) run at once.
+    """
+    import duckdb
+
     try:
-        done = {r[0] for r in index.con.execute("SELECT name FROM migrations").fetchall()}
-        if done >= {name for name, _ in MIGRATIONS} and prices_current(index.con, book):
-            index.con.execute(temp_view)
-            return index
+        con = duckdb.connect(str(db_file), read_only=True)
     except duckdb.Error:
-        pass
-    index.con.close()
-    return None
+        return None
+    try:
+        return local(con) if _ready(con, book) else None
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _read_carefully(db_file: Path, book: PriceBook, local: Compute) -> Answer:
+    """The answer when a quick read could not give it: through `Index`, which names any problem.
+
+    Read-only when that is enough; else opened for writing, migrated and priced first. An index
+    that does not exist yet gives an empty report, without creating a file where a mistyped --db
+    points.
+    """
+    import duckdb
+
+    from indexer.pricing import apply_prices
+    from indexer.store import Index
+
+    if db_file.exists():
+        with Index(db_file, read_only=True) as index:  # a locked or damaged file is a one-line error
+            try:
+                ready = _ready(index.con, book)
+            except duckdb.Error:
+                ready = False  # e.g. an index from before the migrations table: migrate it below
+            if ready:
+                return local(index.con)
+    with Index(db_file if db_file.exists() else Path(":memory:")) as index:
+        apply_prices(index.con, book, all_models=False)
+        return local(index.con)
 
 
 def _period(
@@ -160,92 +304,16 @@ def _period(
         render_period(kind, data, breakdown=breakdown, timezone=opts.timezone)
 
 
-@report_app.command("daily")
-def daily_cmd(
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    timezone: TzOpt = None,
-    project: ProjectOpt = None,
-    breakdown: BreakdownOpt = False,
-    instances: InstancesOpt = False,
-    mode: ModeOpt = None,
-    order: OrderOpt = "asc",
-    json: JsonOpt = False,
-    db: DbOpt = None,
+def _blocks(
+    *,
+    active: bool,
+    recent: bool,
+    token_limit: str | None,
+    session_length: float | None,
+    mode: str | None,
+    json: bool,
+    db: Path | None,
 ) -> None:
-    """Usage and cost per day."""
-    _period("daily", **locals())
-
-
-@report_app.command("weekly")
-def weekly_cmd(
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    timezone: TzOpt = None,
-    project: ProjectOpt = None,
-    breakdown: BreakdownOpt = False,
-    instances: InstancesOpt = False,
-    mode: ModeOpt = None,
-    order: OrderOpt = "asc",
-    start_of_week: WeekOpt = "sunday",
-    json: JsonOpt = False,
-    db: DbOpt = None,
-) -> None:
-    """Usage and cost per week."""
-    _period("weekly", **locals())
-
-
-@report_app.command("monthly")
-def monthly_cmd(
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    timezone: TzOpt = None,
-    project: ProjectOpt = None,
-    breakdown: BreakdownOpt = False,
-    instances: InstancesOpt = False,
-    mode: ModeOpt = None,
-    order: OrderOpt = "asc",
-    json: JsonOpt = False,
-    db: DbOpt = None,
-) -> None:
-    """Usage and cost per month."""
-    _period("monthly", **locals())
-
-
-@report_app.command("session")
-def session_cmd(
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    timezone: TzOpt = None,
-    project: ProjectOpt = None,
-    breakdown: BreakdownOpt = False,
-    instances: InstancesOpt = False,
-    mode: ModeOpt = None,
-    order: OrderOpt = "asc",
-    json: JsonOpt = False,
-    db: DbOpt = None,
-) -> None:
-    """Usage and cost per Claude Code session."""
-    _period("session", **locals())
-
-
-@report_app.command("blocks")
-def blocks_cmd(
-    active: Annotated[bool, typer.Option("--active", "-a", help="Only the active block, with its projection.")] = False,
-    recent: Annotated[
-        bool, typer.Option("--recent", "-r", help="Blocks of the last 3 days and the active one.")
-    ] = False,
-    token_limit: Annotated[
-        str | None, typer.Option("--token-limit", "-t", help="Tokens per block to warn at, or 'max' (largest past).")
-    ] = None,
-    session_length: Annotated[
-        float | None, typer.Option("--session-length", "-n", help="Block length in hours (default 5).")
-    ] = None,
-    mode: ModeOpt = None,
-    json: JsonOpt = False,
-    db: DbOpt = None,
-) -> None:
-    """Claude's 5-hour usage windows, with burn rate and projection."""
     from indexer.blocks import block_options, blocks_report
 
     opts = block_options(
@@ -291,6 +359,8 @@ def render_period(kind: str, data: dict[str, Any], *, breakdown: bool, timezone:
     """A rich table per report (one per project with --instances), totals last; no cache columns when narrow."""
     from rich import box
     from rich.table import Table
+
+    from api.output import console
 
     key = {"daily": "date", "weekly": "week", "monthly": "month", "session": "sessionId"}[kind]
     rows_by_project: dict[str, list[dict[str, Any]]] = data.get("projects") or {}
@@ -345,6 +415,8 @@ def render_blocks(data: dict[str, Any], *, active_only: bool) -> None:
     """A rich table of blocks (times in this machine's zone), with burn rate and projection when active."""
     from rich import box
     from rich.table import Table
+
+    from api.output import console
 
     blocks = data["blocks"]
     if not blocks:

@@ -1,19 +1,39 @@
 """Printing for commands: JSON for machines (orjson), rich tables for people, one-line errors.
 
 The idea: commands build a dataclass or dict and hand it here; how it looks is decided once.
+rich is imported on first use of a console (module `__getattr__`), so a command that only prints
+JSON, like `cco report … --json`, never pays for it.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Made on first use (see __getattr__); `from api.output import console` works as usual.
+console: Console
+err_console: Console
+
+
+def __getattr__(name: str) -> Console:
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    made = Console(stderr=name == "err_console")
+    globals()[name] = made
+    return made
+
+
+def _console(name: str) -> Console:
+    """The module's console `name` (inside this module, globals do not go through __getattr__)."""
+    made = globals().get(name)
+    return made if made is not None else __getattr__(name)
 
 
 def print_json(data: Any) -> None:
@@ -21,12 +41,14 @@ def print_json(data: Any) -> None:
 
 
 def print_fields(title: str, data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in data.items():
         table.add_row(key, _fmt(value))
-    console.print(table)
+    _console("console").print(table)
 
 
 def _fmt(value: Any) -> str:
@@ -42,5 +64,5 @@ def _fmt(value: Any) -> str:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"cco: error: {message}", highlight=False, soft_wrap=True)
+    _console("err_console").print(f"cco: error: {message}", highlight=False, soft_wrap=True)
     raise SystemExit(code)

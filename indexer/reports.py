@@ -42,6 +42,8 @@ COST_DECIMALS = 10
 # The key of a period's rows in the JSON (ccusage's names) and of the list that holds them.
 ROW_KEY = {"daily": "date", "weekly": "week", "monthly": "month", "session": "sessionId"}
 LIST_KEY = {"daily": "daily", "weekly": "weekly", "monthly": "monthly", "session": "sessions"}
+# iso_utc in DuckDB's strftime
+ISO_SQL = "%Y-%m-%dT%H:%M:%S.%gZ"
 _DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
@@ -159,7 +161,7 @@ def project_name(project: str) -> str:
 
 def iso_utc(value: datetime) -> str:
     """A naive UTC datetime as ccusage prints instants: 2025-06-10T12:00:00.000Z."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 def utc_bounds(opts: ReportOptions) -> tuple[datetime | None, datetime | None]:
@@ -220,8 +222,8 @@ class _Sums:
         self.inp = self.out = self.cw = self.cr = 0
         self.cost = 0.0
         self.models: dict[str, list[float]] = {}
-        self.first: datetime | None = None
-        self.last: datetime | None = None
+        self.first: str | None = None  # times as printed (ISO_SQL): the index keeps milliseconds, so
+        self.last: str | None = None  # the text compares as the time does
         self.project: str | None = None
 
     def add(self, model: str, inp: int, out: int, cw: int, cr: int, cost: float) -> None:
@@ -326,13 +328,17 @@ def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple
 
 
 def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
-    """(session, project or '', model, sums..., cost, first ts, last ts, project of the last call) rows."""
+    """(session, project or '', model, sums..., cost, first time, last time, project of the last call) rows.
+
+    Times come as ccusage prints them (ISO_SQL): formatted by DuckDB, not per row in Python.
+    """
     where, params = _filters(con, opts)
     project = "project" if opts.instances else "''"
     sql = f"""
         SELECT session, {project} AS grp, model,
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
-            sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)}), min(ts), max(ts), arg_max(project, ts)
+            sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)}),
+            strftime(min(ts), '{ISO_SQL}'), strftime(max(ts), '{ISO_SQL}'), arg_max(project, ts)
         FROM priced_calls WHERE {where}
         GROUP BY ALL ORDER BY session, grp, model
     """
@@ -358,9 +364,20 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
     if kind not in PERIODS:
         raise BadInput(f"unknown report {kind!r}; use one of {', '.join(PERIODS)}")
     groups: dict[tuple[str, str], _Sums] = {}
+    names: dict[str, str] = {}
+
+    def name_of(project: str) -> str:
+        """project_name, once per project rather than once per row."""
+        if project not in names:
+            names[project] = project_name(project)
+        return names[project]
+
     if kind == "session":
         for session, grp, model, inp, out, cw, cr, cost, first, last, proj in _session_rows(con, opts):
-            s = groups.setdefault((project_name(grp), session), _Sums())
+            key = (name_of(grp), session)
+            s = groups.get(key)
+            if s is None:
+                s = groups[key] = _Sums()
             s.add(model, inp, out, cw, cr, cost)
             if s.first is None or first < s.first:
                 s.first = first
@@ -368,25 +385,26 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
                 s.last, s.project = last, proj
     else:
         for day, grp, model, inp, out, cw, cr, cost in _day_rows(con, opts):
-            key = (project_name(grp), period_of(day, kind, opts.start_of_week))
-            groups.setdefault(key, _Sums()).add(model, inp, out, cw, cr, cost)
+            key = (name_of(grp), period_of(day, kind, opts.start_of_week))
+            s = groups.get(key)
+            if s is None:
+                s = groups[key] = _Sums()
+            s.add(model, inp, out, cw, cr, cost)
 
     def row(key: tuple[str, str], s: _Sums) -> dict[str, Any]:
         out: dict[str, Any] = {ROW_KEY[kind]: key[1], **s.tokens()}
         if kind == "session":
-            assert s.first is not None and s.last is not None
-            out["firstActivity"] = iso_utc(s.first)
-            out["lastActivity"] = iso_utc(s.last)
+            out["firstActivity"], out["lastActivity"] = s.first, s.last
         out.update(s.models_part())
         if kind == "session":
-            out["projectPath"] = project_name(s.project or "")
+            out["projectPath"] = name_of(s.project or "")
         if opts.instances:
             out["project"] = key[0]
         return out
 
     def sort_key(item: tuple[tuple[str, str], _Sums]) -> tuple[str, str]:
         (_, k), s = item
-        return (iso_utc(s.last), k) if kind == "session" and s.last else (k, k)
+        return (s.last, k) if s.last else (k, k)
 
     ordered = sorted(groups.items(), key=sort_key, reverse=opts.order == "desc")
     totals = _totals([s for _, s in ordered])

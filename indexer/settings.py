@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +109,8 @@ def toml_value(value: str | float | int) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` in one rename (temporary file in the same folder, fsynced first)."""
+    import tempfile  # only writers need it (every report reads settings)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -112,7 +112,7 @@ def test_same_output_from_a_service(db: Path, tmp_path: Path, monkeypatch: pytes
     from typer.testing import CliRunner
 
     import api.client
-    from api.cli import app
+    from api.cli import build_app
     from api.context import AppContext
     from api.routes.reports import routes
     from indexer.paths import run_file
@@ -121,6 +121,7 @@ def test_same_output_from_a_service(db: Path, tmp_path: Path, monkeypatch: pytes
 
     copy = tmp_path / "copy.duckdb"
     copy.write_bytes(db.read_bytes())
+    app = build_app()
     runner = CliRunner()
     args = [
         ["report", "daily", "-z", "Europe/Berlin", "--json", "--db", str(copy)],
@@ -243,3 +244,84 @@ def test_a_changed_price_file_reprices_history(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     assert before > 0
     assert report_json(path, "daily", "--mode", "calculate")["totals"]["totalCost"] == 0
+
+
+# --- the command line without typer -------------------------------------------------------------
+
+ORDINARY = [
+    ["daily"],
+    ["daily", "--json", "--since", "2026-03-01", "-u", "2026-04-30", "-z", "Europe/Berlin", "-b", "-i"],
+    ["daily", "--since=2026-03-01", "--project", "beta", "--mode", "calculate", "-o", "desc", "-j"],
+    ["weekly", "--start-of-week", "monday", "--json", "--db", "some/index.duckdb", "--since", ""],
+    ["monthly", "-m", "display", "--order", "asc", "--order", "desc"],
+    ["session", "--instances", "--timezone=UTC"],
+    ["blocks", "--active", "-r", "--token-limit", "max", "--session-length", "2.5", "--json"],
+    ["blocks", "-t", "25000", "-n", "3", "--mode", "auto"],
+]
+UNUSUAL = [
+    [],
+    ["yearly"],
+    ["daily", "--help"],
+    ["daily", "--bogus"],
+    ["daily", "extra"],
+    ["daily", "--since"],
+    ["daily", "--json=yes"],
+    ["daily", "-bj"],
+    ["daily", "-s2026-03-01"],
+    ["daily", "--project", "-dash"],
+    ["daily", "--start-of-week", "monday"],
+    ["blocks", "--since", "2026-03-01"],
+    ["blocks", "--session-length", "abc"],
+    ["blocks", "--session-length", "1e1"],
+    ["weekly", "--db", ""],
+]
+
+
+@pytest.mark.parametrize("args", ORDINARY)
+def test_parse_args_reads_what_typer_reads(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both readers of the one option table give the commands the same values."""
+    from typer.testing import CliRunner
+
+    import api.cli_report
+    from api.cli import build_app
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(api.cli_report, "run", lambda kind, values: seen.append((kind, values)))
+    done = CliRunner().invoke(build_app(), ["report", *args])
+    assert done.exit_code == 0, done.output
+    assert api.cli_report.parse_args(args) == seen[0]
+
+
+@pytest.mark.parametrize("args", UNUSUAL)
+def test_parse_args_leaves_the_unusual_to_typer(args: list[str]) -> None:
+    from api.cli_report import parse_args
+
+    assert parse_args(args) is None
+
+
+def test_ordinary_reports_run_without_typer_or_rich(db: Path) -> None:
+    """`cco report … --json` neither builds the typer app nor imports rich; its output is unchanged."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from api.cli import main; sys.argv = ['cco', *sys.argv[1:]]; main(); "
+        "print(sorted(m for m in ('typer', 'rich', 'pydantic', 'api.cli_index') if m in sys.modules), file=sys.stderr)"
+    )
+    args = ["report", "daily", "-z", "UTC", "--json", "--db", str(db)]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "[]"
+    assert done.stdout == run_cco(*args).stdout
+    assert json.loads(done.stdout)["totals"]["totalTokens"] == 94100
+
+
+def test_help_and_usage_errors_come_from_typer(db: Path) -> None:
+    done = run_cco("report", "daily", "--help")
+    assert done.returncode == 0 and "--start-of-week" not in done.stdout and "--timezone" in done.stdout
+    done = run_cco("report", "weekly", "--help")
+    assert done.returncode == 0 and "--start-of-week" in done.stdout and "[default: sunday]" in done.stdout
+    done = run_cco("report", "daily", "--bogus", "--db", str(db))
+    assert done.returncode == 2 and "No such option: --bogus" in done.stderr
+    done = run_cco("report", "blocks", "--session-length", "abc", "--db", str(db))
+    assert done.returncode == 2 and "--session-length" in done.stderr
