@@ -214,11 +214,27 @@ def _limit_status(block: dict[str, Any], limit: int) -> dict[str, Any]:
     return {"limit": limit, "projectedUsage": used, "percentUsed": percent, "status": status}
 
 
+def bucket_rows(con: duckdb.DuckDBPyConnection, opts: BlockOptions) -> list[tuple[Any, ...]]:
+    """The part of a blocks report that depends on the index alone (a service can keep it until
+    the index changes): the calls summed per bucket.
+
+    `prices` must be current (pricing.apply_prices) before calling this.
+    """
+    return _buckets(con, _bucket_minutes(round(opts.session_hours * 60)) * 60_000, opts.mode)
+
+
 def blocks_report(con: duckdb.DuckDBPyConnection, opts: BlockOptions, now: datetime | None = None) -> dict[str, Any]:
     """{"blocks": [...]} in time order, ccusage's shape; `now` (aware or naive UTC) decides what is active.
 
     `prices` must be current (pricing.apply_prices) before calling this.
     """
+    return blocks_from_buckets(bucket_rows(con, opts), opts, now)
+
+
+def blocks_from_buckets(
+    buckets: list[tuple[Any, ...]], opts: BlockOptions, now: datetime | None = None
+) -> dict[str, Any]:
+    """blocks_report from its bucket_rows."""
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -226,7 +242,7 @@ def blocks_report(con: duckdb.DuckDBPyConnection, opts: BlockOptions, now: datet
     length_min = round(opts.session_hours * 60)
     length_ms = length_min * 60_000
     bucket_ms = _bucket_minutes(length_min) * 60_000
-    chained = _chain(_buckets(con, bucket_ms, opts.mode), length_ms, bucket_ms)
+    chained = _chain(buckets, length_ms, bucket_ms)
     blocks: list[dict[str, Any]] = []
     for prev, block in chained:
         gap = _gap(prev, block) if prev is not None else None

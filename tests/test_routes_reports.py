@@ -103,3 +103,29 @@ def test_empty_index(tmp_path: Path) -> None:
         assert client.get("/api/reports/daily").json()["daily"] == []
         assert client.get("/api/reports/session?instances=1").json()["projects"] == {}
         assert client.get("/api/reports/blocks?recent=true").json() == {"blocks": []}
+
+
+def test_answers_follow_the_index(tmp_path: Path) -> None:
+    """Answers are kept between requests, but only until the index changes (here: its prices)."""
+    from dataclasses import replace
+
+    from indexer.pricing import PriceBook
+    from schemas.pricing import Rates
+
+    with Index(tmp_path / "i.duckdb") as ix:
+        sync(ix, [FIXTURE / "projects"])
+        book = load_book(None)
+        apply_prices(ix.con, book)
+        ctx = AppContext(ix.path, reader=lambda: ix.con.cursor(), book=lambda: book, machine="test")
+        client = TestClient(Starlette(routes=routes(ctx)))
+        urls = ["/api/reports/daily?mode=calculate", "/api/reports/blocks?mode=calculate"]
+        before = [client.get(url).json() for url in urls]
+        assert before == [client.get(url).json() for url in urls]
+        assert before[0]["totals"]["totalCost"] > 0
+        zero = Rates(0, 0, 0, 0, 0)
+        free = {m: replace(p, rates=zero, long_context=None) for m, p in book.models.items()}
+        apply_prices(ix.con, PriceBook(free, book.web_search_per_1000))
+        after = [client.get(url).json() for url in urls]
+    assert after[0]["totals"]["totalCost"] == 0
+    assert after[0]["totals"]["totalTokens"] == before[0]["totals"]["totalTokens"]
+    assert [b["costUSD"] for b in after[1]["blocks"]] == [0.0] * len(before[1]["blocks"])

@@ -4,12 +4,17 @@ The idea: query strings carry the CLI's options (same names, `_` for `-`), are v
 same indexer functions, and the answer is the same JSON; bad values are a 400 with the one-line
 message. Queries run in the thread pool on a fresh read cursor, so the event loop never waits on
 DuckDB. The service keeps `prices` current for the whole index; these routes only read.
+
+A report depends on the index content alone, so a `Memo` keeps its encoded body until the index
+changes: a repeated request costs a version check, not a scan. Blocks also depend on the time
+(what is active, projections), so only their per-bucket sums are kept and the blocks are chained
+for each request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,9 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.context import AppContext
-from indexer.blocks import block_options, blocks_report
+from indexer.blocks import block_options, blocks_from_buckets, bucket_rows
 from indexer.errors import BadInput
+from indexer.metrics import Memo
 from indexer.reports import PERIODS, period_report, report_options
+
+if TYPE_CHECKING:
+    import duckdb
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -44,19 +53,29 @@ def _flag(request: Request, name: str) -> bool:
     raise BadInput(f"{name} must be true or false, got {value!r}")
 
 
-def _answer(ctx: AppContext, compute: Callable[[Any], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-    def run() -> dict[str, Any]:
+def _body(data: dict[str, Any]) -> bytes:
+    """The response body JSONResponse would send for `data`."""
+    return bytes(JSONResponse(data).body)
+
+
+def _answer(
+    ctx: AppContext, memo: Memo, key: Hashable, compute: Callable[[duckdb.DuckDBPyConnection], Any]
+) -> Callable[[], Any]:
+    """compute(cursor), kept by `memo` under `key` until the index changes."""
+
+    def run() -> Any:
         cur = ctx.reader()
         try:
-            return compute(cur)
+            return memo.get(cur, key, lambda: compute(cur))
         finally:
             cur.close()
 
     return run
 
 
-def routes(ctx: AppContext) -> list[BaseRoute]:
-    """The report routes over the service's index."""
+def routes(ctx: AppContext, memo: Memo | None = None) -> list[BaseRoute]:
+    """The report routes over the service's index; `memo` may be shared with other routes."""
+    memo = memo if memo is not None else Memo()
 
     async def period(request: Request) -> Response:
         kind = request.path_params["kind"]
@@ -75,8 +94,9 @@ def routes(ctx: AppContext) -> list[BaseRoute]:
             )
         except BadInput as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        data = await run_in_threadpool(_answer(ctx, lambda con: period_report(con, kind, opts)))
-        return JSONResponse(data)
+        key = ("report", kind, opts)
+        body = await run_in_threadpool(_answer(ctx, memo, key, lambda con: _body(period_report(con, kind, opts))))
+        return Response(body, media_type="application/json")
 
     async def blocks(request: Request) -> Response:
         try:
@@ -89,8 +109,9 @@ def routes(ctx: AppContext) -> list[BaseRoute]:
             )
         except BadInput as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        data = await run_in_threadpool(_answer(ctx, lambda con: blocks_report(con, opts)))
-        return JSONResponse(data)
+        key = ("report-buckets", opts.session_hours, opts.mode)
+        buckets = await run_in_threadpool(_answer(ctx, memo, key, lambda con: bucket_rows(con, opts)))
+        return JSONResponse(blocks_from_buckets(buckets, opts))
 
     return [
         Route("/api/reports/blocks", blocks, methods=["GET"]),
