@@ -22,7 +22,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -34,6 +45,19 @@ POLL_S = 1.0
 _FILE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 _DIR_EVENTS = frozenset({"created", "moved", "deleted"})
 _LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
+# What the OS is asked to report at all. Without a filter inotify also reports every open and
+# close-without-write: anyone reading the transcripts (our own reads, ccusage, a rebuild) floods
+# the queue until it overflows, and each overflow makes watchdog walk the whole tree again.
+_EVENT_FILTER = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
 
 ObserverFactory = Callable[[], Any]
 
@@ -153,7 +177,7 @@ class Watcher:
             try:
                 for root in self.roots:
                     if root.is_dir():
-                        observer.schedule(self._handler, str(root), recursive=True)
+                        observer.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
                         watched.add(root)
                 observer.start()
             except OSError as exc:

@@ -64,6 +64,23 @@ def test_append_wakes(root: Path, watched: tuple[Watcher, Counter]) -> None:
     wait_for(lambda: wakes.n > before, timeout=5)
 
 
+def test_reads_are_not_even_reported(root: Path, watched: tuple[Watcher, Counter]) -> None:
+    """Opening and reading transcripts (ours, ccusage's, a rebuild's) must not reach the handler:
+    a flood of such events overflows inotify's queue, and every overflow walks the whole tree."""
+    w, wakes = watched
+    seen: list[str] = []
+    handler = w._handler
+    original = handler.on_any_event
+    handler.on_any_event = lambda event: (seen.append(event.event_type), original(event))  # type: ignore[method-assign]
+    wakes.quiet()
+    for _ in range(20):
+        (root / "proj" / "s.jsonl").read_bytes()
+    with (root / "proj" / "s.jsonl").open("ab") as f:
+        f.write(b"{}\n")
+    wait_for(lambda: "modified" in seen, timeout=5)
+    assert not {"opened", "closed_no_write"} & set(seen)
+
+
 def test_folder_created_later_is_watched(root: Path, watched: tuple[Watcher, Counter]) -> None:
     _, wakes = watched
     sub = root / "new-project" / "sess" / "subagents"
