@@ -74,6 +74,8 @@ class ActivityQuery:
 
 # (ts, key, session, project, model, previous model), newest first
 Override = tuple[datetime, int, str, str, str, str]
+# A feed entry before it is rendered: (ts, source rank, key, payload)
+Candidate = tuple[datetime, int, int, Any]
 
 _OVERRIDES = """
 WITH main AS (
@@ -87,6 +89,24 @@ SELECT ts, key, session, project, model, prev FROM (
 )
 WHERE prev IS NOT NULL AND prev <> model
 ORDER BY ts DESC, key
+"""
+
+
+# The switches among the newest calls (those at the newest counted call's ts): the only ones that
+# can be the newest event, since every switch is a call. Each looks up just its own predecessor.
+_NEWEST_OVERRIDES = """
+WITH main AS (
+    SELECT key, ts, session, project, model FROM calls WHERE NOT replay AND NOT sidechain AND NOT failed
+), newest AS (
+    SELECT * FROM main WHERE ts = (SELECT max(ts) FROM calls WHERE NOT replay)
+)
+SELECT n.ts, n.key, n.session, n.project, n.model, p.model
+FROM newest n, LATERAL (
+    SELECT model FROM main m
+    WHERE m.session = n.session AND (m.ts < n.ts OR (m.ts = n.ts AND m.key < n.key))
+    ORDER BY m.ts DESC, m.key DESC LIMIT 1
+) p
+WHERE p.model <> n.model
 """
 
 
@@ -193,9 +213,7 @@ def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, m
         return {"events": [], "total": total, "hasMore": need < total}
 
     # Candidates: (ts, source rank, key, payload); each source gives at most `need`.
-    candidates: list[tuple[datetime, int, int, Any]] = [
-        (o[0], _RANK["model_override"], o[1], o) for o in overrides[:need]
-    ]
+    candidates: list[Candidate] = [(o[0], _RANK["model_override"], o[1], o) for o in overrides[:need]]
     if call_sql is not None:
         rows = con.execute(
             f"SELECT ts, key FROM calls WHERE {call_sql} ORDER BY ts DESC, key LIMIT ?", [*params, need]
@@ -208,10 +226,19 @@ def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, m
         ).fetchall()
         candidates += [(r[0], _RANK["compaction"], r[1], r) for r in rows]
 
+    page = _newest_first(candidates)[query.offset : need]
+    return {"events": _events(con, page, mode), "total": total, "hasMore": need < total}
+
+
+def _newest_first(candidates: list[Candidate]) -> list[Candidate]:
+    """Newest first; ties by source rank, then key (stable pages)."""
     candidates.sort(key=lambda c: (c[1], c[2]))
     candidates.sort(key=lambda c: c[0], reverse=True)
-    page = candidates[query.offset : need]
+    return candidates
 
+
+def _events(con: duckdb.DuckDBPyConnection, page: list[Candidate], mode: str) -> list[dict[str, Any]]:
+    """The events of a page of candidates; calls are priced here, for the page only."""
     call_keys = [c[2] for c in page if c[1] == _RANK["call"]]
     oldest = min((c[0] for c in page if c[1] == _RANK["call"]), default=None)
     priced = {row[0]: row for row in priced_rows(con, call_keys, oldest, mode)}
@@ -224,7 +251,7 @@ def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, m
             events.append(_override_event(payload))
         else:
             events.append(_compaction_event(payload[1], payload[0], payload[2], payload[3], payload[4]))
-    return {"events": events, "total": total, "hasMore": need < total}
+    return events
 
 
 def current(
@@ -233,7 +260,26 @@ def current(
     """GET /api/metrics/current: the newest activity event, its project, and this machine.
 
     `activity` is that event (the shape of an /api/metrics/activity event), None on an empty index.
+    It is the first event of an unfiltered feed page, found without listing every model switch:
+    only a switch at the newest call's timestamp can come first (memoized until the index changes).
     """
-    events = activity(con, ActivityQuery(limit=1), mode=mode, memo=memo)["events"]
-    latest = events[0] if events else None
+    cost_expr(mode)
+    latest = memoized(memo, con, ("current", mode), lambda: _newest_event(con, mode))
     return {"project": latest["project"] if latest else None, "machine": machine, "activity": latest}
+
+
+def _newest_event(con: duckdb.DuckDBPyConnection, mode: str) -> dict[str, Any] | None:
+    call = con.execute("SELECT ts, key FROM calls WHERE NOT replay ORDER BY ts DESC, key LIMIT 1").fetchone()
+    candidates: list[Candidate] = []
+    if call is not None:
+        candidates.append((call[0], _RANK["call"], call[1], None))
+        candidates += [
+            (o[0], _RANK["model_override"], o[1], tuple(o)) for o in con.execute(_NEWEST_OVERRIDES).fetchall()
+        ]
+    compaction = con.execute(
+        "SELECT ts, key, session, project, detail FROM events WHERE kind = 'compaction' ORDER BY ts DESC, key LIMIT 1"
+    ).fetchone()
+    if compaction is not None:
+        candidates.append((compaction[0], _RANK["compaction"], compaction[1], compaction))
+    events = _events(con, _newest_first(candidates)[:1], mode)
+    return events[0] if events else None

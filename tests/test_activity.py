@@ -148,22 +148,24 @@ def test_project_and_time_filters(index: Index) -> None:
     assert (alpha_day["total"], alpha_day["hasMore"]) == (7, True)  # a3 s1 e1 switch a2 a1 o1
 
 
+def line(ts: str, model: str, mid: str, *, session: str = "s", side: bool = False, failed: bool = False) -> str:
+    """An assistant line of one call at 2026-03-01T10:00:<ts>Z."""
+    obj: dict[str, Any] = {
+        "type": "assistant",
+        "isSidechain": side,
+        "cwd": "/w",
+        "sessionId": session,
+        "timestamp": f"2026-03-01T10:00:{ts}.000Z",
+        "requestId": f"r{mid}",
+        "message": {"id": mid, "model": model, "usage": {"input_tokens": 1, "output_tokens": 1}},
+    }
+    if failed:
+        obj["isApiErrorMessage"] = True
+    return orjson.dumps(obj).decode() + "\n"
+
+
 def test_switches_ignore_subagents_and_errors(tmp_path: Path) -> None:
     """haiku subagent calls and <synthetic> errors between opus calls are not switches; a real one is."""
-
-    def line(ts: str, model: str, mid: str, *, side: bool = False, failed: bool = False) -> str:
-        obj: dict[str, Any] = {
-            "type": "assistant",
-            "isSidechain": side,
-            "cwd": "/w",
-            "sessionId": "s",
-            "timestamp": f"2026-03-01T10:00:{ts}.000Z",
-            "requestId": f"r{mid}",
-            "message": {"id": mid, "model": model, "usage": {"input_tokens": 1, "output_tokens": 1}},
-        }
-        if failed:
-            obj["isApiErrorMessage"] = True
-        return orjson.dumps(obj).decode() + "\n"
 
     main = (
         line("01", "claude-opus-4-6", "m1")
@@ -217,3 +219,53 @@ def test_memoized_pages_follow_commits(tmp_path: Path) -> None:
         assert after["total"] == 12
         assert after["events"][0]["timestamp"] == "2026-03-01T12:00:00.000Z"
         assert current(ix.con, machine="m", memo=memo)["project"] == "/work/alpha"
+
+
+def test_current_is_the_first_event_of_the_feed_as_history_grows(tmp_path: Path) -> None:
+    """`current` finds the newest event without listing every switch; it must agree with the feed,
+    ties included: a switch at the same instant as other calls, a compaction and an error."""
+
+    def call(session: str, ts: str, model: str, mid: str, *, side: bool = False, failed: bool = False) -> str:
+        return line(ts, model, mid, session=session, side=side, failed=failed)
+
+    def compaction(session: str, ts: str) -> str:
+        obj = {
+            "type": "system",
+            "subtype": "compact_boundary",
+            "cwd": "/w",
+            "sessionId": session,
+            "timestamp": f"2026-03-01T10:00:{ts}.000Z",
+            "uuid": f"00000000-0000-4000-8000-0000000000{ts}",
+            "compactMetadata": {"trigger": "auto", "preTokens": 1000},
+        }
+        return orjson.dumps(obj).decode() + "\n"
+
+    history = [
+        ("a", call("a", "01", "claude-opus-4-6", "m1")),
+        ("a", call("a", "03", "claude-sonnet-4-6", "m2")),  # a switch ...
+        ("b", call("b", "03", "claude-haiku-4-5", "m3")),  # ... and another call at the same instant
+        ("b", call("b", "05", "claude-haiku-4-5", "m4")),
+        ("a", call("a", "05", "claude-opus-4-6", "m5")),  # a switch tied with b's call
+        ("a", compaction("a", "05")),  # a compaction tied with both
+        ("b", call("b", "07", "claude-opus-4-6", "m6", side=True)),  # a subagent: never a switch
+        ("a", call("a", "07", "<synthetic>", "m7", failed=True)),  # an error: never a switch
+        ("a", call("a", "09", "claude-sonnet-4-6", "m8")),  # a switch over the error, from opus
+        ("b", compaction("b", "11")),  # the newest event is a compaction
+    ]
+    root = tmp_path / "claude"
+    texts = {"a": "", "b": ""}
+    with Index(tmp_path / "i.duckdb") as ix:
+        apply_prices(ix.con, load_book(None))
+        firsts = []
+        for session, text in history:
+            texts[session] += text
+            write_tree(root, {f"-w/{session}.jsonl": texts[session]})
+            sync(ix, [root / "projects"])
+            apply_prices(ix.con, load_book(None), all_models=False)
+            first = activity(ix.con, ActivityQuery(limit=1))["events"][0]
+            now = current(ix.con, machine="m")
+            assert now == {"project": first["project"], "machine": "m", "activity": first}
+            firsts.append(first["type"])
+        # The ties above were met: switches first at 03 and 05, a compaction last.
+        assert firsts[:6] == ["api_call", "model_override", "model_override", "api_call"] + ["model_override"] * 2
+        assert firsts[-2:] == ["model_override", "compaction"]
