@@ -51,7 +51,7 @@ def create_app(ctx: AppContext, service: LiveService | None = None) -> Starlette
     return Starlette(
         routes=[
             *stats.routes(ctx, service),
-            *metrics.routes(ctx),
+            *metrics.routes(ctx, memo=ctx.memo),
             *reports.routes(ctx),
             *dashboard.routes(ctx),
         ],

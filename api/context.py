@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from indexer.metrics import Memo
 from indexer.pricing import PriceBook
 
 
@@ -27,3 +28,6 @@ class AppContext:
     cost_mode: str = "auto"
     allowed_hosts: list[str] = field(default_factory=list)
     token: str | None = None
+    # Answers kept until the index changes; the service shares its own (versioned by its commits)
+    # with the routes, so the snapshot task and the requests compute each answer once.
+    memo: Memo | None = None

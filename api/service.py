@@ -285,7 +285,9 @@ class LiveService:
         self.last_ingest: str | None = None
         self.ingest_error: str | None = None
         self.passes = 0
-        self._memo = Memo()
+        # The memo's version is a count of our own writes (we are the only writer): no query per lookup.
+        self._generation = 0
+        self._memo = Memo(version=lambda _con: self._generation)
         self._started = time.monotonic()
         self._reader_root: duckdb.DuckDBPyConnection | None = None
         self._reader_lock = threading.Lock()
@@ -309,13 +311,16 @@ class LiveService:
         """Open the index (taking its lock), price it and take the first snapshot from what it holds."""
         self.index = Index(self.config.db)
         try:
+            # DuckDB's allocator keeps the pages a query freed until its next allocation; its
+            # background thread returns them after about a second, so the peak of a commit or an
+            # all-time scan does not stay resident in a process that is mostly idle (~15 MB).
+            self.index.con.execute("SET allocator_background_threads = true")
             apply_prices(self.index.con, self.prices.book, all_models=True)
             self._reader_root = self.index.con.cursor()
             self._snap_con = self._reader_root.cursor()
-            first = self._snapshot()
+            first = self._snapshot()  # the stream's first message follows once serving (not needed to answer)
             if first is not None:
                 self.ring.push(first[0], first[1])
-                self.hub.latest = self._message()
         except BaseException:
             self._close_index()
             raise
@@ -421,6 +426,7 @@ class LiveService:
             cost_mode=self.config.cost_mode,
             allowed_hosts=list(self.config.allowed_hosts),
             token=self.config.token,
+            memo=self._memo,
         )
 
     @property
@@ -449,6 +455,8 @@ class LiveService:
     def status_json(self, mode: str | None = None) -> dict[str, Any]:
         """`cco index status --json` as the service sees it (runs on the ingest thread)."""
         index = self._writer()
+        if apply_prices(index.con, self.prices.book, all_models=False):  # as index_status would, but counted
+            self._changed()
         status = index_status(index, self.prices.book, mode or self.config.cost_mode)
         return {k: getattr(status, k) for k in status.__dataclass_fields__}
 
@@ -519,6 +527,12 @@ class LiveService:
         loop = asyncio.get_running_loop()
         assert self._snap_wanted is not None
         wanted = self._snap_wanted
+        try:
+            await self._publish(loop)  # the stream's first message
+        except RuntimeError:  # executor shut down: we are stopping
+            return
+        except Exception:
+            log.exception("stream message failed")
         while True:
             try:
                 await asyncio.wait_for(wanted.wait(), self.config.interval)
@@ -532,15 +546,19 @@ class LiveService:
                     continue
                 ts, data, changed = taken
                 self.ring.push(ts, data)
-                if changed and not self.hub.closed:
-                    # After the ring push: the activity query must not delay the new numbers.
-                    message = await loop.run_in_executor(self._snap_pool, self._message)
-                    if message is not None and not self.hub.closed:
-                        self.hub.publish(message)
+                if changed:
+                    await self._publish(loop)  # after the ring push: it must not delay the new numbers
             except RuntimeError:  # executor shut down: we are stopping
                 return
             except Exception:
                 log.exception("snapshot failed")
+
+    async def _publish(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.hub.closed:
+            return
+        message = await loop.run_in_executor(self._snap_pool, self._message)
+        if message is not None and not self.hub.closed:
+            self.hub.publish(message)
 
     def _snapshot(self) -> tuple[float, bytes, bool] | None:
         """(time, snapshot JSON, whether the data changed), computed on the snapshot cursor."""
@@ -635,6 +653,7 @@ class LiveService:
 
     def _progress(self, n: int) -> None:
         self.catch_up.bytes_done += n
+        self._generation += 1  # a catch-up commits between reads: the next lookup must not miss it
         if self._stopping.is_set():
             raise _Stopping
         self._run_jobs(catching_up=True)
@@ -658,16 +677,21 @@ class LiveService:
         if report.files_read or report.files_gone:
             apply_prices(self._writer().con, self.prices.book, all_models=False)
             self.last_ingest = now_iso()
-            self._want_snapshot()
+            self._changed()
 
     def _check_prices(self) -> None:
         try:
             if self.prices.check():
                 apply_prices(self._writer().con, self.prices.book, all_models=True)
                 log.info("prices reloaded from %s", self.prices.path)
-                self._want_snapshot()
+                self._changed()
         except Exception:
             log.exception("applying new prices failed")
+
+    def _changed(self) -> None:
+        """The index changed (after the commit or price change): new memo version, new snapshot soon."""
+        self._generation += 1
+        self._want_snapshot()
 
     def _run_jobs(self, *, catching_up: bool) -> None:
         deferred: list[_Job] = []

@@ -1,8 +1,9 @@
 """Live metrics over the index: time windows, tiers, recent calls, projects and models.
 
 The idea: nearly every answer depends on the index content alone, so a `Memo` keeps it until the
-index changes (`index_version`, a fingerprint of the small files and prices tables) and a request
-between commits costs one tiny query. All-time numbers come from one grouped scan each (per
+index changes and a request between commits costs no query at all when the caller knows when it
+writes (the service counts its commits), or one tiny one otherwise (`index_version`, a
+fingerprint of the small files and prices tables). All-time numbers come from one grouped scan each (per
 project; per model, summed into tiers; overall). Windows (the last 1, 5 or 10 minutes before
 `now`) are cut, exactly at `now`, from the calls of the last ten-odd minutes (`recent_rows`),
 fetched once per commit and 5-minute bucket. Every number reads `priced_calls`, so it agrees
@@ -72,24 +73,32 @@ def index_version(con: duckdb.DuckDBPyConnection) -> Row:
     return tuple(con.execute(_VERSION).fetchone() or ())
 
 
-class Memo:
-    """Results that depend only on the index content, kept until `index_version` changes.
+Version = Callable[[duckdb.DuckDBPyConnection], Hashable]
+_NEVER = object()  # the version before the first lookup
 
-    Thread-safe (routes run queries in a thread pool). Each key computes once per version: a
-    burst of requests after a commit waits for one computation, and different keys never wait
-    for each other (a cheap snapshot is not held up by a slow all-time scan). Values are shared:
-    treat them as read-only. At most `max_entries` results are kept (keys carry request parameters).
+
+class Memo:
+    """Results that depend only on the index content, kept until the index version changes.
+
+    The version is `index_version(con)` unless `version` is given: the service, the only writer,
+    passes a counter it bumps after each commit and price change, which costs nothing to read
+    (`index_version` is a 1-2 ms query, most of a memoized request). Thread-safe (routes run
+    queries in a thread pool). Each key computes once per version: a burst of requests after a
+    commit waits for one computation, and different keys never wait for each other (a cheap
+    snapshot is not held up by a slow all-time scan). Values are shared: treat them as
+    read-only. At most `max_entries` results are kept (keys carry request parameters).
     """
 
-    def __init__(self, max_entries: int = 512) -> None:
+    def __init__(self, max_entries: int = 512, version: Version = index_version) -> None:
         self._lock = threading.Lock()  # guards the fields below, held only briefly
-        self._version: Row | None = None
+        self._version: Hashable = _NEVER
         self._values: dict[Hashable, object] = {}
         self._computing: dict[Hashable, threading.Lock] = {}
         self._max = max_entries
+        self._version_of = version
 
     def get(self, con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
-        version = index_version(con)
+        version = self._version_of(con)
         with self._lock:
             if version != self._version or (key not in self._values and len(self._values) >= self._max):
                 self._version, self._values, self._computing = version, {}, {}

@@ -15,6 +15,22 @@ two measured in alternating blocks over keep-alive httpx connections. Steps:
    catch-up runs, its duration, and the RSS afterwards;
 6. SIGTERM to exit, and the steady RSS before it.
 Prints one JSON object at the end (and progress lines on stderr).
+
+The other mode, for the index-bound targets (steady RSS, start-up, /api/metrics/* latency),
+compares code trees in one run, round by round (`--code DIR`, repeatable: a source tree put
+first on the service's PYTHONPATH, e.g. an unpacked `git archive HEAD` against the working tree):
+
+    .venv/bin/python scripts/bench_service.py --service-index /tmp/ccohome/index.duckdb \
+        --tree /tmp/cco-bench-1gib-s1 --code /tmp/before --code . --rounds 5
+    .venv/bin/python scripts/bench_service.py --metrics-calls 1000000 --code /tmp/before --code .
+
+`--service-index` serves a copy of an existing index over `--tree`; `--metrics-calls N` serves
+N synthetic calls (scripts/bench_pricing.py's generator, the newest one call every 3 s up to
+now, so the windows hold ~200 calls) over an empty tree. Each round starts the service, times
+the first /api/stats answer, GETs every /api/metrics/* endpoint --metrics-requests times over a
+keep-alive connection (after one warm-up request each), takes the RSS (and PSS, anonymous,
+file-backed) after a short rest, and stops it. A hello-world endpoint is measured in the same
+rounds as the floor.
 """
 
 from __future__ import annotations
@@ -268,6 +284,166 @@ def catch_up(client: httpx.Client, work: Path, size: str, seed: int) -> dict[str
     return result
 
 
+# --- the index-bound mode: start-up, steady RSS and /api/metrics/* per code tree ------------------
+
+METRICS_URLS = [
+    "/api/metrics/stats?window=1m",
+    "/api/metrics/stats?window=10m",
+    "/api/metrics/realtime",
+    "/api/metrics/tiers/opus",
+    "/api/metrics/tiers/sonnet",
+    "/api/metrics/recent?limit=20",
+    "/api/metrics/current",
+    "/api/metrics/projects",
+    "/api/metrics/models",
+    "/api/metrics/activity?limit=50",
+    "/api/stats",
+]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS, its anonymous and file-backed parts, and PSS (MB), from /proc."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile"):
+                out[name] = round(int(value.split()[0]) / 1024, 1)
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                out["Pss"] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
+def synthetic_index(db: Path, calls: int) -> None:
+    """`calls` synthetic calls (bench_pricing's generator), the newest now, one every 3 s before it."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "scripts")!r})
+from pathlib import Path
+import bench_pricing
+from indexer.pricing import apply_prices, bundled
+index = bench_pricing.build(Path({str(db)!r}), {calls})
+index.con.execute(
+    "UPDATE calls SET ts = date_trunc('second', now()::TIMESTAMP) - to_seconds(({calls} - key) * 3)"
+)
+apply_prices(index.con, bundled())
+index.close()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def serve_round(code: Path, tree: Path, db: Path, requests: int, work: Path) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    serve = ["index", "run", "--source", str(tree), "--db", str(db), "--port", str(port)]
+    with (work / "service.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import main; main()", *serve],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=code,
+        )
+    client = httpx.Client(trust_env=False, timeout=30.0)
+    try:
+        first = wait_http(client, f"{base}/api/stats")
+        result: dict[str, Any] = {"startup_to_first_answer_s": round(first, 3)}
+        while not client.get(f"{base}/api/metrics/health").json()["catch_up"]["done"]:
+            time.sleep(0.05)
+        time.sleep(1.0)  # start-up work (watches, first rescan) settles
+        latency: dict[str, float] = {}
+        for url in METRICS_URLS:
+            client.get(base + url)
+            times: list[int] = []
+            for _ in range(requests):
+                t0 = time.perf_counter_ns()
+                r = client.get(base + url)
+                times.append(time.perf_counter_ns() - t0)
+                if r.status_code != 200:
+                    raise SystemExit(f"bench: {url} answered {r.status_code}")
+            ms = [t / 1e6 for t in times]
+            latency[url] = round(pct(ms, 95), 3)
+            latency[url + " p50"] = round(pct(ms, 50), 3)
+        result["p95_ms"] = latency
+        time.sleep(3)  # let freed memory go back (allocator decay), as a service between requests
+        result["memory_mb"] = memory_mb(proc.pid)
+    finally:
+        client.close()
+        stop(proc)
+    return result
+
+
+def hello_round(port: int, requests: int) -> dict[str, float]:
+    with httpx.Client(trust_env=False, timeout=10.0) as client:
+        url = f"http://127.0.0.1:{port}/"
+        client.get(url)
+        times = []
+        for _ in range(requests):
+            t0 = time.perf_counter_ns()
+            client.get(url)
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+    return {"p50_ms": round(pct(times, 50), 3), "p95_ms": round(pct(times, 95), 3)}
+
+
+def compare_codes(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="cco-bench-service-"))
+    os.environ["CCO_HOME"] = str(work / "home")
+    codes = [Path(c).resolve() for c in (args.code or [str(ROOT)])]
+    hello_port = free_port()
+    hello = subprocess.Popen([sys.executable, __file__, "--hello", str(hello_port)])
+    try:
+        if args.metrics_calls:
+            tree = work / "empty"
+            (tree / "projects").mkdir(parents=True)
+            source_db = work / "synthetic.duckdb"
+            say(f"building {args.metrics_calls:,} synthetic calls")
+            synthetic_index(source_db, args.metrics_calls)
+        else:
+            tree, source_db = Path(args.tree), Path(args.service_index)
+        with httpx.Client(trust_env=False) as c:
+            wait_http(c, f"http://127.0.0.1:{hello_port}/")
+        rounds: dict[str, list[dict[str, Any]]] = {str(c): [] for c in codes}
+        hellos = []
+        for i in range(args.rounds):
+            for code in codes:
+                db = work / "index.duckdb"
+                shutil.copyfile(source_db, db)  # each round serves the same index
+                say(f"round {i + 1}/{args.rounds}: {code}")
+                rounds[str(code)].append(serve_round(code, tree, db, args.metrics_requests, work))
+                db.unlink()
+                for extra in work.glob("index.duckdb*"):
+                    extra.unlink()
+            hellos.append(hello_round(hello_port, args.metrics_requests))
+    finally:
+        hello.terminate()
+        hello.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    out: dict[str, Any] = {
+        "load_average": os.getloadavg(),
+        "rounds": args.rounds,
+        "hello_p50_p95_ms": [median([h["p50_ms"] for h in hellos]), median([h["p95_ms"] for h in hellos])],
+    }
+    for code, results in rounds.items():
+        out[code] = {
+            "startup_to_first_answer_s": median([r["startup_to_first_answer_s"] for r in results]),
+            "memory_mb": {k: median([r["memory_mb"].get(k, 0.0) for r in results]) for k in results[0]["memory_mb"]},
+            "p95_ms (p50)": {
+                url: f"{median([r['p95_ms'][url] for r in results])} "
+                f"({median([r['p95_ms'][url + ' p50'] for r in results])})"
+                for url in METRICS_URLS
+            },
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--requests", type=int, default=10_000, help="requests per endpoint")
@@ -277,9 +453,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--catch-up", default=None, help="also measure a catch-up of a tree this big (e.g. 1GiB)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--hello", type=int, default=None, help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--service-index", default=None, help="serve a copy of this index (with --tree): RSS, start-up")
+    ap.add_argument("--tree", default=None, help="the transcript tree of --service-index")
+    ap.add_argument("--metrics-calls", type=int, default=0, help="serve this many synthetic calls instead")
+    ap.add_argument("--code", action="append", help="a source tree to run the service from (repeatable)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--metrics-requests", type=int, default=300, help="GETs per endpoint per round")
     args = ap.parse_args(argv)
     if args.hello is not None:
         hello_server(args.hello)
+        return 0
+    if args.service_index or args.metrics_calls:
+        if args.service_index and not args.tree:
+            ap.error("--service-index needs --tree")
+        print(json.dumps(compare_codes(args), indent=2))
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="cco-bench-service-"))
