@@ -3,7 +3,9 @@
 The idea: scanning is cheap (stat plus two small reads per changed file); reading and parsing is
 the cost, so big passes fan out to worker processes (parsing holds the GIL; separate processes
 keep both cores busy and keep a serving process's event loop free) while this process commits
-finished batches. Small passes, the common case in a running service, stay in-process.
+finished batches. Workers hand their calls over as column arrays (indexer/columns.py), so what
+is left for this process per batch is a few buffer copies and SQL that runs without the GIL.
+Small passes, the common case in a running service, stay in-process.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from multiprocessing.pool import Pool
 from pathlib import Path
 
+from indexer.columns import CallColumns
 from indexer.sources import iter_transcripts
 from indexer.store import Index
 from indexer.tail import ReadPlan, ReadResult, plan_read, read_plan
@@ -85,8 +88,16 @@ def _stat_jsonl(path: str) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def _read_task(plans: list[ReadPlan]) -> list[ReadResult]:
-    return [r for r in (read_plan(p) for p in plans) if r is not None]
+Chunk = tuple[list[ReadResult], CallColumns | None]  # finished reads; their calls as columns (workers)
+
+
+def _read_task(plans: list[ReadPlan]) -> Chunk:
+    """A worker's job: read `plans`; the calls leave as columns, not as one tuple per row."""
+    results = [r for r in (read_plan(p) for p in plans) if r is not None]
+    calls = CallColumns.from_rows([c for r in results for c in r.parsed.calls])
+    for r in results:
+        r.parsed.calls = []
+    return results, calls
 
 
 def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
@@ -111,19 +122,18 @@ def worker_pool(processes: int | None = None) -> Pool:
     return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2)
 
 
-def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[ReadResult]:
+def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[Chunk]:
     total = sum(p.size - p.start for p in plans)
     if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
         for p in plans:
             r = read_plan(p)
             if r is not None:
-                yield r
+                yield [r], None
         return
     own = pool is None
     use = pool if pool is not None else worker_pool(workers)
     try:
-        for batch in use.imap_unordered(_read_task, _tasks(plans)):
-            yield from batch
+        yield from use.imap_unordered(_read_task, _tasks(plans))
     finally:
         if own:
             use.close()
@@ -146,26 +156,30 @@ def sync(
     report = SyncReport(files_seen=seen, files_gone=len(gone))
     index.mark_gone(gone)
     pending: list[ReadResult] = []
+    pending_columns: list[CallColumns] = []
     pending_bytes = pending_calls = 0
 
     def flush() -> None:
-        nonlocal pending, pending_bytes, pending_calls
+        nonlocal pending, pending_columns, pending_bytes, pending_calls
         if pending:
-            index.commit(pending)
-        pending, pending_bytes, pending_calls = [], 0, 0
+            index.commit(pending, pending_columns)
+        pending, pending_columns, pending_bytes, pending_calls = [], [], 0, 0
 
-    for r in _results(plans, pool, workers):
-        report.files_read += 1
-        report.paths_read.append(r.plan.path)
-        report.bytes_read += r.bytes_read
-        report.lines += r.parsed.lines
-        report.call_lines += len(r.parsed.calls)
-        report.rejected += len(r.parsed.rejects)
-        pending.append(r)
-        if progress:
-            progress(r.bytes_read)
-        pending_bytes += r.bytes_read
-        pending_calls += len(r.parsed.calls)
+    for results, columns in _results(plans, pool, workers):
+        if columns is not None:
+            pending_columns.append(columns)
+        for r in results:
+            report.files_read += 1
+            report.paths_read.append(r.plan.path)
+            report.bytes_read += r.bytes_read
+            report.lines += r.parsed.lines
+            report.call_lines += r.call_lines
+            report.rejected += len(r.parsed.rejects)
+            pending.append(r)
+            if progress:
+                progress(r.bytes_read)
+            pending_bytes += r.bytes_read
+            pending_calls += r.call_lines
         if pending_bytes >= COMMIT_BYTES or pending_calls >= COMMIT_CALLS:
             flush()
     flush()

@@ -19,7 +19,11 @@ from indexer.ingest import Progress, SyncReport, sync
 from indexer.runfile import pid_alive
 from indexer.store import MARK_REPLAYS, MERGE_SET, REBUILD_HINT, Index
 
-_SALVAGE_CALLS = f"INSERT INTO calls SELECT * FROM old.calls ON CONFLICT (key) DO UPDATE SET {MERGE_SET}"
+_SALVAGE_CALLS = f"""
+MERGE INTO calls USING old.calls AS excluded ON calls.key = excluded.key
+WHEN MATCHED THEN UPDATE SET {MERGE_SET}
+WHEN NOT MATCHED THEN INSERT BY NAME
+"""
 
 
 @dataclass
@@ -106,7 +110,8 @@ def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, worke
     try:
         new = Index(tmp)
         try:
-            report = sync(new, roots, progress=progress, workers=workers)
+            with new.deferred_calls():
+                report = sync(new, roots, progress=progress, workers=workers)
             if old_error or not db.exists():
                 salvaged, error, lost = 0, old_error, None
             else:

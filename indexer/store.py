@@ -2,9 +2,10 @@
 
 The idea: one `commit` is one transaction holding a batch of files' new rows AND their new
 offsets, so a crash either keeps both or neither; re-reading after a crash can then neither skip
-nor repeat a line. Rows go in as numpy column arrays (one bulk append, no per-row Python) and are
-upserted by call identity with order-independent merge rules (usage maxima, earliest timestamp),
-so reading the same call twice, from a fork copy or a rewritten file, changes nothing.
+nor repeat a line. Rows go in as numpy column arrays (no per-row Python) and are merged by call
+identity, in one MERGE INTO (a hash join: the table needs no key index), with order-independent
+rules (usage maxima, earliest timestamp), so reading the same call twice, from a fork copy or a
+rewritten file, changes nothing. A few-call append takes a probe-and-insert path instead.
 Rows are never deleted: the index outlives Claude Code's 30-day cleanup.
 """
 
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
@@ -25,27 +26,6 @@ from indexer.pricing import PRICED_VIEW
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
 
-if TYPE_CHECKING:
-    import numpy as np
-
-_CALL_COLUMNS = CallRow._fields
-_CALL_TYPES = {
-    **dict.fromkeys(
-        (
-            "key",
-            "msg_hash",
-            "ts_ms",
-            "input_tokens",
-            "output_tokens",
-            "cache_5m_tokens",
-            "cache_1h_tokens",
-            "cache_read_tokens",
-            "web_searches",
-        ),
-        "int64",
-    ),
-    **dict.fromkeys(("sidechain", "failed", "fast"), "bool"),
-}
 _EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
 # The merge rules of parse.merge_calls, in SQL: ingest and rebuild's salvage both use them, so the
 # order in which lines (or old and new indexes) meet never changes the result.
@@ -70,13 +50,29 @@ MERGE_SET = f"""
     latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
     error = CASE WHEN {_EARLIER} THEN excluded.error ELSE calls.error END
 """
-_UPSERT_CALLS = f"""
-INSERT INTO calls
-SELECT key, msg_hash, make_timestamp(ts_ms * 1000), model, session, project, branch, version, agent_id,
-       sidechain, failed, false, input_tokens, output_tokens, cache_5m_tokens, cache_1h_tokens,
-       cache_read_tokens, web_searches, fast, cost_usd, latency_ms, error
-FROM batch_calls
-ON CONFLICT (key) DO UPDATE SET {MERGE_SET}
+# Rows of one call identity in a batch -> one, by the rules of parse.merge_calls: usage maxima, and
+# the descriptive fields of the earliest row (by time, then session, then arrival as merge_batch
+# does), picked once per key by row number. Then merged into `calls` the same way (MERGE_SET), as a
+# hash join on the key column.
+_MERGE_CALLS = f"""
+MERGE INTO calls USING (
+    WITH r AS (SELECT *, row_number() OVER () AS rn FROM batch_calls),
+    agg AS (
+        SELECT arg_min(rn, (ts_ms, session, rn)) AS rn, bool_and(sidechain) AS sidechain, bool_or(failed) AS failed,
+               max(input_tokens) AS input_tokens, max(output_tokens) AS output_tokens,
+               max(cache_5m_tokens) AS cache_5m_tokens, max(cache_1h_tokens) AS cache_1h_tokens,
+               max(cache_read_tokens) AS cache_read_tokens, max(web_searches) AS web_searches,
+               bool_or(fast) AS fast, max(cost_usd) AS cost_usd
+        FROM r GROUP BY key
+    )
+    SELECT r.key, r.msg_hash, make_timestamp(r.ts_ms * 1000) AS ts, r.model, r.session, r.project, r.branch,
+           r.version, r.agent_id, agg.sidechain, agg.failed, agg.input_tokens, agg.output_tokens,
+           agg.cache_5m_tokens, agg.cache_1h_tokens, agg.cache_read_tokens, agg.web_searches, agg.fast,
+           agg.cost_usd, r.latency_ms, r.error
+    FROM agg JOIN r USING (rn)
+) AS excluded ON calls.key = excluded.key
+WHEN MATCHED THEN UPDATE SET {MERGE_SET}
+WHEN NOT MATCHED THEN INSERT BY NAME
 """
 # A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
 # Recomputed for the sidechain (or flagged) calls sharing a message.id with the batch: a merge can
@@ -101,7 +97,7 @@ _SELECT_CALL = (
 )
 _INSERT_CALL_ROW = "(?, ?, make_timestamp(? * 1000), ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
-_MERGED_COLUMNS = tuple(c for c in _CALL_COLUMNS if c not in ("key", "msg_hash"))
+_MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
 _FILE_COLUMNS = (
     "device",
     "inode",
@@ -120,22 +116,8 @@ _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
 _CMD_LIMIT = 120
 
 
-def _columns(
-    rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: dict[str, str] | None = None
-) -> dict[str, np.ndarray[Any, Any]]:
-    """Column arrays of `rows`: numpy `typed[name]` for never-null numbers (DuckDB reads those
-    without a per-value conversion), Python objects otherwise."""
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    import numpy as np  # only writers need it (readers skip its ~0.1 s import)
-
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    for name, values in zip(names, cols, strict=True):
-        out[name] = np.array(values, dtype=(typed or {}).get(name, object))
-    return out
-
-
 def merge_batch(calls: Iterable[CallRow]) -> list[CallRow]:
-    """Merge rows sharing a call identity (DuckDB cannot upsert one key twice in one statement)."""
+    """Merge rows sharing a call identity, in Python: the few-call path (big batches merge in SQL)."""
     merged: dict[int, CallRow] = {}
     for row in calls:
         prev = merged.get(row.key)
@@ -197,6 +179,7 @@ class Index:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.con = open_connection(path, read_only)
+        self._deferred: list[CallColumns] | None = None
         if not read_only:
             try:
                 migrate(self.con)
@@ -241,20 +224,52 @@ class Index:
         if paths:
             self.con.executemany("UPDATE files SET gone = true WHERE path = ?", [[p] for p in paths])
 
-    def commit(self, results: Sequence[ReadResult]) -> None:
-        """Store rows and new file states of `results` in one transaction."""
-        calls = merge_batch(c for r in results for c in r.parsed.calls)
+    @contextlib.contextmanager
+    def deferred_calls(self) -> Iterator[None]:
+        """Within the block, commits keep their calls aside; they are merged in one statement at its end.
+
+        Only for a rebuild into a fresh file, which a crash discards anyway (offsets commit before
+        their calls here). One merge of every row costs far less than one per batch into a growing
+        table, and it leaves no space behind in the file that the per-batch rewrites would.
+        """
+        self._deferred = []
+        try:
+            yield
+            batch = CallColumns.concat(self._deferred)
+            self._deferred = None
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self._merge_calls(batch)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        finally:
+            self._deferred = None
+
+    def _merge_calls(self, batch: CallColumns) -> None:
+        if not len(batch):
+            return
+        self.con.register("batch_calls", batch.arrays)
+        self.con.execute(_MERGE_CALLS)
+        self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
+        self.con.unregister("batch_calls")
+
+    def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
+        """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
+        rows = [c for r in results for c in r.parsed.calls]
+        few = merge_batch(rows) if not columns and len(rows) <= 4 * SMALL_BATCH else None
         events = {e.key: e for r in results for e in r.parsed.events}
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            if calls and (len(calls) > SMALL_BATCH or not self._write_few_calls(calls)):
-                con.register("batch_calls", _columns(calls, _CALL_COLUMNS, _CALL_TYPES))
-                con.execute(_UPSERT_CALLS)
-                con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
-                con.unregister("batch_calls")
+            if self._deferred is not None:
+                self._deferred += [*columns, CallColumns.from_rows(rows)]
+            elif few is None or len(few) > SMALL_BATCH or (few and not self._write_few_calls(few)):
+                fresh = CallColumns.from_rows(few if few is not None else rows)
+                self._merge_calls(CallColumns.concat([*columns, fresh]))
             if events:
-                con.register("batch_events", _columns(list(events.values()), EventRow._fields))
+                con.register("batch_events", column_arrays(list(events.values()), EventRow._fields))
                 con.execute(
                     "INSERT OR IGNORE INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, "
                     "project, detail FROM batch_events"
@@ -264,12 +279,12 @@ class Index:
             # read starts at the committed offset, and rejects commit with it. One statement for all.
             rereads = [(r.plan.path,) for r in results if r.plan.reset]
             if rereads:
-                con.register("batch_rereads", _columns(rereads, ("path",)))
+                con.register("batch_rereads", column_arrays(rereads, ("path",)))
                 con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM batch_rereads)")
                 con.unregister("batch_rereads")
             rejects = [rj for r in results for rj in r.parsed.rejects]
             if rejects:
-                con.register("batch_rejects", _columns(rejects, ("path", "offset", "reason")))
+                con.register("batch_rejects", column_arrays(rejects, ("path", "offset", "reason")))
                 con.execute('INSERT INTO rejects SELECT path, "offset", reason FROM batch_rejects')
                 con.unregister("batch_rejects")
             self._store_states(results)
@@ -360,7 +375,7 @@ class Index:
             "last_user_ms",
             "lines",
         )
-        self.con.register("batch_files", _columns(rows, names))
+        self.con.register("batch_files", column_arrays(rows, names))
         self.con.execute(
             """
             INSERT INTO files

@@ -52,12 +52,17 @@ class ReadPlan:
 
 @dataclass
 class ReadResult:
-    """Rows from one file read plus the new state to store with them."""
+    """Rows from one file read plus the new state to store with them.
+
+    A worker process moves `parsed.calls` into column arrays (see ingest.py) and empties the
+    list; `call_lines` keeps the count.
+    """
 
     plan: ReadPlan
     parsed: ParseResult
     state: FileState
     bytes_read: int
+    call_lines: int
 
 
 def _hash_range(fd: int, start: int, length: int) -> int:
@@ -158,7 +163,7 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         )
     finally:
         os.close(fd)
-    return ReadResult(plan, parsed, state, pos - plan.start)
+    return ReadResult(plan, parsed, state, pos - plan.start, len(parsed.calls))
 
 
 def _add(into: ParseResult, part: ParseResult) -> None:

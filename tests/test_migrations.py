@@ -38,7 +38,7 @@ COLUMNS = {
     ],
     "migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
 }  # fmt: skip
-NAMES = ["001_calls", "002_files", "003_events_and_rejects", "004_prices"]
+NAMES = ["001_calls", "002_files", "003_events_and_rejects", "004_prices", "005_calls_without_primary_key"]
 
 
 def schema(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
@@ -88,3 +88,32 @@ def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:
     assert applied(con) == ["001_calls"]
     assert "half" not in schema(con)
     con.close()
+
+
+def test_calls_lose_their_primary_key_and_keep_their_rows_in_time_order(tmp_path: Path) -> None:
+    """005 rebuilds `calls` without the key's index (a third of the file) and sorts it by time."""
+    db = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(db))
+    migrate(con, MIGRATIONS[:4])
+    for key, day in ((7, 3), (5, 1), (6, 2)):
+        con.execute(
+            f"INSERT INTO calls VALUES ({key}, 0, TIMESTAMP '2026-01-0{day} 00:00:00', 'm', 's', '/p', NULL, NULL, "
+            f"NULL, false, false, false, {key}, 0, 0, 0, 0, 0, false, NULL, NULL, NULL)"
+        )
+    assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'calls' "
+                       "AND constraint_type = 'PRIMARY KEY'").fetchone() == (1,)  # fmt: skip
+    con.close()
+    with Index(db) as index:
+        assert applied(index.con) == NAMES
+        assert schema(index.con)["calls"] == COLUMNS["calls"]
+        kinds = index.con.execute("SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'calls'")
+        assert "PRIMARY KEY" not in {r[0] for r in kinds.fetchall()}
+        assert index.con.execute("SELECT key, input_tokens FROM calls").fetchall() == [(5, 5), (6, 6), (7, 7)]
+        # The replay column keeps its default: a plain insert without it still works.
+        index.con.execute(
+            "INSERT INTO calls BY NAME SELECT 8 AS key, 0 AS msg_hash, TIMESTAMP '2026-01-04' AS ts, 'm' AS model, "
+            "'s' AS session, '/p' AS project, false AS sidechain, false AS failed, 0 AS input_tokens, "
+            "0 AS output_tokens, 0 AS cache_5m_tokens, 0 AS cache_1h_tokens, 0 AS cache_read_tokens, "
+            "0 AS web_searches, false AS fast"
+        )
+        assert index.con.execute("SELECT replay FROM calls WHERE key = 8").fetchone() == (False,)
