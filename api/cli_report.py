@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 from api.output import print_json
@@ -213,20 +214,37 @@ def _ready(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
     return False
 
 
+def _engine() -> ModuleType:
+    """DuckDB's compiled engine, `_duckdb`, when it can be imported alone, else the `duckdb` package.
+
+    The package is that engine plus a Python layer (relational API, Arrow and Polars glue, version
+    metadata) that costs more to import than the engine itself; a report needs none of it. Both
+    give the same connection and exception classes (the package re-exports the engine's).
+    """
+    try:
+        import _duckdb
+
+        engine: ModuleType = _duckdb
+    except ImportError:
+        import duckdb
+
+        engine = duckdb
+    return engine
+
+
 def _read_quickly(db_file: Path, book: PriceBook, local: Compute) -> Answer | None:
     """The answer from the index opened read-only by DuckDB itself, or None (see _read_carefully).
 
     Read-only: nothing is written, and several reports (or `cco index status`) run at once.
     """
-    import duckdb
-
+    engine = _engine()
     try:
-        con = duckdb.connect(str(db_file), read_only=True)
-    except duckdb.Error:
+        con = engine.connect(str(db_file), read_only=True)
+    except engine.Error:
         return None
     try:
         return local(con) if _ready(con, book) else None
-    except duckdb.Error:
+    except engine.Error:
         return None
     finally:
         con.close()

@@ -6,9 +6,10 @@
 
 The idea: the machine is noisy, so processes are timed in rounds that run one of each in turn,
 the floors included (`python -c pass`, `python -c "import duckdb"`, and `import _duckdb`, the
-engine without its Python layer), and each row is the median over --runs rounds (wall clock,
-start to exit). Processes get a bytecode cache in a temporary folder (PYTHONPYCACHEPREFIX), as
-an installed cco has one. `--code DIR` (repeatable) runs the reports from that source tree (put
+engine without its Python layer), and each row is the median over --runs rounds of the wall
+clock (start to exit) and of the CPU time (user + system, which a busy machine inflates less).
+Processes get a bytecode cache in a temporary folder (PYTHONPYCACHEPREFIX), as an installed cco
+has one. `--code DIR` (repeatable) runs the reports from that source tree (put
 first on PYTHONPATH), e.g. an unpacked `git archive HEAD` against the working tree, in the same
 rounds; without it, the installed `cco` runs. Then `cco index run` serves the index (a fresh
 port) and each report path is fetched --requests times over one keep-alive httpx connection
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -39,17 +41,22 @@ CCUSAGE = "/tmp/ccu/node_modules/@ccusage/ccusage-linux-x64/bin/ccusage"
 CCO_FROM_TREE = "import sys; from api.cli import main; sys.argv[0] = 'cco'; sys.exit(main())"
 
 
-def wall_ms(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms: user + system) of one process; CPU time suffers less from a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A neutral working folder: `python -c` puts it first on sys.path, before PYTHONPATH.
+    done = subprocess.run(cmd, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.decode(errors='replace')[-500:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return elapsed, cpu
 
 
-def process_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[str, list[float]]]:
-    """(label, wall times in ms) for the floors and every report of every code tree, in rounds."""
+def process_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[str, list[tuple[float, float]]]]:
+    """(label, [(wall ms, CPU ms)]) for the floors and every report of every code tree, in rounds."""
     py = sys.executable
     jobs: list[tuple[str, list[str], dict[str, str]]] = [
         ("`python -c pass`", [py, "-c", "pass"], env),
@@ -64,11 +71,11 @@ def process_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[st
             label = f"`cco report {kind} --json`" + ("" if tree is None else f" ({tree})")
             jobs.append((label, [*cmd, "report", kind, "--json", "--db", str(args.db)], tree_env))
     for _, cmd, job_env in jobs:  # warm-up: bytecode caches, the OS page cache
-        wall_ms(cmd, job_env)
-    times: dict[str, list[float]] = {label: [] for label, _, _ in jobs}
+        timed(cmd, job_env)
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in jobs}
     for _ in range(args.runs):
         for label, cmd, job_env in jobs:
-            times[label].append(wall_ms(cmd, job_env))
+            times[label].append(timed(cmd, job_env))
     return list(times.items())
 
 
@@ -139,17 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         http = [] if args.no_http else http_rows(args, env)
 
     print(f"Whole processes, wall ms over {args.runs} interleaved rounds (index {args.db}):\n")
-    print("| command | median ms | min ms |")
-    print("|---|---:|---:|")
+    print("| command | wall median ms | wall min ms | CPU median ms |")
+    print("|---|---:|---:|---:|")
     for label, times in rows:
-        print(f"| {label} | {statistics.median(times):.0f} | {min(times):.0f} |")
-    daily = statistics.median(next(t for label, t in rows if label.startswith("`cco report daily")))
+        walls, cpus = [w for w, _ in times], [c for _, c in times]
+        print(f"| {label} | {statistics.median(walls):.0f} | {min(walls):.0f} | {statistics.median(cpus):.0f} |")
+    daily = statistics.median(w for w, _ in next(t for label, t in rows if label.startswith("`cco report daily")))
     if Path(args.ccusage).exists():
         env = {**os.environ, "CLAUDE_CONFIG_DIR": str(args.tree)}
         cmd = [args.ccusage, "claude", "daily", "--json", "--offline"]
-        wall_ms(cmd, env)
-        ccusage = statistics.median(wall_ms(cmd, env) for _ in range(args.ccusage_runs))
-        print(f"| `ccusage claude daily --json --offline` ({args.ccusage_runs} runs) | {ccusage:.0f} | |")
+        timed(cmd, env)
+        runs = [timed(cmd, env) for _ in range(args.ccusage_runs)]
+        ccusage = statistics.median(w for w, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(f"| `ccusage claude daily --json --offline` ({args.ccusage_runs} runs) | {ccusage:.0f} | | {cpu:.0f} |")
         print(f"\nccusage daily / cco daily: {ccusage / daily:.1f}x")
     if http:
         print(f"\n`cco index run`, {args.requests} keep-alive requests per report:\n")
