@@ -338,14 +338,20 @@ class LiveService:
         self._run_file = True
 
     def start(self) -> None:
-        """Start the ingest thread (catch-up first) and the watcher."""
+        """Start the ingest thread (catch-up first) and, beside it, the watcher."""
         self._ingest = threading.Thread(target=self._ingest_main, name="cco-ingest", daemon=True)
         self._ingest.start()
+        # A recursive watch walks every folder (0.4 s for the 2,300 of the 1 GiB test tree): not on
+        # the way to the first answer.
+        threading.Thread(target=self._start_watcher, name="cco-watch-start", daemon=True).start()
+
+    def _start_watcher(self) -> None:
         try:
             self.watcher.start()
         except OSError as exc:  # e.g. a root we cannot read: the rescan still keeps us current
             self.watcher.last_failure = f"file watcher did not start: {exc}"
             log.warning("%s; relying on the %g s rescan", self.watcher.last_failure, self.config.rescan)
+        self.wake()  # what changed before the watches were in place is read now, not at the next rescan
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

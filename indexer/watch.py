@@ -123,6 +123,8 @@ class Watcher:
 
     def start(self) -> None:
         with self._lock:
+            if self._stop.is_set():  # stopped before it started (a shutdown during start-up)
+                return
             try:
                 self._observer = self._start_observer()
             except OSError as exc:  # e.g. an unreadable root: the supervisor keeps trying

@@ -232,3 +232,12 @@ def test_dead_inotify_reader_is_noticed(root: Path, watched: tuple[Watcher, Coun
     with (root / "proj" / "s.jsonl").open("ab") as f:
         f.write(b"{}\n")
     wait_for(lambda: wakes.n > before, timeout=5)
+
+
+def test_stopped_before_started_never_watches(root: Path) -> None:
+    """The service starts its watcher in a thread; a shutdown may come first."""
+    w = Watcher([root], Counter(), supervise_s=0.05)
+    w.stop()
+    w.start()
+    assert w.observer is None and not w.alive
+    w.stop()
