@@ -37,7 +37,10 @@ def _console(name: str) -> Console:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+    """Indented UTF-8 JSON and a newline, written as bytes (a report can be megabytes: no decoding)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def print_fields(title: str, data: dict[str, Any]) -> None:

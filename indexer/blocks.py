@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadInput
-from indexer.pricing import cost_expr
-from indexer.reports import SYNTHETIC_MODEL, iso_utc, money
+from indexer.pricing import SYNTHETIC_MODEL, cost_expr
+from indexer.reports import iso_utc, money
 from schemas.pricing import COST_MODES
 
 if TYPE_CHECKING:

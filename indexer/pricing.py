@@ -30,18 +30,21 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadInput
-from indexer.parse import SYNTHETIC_MODEL
 from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
 
 if TYPE_CHECKING:
     import duckdb
 
+# Claude Code's stand-in for locally made messages (indexer.parse's name for it, not imported from
+# there: readers such as `cco report` would pay for loading the parser): free, never a model in reports.
+SYNTHETIC_MODEL = "<synthetic>"
+# The bundled price list: package data beside this module.
+BUNDLED_PRICES = Path(__file__).parent / "data" / "prices.toml"
 LONG_CONTEXT_TOKENS = 200_000
 DEFAULT_WEB_SEARCH_PER_1000 = 10.0
 # Optional rates default to Anthropic's fixed ratios to the input rate.
@@ -250,7 +253,7 @@ def read_user(path: Path, raw: bytes | None = None) -> tuple[dict[str, ModelPric
 @functools.cache
 def bundled() -> PriceBook:
     """The prices shipped with cco (parsed once; callers never mutate a book)."""
-    text = resources.files("indexer").joinpath("data/prices.toml").read_text(encoding="utf-8")
+    text = BUNDLED_PRICES.read_text(encoding="utf-8")
     models, web = parse_book(tomllib.loads(text), "bundled")
     return PriceBook(models, web if web is not None else DEFAULT_WEB_SEARCH_PER_1000)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from indexer.errors import BadInput
-from indexer.pricing import cost_expr
+from indexer.pricing import SYNTHETIC_MODEL, cost_expr
 from schemas.pricing import COST_MODES
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 PERIODS = ("daily", "weekly", "monthly", "session")
 WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 ORDERS = ("asc", "desc")
-SYNTHETIC_MODEL = "<synthetic>"  # Claude Code's stand-in for locally made messages; never a model in reports
 DAY_US = 86_400_000_000
 # Costs are rounded to this many decimals: sums of floats depend on the order DuckDB's threads add
 # them in, and the same report must print the same digits every time (and from the service).
@@ -251,6 +250,9 @@ class _Sums:
         }
 
     def models_part(self) -> dict[str, Any]:
+        models = self.models
+        # most rows have one model: no sorting then (a session report builds thousands of these)
+        ordered = models.items() if len(models) < 2 else sorted(models.items(), key=_by_cost_then_name)
         breakdowns = [
             {
                 "modelName": name,
@@ -260,9 +262,13 @@ class _Sums:
                 "cacheReadTokens": int(m[3]),
                 "cost": money(m[4]),
             }
-            for name, m in sorted(self.models.items(), key=lambda kv: (-kv[1][4], kv[0]))
+            for name, m in ordered
         ]
-        return {"modelsUsed": sorted(self.models), "modelBreakdowns": breakdowns}
+        return {"modelsUsed": list(models) if len(models) < 2 else sorted(models), "modelBreakdowns": breakdowns}
+
+
+def _by_cost_then_name(item: tuple[str, list[float]]) -> tuple[float, str]:
+    return (-item[1][4], item[0])
 
 
 # --- queries ------------------------------------------------------------------------------------
