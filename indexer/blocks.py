@@ -223,6 +223,17 @@ def bucket_rows(con: duckdb.DuckDBPyConnection, opts: BlockOptions) -> list[tupl
     return _buckets(con, _bucket_minutes(round(opts.session_hours * 60)) * 60_000, opts.mode)
 
 
+def settled(buckets: list[tuple[Any, ...]], opts: BlockOptions, now: datetime) -> bool:
+    """Whether no block can be active at `now` or later, until new calls come: the last call is a
+    session length ago (or there is none). The report then no longer depends on the time, except
+    for --recent's cutoff.
+    """
+    if not buckets:
+        return True
+    last_ms: int = max(row[2] for row in buckets)
+    return now.timestamp() * 1000 - last_ms >= round(opts.session_hours * 60) * 60_000
+
+
 def blocks_report(con: duckdb.DuckDBPyConnection, opts: BlockOptions, now: datetime | None = None) -> dict[str, Any]:
     """{"blocks": [...]} in time order, ccusage's shape; `now` (aware or naive UTC) decides what is active.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from indexer.pricing import apply_prices, load_book
 from indexer.store import Index
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
+HOURS_5 = timedelta(hours=5)
+ONE_MS = timedelta(milliseconds=1)
 NOW = datetime(2026, 4, 2, 16, 30, tzinfo=UTC)
 
 
@@ -156,3 +158,18 @@ def test_empty_index(tmp_path: Path) -> None:
 def test_bad_arguments(options: dict[str, Any], message: str) -> None:
     with pytest.raises(BadInput, match=message):
         block_options(**options)
+
+
+def test_settled_once_the_last_call_is_a_session_length_ago(index: Index) -> None:
+    """A settled report no longer depends on the time: what the service may keep until the index changes."""
+    from indexer.blocks import blocks_from_buckets, bucket_rows, settled
+
+    opts = block_options()
+    buckets = bucket_rows(index.con, opts)
+    last = datetime.fromtimestamp(max(row[2] for row in buckets) / 1000, UTC)
+    assert not settled(buckets, opts, last + (HOURS_5 - ONE_MS))
+    assert settled(buckets, opts, last + HOURS_5)
+    assert settled([], opts, last)
+    later = [blocks_from_buckets(buckets, opts, last + HOURS_5 * k) for k in (1, 2, 100)]
+    assert later[0] == later[1] == later[2] == blocks_report(index.con, opts)
+    assert not any(b["isActive"] for b in later[0]["blocks"])

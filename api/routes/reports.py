@@ -7,13 +7,14 @@ DuckDB. The service keeps `prices` current for the whole index; these routes onl
 
 A report depends on the index content alone, so a `Memo` keeps its encoded body until the index
 changes: a repeated request costs a version check, not a scan. Blocks also depend on the time
-(what is active, projections), so only their per-bucket sums are kept and the blocks are chained
-for each request.
+(what is active, projections) while a block can still be active: then only their per-bucket sums
+are kept and the blocks are chained for each request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.context import AppContext
-from indexer.blocks import block_options, blocks_from_buckets, bucket_rows
+from indexer.blocks import block_options, blocks_from_buckets, bucket_rows, settled
 from indexer.errors import BadInput
 from indexer.metrics import Memo
 from indexer.reports import PERIODS, period_report, report_options
@@ -109,8 +110,16 @@ def routes(ctx: AppContext, memo: Memo | None = None) -> list[BaseRoute]:
             )
         except BadInput as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        key = ("report-buckets", opts.session_hours, opts.mode)
-        buckets = await run_in_threadpool(_answer(ctx, memo, key, lambda con: bucket_rows(con, opts)))
+
+        def compute(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[Any, ...]], bytes | None]:
+            buckets = bucket_rows(con, opts)
+            now = datetime.now(UTC)
+            done = settled(buckets, opts, now) and not opts.recent  # the same answer until the index changes
+            return buckets, _body(blocks_from_buckets(buckets, opts, now)) if done else None
+
+        buckets, body = await run_in_threadpool(_answer(ctx, memo, ("report-blocks", opts), compute))
+        if body is not None:
+            return Response(body, media_type="application/json")
         return JSONResponse(blocks_from_buckets(buckets, opts))
 
     return [
