@@ -9,8 +9,9 @@ notices are left out: a subagent running on another model is not a switch). `com
 
 The idea: a page is a merge of three sources, each asked only for its `offset + limit` newest
 rows. Calls are ordered by two raw columns of `calls` (cheap even with a million rows) and
-priced only for the page; model switches need a window function over every call, so their list
-is memoized until the index changes; compactions are few. Ties on the timestamp are broken by
+priced only for the page; model switches need a window function over every call, but only the
+page's share of them and their count leave DuckDB (each page is memoized until the index
+changes); compactions are few. Ties on the timestamp are broken by
 source (switch, call, compaction) and then by key, so pages are stable.
 """
 
@@ -63,33 +64,26 @@ class ActivityQuery:
             params.append(db_time(self.end))
         return sql, params
 
-    def admits(self, ts: datetime, project: str) -> bool:
-        """The same conditions as `where`, for rows held in memory (naive UTC ts)."""
-        return (
-            (self.project is None or project == self.project)
-            and (self.start is None or ts >= db_time(self.start))
-            and (self.end is None or ts < db_time(self.end))
-        )
-
 
 # (ts, key, session, project, model, previous model), newest first
 Override = tuple[datetime, int, str, str, str, str]
 # A feed entry before it is rendered: (ts, source rank, key, payload)
 Candidate = tuple[datetime, int, int, Any]
 
+# Every switch matching the feed's filters (appended as `AND ...` to the last WHERE), newest first,
+# each with the number of them: a page never holds the whole list, which can be as long as the
+# calls (a session that alternates models every call).
 _OVERRIDES = """
 WITH main AS (
     SELECT key, ts, session, project, model FROM calls WHERE NOT replay AND NOT sidechain AND NOT failed
 ), switching AS (
     SELECT session FROM main GROUP BY session HAVING count(DISTINCT model) > 1
 )
-SELECT ts, key, session, project, model, prev FROM (
+SELECT ts, key, session, project, model, prev, count(*) OVER () FROM (
     SELECT *, lag(model) OVER (PARTITION BY session ORDER BY ts, key) AS prev
     FROM main WHERE session IN (SELECT session FROM switching)
 )
-WHERE prev IS NOT NULL AND prev <> model
-ORDER BY ts DESC, key
-"""
+WHERE prev IS NOT NULL AND prev <> model"""
 
 
 # The switches among the newest calls (those at the newest counted call's ts): the only ones that
@@ -110,13 +104,14 @@ WHERE p.model <> n.model
 """
 
 
-def model_overrides(con: duckdb.DuckDBPyConnection, memo: Memo | None = None) -> list[Override]:
-    """Every model switch in the index, newest first (memoized until the index changes)."""
-
-    def compute() -> list[Override]:
-        return [tuple(r) for r in con.execute(_OVERRIDES).fetchall()]
-
-    return memoized(memo, con, "model_overrides", compute)
+def model_overrides(
+    con: duckdb.DuckDBPyConnection, query: ActivityQuery | None = None, limit: int | None = None
+) -> tuple[int, list[Override]]:
+    """(how many, the `limit` newest) model switches within `query`'s project and time filters."""
+    where, params = (query or ActivityQuery()).where()
+    sql = f"{_OVERRIDES}{where} ORDER BY ts DESC, key" + ("" if limit is None else " LIMIT ?")
+    rows = con.execute(sql, params if limit is None else [*params, limit]).fetchall()
+    return (rows[0][6] if rows else 0), [tuple(r[:6]) for r in rows]
 
 
 def _call_filter(types: Iterable[str]) -> str | None:
@@ -194,18 +189,15 @@ def activity(
 ) -> dict[str, Any]:
     """GET /api/metrics/activity: {events, total, hasMore}, newest first (memoized per query)."""
     cost_expr(mode)
-    return memoized(memo, con, ("activity", query, mode), lambda: _activity(con, query, mode, memo))
+    return memoized(memo, con, ("activity", query, mode), lambda: _activity(con, query, mode))
 
 
-def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, memo: Memo | None) -> dict[str, Any]:
+def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str) -> dict[str, Any]:
     need = query.offset + query.limit
     where, params = query.where()
     call_sql = f"NOT replay{call_where}{where}" if (call_where := _call_filter(query.types)) is not None else None
     event_sql = f"kind = 'compaction'{where}" if "compaction" in query.types else None
-    overrides = (
-        [o for o in model_overrides(con, memo) if query.admits(o[0], o[3])] if "model_override" in query.types else []
-    )
-    total = len(overrides)
+    total, overrides = model_overrides(con, query, need) if "model_override" in query.types else (0, [])
     for table, sql in (("calls", call_sql), ("events", event_sql)):
         if sql is not None:
             total += (con.execute(f"SELECT count(*) FROM {table} WHERE {sql}", params).fetchone() or (0,))[0]
@@ -213,7 +205,7 @@ def _activity(con: duckdb.DuckDBPyConnection, query: ActivityQuery, mode: str, m
         return {"events": [], "total": total, "hasMore": need < total}
 
     # Candidates: (ts, source rank, key, payload); each source gives at most `need`.
-    candidates: list[Candidate] = [(o[0], _RANK["model_override"], o[1], o) for o in overrides[:need]]
+    candidates: list[Candidate] = [(o[0], _RANK["model_override"], o[1], o) for o in overrides]
     if call_sql is not None:
         rows = con.execute(
             f"SELECT ts, key FROM calls WHERE {call_sql} ORDER BY ts DESC, key LIMIT ?", [*params, need]

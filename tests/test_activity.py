@@ -184,8 +184,14 @@ def test_switches_ignore_subagents_and_errors(tmp_path: Path) -> None:
             ("0:09", "claude-sonnet-4-6", "claude-opus-4-6"),
             ("0:07", "claude-opus-4-6", "claude-sonnet-4-6"),
         ]
-        memo = Memo()
-        assert model_overrides(ix.con, memo) is model_overrides(ix.con, memo)  # memoized
+        # Only the page's share leaves DuckDB, with the count of them all; filters apply after the
+        # switch is found (the previous call may lie outside the window).
+        newest = switches[0]["timestamp"]
+        assert model_overrides(ix.con, limit=1) == (2, [model_overrides(ix.con)[1][0]])
+        since = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+        count, rows = model_overrides(ix.con, ActivityQuery(start=since))
+        assert count == 1 and [(r[4], r[5]) for r in rows] == [("claude-opus-4-6", "claude-sonnet-4-6")]
+        assert model_overrides(ix.con, ActivityQuery(project="/elsewhere")) == (0, [])
 
 
 def test_current(index: Index) -> None:
