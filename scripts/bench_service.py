@@ -332,7 +332,7 @@ index.con.execute(
 apply_prices(index.con, bundled())
 index.close()
 """
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, stdout=sys.stderr)
 
 
 def serve_round(code: Path, tree: Path, db: Path, requests: int, work: Path) -> dict[str, Any]:
