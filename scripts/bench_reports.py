@@ -9,13 +9,13 @@ the floors included (`python -c pass`, `python -c "import duckdb"`, and `import 
 engine without its Python layer), and each row is the median over --runs rounds of the wall
 clock (start to exit) and of the CPU time (user + system, which a busy machine inflates less).
 Processes get a bytecode cache in a temporary folder (PYTHONPYCACHEPREFIX), as an installed cco
-has one. `--code DIR` (repeatable) runs the reports from that source tree (put
-first on PYTHONPATH), e.g. an unpacked `git archive HEAD` against the working tree, in the same
-rounds; without it, the installed `cco` runs. Then `cco index run` serves the index (a fresh
-port) and each report path is fetched --requests times over one keep-alive httpx connection
-after a few warm-up requests: p50 and p95. When ccusage is installed (--ccusage), `ccusage
-claude daily --json --offline` over the same tree is timed too (--ccusage-runs), with the ratio
-to `cco report daily --json`. Prints Markdown tables.
+has one. `--code DIR` (repeatable) runs the reports from that source tree (put first on
+PYTHONPATH), e.g. an unpacked `git archive HEAD` against the working tree, in the same rounds;
+without it, the installed `cco` runs. Then `cco index run` serves the index (a fresh port): each
+report path is fetched --requests times over one keep-alive httpx connection after a few warm-up
+requests (p50 and p95), and `cco report … --json` is timed again, now answered by the service.
+When ccusage is installed (--ccusage), `ccusage claude daily --json --offline` over the same tree
+is timed too (--ccusage-runs), with the ratio to `cco report daily --json`. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -86,8 +86,11 @@ def free_port() -> int:
         return port
 
 
-def http_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[str, float, float]]:
-    """(path, p50 ms, p95 ms) of each report served by `cco index run` over the same index."""
+def served(
+    args: argparse.Namespace, env: dict[str, str]
+) -> tuple[list[tuple[str, float, float]], list[tuple[str, float]]]:
+    """With `cco index run` serving the index: (path, p50 ms, p95 ms) of each report's request, and
+    (command, median wall ms) of each `cco report … --json`, which then asks the service."""
     port = free_port()
     service = subprocess.Popen(
         [CCO, "index", "run", "--db", str(args.db), "--source", str(args.tree), "--port", str(port)],
@@ -95,7 +98,7 @@ def http_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[str, 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    rows = []
+    rows, processes = [], []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             deadline = time.monotonic() + 120
@@ -121,10 +124,14 @@ def http_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[str, 
                     times.append((time.perf_counter() - start) * 1000)
                 times.sort()
                 rows.append((f"`GET {path}`", statistics.median(times), times[int(len(times) * 0.95) - 1]))
+            for kind in REPORTS:  # `cco report` while the service holds the index: it asks the service
+                cmd = [CCO, "report", kind, "--json", "--db", str(args.db)]
+                wall = statistics.median(timed(cmd, env)[0] for _ in range(args.runs))
+                processes.append((f"`cco report {kind} --json` (answered by the service)", wall))
     finally:
         service.terminate()
         service.wait(timeout=60)
-    return rows
+    return rows, processes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = pyc
         rows = process_rows(args, env)
-        http = [] if args.no_http else http_rows(args, env)
+        http, processes = ([], []) if args.no_http else served(args, env)
 
     print(f"Whole processes, wall ms over {args.runs} interleaved rounds (index {args.db}):\n")
     print("| command | wall median ms | wall min ms | CPU median ms |")
@@ -167,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|")
         for label, p50, p95 in http:
             print(f"| {label} | {p50:.2f} | {p95:.2f} |")
+        print(f"\nWhole processes while the service runs, wall ms, median of {args.runs}:\n")
+        print("| command | wall median ms |")
+        print("|---|---:|")
+        for label, median in processes:
+            print(f"| {label} | {median:.0f} |")
     return 0
 
 
