@@ -52,7 +52,7 @@ def create_app(ctx: AppContext, service: LiveService | None = None) -> Starlette
         routes=[
             *stats.routes(ctx, service),
             *metrics.routes(ctx, memo=ctx.memo),
-            *reports.routes(ctx),
+            *reports.routes(ctx, memo=ctx.memo),
             *dashboard.routes(ctx),
         ],
         middleware=[Middleware(SecurityMiddleware, allowed_hosts=ctx.allowed_hosts, token=ctx.token)],
