@@ -40,6 +40,12 @@ _CALL_TYPES = {
     ),
     **dict.fromkeys(("sidechain", "failed", "fast"), "bool"),
 }
+# DuckDB types of the columns; the others are VARCHAR.
+CALL_SQL_TYPES = {
+    **{name: {"int64": "BIGINT", "bool": "BOOLEAN"}[kind] for name, kind in _CALL_TYPES.items()},
+    "cost_usd": "DOUBLE",
+    "latency_ms": "BIGINT",
+}
 _INTERNED = ("model", "session", "project", "branch", "version", "agent_id")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
+from indexer.columns import CALL_COLUMNS, CALL_SQL_TYPES, CallColumns, column_arrays
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
@@ -50,26 +50,25 @@ MERGE_SET = f"""
     latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
     error = CASE WHEN {_EARLIER} THEN excluded.error ELSE calls.error END
 """
-# Rows of one call identity in a batch -> one, by the rules of parse.merge_calls: usage maxima, and
+# Rows of one call identity in `source` -> one, by the rules of parse.merge_calls: usage maxima, and
 # the descriptive fields of the earliest row (by time, then session, then arrival as merge_batch
-# does), picked once per key by row number. Then merged into `calls` the same way (MERGE_SET), as a
-# hash join on the key column.
+# does), picked once per key by row number (`rn`, the rows' arrival order). Then merged into
+# `calls` the same way (MERGE_SET), as a hash join on the key column.
 _MERGE_CALLS = f"""
 MERGE INTO calls USING (
-    WITH r AS (SELECT *, row_number() OVER () AS rn FROM batch_calls),
-    agg AS (
+    WITH agg AS (
         SELECT arg_min(rn, (ts_ms, session, rn)) AS rn, bool_and(sidechain) AS sidechain, bool_or(failed) AS failed,
                max(input_tokens) AS input_tokens, max(output_tokens) AS output_tokens,
                max(cache_5m_tokens) AS cache_5m_tokens, max(cache_1h_tokens) AS cache_1h_tokens,
                max(cache_read_tokens) AS cache_read_tokens, max(web_searches) AS web_searches,
                bool_or(fast) AS fast, max(cost_usd) AS cost_usd
-        FROM r GROUP BY key
+        FROM {{source}} GROUP BY key
     )
     SELECT r.key, r.msg_hash, make_timestamp(r.ts_ms * 1000) AS ts, r.model, r.session, r.project, r.branch,
            r.version, r.agent_id, agg.sidechain, agg.failed, agg.input_tokens, agg.output_tokens,
            agg.cache_5m_tokens, agg.cache_1h_tokens, agg.cache_read_tokens, agg.web_searches, agg.fast,
            agg.cost_usd, r.latency_ms, r.error
-    FROM agg JOIN r USING (rn)
+    FROM agg JOIN {{source}} AS r USING (rn)
 ) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 WHEN NOT MATCHED THEN INSERT BY NAME
@@ -89,6 +88,14 @@ WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
 # columns that change are updated by key, new calls plain-INSERTed. `ON CONFLICT DO UPDATE` with
 # 19 SET expressions costs 10-16 ms even for one row.
 SMALL_BATCH = 64
+# deferred_calls(): rows per merge bucket, and DuckDB's memory limit meanwhile.
+DEFERRED_MERGE_ROWS = 40_000
+DEFERRED_MEMORY = "64MB"
+_DEFERRED_TABLE = f"""
+CREATE TEMP TABLE deferred_calls (
+    {", ".join(f"{c} {CALL_SQL_TYPES.get(c, 'VARCHAR')}" for c in CALL_COLUMNS)}, rn BIGINT
+)
+"""
 SMALL_UPDATES = 4  # ... and at most this many UPDATE statements (~2-3 ms each) for calls or files
 _SELECT_CALL = (
     "SELECT key, msg_hash, epoch_ms(ts), model, session, project, branch, version, agent_id, sidechain, failed, "
@@ -179,7 +186,7 @@ class Index:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.con = open_connection(path, read_only)
-        self._deferred: list[CallColumns] | None = None
+        self._deferred: int | None = None  # rows set aside by deferred_calls()
         if not read_only:
             try:
                 migrate(self.con)
@@ -226,48 +233,53 @@ class Index:
 
     @contextlib.contextmanager
     def deferred_calls(self) -> Iterator[None]:
-        """Within the block, commits keep their calls aside; they are merged in one statement at its end.
+        """Within the block, commits set their calls aside; they are merged into `calls` at its end.
 
         Only for a rebuild into a fresh file, which a crash discards anyway (offsets commit before
-        their calls here). One merge of every row costs far less than one per batch into a growing
-        table, and it leaves no space behind in the file that the per-batch rewrites would.
+        their calls here). `calls` is then written once, in message.id buckets of about
+        DEFERRED_MERGE_ROWS rows, instead of rewritten by every batch: less CPU, and no space left
+        behind in the file. The rows wait in a temporary table under a memory limit, so DuckDB
+        spills them to disk rather than the process growing with the tree.
         """
-        self._deferred = []
+        con = self.con
+        con.execute(f"SET memory_limit = '{DEFERRED_MEMORY}'")
+        con.execute(_DEFERRED_TABLE)
+        self._deferred = 0
         try:
             yield
-            batch = CallColumns.concat(self._deferred)
-            self._deferred = None
-            self.con.execute("BEGIN TRANSACTION")
-            try:
-                self._merge_calls(batch)
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
+            total = (con.execute("SELECT count(*) FROM deferred_calls").fetchone() or (0,))[0]
+            n = max(1, -(-total // DEFERRED_MERGE_ROWS))
+            for i in range(n):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    self._merge_calls(f"(SELECT * FROM deferred_calls WHERE hash(msg_hash) % {n} = {i})")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
         finally:
             self._deferred = None
+            con.execute("DROP TABLE IF EXISTS deferred_calls")
+            con.execute("RESET memory_limit")
 
-    def _merge_calls(self, batch: CallColumns) -> None:
-        if not len(batch):
-            return
-        self.con.register("batch_calls", batch.arrays)
-        self.con.execute(_MERGE_CALLS)
-        self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
-        self.con.unregister("batch_calls")
+    def _merge_calls(self, source: str) -> None:
+        """Merge the call rows of `source` (a relation with CALL_COLUMNS plus their order `rn`)."""
+        self.con.execute(_MERGE_CALLS.format(source=source))
+        self.con.execute(MARK_REPLAYS.format(msg_hashes=f"SELECT msg_hash FROM {source}"))
+
+    def _register_calls(self, batch: CallColumns, first_rn: int = 0) -> None:
+        import numpy as np
+
+        self.con.register("batch_calls", {**batch.arrays, "rn": np.arange(first_rn, first_rn + len(batch))})
 
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
         rows = [c for r in results for c in r.parsed.calls]
-        few = merge_batch(rows) if not columns and len(rows) <= 4 * SMALL_BATCH else None
         events = {e.key: e for r in results for e in r.parsed.events}
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            if self._deferred is not None:
-                self._deferred += [*columns, CallColumns.from_rows(rows)]
-            elif few is None or len(few) > SMALL_BATCH or (few and not self._write_few_calls(few)):
-                fresh = CallColumns.from_rows(few if few is not None else rows)
-                self._merge_calls(CallColumns.concat([*columns, fresh]))
+            self._write_calls(rows, columns)
             if events:
                 con.register("batch_events", column_arrays(list(events.values()), EventRow._fields))
                 con.execute(
@@ -292,6 +304,26 @@ class Index:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _write_calls(self, rows: list[CallRow], columns: Sequence[CallColumns]) -> None:
+        """A commit's calls: set aside (deferred_calls), or a few by probe and insert, or one SQL merge."""
+        if not columns and self._deferred is None and len(rows) <= 4 * SMALL_BATCH:
+            few = merge_batch(rows)
+            if not few or (len(few) <= SMALL_BATCH and self._write_few_calls(few)):
+                return
+            rows = few
+        batch = CallColumns.concat([*columns, CallColumns.from_rows(rows)])
+        if not len(batch):
+            return
+        self._register_calls(batch, self._deferred or 0)
+        try:
+            if self._deferred is None:
+                self._merge_calls("batch_calls")
+            else:
+                self.con.execute("INSERT INTO deferred_calls BY NAME SELECT * FROM batch_calls")
+                self._deferred += len(batch)
+        finally:
+            self.con.unregister("batch_calls")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.
