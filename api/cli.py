@@ -72,8 +72,9 @@ def main() -> None:
         fail(str(exc))
     except Exception as exc:
         # Commands holding an Index already name the file; this catches the rest (one line, no traceback).
-        # duckdb is looked up, not imported: commands that never touch the index do not pay for it.
-        duckdb = sys.modules.get("duckdb")
+        # duckdb is looked up, not imported: commands that never touch the index do not pay for it
+        # (a report may have loaded only its engine, `_duckdb`, whose Error the package re-exports).
+        duckdb = sys.modules.get("duckdb") or sys.modules.get("_duckdb")
         if duckdb is None or not isinstance(exc, duckdb.Error):
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, times in rows:
         walls, cpus = [w for w, _ in times], [c for _, c in times]
         print(f"| {label} | {statistics.median(walls):.0f} | {min(walls):.0f} | {statistics.median(cpus):.0f} |")
-    daily = statistics.median(w for w, _ in next(t for label, t in rows if label.startswith("`cco report daily")))
+    dailies = [(label, statistics.median(w for w, _ in t)) for label, t in rows if "report daily" in label]
     if Path(args.ccusage).exists():
         env = {**os.environ, "CLAUDE_CONFIG_DIR": str(args.tree)}
         cmd = [args.ccusage, "claude", "daily", "--json", "--offline"]
@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = [timed(cmd, env) for _ in range(args.ccusage_runs)]
         ccusage = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
-        print(f"| `ccusage claude daily --json --offline` ({args.ccusage_runs} runs) | {ccusage:.0f} | | {cpu:.0f} |")
-        print(f"\nccusage daily / cco daily: {ccusage / daily:.1f}x")
+        print(f"| `ccusage claude daily --json --offline` ({args.ccusage_runs} runs) | {ccusage:.0f} | | {cpu:.0f} |\n")
+        for label, daily in dailies:
+            print(f"ccusage daily / {label}: {ccusage / daily:.1f}x  ")
     if http:
         print(f"\n`cco index run`, {args.requests} keep-alive requests per report:\n")
         print("| request | p50 ms | p95 ms |")
