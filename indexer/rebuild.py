@@ -72,6 +72,7 @@ def _salvage(new: Index, old_path: Path) -> tuple[int, str | None, int | None]:
         )
         con.execute("INSERT INTO rejects SELECT * FROM old.rejects WHERE path IN (SELECT path FROM files WHERE gone)")
         con.execute("COMMIT")
+        new.forget_file_states()
     except duckdb.Error as exc:
         con.execute("ROLLBACK")
         return 0, str(exc).splitlines()[0], _files_not_on_disk(con)

@@ -12,6 +12,7 @@ Rows are never deleted: the index outlives Claude Code's 30-day cleanup.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -187,6 +188,10 @@ class Index:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.con = open_connection(path, read_only)
         self._deferred: int | None = None  # rows set aside by deferred_calls()
+        # The `files` table as far as read, kept current by this (the only) writer after each commit:
+        # planning an append then costs no query. `_all_states`: every row has been read.
+        self._states: dict[str, FileState] = {}
+        self._all_states = False
         if not read_only:
             try:
                 migrate(self.con)
@@ -216,20 +221,34 @@ class Index:
             "lines, gone FROM files"
         )
         if paths is None:
-            rows = self.con.execute(sql).fetchall()
+            if not self._all_states:
+                self._states = {r[0]: FileState(*r) for r in self.con.execute(sql).fetchall()}
+                self._all_states = True
+            return dict(self._states)
+        wanted = list(paths)
+        missing = [] if self._all_states else [p for p in wanted if p not in self._states]
+        if len(missing) > SMALL_BATCH:
+            rows = self.con.execute(sql + " WHERE list_contains(?, path)", [missing]).fetchall()
+        elif missing:  # a few paths: `IN` with parameters uses the path index
+            rows = self.con.execute(
+                sql + " WHERE path IN (" + ", ".join(["?"] * len(missing)) + ")", missing
+            ).fetchall()
         else:
-            wanted = list(paths)
-            if len(wanted) <= SMALL_BATCH:  # a few paths: `IN` with parameters uses the path index
-                where = " WHERE path IN (" + ", ".join(["?"] * len(wanted)) + ")"
-                rows = self.con.execute(sql + where, wanted).fetchall() if wanted else []
-            else:
-                rows = self.con.execute(sql + " WHERE list_contains(?, path)", [wanted]).fetchall()
-        return {r[0]: FileState(*r) for r in rows}
+            rows = []
+        self._states.update((r[0], FileState(*r)) for r in rows)
+        return {p: self._states[p] for p in wanted if p in self._states}
+
+    def forget_file_states(self) -> None:
+        """Drop the cached `files` rows: for whoever changes that table other than by commit / mark_gone."""
+        self._states, self._all_states = {}, False
 
     def mark_gone(self, paths: Iterable[str]) -> None:
         paths = list(paths)
         if paths:
             self.con.executemany("UPDATE files SET gone = true WHERE path = ?", [[p] for p in paths])
+            for p in paths:
+                if p in self._states:
+                    self._states[p] = dataclasses.replace(self._states[p], gone=True)
 
     @contextlib.contextmanager
     def deferred_calls(self) -> Iterator[None]:
@@ -304,6 +323,7 @@ class Index:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._states.update((r.state.path, r.state) for r in results)
 
     def _write_calls(self, rows: list[CallRow], columns: Sequence[CallColumns]) -> None:
         """A commit's calls: set aside (deferred_calls), or a few by probe and insert, or one SQL merge."""

@@ -194,3 +194,24 @@ def test_few_row_commit_equals_the_bulk_upsert(
     few = build("few", 64, 64)
     assert few == build("bulk", 0, 0)
     assert few == build("fallback", 64, 1)  # too many updates: falls back to the upsert
+
+
+def test_cached_file_states_equal_the_table(tmp_path: Path) -> None:
+    """The writer answers file states from memory after its commits; they must equal what is stored."""
+    projects = tmp_path / "claude" / "projects"
+    a, b = projects / "-w" / "a.jsonl", projects / "-w" / "b.jsonl"
+    a.parent.mkdir(parents=True)
+    a.write_bytes(line("m1", "r1", 1, 10))
+    b.write_bytes(line("m2", "r1", 2, 10))
+    with Index(tmp_path / "i.duckdb") as index:
+        sync(index, [projects])
+        assert set(index.file_states()) == {str(a), str(b)}  # now every row is cached
+        with a.open("ab") as f:
+            f.write(line("m3", "r1", 3, 10))
+        sync(index, [projects], only={str(a)})
+        b.unlink()
+        sync(index, [projects])
+        cached = index.file_states()
+    with Index(tmp_path / "i.duckdb") as fresh:
+        assert fresh.file_states() == cached
+        assert cached[str(b)].gone and not cached[str(a)].gone and cached[str(a)].lines == 2
