@@ -70,11 +70,15 @@ class CallColumns:
 
     @classmethod
     def from_rows(cls, rows: Sequence[CallRow]) -> CallColumns:
-        arrays = column_arrays(rows, CALL_COLUMNS, _CALL_TYPES)
+        import numpy as np
+
+        cols = list(zip(*rows, strict=True)) if rows else [() for _ in CALL_COLUMNS]
         seen: dict[str, str] = {}
-        for name in _INTERNED:
-            col = arrays[name]
-            col[:] = [None if v is None else seen.setdefault(v, v) for v in col]
+        arrays: Arrays = {}
+        for name, values in zip(CALL_COLUMNS, cols, strict=True):
+            if name in _INTERNED:
+                values = tuple([None if v is None else seen.setdefault(v, v) for v in values])
+            arrays[name] = np.array(values, dtype=_CALL_TYPES.get(name, object))
         return cls(arrays)
 
     @classmethod
