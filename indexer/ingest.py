@@ -117,9 +117,21 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     return tasks
 
 
+WORKER_NICE = 10  # parsers yield the cores to whoever else needs them, the serving event loop first
+
+
+def _lower_priority() -> None:
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICE)
+
+
 def worker_pool(processes: int | None = None) -> Pool:
-    """A pool of parser processes (spawned: safe next to threads and an open DuckDB)."""
-    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2)
+    """A pool of parser processes (spawned: safe next to threads and an open DuckDB).
+
+    They run niced: a catch-up keeps every core busy, and without it the service's event loop
+    would wait for a scheduler slice (several ms) before it could answer a request.
+    """
+    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2, initializer=_lower_priority)
 
 
 def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[Chunk]:
