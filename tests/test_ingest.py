@@ -283,3 +283,14 @@ def test_samples_latency_and_compaction(tmp_path: Path, samples_tree: Path) -> N
     assert got == expected
     assert sum(v is not None for v in got.values()) == 15
     assert events == [("compaction", "ae4a77f8-aedd-4bc1-888f-c94edc91af04", '{"trigger":"manual","preTokens":142431}')]
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
+def test_worker_processes_run_niced() -> None:
+    """Parsers leave the cores to the serving event loop first."""
+    pool = ingest.worker_pool(1)
+    try:
+        assert pool.apply(os.nice, (0,)) == os.nice(0) + ingest.WORKER_NICE
+    finally:
+        pool.close()
+        pool.join()
