@@ -1,10 +1,11 @@
 """Rows as numpy column arrays: the form in which parsed calls travel to the writer and into DuckDB.
 
-The idea: an int64 or bool array pickles as one buffer and DuckDB scans it without a Python call
-per value, so moving a batch from a worker process to the writer, and from the writer into the
-index, costs memcpy-like work instead of per-row Python (which in the serving process would hold
-the GIL while HTTP requests wait). Text columns are object arrays whose strings are interned per
-batch, so a pickle stores each distinct model, session or project once.
+The idea: a numeric numpy array pickles as one buffer and DuckDB scans it without touching a
+Python object, so moving a batch from a worker process to the writer, and from the writer into
+the index, is memcpy-like work that needs no GIL (per-row Python in the serving process would
+stall HTTP requests). So every call column is numeric: text is a code into a small per-batch
+vocabulary (a batch holds a few dozen distinct models, sessions and projects), a missing latency
+is -1 and a missing costUSD is NaN; `DECODED_CALLS` turns a registered batch back into rows in SQL.
 """
 
 from __future__ import annotations
@@ -23,30 +24,36 @@ if TYPE_CHECKING:
 Arrays = dict[str, "np.ndarray[Any, Any]"]
 
 CALL_COLUMNS = CallRow._fields
-_CALL_TYPES = {
-    **dict.fromkeys(
-        (
-            "key",
-            "msg_hash",
-            "ts_ms",
-            "input_tokens",
-            "output_tokens",
-            "cache_5m_tokens",
-            "cache_1h_tokens",
-            "cache_read_tokens",
-            "web_searches",
-        ),
-        "int64",
-    ),
+TEXT_COLUMNS = ("model", "session", "project", "branch", "version", "agent_id", "error")
+_DTYPES = {
+    **dict.fromkeys(CALL_COLUMNS, "int64"),
     **dict.fromkeys(("sidechain", "failed", "fast"), "bool"),
+    **dict.fromkeys(TEXT_COLUMNS, "int32"),
+    "cost_usd": "float64",
 }
-# DuckDB types of the columns; the others are VARCHAR.
+# DuckDB types of the decoded columns.
 CALL_SQL_TYPES = {
-    **{name: {"int64": "BIGINT", "bool": "BOOLEAN"}[kind] for name, kind in _CALL_TYPES.items()},
-    "cost_usd": "DOUBLE",
-    "latency_ms": "BIGINT",
+    name: "VARCHAR" if name in TEXT_COLUMNS else {"int64": "BIGINT", "bool": "BOOLEAN", "float64": "DOUBLE"}[kind]
+    for name, kind in _DTYPES.items()
 }
-_INTERNED = ("model", "session", "project", "branch", "version", "agent_id")
+NO_LATENCY = -1
+
+# `batch_calls` (the arrays plus their arrival order `rn`) and `batch_vocab` (i, s) as rows again.
+_JOINS = " ".join(f"LEFT JOIN batch_vocab AS v_{c} ON v_{c}.i = b.{c}" for c in TEXT_COLUMNS)
+DECODED_CALLS = (
+    "SELECT "
+    + ", ".join(
+        f"v_{c}.s AS {c}"
+        if c in TEXT_COLUMNS
+        else "nullif(b.latency_ms, -1) AS latency_ms"
+        if c == "latency_ms"
+        else "CASE WHEN isnan(b.cost_usd) THEN NULL ELSE b.cost_usd END AS cost_usd"
+        if c == "cost_usd"
+        else f"b.{c}"
+        for c in CALL_COLUMNS
+    )
+    + f", b.rn FROM batch_calls AS b {_JOINS}"
+)
 
 
 def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: dict[str, str] | None = None) -> Arrays:
@@ -61,9 +68,13 @@ def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: 
 
 @dataclass
 class CallColumns:
-    """Call rows (possibly several per call identity: the store merges them) as column arrays."""
+    """Call rows (possibly several per call identity: the store merges them) as numeric arrays.
+
+    Text columns hold indexes into `vocab` (-1: none).
+    """
 
     arrays: Arrays
+    vocab: list[str]
 
     def __len__(self) -> int:
         return len(self.arrays["key"])
@@ -73,20 +84,41 @@ class CallColumns:
         import numpy as np
 
         cols = list(zip(*rows, strict=True)) if rows else [() for _ in CALL_COLUMNS]
-        seen: dict[str, str] = {}
+        codes: dict[str, int] = {}
         arrays: Arrays = {}
         for name, values in zip(CALL_COLUMNS, cols, strict=True):
-            if name in _INTERNED:
-                values = tuple([None if v is None else seen.setdefault(v, v) for v in values])
-            arrays[name] = np.array(values, dtype=_CALL_TYPES.get(name, object))
-        return cls(arrays)
+            if name in TEXT_COLUMNS:
+                values = tuple([-1 if v is None else codes.setdefault(v, len(codes)) for v in values])
+            elif name == "latency_ms":
+                values = tuple([NO_LATENCY if v is None else v for v in values])
+            elif name == "cost_usd":
+                values = tuple([np.nan if v is None else v for v in values])
+            arrays[name] = np.array(values, dtype=_DTYPES[name])
+        return cls(arrays, list(codes))
 
     @classmethod
     def concat(cls, parts: Sequence[CallColumns]) -> CallColumns:
+        """One batch of all `parts`; each part's codes move past the vocabularies before it."""
         if len(parts) == 1:
             return parts[0]
         if not parts:
             return cls.from_rows([])
         import numpy as np
 
-        return cls({name: np.concatenate([p.arrays[name] for p in parts]) for name in CALL_COLUMNS})
+        shifted: list[Arrays] = []
+        vocab: list[str] = []
+        for p in parts:
+            offset = len(vocab)
+            vocab += p.vocab
+            shifted.append(
+                {c: np.where(a >= 0, a + offset, a) if c in TEXT_COLUMNS else a for c, a in p.arrays.items()}
+            )
+        return cls({c: np.concatenate([s[c] for s in shifted]) for c in CALL_COLUMNS}, vocab)
+
+    def tables(self, first_rn: int = 0) -> tuple[Arrays, Arrays]:
+        """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for DECODED_CALLS."""
+        import numpy as np
+
+        calls = {**self.arrays, "rn": np.arange(first_rn, first_rn + len(self))}
+        vocab = {"i": np.arange(len(self.vocab), dtype="int32"), "s": np.array(self.vocab, dtype=object)}
+        return calls, vocab

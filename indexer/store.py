@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from indexer.columns import CALL_COLUMNS, CALL_SQL_TYPES, CallColumns, column_arrays
+from indexer.columns import CALL_COLUMNS, CALL_SQL_TYPES, DECODED_CALLS, CallColumns, column_arrays
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
@@ -57,19 +57,20 @@ MERGE_SET = f"""
 # `calls` the same way (MERGE_SET), as a hash join on the key column.
 _MERGE_CALLS = f"""
 MERGE INTO calls USING (
-    WITH agg AS (
+    WITH src AS MATERIALIZED ({{source}}),
+    agg AS (
         SELECT arg_min(rn, (ts_ms, session, rn)) AS rn, bool_and(sidechain) AS sidechain, bool_or(failed) AS failed,
                max(input_tokens) AS input_tokens, max(output_tokens) AS output_tokens,
                max(cache_5m_tokens) AS cache_5m_tokens, max(cache_1h_tokens) AS cache_1h_tokens,
                max(cache_read_tokens) AS cache_read_tokens, max(web_searches) AS web_searches,
                bool_or(fast) AS fast, max(cost_usd) AS cost_usd
-        FROM {{source}} GROUP BY key
+        FROM src GROUP BY key
     )
     SELECT r.key, r.msg_hash, make_timestamp(r.ts_ms * 1000) AS ts, r.model, r.session, r.project, r.branch,
            r.version, r.agent_id, agg.sidechain, agg.failed, agg.input_tokens, agg.output_tokens,
            agg.cache_5m_tokens, agg.cache_1h_tokens, agg.cache_read_tokens, agg.web_searches, agg.fast,
            agg.cost_usd, r.latency_ms, r.error
-    FROM agg JOIN {{source}} AS r USING (rn)
+    FROM agg JOIN src AS r USING (rn)
 ) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 WHEN NOT MATCHED THEN INSERT BY NAME
@@ -94,7 +95,7 @@ DEFERRED_MERGE_ROWS = 40_000
 DEFERRED_MEMORY = "64MB"
 _DEFERRED_TABLE = f"""
 CREATE TEMP TABLE deferred_calls (
-    {", ".join(f"{c} {CALL_SQL_TYPES.get(c, 'VARCHAR')}" for c in CALL_COLUMNS)}, rn BIGINT
+    {", ".join(f"{c} {CALL_SQL_TYPES[c]}" for c in CALL_COLUMNS)}, rn BIGINT
 )
 """
 SMALL_UPDATES = 4  # ... and at most this many UPDATE statements (~2-3 ms each) for calls or files
@@ -271,7 +272,7 @@ class Index:
             for i in range(n):
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    self._merge_calls(f"(SELECT * FROM deferred_calls WHERE hash(msg_hash) % {n} = {i})")
+                    self._merge_calls(f"SELECT * FROM deferred_calls WHERE hash(msg_hash) % {n} = {i}")
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -282,14 +283,9 @@ class Index:
             con.execute("RESET memory_limit")
 
     def _merge_calls(self, source: str) -> None:
-        """Merge the call rows of `source` (a relation with CALL_COLUMNS plus their order `rn`)."""
+        """Merge the call rows `source` selects (CALL_COLUMNS plus their arrival order `rn`)."""
         self.con.execute(_MERGE_CALLS.format(source=source))
-        self.con.execute(MARK_REPLAYS.format(msg_hashes=f"SELECT msg_hash FROM {source}"))
-
-    def _register_calls(self, batch: CallColumns, first_rn: int = 0) -> None:
-        import numpy as np
-
-        self.con.register("batch_calls", {**batch.arrays, "rn": np.arange(first_rn, first_rn + len(batch))})
+        self.con.execute(MARK_REPLAYS.format(msg_hashes=f"SELECT msg_hash FROM ({source})"))
 
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
@@ -335,15 +331,18 @@ class Index:
         batch = CallColumns.concat([*columns, CallColumns.from_rows(rows)])
         if not len(batch):
             return
-        self._register_calls(batch, self._deferred or 0)
+        calls, vocab = batch.tables(self._deferred or 0)
+        self.con.register("batch_calls", calls)
+        self.con.register("batch_vocab", vocab)
         try:
             if self._deferred is None:
-                self._merge_calls("batch_calls")
+                self._merge_calls(DECODED_CALLS)
             else:
-                self.con.execute("INSERT INTO deferred_calls BY NAME SELECT * FROM batch_calls")
+                self.con.execute(f"INSERT INTO deferred_calls BY NAME {DECODED_CALLS}")
                 self._deferred += len(batch)
         finally:
             self.con.unregister("batch_calls")
+            self.con.unregister("batch_vocab")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.
