@@ -237,6 +237,20 @@ class _StoppablePool(Pool):
                 return
 
 
+class _CountingIndex(Index):
+    """The service's writer: says when each commit is done, so memoized answers are not served stale."""
+
+    def __init__(self, path: Path, committed: Callable[[], None]) -> None:
+        super().__init__(path)
+        self._committed = committed
+
+    def commit(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().commit(*args, **kwargs)
+        finally:
+            self._committed()
+
+
 def release_memory() -> None:
     """Give freed heap back to the OS after a big catch-up (glibc keeps it otherwise); no-op elsewhere."""
     if sys.platform != "linux":
@@ -309,7 +323,7 @@ class LiveService:
 
     def open(self) -> None:
         """Open the index (taking its lock), price it and take the first snapshot from what it holds."""
-        self.index = Index(self.config.db)
+        self.index = _CountingIndex(self.config.db, self._count_write)
         try:
             # DuckDB's allocator keeps the pages a query freed until its next allocation; its
             # background thread returns them after about a second, so the peak of a commit or an
@@ -659,7 +673,6 @@ class LiveService:
 
     def _progress(self, n: int) -> None:
         self.catch_up.bytes_done += n
-        self._generation += 1  # a catch-up commits between reads: the next lookup must not miss it
         if self._stopping.is_set():
             raise _Stopping
         self._run_jobs(catching_up=True)
@@ -694,9 +707,13 @@ class LiveService:
         except Exception:
             log.exception("applying new prices failed")
 
-    def _changed(self) -> None:
-        """The index changed (after the commit or price change): new memo version, new snapshot soon."""
+    def _count_write(self) -> None:
+        """A commit or price change is done: answers memoized before it are stale from now on."""
         self._generation += 1
+
+    def _changed(self) -> None:
+        """The index changed: new memo version, new snapshot soon."""
+        self._count_write()
         self._want_snapshot()
 
     def _run_jobs(self, *, catching_up: bool) -> None:

@@ -14,6 +14,7 @@ import pytest
 from api.service import LiveService, Ring, StreamHub, lag
 from indexer.errors import ServiceError
 from indexer.ingest import sync
+from indexer.metrics import overall
 from indexer.paths import run_file
 from indexer.runfile import read_run_file
 from indexer.sources import resolve_sources
@@ -131,6 +132,23 @@ def test_appends_wake_the_ingest_and_refresh_the_snapshot(service: LiveService, 
 
     with_loop(service, body)
     assert service.last_ingest is not None
+
+
+def test_memoized_answers_go_stale_with_each_commit(tree: Path, tmp_path: Path) -> None:
+    """The shared memo is versioned by the writer's own commits (no fingerprint query), so a
+    commit in the middle of a catch-up, not only the end of a pass, must make answers stale."""
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()  # not started: this thread plays the ingest thread
+    try:
+        ctx = svc.context()
+        assert ctx.memo is not None and svc.index is not None
+        con = ctx.reader()
+        assert overall(con, memo=ctx.memo).calls == 0  # memoized for the empty index
+        sync(svc.index, resolve_sources([tree]))
+        assert overall(con, memo=ctx.memo).calls == 3
+        con.close()
+    finally:
+        svc.close()
 
 
 def test_a_new_project_folder_is_read(service: LiveService, tree: Path) -> None:
