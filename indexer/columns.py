@@ -5,7 +5,7 @@ Python object, so moving a batch from a worker process to the writer, and from t
 the index, is memcpy-like work that needs no GIL (per-row Python in the serving process would
 stall HTTP requests). So every call column is numeric: text is a code into a small per-batch
 vocabulary (a batch holds a few dozen distinct models, sessions and projects), a missing latency
-is -1 and a missing costUSD is NaN; `DECODED_CALLS` turns a registered batch back into rows in SQL.
+is -1 and a missing costUSD is NaN; `decoded_calls` turns a registered batch back into rows in SQL.
 """
 
 from __future__ import annotations
@@ -31,18 +31,14 @@ _DTYPES = {
     **dict.fromkeys(TEXT_COLUMNS, "int32"),
     "cost_usd": "float64",
 }
-# DuckDB types of the decoded columns.
-CALL_SQL_TYPES = {
-    name: "VARCHAR" if name in TEXT_COLUMNS else {"int64": "BIGINT", "bool": "BOOLEAN", "float64": "DOUBLE"}[kind]
-    for name, kind in _DTYPES.items()
-}
 NO_LATENCY = -1
 
-# `batch_calls` (the arrays plus their arrival order `rn`) and `batch_vocab` (i, s) as rows again.
-_JOINS = " ".join(f"LEFT JOIN batch_vocab AS v_{c} ON v_{c}.i = b.{c}" for c in TEXT_COLUMNS)
-DECODED_CALLS = (
-    "SELECT "
-    + ", ".join(
+
+def decoded_calls(relation: str) -> str:
+    """SQL: the rows of `relation` (CALL_COLUMNS as made here, plus `rn`) with text and nulls decoded
+    through `batch_vocab` (i, s)."""
+    joins = " ".join(f"LEFT JOIN batch_vocab AS v_{c} ON v_{c}.i = b.{c}" for c in TEXT_COLUMNS)
+    columns = ", ".join(
         f"v_{c}.s AS {c}"
         if c in TEXT_COLUMNS
         else "nullif(b.latency_ms, -1) AS latency_ms"
@@ -52,8 +48,7 @@ DECODED_CALLS = (
         else f"b.{c}"
         for c in CALL_COLUMNS
     )
-    + f", b.rn FROM batch_calls AS b {_JOINS}"
-)
+    return f"SELECT {columns}, b.rn FROM {relation} AS b {joins}"
 
 
 def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: dict[str, str] | None = None) -> Arrays:
@@ -116,7 +111,7 @@ class CallColumns:
         return cls({c: np.concatenate([s[c] for s in shifted]) for c in CALL_COLUMNS}, vocab)
 
     def tables(self, first_rn: int = 0) -> tuple[Arrays, Arrays]:
-        """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for DECODED_CALLS."""
+        """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for decoded_calls."""
         import numpy as np
 
         calls = {**self.arrays, "rn": np.arange(first_rn, first_rn + len(self))}

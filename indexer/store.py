@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from indexer.columns import CALL_COLUMNS, CALL_SQL_TYPES, DECODED_CALLS, CallColumns, column_arrays
+from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays, decoded_calls
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
@@ -51,27 +51,34 @@ MERGE_SET = f"""
     latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
     error = CASE WHEN {_EARLIER} THEN excluded.error ELSE calls.error END
 """
-# Rows of one call identity in `source` -> one, by the rules of parse.merge_calls: usage maxima, and
-# the descriptive fields of the earliest row (by time, then session, then arrival as merge_batch
-# does), picked once per key by row number (`rn`, the rows' arrival order). Then merged into
-# `calls` the same way (MERGE_SET), as a hash join on the key column.
-_MERGE_CALLS = f"""
-MERGE INTO calls USING (
-    WITH src AS MATERIALIZED ({{source}}),
-    agg AS (
-        SELECT arg_min(rn, (ts_ms, session, rn)) AS rn, bool_and(sidechain) AS sidechain, bool_or(failed) AS failed,
-               max(input_tokens) AS input_tokens, max(output_tokens) AS output_tokens,
-               max(cache_5m_tokens) AS cache_5m_tokens, max(cache_1h_tokens) AS cache_1h_tokens,
-               max(cache_read_tokens) AS cache_read_tokens, max(web_searches) AS web_searches,
-               bool_or(fast) AS fast, max(cost_usd) AS cost_usd
-        FROM src GROUP BY key
+# Rows of one call identity in the registered batch -> one, by the rules of parse.merge_calls:
+# usage maxima, and the descriptive fields of the earliest row (by time, then session, then
+# arrival as merge_batch does), picked once per key by row number (`rn`, arrival order). The work
+# is on the numeric columns; only the picked rows are decoded. Then merged into `calls` the same
+# way (MERGE_SET), as a hash join on the key column.
+_MERGED_BATCH = f"""
+    WITH agg AS (
+        SELECT arg_min(b.rn, (b.ts_ms, v.s, b.rn)) AS rn, bool_and(b.sidechain) AS sidechain,
+               bool_or(b.failed) AS failed, max(b.input_tokens) AS input_tokens,
+               max(b.output_tokens) AS output_tokens, max(b.cache_5m_tokens) AS cache_5m_tokens,
+               max(b.cache_1h_tokens) AS cache_1h_tokens, max(b.cache_read_tokens) AS cache_read_tokens,
+               max(b.web_searches) AS web_searches, bool_or(b.fast) AS fast,
+               max(b.cost_usd) FILTER (NOT isnan(b.cost_usd)) AS cost_usd
+        FROM batch_calls AS b LEFT JOIN batch_vocab AS v ON v.i = b.session
+        GROUP BY b.key
+    ),
+    picked AS (
+        SELECT b.* REPLACE (agg.sidechain AS sidechain, agg.failed AS failed, agg.input_tokens AS input_tokens,
+                            agg.output_tokens AS output_tokens, agg.cache_5m_tokens AS cache_5m_tokens,
+                            agg.cache_1h_tokens AS cache_1h_tokens, agg.cache_read_tokens AS cache_read_tokens,
+                            agg.web_searches AS web_searches, agg.fast AS fast,
+                            coalesce(agg.cost_usd, 'NaN'::DOUBLE) AS cost_usd)
+        FROM agg JOIN batch_calls AS b USING (rn)
     )
-    SELECT r.key, r.msg_hash, make_timestamp(r.ts_ms * 1000) AS ts, r.model, r.session, r.project, r.branch,
-           r.version, r.agent_id, agg.sidechain, agg.failed, agg.input_tokens, agg.output_tokens,
-           agg.cache_5m_tokens, agg.cache_1h_tokens, agg.cache_read_tokens, agg.web_searches, agg.fast,
-           agg.cost_usd, r.latency_ms, r.error
-    FROM agg JOIN src AS r USING (rn)
-) AS excluded ON calls.key = excluded.key
+    SELECT * EXCLUDE (ts_ms, rn), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls("picked")})
+"""
+_MERGE_CALLS = f"""
+MERGE INTO calls USING ({_MERGED_BATCH}) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 WHEN NOT MATCHED THEN INSERT BY NAME
 """
@@ -90,14 +97,6 @@ WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
 # columns that change are updated by key, new calls plain-INSERTed. `ON CONFLICT DO UPDATE` with
 # 19 SET expressions costs 10-16 ms even for one row.
 SMALL_BATCH = 64
-# deferred_calls(): rows per merge bucket, and DuckDB's memory limit meanwhile.
-DEFERRED_MERGE_ROWS = 40_000
-DEFERRED_MEMORY = "64MB"
-_DEFERRED_TABLE = f"""
-CREATE TEMP TABLE deferred_calls (
-    {", ".join(f"{c} {CALL_SQL_TYPES[c]}" for c in CALL_COLUMNS)}, rn BIGINT
-)
-"""
 SMALL_UPDATES = 4  # ... and at most this many UPDATE statements (~2-3 ms each) for calls or files
 _SELECT_CALL = (
     "SELECT key, msg_hash, epoch_ms(ts), model, session, project, branch, version, agent_id, sidechain, failed, "
@@ -188,7 +187,7 @@ class Index:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.con = open_connection(path, read_only)
-        self._deferred: int | None = None  # rows set aside by deferred_calls()
+        self._deferred: list[CallColumns] | None = None  # calls set aside by deferred_calls()
         # The `files` table as far as read, kept current by this (the only) writer after each commit:
         # planning an append then costs no query. `_all_states`: every row has been read.
         self._states: dict[str, FileState] = {}
@@ -256,36 +255,24 @@ class Index:
         """Within the block, commits set their calls aside; they are merged into `calls` at its end.
 
         Only for a rebuild into a fresh file, which a crash discards anyway (offsets commit before
-        their calls here). `calls` is then written once, in message.id buckets of about
-        DEFERRED_MERGE_ROWS rows, instead of rewritten by every batch: less CPU, and no space left
-        behind in the file. The rows wait in a temporary table under a memory limit, so DuckDB
-        spills them to disk rather than the process growing with the tree.
+        their calls here). `calls` is then written once instead of rewritten by every batch: less
+        CPU, and no space left behind in the file by rewritten row groups. The rows wait as
+        numeric arrays (about 130 bytes a call).
         """
-        con = self.con
-        con.execute(f"SET memory_limit = '{DEFERRED_MEMORY}'")
-        con.execute(_DEFERRED_TABLE)
-        self._deferred = 0
+        self._deferred = []
         try:
             yield
-            total = (con.execute("SELECT count(*) FROM deferred_calls").fetchone() or (0,))[0]
-            n = max(1, -(-total // DEFERRED_MERGE_ROWS))
-            for i in range(n):
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    self._merge_calls(f"SELECT * FROM deferred_calls WHERE hash(msg_hash) % {n} = {i}")
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+            deferred, self._deferred = self._deferred, None
+            fresh = self.con.execute("SELECT 1 FROM calls LIMIT 1").fetchone() is None
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self._merge_batch(CallColumns.concat(deferred), new_keys=fresh)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
         finally:
             self._deferred = None
-            con.execute("DROP TABLE IF EXISTS deferred_calls")
-            con.execute("RESET memory_limit")
-
-    def _merge_calls(self, source: str) -> None:
-        """Merge the call rows `source` selects (CALL_COLUMNS plus their arrival order `rn`)."""
-        self.con.execute(_MERGE_CALLS.format(source=source))
-        self.con.execute(MARK_REPLAYS.format(msg_hashes=f"SELECT msg_hash FROM ({source})"))
 
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
@@ -331,15 +318,21 @@ class Index:
         batch = CallColumns.concat([*columns, CallColumns.from_rows(rows)])
         if not len(batch):
             return
-        calls, vocab = batch.tables(self._deferred or 0)
+        if self._deferred is not None:
+            self._deferred.append(batch)
+        else:
+            self._merge_batch(batch)
+
+    def _merge_batch(self, batch: CallColumns, new_keys: bool = False) -> None:
+        """Merge `batch` into `calls`; `new_keys`: none of its calls is stored yet (a plain insert)."""
+        if not len(batch):
+            return
+        calls, vocab = batch.tables()
         self.con.register("batch_calls", calls)
         self.con.register("batch_vocab", vocab)
         try:
-            if self._deferred is None:
-                self._merge_calls(DECODED_CALLS)
-            else:
-                self.con.execute(f"INSERT INTO deferred_calls BY NAME {DECODED_CALLS}")
-                self._deferred += len(batch)
+            self.con.execute(f"INSERT INTO calls BY NAME {_MERGED_BATCH}" if new_keys else _MERGE_CALLS)
+            self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
         finally:
             self.con.unregister("batch_calls")
             self.con.unregister("batch_vocab")

@@ -6,7 +6,7 @@ import pickle
 
 import duckdb
 
-from indexer.columns import DECODED_CALLS, CallColumns
+from indexer.columns import CallColumns, decoded_calls
 from schemas.records import CallRow
 
 
@@ -23,7 +23,7 @@ def back_to_rows(cols: CallColumns) -> list[CallRow]:
     con = duckdb.connect()
     con.register("batch_calls", calls)
     con.register("batch_vocab", vocab)
-    rows = con.execute(f"SELECT * EXCLUDE (rn) FROM ({DECODED_CALLS}) ORDER BY rn").fetchall()
+    rows = con.execute(f"SELECT * EXCLUDE (rn) FROM ({decoded_calls('batch_calls')}) ORDER BY rn").fetchall()
     return [CallRow(*r) for r in rows]
 
 

@@ -33,22 +33,20 @@ def test_rebuild_equals_a_sync_into_a_fresh_index(tmp_path: Path, samples_tree: 
     assert rows(db) == rows(tmp_path / "plain.duckdb")
 
 
-@pytest.mark.parametrize("bucket_rows", [1, 3])
-def test_rebuild_merging_in_buckets_equals_a_plain_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket_rows: int
-) -> None:
-    """A rebuild sets calls aside and merges them in message.id buckets at the end: with tiny
-    buckets, streamed duplicates, fork copies and sidechain replays still merge and flag as in a
-    plain sync (the rule fixtures hold each case)."""
-    import indexer.store as store
+def test_rebuild_deferring_known_calls_equals_a_plain_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild appends the calls a commit brings first and defers rows of calls already stored
+    (and the replay flags) to the end: with one commit per file, streamed duplicates, fork copies
+    and sidechain replays across files still merge and flag as in a plain sync."""
+    import indexer.ingest as ingest
 
     tree = tmp_path / "tree" / "projects"
     for rule in ("duplicate_groups", "sidechain_replay", "fork_copy", "api_error", "cost_usd", "web_search"):
         shutil.copytree(RULES / rule / "projects", tree, dirs_exist_ok=True)
     with Index(tmp_path / "plain.duckdb") as plain:
         sync(plain, [tree])
-    monkeypatch.setattr(store, "DEFERRED_MERGE_ROWS", bucket_rows)
-    rebuild(tmp_path / "index.duckdb", [tree], workers=1)
+    monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)
+    report = rebuild(tmp_path / "index.duckdb", [tree], workers=1)
+    assert report.sync.files_read > 3
     assert rows(tmp_path / "index.duckdb") == rows(tmp_path / "plain.duckdb")
     assert rows(tmp_path / "index.duckdb", "SELECT count(*) FILTER (replay) FROM calls") == [(1,)]
 
