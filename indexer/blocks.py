@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadInput
-from indexer.pricing import SYNTHETIC_MODEL, cost_expr
+from indexer.pricing import cost_expr
 from indexer.reports import iso_utc, money
 from schemas.pricing import COST_MODES
+from schemas.records import SYNTHETIC_MODEL
 
 if TYPE_CHECKING:
     import duckdb

@@ -8,10 +8,12 @@ Add a migration at the end; never edit one that has shipped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import duckdb
+if TYPE_CHECKING:  # only the connection's type: a report process imports DuckDB's lighter core alone
+    import duckdb
 
-Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+Migration = tuple[str, Callable[["duckdb.DuckDBPyConnection"], None]]
 
 
 # Shared by 001 and 005 (which differ only in the key's constraint); frozen like the migrations.

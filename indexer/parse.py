@@ -21,9 +21,8 @@ from typing import Any
 
 import orjson
 
-from schemas.records import CallRow, EventRow, RejectRow
+from schemas.records import SYNTHETIC_MODEL, CallRow, EventRow, RejectRow
 
-SYNTHETIC_MODEL = "<synthetic>"
 # A longer gap between a user line and the next call is not a response time (a resumed session,
 # lines out of order): the estimate is left unknown rather than skewing averages by hours.
 MAX_LATENCY_MS = 15 * 60 * 1000

@@ -36,13 +36,11 @@ from typing import TYPE_CHECKING, Any
 from indexer.errors import BadInput
 from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
+from schemas.records import SYNTHETIC_MODEL
 
 if TYPE_CHECKING:
     import duckdb
 
-# Claude Code's stand-in for locally made messages (indexer.parse's name for it, not imported from
-# there: readers such as `cco report` would pay for loading the parser): free, never a model in reports.
-SYNTHETIC_MODEL = "<synthetic>"
 # The bundled price list: package data beside this module.
 BUNDLED_PRICES = Path(__file__).parent / "data" / "prices.toml"
 LONG_CONTEXT_TOKENS = 200_000

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from indexer.errors import BadInput
-from indexer.pricing import SYNTHETIC_MODEL, cost_expr
+from indexer.pricing import cost_expr
 from schemas.pricing import COST_MODES
+from schemas.records import SYNTHETIC_MODEL
 
 if TYPE_CHECKING:
     import duckdb

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# Claude Code's model id for messages it makes itself (API error notices): never a billed model.
+SYNTHETIC_MODEL = "<synthetic>"
+
 
 class CallRow(NamedTuple):
     """One usage-bearing transcript line, or the merge of several lines of one call identity."""

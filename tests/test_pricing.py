@@ -582,10 +582,3 @@ def test_the_view_agrees_with_the_rules_on_random_calls(tmp_path: Path) -> None:
             display = 0.0 if r["failed"] else (r["cost_usd"] or 0.0)
             expected = [approx(cost), approx(would_be), approx(would_be - cost), long_context, approx(auto)]
             assert got[r["key"]] == [*expected, approx(display)], r
-
-
-def test_synthetic_model_is_the_parsers() -> None:
-    """pricing names Claude Code's `<synthetic>` model itself (readers skip loading the parser): the same string."""
-    from indexer import parse, pricing
-
-    assert pricing.SYNTHETIC_MODEL == parse.SYNTHETIC_MODEL
