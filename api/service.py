@@ -312,6 +312,9 @@ class LiveService:
         self._snap_wanted: asyncio.Event | None = None
         self._signal = threading.Event()  # something for the ingest thread to do
         self._dirty = True  # a transcript may have changed
+        # ... namely these (None: unknown, scan the tree); guarded by _dirty_lock
+        self._dirty_paths: set[str] | None = None
+        self._dirty_lock = threading.Lock()
         self._stopping = threading.Event()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
@@ -457,10 +460,21 @@ class LiveService:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def wake(self) -> None:
-        """A transcript may have changed (called from watcher threads)."""
-        self._dirty = True
+    def wake(self, paths: list[str] | None = None) -> None:
+        """Transcripts `paths` (None: any) may have changed (called from watcher threads)."""
+        with self._dirty_lock:
+            if paths is None or self._dirty_paths is None:
+                self._dirty_paths = None
+            else:
+                self._dirty_paths.update(paths)
+            self._dirty = True
         self._signal.set()
+
+    def _take_dirty(self) -> set[str] | None:
+        """The paths woken for since the last call (None: scan the tree), clearing them."""
+        with self._dirty_lock:
+            paths, self._dirty, self._dirty_paths = self._dirty_paths, False, set()
+        return paths
 
     async def call_writer(self, fn: Callable[[], T], *, anytime: bool = False) -> T:
         """Run `fn` on the ingest thread (the only one that may write) and wait for its result."""
@@ -620,8 +634,9 @@ class LiveService:
                     self._run_jobs(catching_up=False)
                     if self._dirty:
                         time.sleep(WAKE_COALESCE_S)
-                        self._dirty = False
-                        self._pass()
+                        # Named files only: a few stat calls instead of a walk of the tree (the
+                        # periodic rescan still catches whatever events were lost).
+                        self._pass(self._take_dirty())
                 if time.monotonic() >= next_rescan:
                     self._pass()
                     next_rescan = time.monotonic() + self.config.rescan
@@ -639,7 +654,7 @@ class LiveService:
         cu = self.catch_up
         cu.started = now_iso()
         started = time.perf_counter()
-        self._dirty = False
+        self._take_dirty()
         try:
             cu.files, cu.bytes_total = bytes_behind(index, self.config.roots)
             cu.running = True
@@ -677,10 +692,10 @@ class LiveService:
             raise _Stopping
         self._run_jobs(catching_up=True)
 
-    def _pass(self) -> SyncReport | None:
+    def _pass(self, only: set[str] | None = None) -> SyncReport | None:
         index = self._writer()
         try:
-            report = sync(index, self.config.roots)
+            report = sync(index, self.config.roots, only=only)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
                 raise _Stopping from None

@@ -67,10 +67,15 @@ def is_watch_limit(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and (exc.errno in _LIMIT_ERRNOS or "inotify" in str(exc).lower())
 
 
+# wake(paths): the transcripts that changed, or None when only a scan of the tree can tell (a folder
+# appeared or moved, the observer was restarted and may have missed events).
+Wake = Callable[[list[str] | None], None]
+
+
 class _Wake(FileSystemEventHandler):
     """Turns relevant events into a wake-up call; never raises (that would kill the observer)."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Wake) -> None:
         super().__init__()
         self._wake = wake
 
@@ -78,25 +83,24 @@ class _Wake(FileSystemEventHandler):
         try:
             kind = event.event_type
             if event.is_directory:
-                relevant = kind in _DIR_EVENTS
-            else:
-                dest = getattr(event, "dest_path", "") or ""
-                relevant = kind in _FILE_EVENTS and (
-                    os.fsdecode(event.src_path).endswith(".jsonl") or os.fsdecode(dest).endswith(".jsonl")
-                )
-            if relevant:
-                self._wake()
+                if kind in _DIR_EVENTS:
+                    self._wake(None)
+            elif kind in _FILE_EVENTS:
+                paths = [os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")]
+                changed = [p for p in paths if p.endswith(".jsonl")]
+                if changed:
+                    self._wake(changed)
         except Exception:  # a broken callback must not take the observer down
             log.exception("file event handler failed")
 
 
 class Watcher:
-    """A supervised observer over `roots` that calls `wake()` when a transcript may have changed."""
+    """A supervised observer over `roots` that calls `wake(paths)` when transcripts may have changed."""
 
     def __init__(
         self,
         roots: Sequence[Path],
-        wake: Callable[[], None],
+        wake: Wake,
         *,
         observer_factory: ObserverFactory | None = None,
         polling: bool = False,
@@ -241,4 +245,4 @@ class Watcher:
             self._observer = None
             self._observer = self._start_observer()
         # Events may have been lost while it was down, and new roots hold files never scanned.
-        self._wake()
+        self._wake(None)

@@ -23,11 +23,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"
 class Counter:
     def __init__(self) -> None:
         self.n = 0
+        self.paths: list[str | None] = []
         self.lock = threading.Lock()
 
-    def __call__(self) -> None:
+    def __call__(self, paths: list[str] | None) -> None:
         with self.lock:
             self.n += 1
+            self.paths += paths if paths is not None else [None]
 
     def quiet(self, seconds: float = 0.4) -> int:
         """Wait until no wake came for `seconds`; the count then."""
@@ -62,6 +64,7 @@ def test_append_wakes(root: Path, watched: tuple[Watcher, Counter]) -> None:
     with (root / "proj" / "s.jsonl").open("ab") as f:
         f.write(b"{}\n")
     wait_for(lambda: wakes.n > before, timeout=5)
+    assert set(wakes.paths[before:]) == {str(root / "proj" / "s.jsonl")}  # which file, so no tree walk
 
 
 def test_reads_are_not_even_reported(root: Path, watched: tuple[Watcher, Counter]) -> None:
@@ -174,7 +177,7 @@ def test_root_created_later_is_picked_up(tmp_path: Path) -> None:
 def test_failing_callback_does_not_kill_the_observer(root: Path) -> None:
     calls: list[int] = []
 
-    def wake() -> None:
+    def wake(paths: list[str] | None) -> None:
         calls.append(1)
         raise RuntimeError("boom")
 
