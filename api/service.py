@@ -69,6 +69,7 @@ T = TypeVar("T")
 RING_SIZE = 3600  # one hour at one snapshot a second
 PRICE_CHECK_S = 1.0
 WAKE_COALESCE_S = 0.01  # one append makes several events; read once
+LAG_TTL_S = 2.0  # between passes, health walks the tree for its lag figures at most this often
 SNAPSHOT_DEBOUNCE_S = 0.03  # commits come in bursts; snapshot once after them
 MAX_STREAMS = 32
 PING_S = 15.0
@@ -315,6 +316,7 @@ class LiveService:
         # ... namely these (None: unknown, scan the tree); guarded by _dirty_lock
         self._dirty_paths: set[str] | None = None
         self._dirty_lock = threading.Lock()
+        self._lag_cache: tuple[float, tuple[int, int]] | None = None  # (when, lag()) for health
         self._stopping = threading.Event()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
@@ -470,6 +472,18 @@ class LiveService:
             self._dirty = True
         self._signal.set()
 
+    def _lag(self, con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+        """(files lagging, bytes behind) for health: the catch-up's own count while it runs (a walk
+        of the tree would hold the GIL ~0.1 s per request), else a walk, kept until the next pass or
+        for LAG_TTL_S."""
+        cu = self.catch_up
+        if cu.running:
+            return cu.files, max(0, cu.bytes_total - cu.bytes_done)
+        now = time.monotonic()
+        if self._lag_cache is None or now - self._lag_cache[0] > LAG_TTL_S:
+            self._lag_cache = (now, lag(con, self.config.roots))
+        return self._lag_cache[1]
+
     def _take_dirty(self) -> set[str] | None:
         """The paths woken for since the last call (None: scan the tree), clearing them."""
         with self._dirty_lock:
@@ -510,7 +524,7 @@ class LiveService:
         try:
             con = self.reader()
             try:
-                files_lagging, bytes_lag = lag(con, self.config.roots)
+                files_lagging, bytes_lag = self._lag(con)
                 rejected = (con.execute("SELECT count(*) FROM rejects").fetchone() or (0,))[0]
                 unpriced = unpriced_models(con)
                 if last_ingest is None:
@@ -708,6 +722,7 @@ class LiveService:
 
     def _committed(self, report: SyncReport) -> None:
         self.passes += 1
+        self._lag_cache = None
         if report.files_read or report.files_gone:
             apply_prices(self._writer().con, self.prices.book, all_models=False)
             self.last_ingest = now_iso()
