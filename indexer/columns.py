@@ -93,22 +93,21 @@ class CallColumns:
 
     @classmethod
     def concat(cls, parts: Sequence[CallColumns]) -> CallColumns:
-        """One batch of all `parts`; each part's codes move past the vocabularies before it."""
+        """One batch of all `parts`, with one vocabulary (each string once: DuckDB reads it holding
+        the GIL) and each part's codes mapped into it."""
         if len(parts) == 1:
             return parts[0]
         if not parts:
             return cls.from_rows([])
         import numpy as np
 
-        shifted: list[Arrays] = []
-        vocab: list[str] = []
+        index: dict[str, int] = {}
+        mapped: list[Arrays] = []
         for p in parts:
-            offset = len(vocab)
-            vocab += p.vocab
-            shifted.append(
-                {c: np.where(a >= 0, a + offset, a) if c in TEXT_COLUMNS else a for c, a in p.arrays.items()}
-            )
-        return cls({c: np.concatenate([s[c] for s in shifted]) for c in CALL_COLUMNS}, vocab)
+            # code -> new code, with -1 (no text) kept at the end: mapping[-1] == -1
+            mapping = np.array([index.setdefault(v, len(index)) for v in p.vocab] + [-1], dtype="int32")
+            mapped.append({c: mapping[a] if c in TEXT_COLUMNS else a for c, a in p.arrays.items()})
+        return cls({c: np.concatenate([m[c] for m in mapped]) for c in CALL_COLUMNS}, list(index))
 
     def tables(self, first_rn: int = 0) -> tuple[Arrays, Arrays]:
         """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for decoded_calls."""

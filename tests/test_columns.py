@@ -33,6 +33,7 @@ def test_rows_survive_columns_concat_and_pickle() -> None:
     cols = pickle.loads(pickle.dumps(CallColumns.concat([CallColumns.from_rows(a), CallColumns.from_rows(b)])))
     assert len(cols) == 3
     assert back_to_rows(cols) == a + b
+    assert sorted(cols.vocab) == sorted({"claude-opus-4-6", "s", "/p/a", "/p/b", "2.1.0", "main", "API Error: 500"})
     assert {x.dtype.kind for x in cols.arrays.values()} <= {"i", "b", "f"}  # nothing DuckDB scans with the GIL
     assert back_to_rows(CallColumns.concat([])) == []
 
