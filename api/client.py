@@ -3,16 +3,20 @@
 The idea: DuckDB lets one process open the index, so a command first asks `service_for(db)`; if a
 live service owns the index (its run file names a live pid) the command sends its request there
 instead of opening the file. Every failure becomes a one-line ServiceError. The token, when the
-service requires one, comes from CCO_TOKEN (the run file says only that one is needed).
+service requires one, comes from CCO_TOKEN (the run file says only that one is needed). The
+standard library's http.client does the one loopback request: no proxy from the environment can
+see it, and a short-lived command pays no client library import.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-import httpx
+import orjson
 
 from indexer.errors import ServiceError
 from indexer.runfile import RunInfo, read_run_file
@@ -49,24 +53,31 @@ class Service:
         headers = {"accept": "application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
+        payload = None
+        if body is not None:
+            payload = orjson.dumps(body)
+            headers["content-type"] = "application/json"
+        target = path + ("?" + urlencode(params) if params else "")
+        url = urlsplit(self.base_url)
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=timeout or self.timeout)
         try:
-            # trust_env=False: a proxy from the environment must never see loopback traffic.
-            with httpx.Client(base_url=self.base_url, timeout=timeout or self.timeout, trust_env=False) as client:
-                response = client.request(method, path, params=params, json=body, headers=headers)
-        except httpx.TimeoutException:
+            conn.request(method, target, body=payload, headers=headers)
+            response = conn.getresponse()
+            content = response.read()
+        except TimeoutError:
             raise ServiceError(f"{who} did not answer {method} {path} in time") from None
-        except httpx.HTTPError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise ServiceError(f"cannot reach {who}: {exc or type(exc).__name__}") from None
+        finally:
+            conn.close()
         try:
-            data = response.json()
-        except ValueError:
+            data = orjson.loads(content) if content else None
+        except orjson.JSONDecodeError:
             data = None
-        if response.status_code >= 400:
+        if response.status >= 400:
             detail = data.get("error") if isinstance(data, dict) else None
-            raise ServiceError(
-                f"{who} refused {method} {path}: {response.status_code} {detail or response.reason_phrase}"
-            )
-        if data is None and response.content:
+            raise ServiceError(f"{who} refused {method} {path}: {response.status} {detail or response.reason}")
+        if data is None and content:
             raise ServiceError(f"{who} answered {method} {path} with something that is not JSON")
         return data
 

@@ -93,3 +93,12 @@ def test_unreachable_service(tmp_path: Path) -> None:
     assert isinstance(service, Service)
     with pytest.raises(ServiceError, match=f"cannot reach the cco service for .*{port}"):
         service.get_json("/api/stats")
+
+
+def test_the_client_needs_no_test_dependency() -> None:
+    """httpx is a test extra: commands that reach the service must work without it installed."""
+    import subprocess
+    import sys
+
+    code = "import sys, api.client; sys.exit('httpx' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
