@@ -17,12 +17,18 @@ import duckdb
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.runfile import pid_alive
-from indexer.store import MARK_REPLAYS, MERGE_SET, REBUILD_HINT, Index
+from indexer.store import MARK_REPLAYS, MERGE_SET, MERGED_SQL_COLUMNS, REBUILD_HINT, Index
 
-_SALVAGE_CALLS = f"""
-MERGE INTO calls USING old.calls AS excluded ON calls.key = excluded.key
+# Calls only the old index has go in as they are; calls both have are merged only where the old
+# row differs (usually none: the same lines were read again), so unchanged rows are not rewritten.
+_SALVAGE_MISSING = "INSERT INTO calls SELECT * FROM old.calls ANTI JOIN calls USING (key)"
+_OLD_ROW, _NEW_ROW = (", ".join(f"{t}.{c}" for c in MERGED_SQL_COLUMNS) for t in ("o", "c"))
+_SALVAGE_MERGE = f"""
+MERGE INTO calls USING (
+    SELECT o.* FROM old.calls AS o JOIN calls AS c ON o.key = c.key
+    WHERE ({_OLD_ROW}) IS DISTINCT FROM ({_NEW_ROW})
+) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
-WHEN NOT MATCHED THEN INSERT BY NAME
 """
 
 
@@ -62,8 +68,9 @@ def _salvage(new: Index, old_path: Path) -> tuple[int, str | None, int | None]:
         return 0, str(exc).splitlines()[0], None
     try:
         con.execute("BEGIN TRANSACTION")
-        con.execute(_SALVAGE_CALLS)
-        con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
+        con.execute(_SALVAGE_MISSING)
+        con.execute(_SALVAGE_MERGE)
+        con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM old.calls"))
         con.execute("INSERT OR IGNORE INTO events SELECT * FROM old.events")
         # Files the transcripts no longer have stay listed, as gone, with their line counts.
         con.execute(

@@ -85,12 +85,14 @@ WHEN NOT MATCHED THEN INSERT BY NAME
 # A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
 # Recomputed for the sidechain (or flagged) calls sharing a message.id with the batch: a merge can
 # turn a sidechain call into a main-chain one, which must then lose its replay flag.
+# Only flags that change are written (an unchanged row is not rewritten).
 MARK_REPLAYS = """
-UPDATE calls SET replay = sidechain AND EXISTS (
-    SELECT 1 FROM calls AS main
-    WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
-)
+UPDATE calls SET replay = NOT replay
 WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
+  AND replay <> (sidechain AND EXISTS (
+      SELECT 1 FROM calls AS main
+      WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
+  ))
 """
 # Batches up to this many calls (a running service's appends) skip the set-based upsert: the keys
 # are probed, existing calls merged in Python with parse.merge_calls (the same rules) and only the
@@ -106,6 +108,7 @@ _SELECT_CALL = (
 _INSERT_CALL_ROW = "(?, ?, make_timestamp(? * 1000), ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
 _MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
+MERGED_SQL_COLUMNS = tuple("ts" if c == "ts_ms" else c for c in _MERGED_COLUMNS)  # their names in `calls`
 _FILE_COLUMNS = (
     "device",
     "inode",
