@@ -100,10 +100,13 @@ WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
 # 19 SET expressions costs 10-16 ms even for one row.
 SMALL_BATCH = 64
 SMALL_UPDATES = 4  # ... and at most this many UPDATE statements (~2-3 ms each) for calls or files
+_SIDECHAIN = CALL_COLUMNS.index("sidechain")
+# Stored calls by message.id hash: the batch's own calls (same message.id, same hash) and, in the
+# same scan, any other call sharing a message.id with it (a replay, or the original of one).
 _SELECT_CALL = (
     "SELECT key, msg_hash, epoch_ms(ts), model, session, project, branch, version, agent_id, sidechain, failed, "
     "input_tokens, output_tokens, cache_5m_tokens, cache_1h_tokens, cache_read_tokens, web_searches, fast, "
-    "cost_usd, latency_ms, error FROM calls WHERE key IN ({keys})"
+    "cost_usd, latency_ms, error, replay FROM calls WHERE {column} IN ({values})"
 )
 _INSERT_CALL_ROW = "(?, ?, make_timestamp(? * 1000), ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
@@ -347,8 +350,18 @@ class Index:
         call would then cost more than the set-based upsert.
         """
         con = self.con
-        keys = ",".join(str(int(c.key)) for c in calls)
-        stored = {r[0]: CallRow(*r) for r in con.execute(_SELECT_CALL.format(keys=keys)).fetchall()}
+        hashes = ",".join({str(int(c.msg_hash)) for c in calls if c.msg_hash != 0})
+        found = con.execute(_SELECT_CALL.format(column="msg_hash", values=hashes)).fetchall() if hashes else []
+        no_id = ",".join(str(int(c.key)) for c in calls if c.msg_hash == 0)  # lines without message.id
+        if no_id:
+            found += con.execute(_SELECT_CALL.format(column="key", values=no_id)).fetchall()
+        keys = {c.key for c in calls}
+        stored = {r[0]: CallRow(*r[:-1]) for r in found if r[0] in keys}
+        # MARK_REPLAYS only touches sidechain or flagged calls sharing a message.id with the batch:
+        # when there is none (the common main-chain append) it would change nothing.
+        replays = bool(hashes) and (
+            any(c.sidechain for c in calls) or any(r[_SIDECHAIN] or r[-1] for r in found if r[1] != 0)
+        )
         fresh = [c for c in calls if c.key not in stored]
         updates: list[tuple[CallRow, list[str]]] = []
         for c in calls:
@@ -367,16 +380,8 @@ class Index:
         if fresh:
             sql = "INSERT INTO calls VALUES " + ", ".join([_INSERT_CALL_ROW] * len(fresh))
             con.execute(sql, [v for c in fresh for v in c])
-        # MARK_REPLAYS only touches sidechain or flagged calls sharing a message.id with the batch:
-        # when there is none (the common main-chain append) it would change nothing.
-        hashes = ",".join({str(int(c.msg_hash)) for c in calls if c.msg_hash != 0})
-        if not hashes:
-            return True
-        if not any(c.sidechain for c in calls):
-            probe = f"SELECT 1 FROM calls WHERE (sidechain OR replay) AND msg_hash IN ({hashes}) LIMIT 1"
-            if con.execute(probe).fetchone() is None:
-                return True
-        con.execute(MARK_REPLAYS.format(msg_hashes=hashes))
+        if replays:
+            con.execute(MARK_REPLAYS.format(msg_hashes=hashes))
         return True
 
     def _store_states(self, results: Sequence[ReadResult]) -> None:
