@@ -245,10 +245,12 @@ def append_to_visible(client: httpx.Client, stats_url: str, transcript: Path, co
     }
 
 
-def catch_up(client: httpx.Client, work: Path, size: str, seed: int) -> dict[str, Any]:
-    tree = work / "catchup"
-    say(f"generating a {size} tree for the catch-up")
-    gen_corpus(tree, size, seed)
+def catch_up(client: httpx.Client, work: Path, size: str, seed: int, tree: Path | None = None) -> dict[str, Any]:
+    """A fresh index over a `size` tree (generated, or `tree` as it is): /api/stats while catching up."""
+    if tree is None:
+        tree = work / "catchup"
+        say(f"generating a {size} tree for the catch-up")
+        gen_corpus(tree, size, seed)
     db = work / "catchup.duckdb"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -451,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", default="50MiB", help="size of the steady-state tree")
     ap.add_argument("--appends", type=int, default=20)
     ap.add_argument("--catch-up", default=None, help="also measure a catch-up of a tree this big (e.g. 1GiB)")
+    ap.add_argument("--catch-up-tree", default=None, help="with --catch-up: catch up this tree instead of a new one")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--hello", type=int, default=None, help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--service-index", default=None, help="serve a copy of this index (with --tree): RSS, start-up")
@@ -506,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         result["shutdown_s"] = stop(proc)
         proc = None
         if args.catch_up:
-            result["catch_up"] = catch_up(client, work, args.catch_up, args.seed)
+            given = Path(args.catch_up_tree) if args.catch_up_tree else None
+            result["catch_up"] = catch_up(client, work, args.catch_up, args.seed, given)
     finally:
         if proc is not None:
             stop(proc)
