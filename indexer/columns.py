@@ -65,7 +65,8 @@ def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: 
 class CallColumns:
     """Call rows (possibly several per call identity: the store merges them) as numeric arrays.
 
-    Text columns hold indexes into `vocab` (-1: none).
+    Text columns hold indexes into `vocab` (-1: none), which is sorted: codes compare as their
+    strings do (code point order, as DuckDB compares UTF-8 text), so SQL can order by a code.
     """
 
     arrays: Arrays
@@ -78,18 +79,19 @@ class CallColumns:
     def from_rows(cls, rows: Sequence[CallRow]) -> CallColumns:
         import numpy as np
 
-        cols = list(zip(*rows, strict=True)) if rows else [() for _ in CALL_COLUMNS]
-        codes: dict[str, int] = {}
+        cols = dict(zip(CALL_COLUMNS, zip(*rows, strict=True) if rows else [() for _ in CALL_COLUMNS], strict=True))
+        vocab = sorted({v for c in TEXT_COLUMNS for v in cols[c] if v is not None})
+        code = {v: i for i, v in enumerate(vocab)}
         arrays: Arrays = {}
-        for name, values in zip(CALL_COLUMNS, cols, strict=True):
+        for name, values in cols.items():
             if name in TEXT_COLUMNS:
-                values = tuple([-1 if v is None else codes.setdefault(v, len(codes)) for v in values])
+                values = tuple([-1 if v is None else code[v] for v in values])
             elif name == "latency_ms":
                 values = tuple([NO_LATENCY if v is None else v for v in values])
             elif name == "cost_usd":
                 values = tuple([np.nan if v is None else v for v in values])
             arrays[name] = np.array(values, dtype=_DTYPES[name])
-        return cls(arrays, list(codes))
+        return cls(arrays, vocab)
 
     @classmethod
     def concat(cls, parts: Sequence[CallColumns]) -> CallColumns:
@@ -101,13 +103,14 @@ class CallColumns:
             return cls.from_rows([])
         import numpy as np
 
-        index: dict[str, int] = {}
+        vocab = sorted({v for p in parts for v in p.vocab})
+        code = {v: i for i, v in enumerate(vocab)}
         mapped: list[Arrays] = []
         for p in parts:
-            # code -> new code, with -1 (no text) kept at the end: mapping[-1] == -1
-            mapping = np.array([index.setdefault(v, len(index)) for v in p.vocab] + [-1], dtype="int32")
+            # old code -> new code, with -1 (no text) kept at the end: mapping[-1] == -1
+            mapping = np.array([code[v] for v in p.vocab] + [-1], dtype="int32")
             mapped.append({c: mapping[a] if c in TEXT_COLUMNS else a for c, a in p.arrays.items()})
-        return cls({c: np.concatenate([m[c] for m in mapped]) for c in CALL_COLUMNS}, list(index))
+        return cls({c: np.concatenate([m[c] for m in mapped]) for c in CALL_COLUMNS}, vocab)
 
     def tables(self, first_rn: int = 0) -> tuple[Arrays, Arrays]:
         """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for decoded_calls."""

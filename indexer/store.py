@@ -54,17 +54,17 @@ MERGE_SET = f"""
 # Rows of one call identity in the registered batch -> one, by the rules of parse.merge_calls:
 # usage maxima, and the descriptive fields of the earliest row (by time, then session, then
 # arrival as merge_batch does), picked once per key by row number (`rn`, arrival order). The work
-# is on the numeric columns; only the picked rows are decoded. Then merged into `calls` the same
-# way (MERGE_SET), as a hash join on the key column.
+# is on the numeric columns (session codes order as the names do); only the picked rows are
+# decoded. Then merged into `calls` the same way (MERGE_SET), as a hash join on the key column.
 _MERGED_BATCH = f"""
     WITH agg AS (
-        SELECT arg_min(b.rn, (b.ts_ms, v.s, b.rn)) AS rn, bool_and(b.sidechain) AS sidechain,
+        SELECT arg_min(b.rn, (b.ts_ms, b.session, b.rn)) AS rn, bool_and(b.sidechain) AS sidechain,
                bool_or(b.failed) AS failed, max(b.input_tokens) AS input_tokens,
                max(b.output_tokens) AS output_tokens, max(b.cache_5m_tokens) AS cache_5m_tokens,
                max(b.cache_1h_tokens) AS cache_1h_tokens, max(b.cache_read_tokens) AS cache_read_tokens,
                max(b.web_searches) AS web_searches, bool_or(b.fast) AS fast,
                max(b.cost_usd) FILTER (NOT isnan(b.cost_usd)) AS cost_usd
-        FROM batch_calls AS b LEFT JOIN batch_vocab AS v ON v.i = b.session
+        FROM batch_calls AS b
         GROUP BY b.key
     ),
     picked AS (
@@ -271,11 +271,11 @@ class Index:
         self._deferred = []
         try:
             yield
-            deferred, self._deferred = self._deferred, None
+            batch, self._deferred = CallColumns.concat(self._deferred), None  # the parts are freed
             fresh = self.con.execute("SELECT 1 FROM calls LIMIT 1").fetchone() is None
             self.con.execute("BEGIN TRANSACTION")
             try:
-                self._merge_batch(CallColumns.concat(deferred), new_keys=fresh)
+                self._merge_batch(batch, new_keys=fresh)
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
@@ -341,7 +341,9 @@ class Index:
         self.con.register("batch_calls", calls)
         self.con.register("batch_vocab", vocab)
         try:
-            self.con.execute(f"INSERT INTO calls BY NAME {_MERGED_BATCH}" if new_keys else _MERGE_CALLS)
+            self.con.execute(
+                f"INSERT INTO calls BY NAME SELECT * FROM ({_MERGED_BATCH}) ORDER BY ts" if new_keys else _MERGE_CALLS
+            )
             self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
         finally:
             self.con.unregister("batch_calls")
