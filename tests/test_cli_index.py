@@ -194,3 +194,20 @@ def test_no_transcripts_anywhere_is_explained(tmp_path: Path) -> None:
     out = ok("index", "sync", "--db", str(tmp_path / "i.duckdb"))
     assert "read 0 bytes from 0 of 0 files" in out.stdout
     assert "no Claude Code transcripts found" in out.stderr
+
+
+def test_an_index_command_builds_only_its_group(tmp_path: Path) -> None:
+    """`cco index …` leaves the other command groups (config, monitor, report) unimported."""
+    import sys
+
+    code = (
+        "import sys; from api.cli import main; sys.argv = ['cco', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('api.cli_config', 'api.cli_monitor', 'api.cli_report') if m in sys.modules), "
+        "file=sys.stderr)"
+    )
+    args = ["index", "status", "--json", "--db", str(tmp_path / "i.duckdb")]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+    assert json.loads(done.stdout)["calls"] == 0
