@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -56,7 +57,7 @@ MERGE_SET = f"""
 # arrival as merge_batch does), picked once per key by row number (`rn`, arrival order). The work
 # is on the numeric columns (session codes order as the names do); only the picked rows are
 # decoded. Then merged into `calls` the same way (MERGE_SET), as a hash join on the key column.
-_MERGED_BATCH = f"""
+_PICKED = """
     WITH agg AS (
         SELECT arg_min(b.rn, (b.ts_ms, b.session, b.rn)) AS rn, bool_and(b.sidechain) AS sidechain,
                bool_or(b.failed) AS failed, max(b.input_tokens) AS input_tokens,
@@ -75,8 +76,17 @@ _MERGED_BATCH = f"""
                             coalesce(agg.cost_usd, 'NaN'::DOUBLE) AS cost_usd)
         FROM agg JOIN batch_calls AS b USING (rn)
     )
-    SELECT * EXCLUDE (ts_ms, rn), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls("picked")})
+    SELECT * FROM picked
 """
+
+
+def _decoded(relation: str) -> str:
+    """The rows of `relation` (picked, still numeric) as `calls` rows."""
+    return f"SELECT * EXCLUDE (ts_ms, rn), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation)})"
+
+
+_MERGED_BATCH = _decoded(f"({_PICKED})")
+DEFERRED_SLICE_ROWS = 20_000  # deferred_calls() decodes and sorts about this many calls at a time
 _MERGE_CALLS = f"""
 MERGE INTO calls USING ({_MERGED_BATCH}) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
@@ -275,7 +285,10 @@ class Index:
             fresh = self.con.execute("SELECT 1 FROM calls LIMIT 1").fetchone() is None
             self.con.execute("BEGIN TRANSACTION")
             try:
-                self._merge_batch(batch, new_keys=fresh)
+                if fresh:
+                    self._insert_in_time_order(batch)
+                else:
+                    self._merge_batch(batch)
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
@@ -333,21 +346,61 @@ class Index:
         else:
             self._merge_batch(batch)
 
-    def _merge_batch(self, batch: CallColumns, new_keys: bool = False) -> None:
-        """Merge `batch` into `calls`; `new_keys`: none of its calls is stored yet (a plain insert)."""
+    def _merge_batch(self, batch: CallColumns) -> None:
+        """Merge `batch` into `calls`."""
         if not len(batch):
             return
         calls, vocab = batch.tables()
         self.con.register("batch_calls", calls)
         self.con.register("batch_vocab", vocab)
         try:
-            self.con.execute(
-                f"INSERT INTO calls BY NAME SELECT * FROM ({_MERGED_BATCH}) ORDER BY ts" if new_keys else _MERGE_CALLS
-            )
+            self.con.execute(_MERGE_CALLS)
             self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
         finally:
             self.con.unregister("batch_calls")
             self.con.unregister("batch_vocab")
+
+    def _insert_in_time_order(self, batch: CallColumns) -> None:
+        """Insert `batch` into an empty `calls`, time-ordered, decoding and sorting a slice of about
+        DEFERRED_SLICE_ROWS calls at a time (the picking itself is numeric and done once)."""
+        if not len(batch):
+            return
+        calls, vocab = batch.tables()
+        con = self.con
+        con.register("batch_calls", calls)
+        con.register("batch_vocab", vocab)
+        try:
+            con.execute(f"CREATE TEMP TABLE deferred_picked AS {_PICKED}")
+            n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
+            slices = max(1, -(-n // DEFERRED_SLICE_ROWS))
+            bounds = (
+                con.execute(
+                    f"SELECT quantile_disc(ts_ms, [{', '.join(str(i / slices) for i in range(1, slices))}]) "
+                    "FROM deferred_picked"
+                ).fetchone()
+                if slices > 1
+                else None
+            )
+            edges = [None, *(bounds[0] if bounds else []), None]
+            for lo, hi in itertools.pairwise(edges):
+                where = (
+                    " AND ".join(
+                        [
+                            *([f"ts_ms > {lo}"] if lo is not None else []),
+                            *([f"ts_ms <= {hi}"] if hi is not None else []),
+                        ]
+                    )
+                    or "true"
+                )
+                con.execute(
+                    f"INSERT INTO calls BY NAME SELECT * FROM "
+                    f"({_decoded(f'(SELECT * FROM deferred_picked WHERE {where})')}) ORDER BY ts"
+                )
+            con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
+        finally:
+            con.execute("DROP TABLE IF EXISTS deferred_picked")
+            con.unregister("batch_calls")
+            con.unregister("batch_vocab")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.

@@ -33,11 +33,12 @@ def test_rebuild_equals_a_sync_into_a_fresh_index(tmp_path: Path, samples_tree: 
     assert rows(db) == rows(tmp_path / "plain.duckdb")
 
 
-def test_rebuild_deferring_known_calls_equals_a_plain_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rebuild appends the calls a commit brings first and defers rows of calls already stored
-    (and the replay flags) to the end: with one commit per file, streamed duplicates, fork copies
-    and sidechain replays across files still merge and flag as in a plain sync."""
+def test_rebuild_setting_calls_aside_equals_a_plain_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild sets every commit's calls aside and inserts them at the end, slice by time slice:
+    with one commit per file and two-call slices, streamed duplicates, fork copies and sidechain
+    replays across files merge and flag as in a plain sync, and are stored in time order."""
     import indexer.ingest as ingest
+    import indexer.store as store
 
     tree = tmp_path / "tree" / "projects"
     for rule in ("duplicate_groups", "sidechain_replay", "fork_copy", "api_error", "cost_usd", "web_search"):
@@ -45,10 +46,13 @@ def test_rebuild_deferring_known_calls_equals_a_plain_sync(tmp_path: Path, monke
     with Index(tmp_path / "plain.duckdb") as plain:
         sync(plain, [tree])
     monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)
+    monkeypatch.setattr(store, "DEFERRED_SLICE_ROWS", 2)  # decoded and inserted in many time slices
     report = rebuild(tmp_path / "index.duckdb", [tree], workers=1)
     assert report.sync.files_read > 3
     assert rows(tmp_path / "index.duckdb") == rows(tmp_path / "plain.duckdb")
     assert rows(tmp_path / "index.duckdb", "SELECT count(*) FILTER (replay) FROM calls") == [(1,)]
+    stored = [ts for (ts,) in rows(tmp_path / "index.duckdb", "SELECT ts FROM calls")]  # in storage order
+    assert stored == sorted(stored)
 
 
 def test_calls_of_deleted_files_survive_rebuild(tmp_path: Path, samples_tree: Path) -> None:
