@@ -16,8 +16,9 @@ import duckdb
 
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
+from indexer.merge import MARK_REPLAYS, MERGE_SET, MERGED_SQL_COLUMNS
 from indexer.runfile import pid_alive
-from indexer.store import MARK_REPLAYS, MERGE_SET, MERGED_SQL_COLUMNS, REBUILD_HINT, Index
+from indexer.store import REBUILD_HINT, Index
 
 # Calls only the old index has go in as they are; calls both have are merged only where the old
 # row differs (usually none: the same lines were read again), so unchanged rows are not rewritten.

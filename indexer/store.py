@@ -20,90 +20,16 @@ from pathlib import Path
 
 import duckdb
 
-from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays, decoded_calls
+from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.errors import IndexCorrupt, IndexLocked
+from indexer.merge import MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, PICKED, decoded, merge_batch
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
 
-_EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
-# The merge rules of parse.merge_calls, in SQL: ingest and rebuild's salvage both use them, so the
-# order in which lines (or old and new indexes) meet never changes the result.
-MERGE_SET = f"""
-    ts = least(calls.ts, excluded.ts),
-    model = CASE WHEN {_EARLIER} THEN excluded.model ELSE calls.model END,
-    session = CASE WHEN {_EARLIER} THEN excluded.session ELSE calls.session END,
-    project = CASE WHEN {_EARLIER} THEN excluded.project ELSE calls.project END,
-    branch = CASE WHEN {_EARLIER} THEN excluded.branch ELSE calls.branch END,
-    version = CASE WHEN {_EARLIER} THEN excluded.version ELSE calls.version END,
-    agent_id = CASE WHEN {_EARLIER} THEN excluded.agent_id ELSE calls.agent_id END,
-    sidechain = calls.sidechain AND excluded.sidechain,
-    failed = calls.failed OR excluded.failed,
-    input_tokens = greatest(calls.input_tokens, excluded.input_tokens),
-    output_tokens = greatest(calls.output_tokens, excluded.output_tokens),
-    cache_5m_tokens = greatest(calls.cache_5m_tokens, excluded.cache_5m_tokens),
-    cache_1h_tokens = greatest(calls.cache_1h_tokens, excluded.cache_1h_tokens),
-    cache_read_tokens = greatest(calls.cache_read_tokens, excluded.cache_read_tokens),
-    web_searches = greatest(calls.web_searches, excluded.web_searches),
-    fast = calls.fast OR excluded.fast,
-    cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
-    latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
-    error = CASE WHEN {_EARLIER} THEN excluded.error ELSE calls.error END
-"""
-# Rows of one call identity in the registered batch -> one, by the rules of parse.merge_calls:
-# usage maxima, and the descriptive fields of the earliest row (by time, then session, then
-# arrival as merge_batch does), picked once per key by row number (`rn`, arrival order). The work
-# is on the numeric columns (session codes order as the names do); only the picked rows are
-# decoded. Then merged into `calls` the same way (MERGE_SET), as a hash join on the key column.
-_PICKED = """
-    WITH agg AS (
-        SELECT arg_min(b.rn, (b.ts_ms, b.session, b.rn)) AS rn, bool_and(b.sidechain) AS sidechain,
-               bool_or(b.failed) AS failed, max(b.input_tokens) AS input_tokens,
-               max(b.output_tokens) AS output_tokens, max(b.cache_5m_tokens) AS cache_5m_tokens,
-               max(b.cache_1h_tokens) AS cache_1h_tokens, max(b.cache_read_tokens) AS cache_read_tokens,
-               max(b.web_searches) AS web_searches, bool_or(b.fast) AS fast,
-               max(b.cost_usd) FILTER (NOT isnan(b.cost_usd)) AS cost_usd
-        FROM batch_calls AS b
-        GROUP BY b.key
-    ),
-    picked AS (
-        SELECT b.* REPLACE (agg.sidechain AS sidechain, agg.failed AS failed, agg.input_tokens AS input_tokens,
-                            agg.output_tokens AS output_tokens, agg.cache_5m_tokens AS cache_5m_tokens,
-                            agg.cache_1h_tokens AS cache_1h_tokens, agg.cache_read_tokens AS cache_read_tokens,
-                            agg.web_searches AS web_searches, agg.fast AS fast,
-                            coalesce(agg.cost_usd, 'NaN'::DOUBLE) AS cost_usd)
-        FROM agg JOIN batch_calls AS b USING (rn)
-    )
-    SELECT * FROM picked
-"""
-
-
-def _decoded(relation: str) -> str:
-    """The rows of `relation` (picked, still numeric) as `calls` rows."""
-    return f"SELECT * EXCLUDE (ts_ms, rn), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation)})"
-
-
-_MERGED_BATCH = _decoded(f"({_PICKED})")
 DEFERRED_SLICE_ROWS = 20_000  # deferred_calls() decodes and sorts about this many calls at a time
-_MERGE_CALLS = f"""
-MERGE INTO calls USING ({_MERGED_BATCH}) AS excluded ON calls.key = excluded.key
-WHEN MATCHED THEN UPDATE SET {MERGE_SET}
-WHEN NOT MATCHED THEN INSERT BY NAME
-"""
-# A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
-# Recomputed for the sidechain (or flagged) calls sharing a message.id with the batch: a merge can
-# turn a sidechain call into a main-chain one, which must then lose its replay flag.
-# Only flags that change are written (an unchanged row is not rewritten).
-MARK_REPLAYS = """
-UPDATE calls SET replay = NOT replay
-WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
-  AND replay <> (sidechain AND EXISTS (
-      SELECT 1 FROM calls AS main
-      WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
-  ))
-"""
 # Batches up to this many calls (a running service's appends) skip the set-based upsert: the keys
 # are probed, existing calls merged in Python with parse.merge_calls (the same rules) and only the
 # columns that change are updated by key, new calls plain-INSERTed. `ON CONFLICT DO UPDATE` with
@@ -119,9 +45,6 @@ _SELECT_CALL = (
     "cost_usd, latency_ms, error, replay FROM calls WHERE {column} IN ({values})"
 )
 _INSERT_CALL_ROW = "(?, ?, make_timestamp(? * 1000), ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
-_MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
-MERGED_SQL_COLUMNS = tuple("ts" if c == "ts_ms" else c for c in _MERGED_COLUMNS)  # their names in `calls`
 _FILE_COLUMNS = (
     "device",
     "inode",
@@ -138,15 +61,6 @@ REBUILD_HINT = "; run `cco index rebuild`"
 _LOCK_PID = re.compile(r"PID (\d+)")
 _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
 _CMD_LIMIT = 120
-
-
-def merge_batch(calls: Iterable[CallRow]) -> list[CallRow]:
-    """Merge rows sharing a call identity, in Python: the few-call path (big batches merge in SQL)."""
-    merged: dict[int, CallRow] = {}
-    for row in calls:
-        prev = merged.get(row.key)
-        merged[row.key] = row if prev is None else merge_calls(prev, row)
-    return list(merged.values())
 
 
 def _holder(text: str) -> str:
@@ -354,7 +268,7 @@ class Index:
         self.con.register("batch_calls", calls)
         self.con.register("batch_vocab", vocab)
         try:
-            self.con.execute(_MERGE_CALLS)
+            self.con.execute(MERGE_CALLS)
             self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
         finally:
             self.con.unregister("batch_calls")
@@ -370,7 +284,7 @@ class Index:
         con.register("batch_calls", calls)
         con.register("batch_vocab", vocab)
         try:
-            con.execute(f"CREATE TEMP TABLE deferred_picked AS {_PICKED}")
+            con.execute(f"CREATE TEMP TABLE deferred_picked AS {PICKED}")
             n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
             slices = max(1, -(-n // DEFERRED_SLICE_ROWS))
             bounds = (
@@ -394,7 +308,7 @@ class Index:
                 )
                 con.execute(
                     f"INSERT INTO calls BY NAME SELECT * FROM "
-                    f"({_decoded(f'(SELECT * FROM deferred_picked WHERE {where})')}) ORDER BY ts"
+                    f"({decoded(f'(SELECT * FROM deferred_picked WHERE {where})')}) ORDER BY ts"
                 )
             con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
         finally:
@@ -428,7 +342,7 @@ class Index:
             if old is None:
                 continue
             merged = merge_calls(old, c)
-            changed = [n for n in _MERGED_COLUMNS if getattr(merged, n) != getattr(old, n)]
+            changed = [n for n in MERGED_COLUMNS if getattr(merged, n) != getattr(old, n)]
             if changed:
                 updates.append((merged, changed))
         if len(updates) > SMALL_UPDATES:

@@ -1,0 +1,65 @@
+"""The merge rules: the SQL that merges a whole batch gives what parse.merge_calls gives row by row."""
+
+from __future__ import annotations
+
+import duckdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer.columns import CallColumns
+from indexer.merge import MERGED_BATCH, merge_batch
+from schemas.records import CallRow
+
+
+def call(
+    key: int,
+    sec: int,
+    session: str,
+    model: str,
+    out: int,
+    side: bool,
+    failed: bool,
+    latency: int | None,
+    cost: float | None,
+    error: str | None,
+) -> CallRow:
+    return CallRow(
+        key, key * 7, 1_767_225_600_000 + sec * 1000, model, session, f"/p/{session}", None, "2.1.0", None,
+        side, failed, 1, out, 0, 0, 5, 0, False, cost, latency, error,
+    )  # fmt: skip
+
+
+_ROWS = st.lists(
+    st.builds(
+        call,
+        st.sampled_from([1, 2, 3]),  # call identity
+        st.integers(0, 3),  # seconds: ties are common
+        st.sampled_from(["s-a", "s-b", "s-ä"]),
+        st.sampled_from(["claude-opus-4-6", "claude-sonnet-4-5"]),
+        st.integers(0, 500),
+        st.booleans(),
+        st.booleans(),
+        st.none() | st.integers(0, 10_000),
+        st.none() | st.floats(0, 5, allow_nan=False),
+        st.none() | st.sampled_from(["API Error: 500", "API Error: 529"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def sql_merge(rows: list[CallRow]) -> list[CallRow]:
+    calls, vocab = CallColumns.from_rows(rows).tables()
+    con = duckdb.connect()
+    con.register("batch_calls", calls)
+    con.register("batch_vocab", vocab)
+    names = ", ".join("epoch_ms(ts)" if f == "ts_ms" else f for f in CallRow._fields)
+    return [CallRow(*r) for r in con.execute(f"SELECT {names} FROM ({MERGED_BATCH}) ORDER BY key").fetchall()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ROWS)
+def test_the_batch_merge_in_sql_equals_merge_calls(rows: list[CallRow]) -> None:
+    """Usage maxima, earliest time, and the descriptive fields of the earliest row (by time, then
+    session name in code point order, then arrival) in both."""
+    assert sql_merge(rows) == sorted(merge_batch(rows), key=lambda r: r.key)
