@@ -255,10 +255,16 @@ def catch_up(client: httpx.Client, work: Path, size: str, seed: int, tree: Path 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
+    # A hello-world server answers in alternation: the same load on the same 2 cores tells what is
+    # the machine's share of the latency and what is cco's.
+    hello_port = free_port()
+    hello = subprocess.Popen([sys.executable, __file__, "--hello", str(hello_port)])
+    wait_http(client, f"http://127.0.0.1:{hello_port}/")
     proc = start_service(tree, db, port, work / "catchup.log")
     try:
         first = wait_http(client, f"{base}/api/stats")
         times: list[int] = []
+        hello_times: list[int] = []
         done = False
         peak = 0.0
         while not done:
@@ -266,6 +272,9 @@ def catch_up(client: httpx.Client, work: Path, size: str, seed: int, tree: Path 
                 t0 = time.perf_counter_ns()
                 client.get(f"{base}/api/stats")
                 times.append(time.perf_counter_ns() - t0)
+                t0 = time.perf_counter_ns()
+                client.get(f"http://127.0.0.1:{hello_port}/")
+                hello_times.append(time.perf_counter_ns() - t0)
             health = client.get(f"{base}/api/metrics/health").json()
             done = health["catch_up"]["done"]
             peak = max(peak, rss_mb(proc.pid) or 0.0)
@@ -276,12 +285,15 @@ def catch_up(client: httpx.Client, work: Path, size: str, seed: int, tree: Path 
             "first_answer_s": round(first, 3),
             "catch_up_s": round(seconds, 1),
             "stats_during_catch_up": summary_ms(times),
+            "hello_world_during_catch_up": summary_ms(hello_times),
             "rss_peak_mb": peak,
             "rss_after_mb": rss_mb(proc.pid),
             "health": {k: health[k] for k in ("files_lagging", "bytes_behind", "rejected_lines")},
         }
     finally:
         result_stop = stop(proc)
+        hello.terminate()
+        hello.wait()
     result["shutdown_s"] = result_stop
     return result
 
