@@ -19,7 +19,15 @@ from schemas.records import CallRow
 
 # The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
 MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
-MERGED_SQL_COLUMNS = tuple("ts" if c == "ts_ms" else c for c in MERGED_COLUMNS)  # their names in `calls`
+# The counts that take their maximum.
+USAGE_SQL_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_5m_tokens",
+    "cache_1h_tokens",
+    "cache_read_tokens",
+    "web_searches",
+)
 
 _EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
 # The merge rules of parse.merge_calls, in SQL: ingest and rebuild's salvage both use them, so the

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 from conftest import index_held_elsewhere
 
@@ -86,6 +87,31 @@ def test_calls_of_files_rewritten_shorter_survive_rebuild(tmp_path: Path) -> Non
     report = rebuild(db, [tree / "projects"])
     assert report.salvaged_calls == 1  # call B
     assert rows(db) == before  # call A keeps its final output count (250) and first-line latency
+
+
+def test_a_call_keeps_its_earliest_line_when_that_file_is_gone(tmp_path: Path) -> None:
+    """Salvage merges an old row that holds something the transcripts lost (here the call's first
+    line, in a deleted file) and leaves rows the transcripts gave again untouched."""
+
+    def line(sec: int, out: int, cwd: str) -> bytes:
+        usage = {"input_tokens": 1, "output_tokens": out}
+        message = {"id": "m1", "model": "claude-sonnet-4-5", "usage": usage}
+        ts = f"2026-01-01T00:00:0{sec}.000Z"
+        return orjson.dumps({"type": "assistant", "cwd": cwd, "requestId": "r1", "timestamp": ts, "message": message})
+
+    projects = tmp_path / "claude" / "projects"
+    (projects / "-w").mkdir(parents=True)
+    (projects / "-w" / "a.jsonl").write_bytes(line(1, 5, "/a") + b"\n")
+    (projects / "-w" / "b.jsonl").write_bytes(line(5, 10, "/b") + b"\n")
+    db = tmp_path / "index.duckdb"
+    query = "SELECT ts, session, project, output_tokens FROM calls"
+    rebuild(db, [projects])
+    first = rows(db, query)
+    assert [(r[1], r[2], r[3]) for r in first] == [("a", "/a", 10)]
+    (projects / "-w" / "a.jsonl").unlink()
+    report = rebuild(db, [projects])
+    assert report.salvaged_calls == 0 and report.salvage_error is None  # merged, not added
+    assert rows(db, query) == first
 
 
 def test_rebuild_over_a_garbage_index_works_and_warns(tmp_path: Path, samples_tree: Path) -> None:
