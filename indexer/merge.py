@@ -19,64 +19,65 @@ from schemas.records import CallRow
 
 # The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
 MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
-# The counts that take their maximum.
-USAGE_SQL_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_5m_tokens",
-    "cache_1h_tokens",
-    "cache_read_tokens",
-    "web_searches",
-)
+# Each column's rule, as parse.merge_calls applies it: the earliest row's value, the maximum (the
+# usage counts, and costUSD where present), or a flag that ORs in or ANDs out.
+FIRST_ROW = ("model", "session", "project", "branch", "version", "agent_id", "latency_ms", "error")
+MAXIMA = ("input_tokens", "output_tokens", "cache_5m_tokens", "cache_1h_tokens", "cache_read_tokens", "web_searches")
+ANY_ROW = ("failed", "fast")
+ALL_ROWS = ("sidechain",)
 
 _EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
-# The merge rules of parse.merge_calls, in SQL: ingest and rebuild's salvage both use them, so the
-# order in which lines (or old and new indexes) meet never changes the result.
-MERGE_SET = f"""
-    ts = least(calls.ts, excluded.ts),
-    model = CASE WHEN {_EARLIER} THEN excluded.model ELSE calls.model END,
-    session = CASE WHEN {_EARLIER} THEN excluded.session ELSE calls.session END,
-    project = CASE WHEN {_EARLIER} THEN excluded.project ELSE calls.project END,
-    branch = CASE WHEN {_EARLIER} THEN excluded.branch ELSE calls.branch END,
-    version = CASE WHEN {_EARLIER} THEN excluded.version ELSE calls.version END,
-    agent_id = CASE WHEN {_EARLIER} THEN excluded.agent_id ELSE calls.agent_id END,
-    sidechain = calls.sidechain AND excluded.sidechain,
-    failed = calls.failed OR excluded.failed,
-    input_tokens = greatest(calls.input_tokens, excluded.input_tokens),
-    output_tokens = greatest(calls.output_tokens, excluded.output_tokens),
-    cache_5m_tokens = greatest(calls.cache_5m_tokens, excluded.cache_5m_tokens),
-    cache_1h_tokens = greatest(calls.cache_1h_tokens, excluded.cache_1h_tokens),
-    cache_read_tokens = greatest(calls.cache_read_tokens, excluded.cache_read_tokens),
-    web_searches = greatest(calls.web_searches, excluded.web_searches),
-    fast = calls.fast OR excluded.fast,
-    cost_usd = greatest(calls.cost_usd, excluded.cost_usd),
-    latency_ms = CASE WHEN {_EARLIER} THEN excluded.latency_ms ELSE calls.latency_ms END,
-    error = CASE WHEN {_EARLIER} THEN excluded.error ELSE calls.error END
-"""
-# Rows of one call identity in the registered batch -> one, by the rules of parse.merge_calls:
-# usage maxima, and the descriptive fields of the earliest row (by time, then session, then
-# arrival as merge_batch does), picked once per key by row number (`rn`, arrival order). The work
-# is on the numeric columns (session codes order as the names do); only the picked rows are
-# decoded. Then merged into `calls` the same way (MERGE_SET), as a hash join on the key column.
-PICKED = """
+# The merge rules in SQL, for a row `excluded` meeting the stored row `calls`: ingest and rebuild's
+# salvage both use them, so the order in which lines (or old and new indexes) meet never changes
+# the result.
+MERGE_SET = ",\n".join(
+    [
+        "ts = least(calls.ts, excluded.ts)",
+        *(f"{c} = CASE WHEN {_EARLIER} THEN excluded.{c} ELSE calls.{c} END" for c in FIRST_ROW),
+        *(f"{c} = greatest(calls.{c}, excluded.{c})" for c in (*MAXIMA, "cost_usd")),
+        *(f"{c} = calls.{c} OR excluded.{c}" for c in ANY_ROW),
+        *(f"{c} = calls.{c} AND excluded.{c}" for c in ALL_ROWS),
+    ]
+)
+
+
+def changes(old: str, new: str) -> str:
+    """SQL: whether merging row `old` into row `new` (same call) changes `new` by MERGE_SET."""
+    return " OR ".join(
+        [
+            f"{old}.ts < {new}.ts",
+            f"({old}.ts = {new}.ts AND {old}.session < {new}.session)",
+            *(f"{old}.{c} > {new}.{c}" for c in MAXIMA),
+            f"{old}.cost_usd > coalesce({new}.cost_usd, -1)",
+            *(f"({old}.{c} AND NOT {new}.{c})" for c in ANY_ROW),
+            *(f"({new}.{c} AND NOT {old}.{c})" for c in ALL_ROWS),
+        ]
+    )
+
+
+_AGGREGATES = ", ".join(
+    [
+        *(f"max(b.{c}) AS {c}" for c in MAXIMA),
+        "max(b.cost_usd) FILTER (NOT isnan(b.cost_usd)) AS cost_usd",  # NaN: no costUSD
+        *(f"bool_or(b.{c}) AS {c}" for c in ANY_ROW),
+        *(f"bool_and(b.{c}) AS {c}" for c in ALL_ROWS),
+    ]
+)
+_AGGREGATED = ", ".join(
+    [*(f"agg.{c} AS {c}" for c in (*MAXIMA, *ANY_ROW, *ALL_ROWS)), "coalesce(agg.cost_usd, 'NaN'::DOUBLE) AS cost_usd"]
+)
+# Rows of one call identity in the registered batch -> one, by the same rules: the aggregates, and
+# the FIRST_ROW fields of the earliest row (by time, then session, then arrival as merge_batch
+# does), picked once per key by row number (`rn`, arrival order). The work is on the numeric
+# columns (session codes order as the names do); only the picked rows are decoded. Then merged
+# into `calls` by MERGE_SET, as a hash join on the key column.
+PICKED = f"""
     WITH agg AS (
-        SELECT arg_min(b.rn, (b.ts_ms, b.session, b.rn)) AS rn, bool_and(b.sidechain) AS sidechain,
-               bool_or(b.failed) AS failed, max(b.input_tokens) AS input_tokens,
-               max(b.output_tokens) AS output_tokens, max(b.cache_5m_tokens) AS cache_5m_tokens,
-               max(b.cache_1h_tokens) AS cache_1h_tokens, max(b.cache_read_tokens) AS cache_read_tokens,
-               max(b.web_searches) AS web_searches, bool_or(b.fast) AS fast,
-               max(b.cost_usd) FILTER (NOT isnan(b.cost_usd)) AS cost_usd
+        SELECT arg_min(b.rn, (b.ts_ms, b.session, b.rn)) AS rn, {_AGGREGATES}
         FROM batch_calls AS b
         GROUP BY b.key
     ),
-    picked AS (
-        SELECT b.* REPLACE (agg.sidechain AS sidechain, agg.failed AS failed, agg.input_tokens AS input_tokens,
-                            agg.output_tokens AS output_tokens, agg.cache_5m_tokens AS cache_5m_tokens,
-                            agg.cache_1h_tokens AS cache_1h_tokens, agg.cache_read_tokens AS cache_read_tokens,
-                            agg.web_searches AS web_searches, agg.fast AS fast,
-                            coalesce(agg.cost_usd, 'NaN'::DOUBLE) AS cost_usd)
-        FROM agg JOIN batch_calls AS b USING (rn)
-    )
+    picked AS (SELECT b.* REPLACE ({_AGGREGATED}) FROM agg JOIN batch_calls AS b USING (rn))
     SELECT * FROM picked
 """
 

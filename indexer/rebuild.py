@@ -16,29 +16,18 @@ import duckdb
 
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
-from indexer.merge import MARK_REPLAYS, MERGE_SET, USAGE_SQL_COLUMNS
+from indexer.merge import MARK_REPLAYS, MERGE_SET, changes
 from indexer.runfile import pid_alive
 from indexer.store import REBUILD_HINT, Index
 
 # Calls only the old index has go in as they are. A call both have is merged only where the merge
-# rules would take something from the old row: an earlier first line (time, then session), a larger
-# count, a flag that ORs in or a sidechain flag that ANDs out. A row the transcripts gave again
-# (equal, or different only in a tie the read order broke) is not rewritten.
+# rules would take something from the old row (an earlier first line, a larger count, a flag); a
+# row the transcripts gave again (equal, or different only in a tie the read order broke) is not
+# rewritten.
 _SALVAGE_MISSING = "INSERT INTO calls SELECT * FROM old.calls ANTI JOIN calls USING (key)"
-_OLD_ADDS = " OR ".join(
-    [
-        "o.ts < c.ts",
-        "(o.ts = c.ts AND o.session < c.session)",
-        *(f"o.{n} > c.{n}" for n in USAGE_SQL_COLUMNS),
-        "(c.sidechain AND NOT o.sidechain)",
-        "(o.failed AND NOT c.failed)",
-        "(o.fast AND NOT c.fast)",
-        "o.cost_usd > coalesce(c.cost_usd, -1)",
-    ]
-)
 _SALVAGE_MERGE = f"""
 MERGE INTO calls USING (
-    SELECT o.* FROM old.calls AS o JOIN calls AS c ON o.key = c.key WHERE {_OLD_ADDS}
+    SELECT o.* FROM old.calls AS o JOIN calls AS c ON o.key = c.key WHERE {changes("o", "c")}
 ) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 """

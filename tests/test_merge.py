@@ -63,3 +63,11 @@ def test_the_batch_merge_in_sql_equals_merge_calls(rows: list[CallRow]) -> None:
     """Usage maxima, earliest time, and the descriptive fields of the earliest row (by time, then
     session name in code point order, then arrival) in both."""
     assert sql_merge(rows) == sorted(merge_batch(rows), key=lambda r: r.key)
+
+
+def test_every_merged_column_has_exactly_one_rule() -> None:
+    """A column added to calls must be given a rule, or MERGE_SET and the batch pick would drop it."""
+    from indexer.merge import ALL_ROWS, ANY_ROW, FIRST_ROW, MAXIMA, MERGED_COLUMNS
+
+    ruled = ["ts_ms", "cost_usd", *FIRST_ROW, *MAXIMA, *ANY_ROW, *ALL_ROWS]
+    assert sorted(ruled) == sorted(MERGED_COLUMNS)
