@@ -41,7 +41,7 @@ def decoded_calls(relation: str) -> str:
     columns = ", ".join(
         f"v_{c}.s AS {c}"
         if c in TEXT_COLUMNS
-        else "nullif(b.latency_ms, -1) AS latency_ms"
+        else f"nullif(b.latency_ms, {NO_LATENCY}) AS latency_ms"
         if c == "latency_ms"
         else "CASE WHEN isnan(b.cost_usd) THEN NULL ELSE b.cost_usd END AS cost_usd"
         if c == "cost_usd"

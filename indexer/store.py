@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -45,18 +44,20 @@ _SELECT_CALL = (
     "cost_usd, latency_ms, error, replay FROM calls WHERE {column} IN ({values})"
 )
 _INSERT_CALL_ROW = "(?, ?, make_timestamp(? * 1000), ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_FILE_COLUMNS = (
+# The stored fields of a FileState besides its path (`gone` and `ingested_at` are set by the store).
+_FILE_FIELDS = (
     "device",
     "inode",
     "fp_len",
     "fp_hash",
     "size",
     "mtime_ns",
-    '"offset"',
+    "offset",
     "tail_hash",
     "last_user_ms",
     "lines",
 )
+_FILE_COLUMNS = tuple(f'"{n}"' for n in _FILE_FIELDS)  # "offset" is an SQL keyword
 REBUILD_HINT = "; run `cco index rebuild`"
 _LOCK_PID = re.compile(r"PID (\d+)")
 _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
@@ -253,68 +254,52 @@ class Index:
                 return
             rows = few
         batch = CallColumns.concat([*columns, CallColumns.from_rows(rows)])
-        if not len(batch):
-            return
         if self._deferred is not None:
             self._deferred.append(batch)
         else:
             self._merge_batch(batch)
 
-    def _merge_batch(self, batch: CallColumns) -> None:
-        """Merge `batch` into `calls`."""
-        if not len(batch):
-            return
+    @contextlib.contextmanager
+    def _registered(self, batch: CallColumns) -> Iterator[None]:
+        """`batch` as the relations `batch_calls` and `batch_vocab` for the merge SQL."""
         calls, vocab = batch.tables()
         self.con.register("batch_calls", calls)
         self.con.register("batch_vocab", vocab)
         try:
-            self.con.execute(MERGE_CALLS)
-            self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
+            yield
         finally:
             self.con.unregister("batch_calls")
             self.con.unregister("batch_vocab")
 
-    def _insert_in_time_order(self, batch: CallColumns) -> None:
-        """Insert `batch` into an empty `calls`, time-ordered, decoding and sorting a slice of about
-        DEFERRED_SLICE_ROWS calls at a time (the picking itself is numeric and done once)."""
+    def _merge_batch(self, batch: CallColumns) -> None:
+        """Merge `batch` into `calls`."""
         if not len(batch):
             return
-        calls, vocab = batch.tables()
+        with self._registered(batch):
+            self.con.execute(MERGE_CALLS)
+            self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
+
+    def _insert_in_time_order(self, batch: CallColumns) -> None:
+        """Insert `batch` into an empty `calls`, time-ordered, decoding and inserting about
+        DEFERRED_SLICE_ROWS calls at a time (the picking and the ordering are numeric, done once)."""
+        if not len(batch):
+            return
         con = self.con
-        con.register("batch_calls", calls)
-        con.register("batch_vocab", vocab)
-        try:
-            con.execute(f"CREATE TEMP TABLE deferred_picked AS {PICKED}")
-            n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
-            slices = max(1, -(-n // DEFERRED_SLICE_ROWS))
-            bounds = (
+        with self._registered(batch):
+            try:
                 con.execute(
-                    f"SELECT quantile_disc(ts_ms, [{', '.join(str(i / slices) for i in range(1, slices))}]) "
-                    "FROM deferred_picked"
-                ).fetchone()
-                if slices > 1
-                else None
-            )
-            edges = [None, *(bounds[0] if bounds else []), None]
-            for lo, hi in itertools.pairwise(edges):
-                where = (
-                    " AND ".join(
-                        [
-                            *([f"ts_ms > {lo}"] if lo is not None else []),
-                            *([f"ts_ms <= {hi}"] if hi is not None else []),
-                        ]
+                    f"CREATE TEMP TABLE deferred_picked AS SELECT *, row_number() OVER (ORDER BY ts_ms) AS pos "
+                    f"FROM ({PICKED})"
+                )
+                n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
+                for start in range(0, n, DEFERRED_SLICE_ROWS):
+                    part = (
+                        f"(SELECT * FROM deferred_picked WHERE pos > {start} AND pos <= {start + DEFERRED_SLICE_ROWS})"
                     )
-                    or "true"
-                )
-                con.execute(
-                    f"INSERT INTO calls BY NAME SELECT * FROM "
-                    f"({decoded(f'(SELECT * FROM deferred_picked WHERE {where})')}) ORDER BY ts"
-                )
-            con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
-        finally:
-            con.execute("DROP TABLE IF EXISTS deferred_picked")
-            con.unregister("batch_calls")
-            con.unregister("batch_vocab")
+                    con.execute(f"INSERT INTO calls BY NAME SELECT * FROM ({decoded(part)}) ORDER BY ts")
+                con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
+            finally:
+                con.execute("DROP TABLE IF EXISTS deferred_picked")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.
@@ -358,24 +343,7 @@ class Index:
         return True
 
     def _store_states(self, results: Sequence[ReadResult]) -> None:
-        rows = []
-        for r in results:
-            s = r.state
-            rows.append(
-                (
-                    s.path,
-                    s.device,
-                    s.inode,
-                    s.fp_len,
-                    s.fp_hash,
-                    s.size,
-                    s.mtime_ns,
-                    s.offset,
-                    s.tail_hash,
-                    s.last_user_ms,
-                    s.lines,
-                )
-            )
+        rows = [(r.state.path, *(getattr(r.state, n) for n in _FILE_FIELDS)) for r in results]
         if not rows:
             return
         if len(rows) <= SMALL_UPDATES:
@@ -387,24 +355,11 @@ class Index:
                 values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, now()::TIMESTAMP)"] * len(fresh))
                 self.con.execute(f"INSERT INTO files VALUES {values}", [v for row in fresh for v in row])
             return
-        names = (
-            "path",
-            "device",
-            "inode",
-            "fp_len",
-            "fp_hash",
-            "size",
-            "mtime_ns",
-            "off",
-            "tail_hash",
-            "last_user_ms",
-            "lines",
-        )
-        self.con.register("batch_files", column_arrays(rows, names))
+        self.con.register("batch_files", column_arrays(rows, ("path", *_FILE_FIELDS)))
         self.con.execute(
             """
             INSERT INTO files
-            SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, off, tail_hash, last_user_ms,
+            SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms,
                    lines, false, now()::TIMESTAMP
             FROM batch_files
             ON CONFLICT (path) DO UPDATE SET
