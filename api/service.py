@@ -49,7 +49,7 @@ from api.context import AppContext
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
 from indexer.activity import current
 from indexer.errors import ServiceError
-from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync
+from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, lower_priority, sync
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher
@@ -221,7 +221,12 @@ class _StoppablePool(Pool):
     instead of after the worker's current task (seconds for a big file)."""
 
     def __init__(self, processes: int | None, stopping: threading.Event) -> None:
-        super().__init__(processes or os.cpu_count() or 2, context=multiprocessing.get_context("spawn"))
+        super().__init__(
+            processes or os.cpu_count() or 2,
+            initializer=lower_priority,
+            initargs=(True,),
+            context=multiprocessing.get_context("spawn"),
+        )
         self._stopping = stopping
 
     def imap_unordered(  # type: ignore[override]

@@ -10,6 +10,7 @@ Small passes, the common case in a running service, stay in-process.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import stat
@@ -117,21 +118,24 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     return tasks
 
 
-WORKER_NICE = 10  # parsers yield the cores to whoever else needs them, the serving event loop first
+WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
 
 
-def _lower_priority() -> None:
+def lower_priority(idle: bool = False) -> None:
+    """Run this (parser) process behind the others: niced, or with `idle` (the service's parsers)
+    in Linux's SCHED_IDLE class, which runs only on a core nothing else wants, so a catch-up
+    never makes the serving event loop wait for a scheduler slice."""
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
     if hasattr(os, "nice"):
         os.nice(WORKER_NICE)
 
 
 def worker_pool(processes: int | None = None) -> Pool:
-    """A pool of parser processes (spawned: safe next to threads and an open DuckDB).
-
-    They run niced: a catch-up keeps every core busy, and without it the service's event loop
-    would wait for a scheduler slice (several ms) before it could answer a request.
-    """
-    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2, initializer=_lower_priority)
+    """A pool of niced parser processes (spawned: safe next to threads and an open DuckDB)."""
+    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2, initializer=lower_priority)
 
 
 def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[Chunk]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from api.service import LiveService, Ring, StreamHub, lag
+from api.service import LiveService, Ring, StreamHub, _StoppablePool, lag
 from indexer.errors import ServiceError
 from indexer.ingest import sync
 from indexer.metrics import overall
@@ -278,3 +280,14 @@ def test_stream_hub_bounds_clients_and_drops_oldest_for_slow_ones() -> None:
         assert hub.subscribe() is None
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE here")
+def test_the_services_parsers_run_only_on_idle_cores() -> None:
+    """A catch-up's parser processes are scheduled behind everything, the event loop first."""
+    pool = _StoppablePool(1, threading.Event())
+    try:
+        assert pool.apply(os.sched_getscheduler, (0,)) == os.SCHED_IDLE
+    finally:
+        pool.close()
+        pool.join()
