@@ -98,9 +98,14 @@ def damaged(path: Path, exc: BaseException) -> IndexCorrupt:
 
 
 def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file, turning lock and corruption failures into one-line errors."""
+    """Open the DuckDB file, turning lock and corruption failures into one-line errors.
+
+    With one DuckDB thread: the statements here are small (an append's probe, insert and offset;
+    a service's snapshot queries) or run beside parser processes that already fill the cores, and
+    a thread pool costs more CPU per statement than it saves, plus buffers per thread.
+    """
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config={"threads": 1})
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
@@ -190,9 +195,6 @@ class Index:
         CPU, and no space left behind in the file by rewritten row groups. The rows wait as
         numeric arrays (about 130 bytes a call).
         """
-        # One DuckDB thread: the parsing is in worker processes, and each DuckDB thread's buffers
-        # for the final insert add to the peak memory (~30 MB on a 1 GiB tree).
-        self.con.execute("SET threads = 1")
         self._deferred = []
         try:
             yield
@@ -210,7 +212,6 @@ class Index:
                 raise
         finally:
             self._deferred = None
-            self.con.execute("RESET threads")
 
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
