@@ -18,15 +18,14 @@ thousand buckets instead of sorting a million calls.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
 from indexer.pricing import cost_expr
 from indexer.reports import iso_utc, money
+from schemas import SYNTHETIC_MODEL
 from schemas.pricing import COST_MODES
-from schemas.records import SYNTHETIC_MODEL
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,8 +36,7 @@ WARNING_PERCENT = 80.0
 HOUR_MS = 3_600_000
 
 
-@dataclass(frozen=True)
-class BlockOptions:
+class BlockOptions(NamedTuple):
     """A validated blocks request (build it with `block_options`)."""
 
     session_hours: float = DEFAULT_SESSION_HOURS

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from indexer.errors import BadInput
 from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
+from schemas import SYNTHETIC_MODEL
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
-from schemas.records import SYNTHETIC_MODEL
 
 if TYPE_CHECKING:
     import duckdb

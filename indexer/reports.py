@@ -18,16 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from indexer.errors import BadInput
 from indexer.pricing import cost_expr
+from schemas import SYNTHETIC_MODEL
 from schemas.pricing import COST_MODES
-from schemas.records import SYNTHETIC_MODEL
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,12 +43,12 @@ ROW_KEY = {"daily": "date", "weekly": "week", "monthly": "month", "session": "se
 LIST_KEY = {"daily": "daily", "weekly": "weekly", "monthly": "monthly", "session": "sessions"}
 # iso_utc in DuckDB's strftime
 ISO_SQL = "%Y-%m-%dT%H:%M:%S.%gZ"
-_DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+# Patterns are compiled on first use (re caches them): a report process only needs some of them.
+_DATE = r"^(\d{4})-?(\d{2})-?(\d{2})$"
+_NOT_ALNUM = r"[^A-Za-z0-9]"
 
 
-@dataclass(frozen=True)
-class ReportOptions:
+class ReportOptions(NamedTuple):
     """A validated report request (build it with `report_options`)."""
 
     since: date | None = None
@@ -67,7 +66,7 @@ class ReportOptions:
 
 def parse_date(text: str, name: str) -> date:
     """YYYY-MM-DD (or ccusage's YYYYMMDD) -> date; BadInput names the option."""
-    m = _DATE.match(text.strip())
+    m = re.match(_DATE, text.strip())
     try:
         if m is None:
             raise ValueError
@@ -156,7 +155,7 @@ def money(value: float) -> float:
 
 def project_name(project: str) -> str:
     """Claude Code's folder name for a working directory (what ccusage calls the project)."""
-    return _NOT_ALNUM.sub("-", project)
+    return re.sub(_NOT_ALNUM, "-", project)
 
 
 def iso_utc(value: datetime) -> str:

@@ -11,20 +11,19 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from indexer.errors import BadInput
 from indexer.paths import config_dir
 from schemas.pricing import COST_MODES
 
-_TOML_POSITION = re.compile(r"^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", re.S)
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# Patterns are compiled on first use (re caches them): every report reads settings, few need these.
+_TOML_POSITION = r"(?s)^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$"
+_BARE_KEY = r"^[A-Za-z0-9_-]+$"
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     name: str  # key in config.toml; the CLI also accepts it with dashes (cost-mode)
     default: str
     help: str
@@ -71,7 +70,7 @@ def parse_toml(raw: bytes, path: Path) -> tuple[dict[str, Any], str]:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        m = _TOML_POSITION.match(str(exc))
+        m = re.match(_TOML_POSITION, str(exc))
         if m:
             raise BadInput(f"{path} line {m['line']}, column {m['col']}: {m['msg']}") from None
         msg = str(exc)
@@ -83,7 +82,7 @@ def parse_toml(raw: bytes, path: Path) -> tuple[dict[str, Any], str]:
 
 def toml_key(key: str) -> str:
     """A TOML key: bare when it may be, else a basic string."""
-    return key if _BARE_KEY.match(key) else toml_string(key)
+    return key if re.match(_BARE_KEY, key) else toml_string(key)
 
 
 def toml_string(value: str) -> str:

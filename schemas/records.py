@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-# Claude Code's model id for messages it makes itself (API error notices): never a billed model.
-SYNTHETIC_MODEL = "<synthetic>"
+from schemas import SYNTHETIC_MODEL as SYNTHETIC_MODEL  # defined there so reports need not import this module
 
 
 class CallRow(NamedTuple):

@@ -304,9 +304,13 @@ def test_ordinary_reports_run_without_typer_or_rich(db: Path) -> None:
     import subprocess
     import sys
 
-    code = (
-        "import sys; from api.cli import main; sys.argv = ['cco', *sys.argv[1:]]; main(); "
-        "print(sorted(m for m in ('typer', 'rich', 'pydantic', 'api.cli_index') if m in sys.modules), file=sys.stderr)"
+    code = (  # the report ends the process with os._exit: look at the modules just before
+        "import os, sys; from api.cli import main; sys.argv = ['cco', *sys.argv[1:]]; end = os._exit\n"
+        "def look(status):\n"
+        "    names = ('typer', 'rich', 'pydantic', 'api.cli_index')\n"
+        "    print(sorted(m for m in names if m in sys.modules), file=sys.stderr, flush=True)\n"
+        "    end(status)\n"
+        "os._exit = look; main()"
     )
     args = ["report", "daily", "-z", "UTC", "--json", "--db", str(db)]
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
