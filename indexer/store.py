@@ -198,14 +198,14 @@ class Index:
         self._deferred = []
         try:
             yield
-            batch, self._deferred = CallColumns.concat(self._deferred), None  # the parts are freed
+            parts, self._deferred = self._deferred, None
             fresh = self.con.execute("SELECT 1 FROM calls LIMIT 1").fetchone() is None
+            if fresh:
+                self._insert_in_time_order(parts)
+                return
             self.con.execute("BEGIN TRANSACTION")
             try:
-                if fresh:
-                    self._insert_in_time_order(batch)
-                else:
-                    self._merge_batch(batch)
+                self._merge_batch(CallColumns.concat(parts))
                 self.con.execute("COMMIT")
             except BaseException:
                 self.con.execute("ROLLBACK")
@@ -280,27 +280,47 @@ class Index:
             self.con.execute(MERGE_CALLS)
             self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
 
-    def _insert_in_time_order(self, batch: CallColumns) -> None:
-        """Insert `batch` into an empty `calls`, time-ordered, decoding and inserting about
-        DEFERRED_SLICE_ROWS calls at a time (the picking and the ordering are numeric, done once)."""
+    def _insert_in_time_order(self, parts: list[CallColumns]) -> None:
+        """Insert the calls of `parts` (emptied) into an empty `calls`, time-ordered, in one transaction.
+
+        The picking and the ordering are numeric and done once, into a temporary table; the batch
+        arrays are then dropped (~20 MB on a 1 GiB tree) before about DEFERRED_SLICE_ROWS calls at
+        a time are decoded and inserted.
+        """
+        batch = CallColumns.concat(parts)
+        parts.clear()
         if not len(batch):
             return
         con = self.con
-        with self._registered(batch):
+        calls, vocab = batch.tables()
+        del batch
+        con.register("batch_calls", calls)
+        con.register("batch_vocab", vocab)
+        try:
+            # Outside the insert's transaction: created inside it, the table would be held twice.
+            con.execute(
+                f"CREATE TEMP TABLE deferred_picked AS SELECT *, row_number() OVER (ORDER BY ts_ms) AS pos "
+                f"FROM ({PICKED})"
+            )
+            con.unregister("batch_calls")
+            del calls
+            n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(
-                    f"CREATE TEMP TABLE deferred_picked AS SELECT *, row_number() OVER (ORDER BY ts_ms) AS pos "
-                    f"FROM ({PICKED})"
-                )
-                n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
                 for start in range(0, n, DEFERRED_SLICE_ROWS):
                     part = (
                         f"(SELECT * FROM deferred_picked WHERE pos > {start} AND pos <= {start + DEFERRED_SLICE_ROWS})"
                     )
                     con.execute(f"INSERT INTO calls BY NAME SELECT * FROM ({decoded(part)}) ORDER BY ts")
-                con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
-            finally:
-                con.execute("DROP TABLE IF EXISTS deferred_picked")
+                con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.execute("DROP TABLE IF EXISTS deferred_picked")
+            con.unregister("batch_calls")
+            con.unregister("batch_vocab")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.
