@@ -103,13 +103,16 @@ _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
-def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: int | None) -> ParseResult:
-    """Parse `data`, which holds only complete lines (it ends with b"\\n" or is empty).
+def parse_lines(
+    data: bytes, base_offset: int, ctx: FileContext, last_user_ms: int | None, end: int | None = None
+) -> ParseResult:
+    """Parse data[:end] (all of `data` by default), which holds only complete lines (it ends with
+    b"\\n" or is empty); what follows `end` is not looked at.
 
     `base_offset` is the byte offset of `data` in the file (for reject records) and
     `last_user_ms` the timestamp of the last user line before it (for latency estimates).
-    Lines are examined in place (bounded `find`, a memoryview for orjson): a 50 MB line is
-    never copied.
+    Lines are examined in place (bounded `find`, a memoryview for orjson): neither a 50 MB line
+    nor the complete lines of a read chunk (`end`: up to its last newline) are ever copied.
 
     The work is per chunk, not per line: lines are counted in one cheap pass, the lines that
     need a full parse are found by searching the whole chunk for the needles, and the lines in
@@ -117,27 +120,28 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
     A chunk holding a NUL byte takes the line-by-line path, which rejects such lines.
     """
     out = ParseResult(last_user_ms=last_user_ms)
-    end = len(data)
+    if end is None:
+        end = len(data)
     if not end:
         return out
-    if data[-1] != 0x0A:
-        raise ValueError("parse_lines needs complete lines: data must end with a newline")
-    if b"\x00" in data:
-        _parse_each_line(data, base_offset, ctx, out)
+    if data[end - 1] != 0x0A:
+        raise ValueError("parse_lines needs complete lines: data[:end] must end with a newline")
+    if data.find(b"\x00", 0, end) >= 0:
+        _parse_each_line(data, end, base_offset, ctx, out)
         return out
-    out.lines = _count_lines(data)
+    out.lines = _count_lines(data, end)
     find = data.find
     rfind = data.rfind
     # The next occurrence of each needle at or after `pos` (-1: none left in the chunk); each is
     # searched again only once passed.
-    usage = find(_USAGE)
-    compact = find(_COMPACT)
+    usage = find(_USAGE, 0, end)
+    compact = find(_COMPACT, 0, end)
     pos = 0  # start of the first line not yet examined
     while True:
         if 0 <= usage < pos:
-            usage = find(_USAGE, pos)
+            usage = find(_USAGE, pos, end)
         if 0 <= compact < pos:
-            compact = find(_COMPACT, pos)
+            compact = find(_COMPACT, pos, end)
         hit = usage
         if compact >= 0 and (hit < 0 or compact < hit):
             hit = compact
@@ -157,8 +161,8 @@ def parse_lines(data: bytes, base_offset: int, ctx: FileContext, last_user_ms: i
     return out
 
 
-def _count_lines(data: bytes) -> int:
-    """How many lines of `data` (complete lines, not empty) are not blank (spaces, tabs, CRs only).
+def _count_lines(data: bytes, end: int) -> int:
+    """How many lines of data[:end] (complete lines, not empty) are not blank (spaces, tabs, CRs only).
 
     Newlines are found with `bytes.find` (memchr) and only a line starting with whitespace is
     tested further: for transcript lines (hundreds of bytes to megabytes) this is 2-3x cheaper
@@ -169,7 +173,6 @@ def _count_lines(data: bytes) -> int:
     ws = _BLANK_START
     n = 0
     start = 0
-    end = len(data)
     while start < end:
         nl = find(b"\n", start)
         if data[start] not in ws or blank(data, start, nl) is None:
@@ -205,10 +208,9 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
     return current
 
 
-def _parse_each_line(data: bytes, base_offset: int, ctx: FileContext, out: ParseResult) -> None:
-    """The line-by-line path (a chunk holding NUL bytes)."""
+def _parse_each_line(data: bytes, end: int, base_offset: int, ctx: FileContext, out: ParseResult) -> None:
+    """The line-by-line path for data[:end] (a chunk holding NUL bytes)."""
     pos = 0
-    end = len(data)
     while pos < end:
         nl = data.index(b"\n", pos)
         start = pos

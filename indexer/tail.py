@@ -130,21 +130,19 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
             end = pos + len(chunk)
             if not chunk:
                 break
-            cut = chunk.rfind(b"\n") + 1
-            if cut:
-                data = chunk[:cut]
-            else:
+            cut = chunk.rfind(b"\n") + 1  # the chunk's complete lines are parsed in place
+            if not cut:
                 complete, line_end = _line_end(fd, end)
                 if not complete:
                     end = line_end
                     break  # a partial last line: wait for its newline
                 del chunk
-                data = os.pread(fd, line_end - pos, pos)
-                if len(data) != line_end - pos or not data.endswith(b"\n"):
+                chunk = os.pread(fd, line_end - pos, pos)
+                if len(chunk) != line_end - pos or not chunk.endswith(b"\n"):
                     break  # the file changed under us; the next pass sees it
-                cut = len(data)
-            _add(parsed, parse_lines(data, pos, ctx, parsed.last_user_ms))
-            del data
+                cut = len(chunk)
+            _add(parsed, parse_lines(chunk, pos, ctx, parsed.last_user_ms, cut))
+            del chunk
             pos += cut
         fp_len = min(FINGERPRINT_BYTES, end)
         tail_start = max(0, pos - TAIL_BYTES)

@@ -287,10 +287,13 @@ def test_chunk_scan_equals_line_by_line(lines: list[bytes], cut: int, last_user_
 
     def by_line(chunk: bytes, base: int, lu: int | None) -> ParseResult:
         out = ParseResult(last_user_ms=lu)
-        _parse_each_line(chunk, base, ctx, out)
+        _parse_each_line(chunk, len(chunk), base, ctx, out)
         return out
 
     assert parse_lines(data, 7, ctx, last_user_ms) == by_line(data, 7, last_user_ms)
+    # data[:end] of a read chunk: the bytes after `end` (a partial line) are not looked at
+    for tail in (b"", b'{"usage":', b"\x00", b"compact_boundary \n"):
+        assert parse_lines(data + tail, 7, ctx, last_user_ms, len(data)) == by_line(data, 7, last_user_ms)
     first = parse_lines(head, 7, ctx, last_user_ms)
     assert first == by_line(head, 7, last_user_ms)
     rest = data[len(head) :]

@@ -7,10 +7,13 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 
+from indexer import tail
 from indexer.ingest import sync
+from indexer.parse import FileContext, parse_lines
 from indexer.store import Index
-from indexer.tail import FINGERPRINT_BYTES, plan_read
+from indexer.tail import CHUNK_BYTES, FINGERPRINT_BYTES, ReadPlan, plan_read, read_plan
 
 
 def call(n: int, out: int = 1, msg: str | None = None, pad: str = "") -> bytes:
@@ -228,3 +231,21 @@ def test_sync_only_named_files(tmp_path: Path) -> None:
         assert [c[1] for c in calls(index)] == [1, 2, 3]  # t.jsonl's appended call was never read, its first kept
         path.unlink()
         assert sync(index, [projects], only={str(path)}).files_gone == 1
+
+
+def test_chunk_boundaries_do_not_change_what_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines crossing a read chunk's end, and lines longer than a chunk, parse as if read whole."""
+    user = orjson.dumps(
+        {"type": "user", "uuid": "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b", "timestamp": "2026-01-01T00:00:00.500Z"}
+    )
+    data = b"".join(call(n, pad="x" * (n * 37 % 300)) + (user + b"\n" if n % 3 else b"\n") for n in range(1, 30))
+    path = tmp_path / "p" / "s.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(data + call(99)[:-1])  # a partial last line waits
+    whole = parse_lines(data, 0, FileContext.for_path(str(path)), None)
+    assert len(whole.calls) == 29
+    for chunk in (64, 333, 1000, 4096, CHUNK_BYTES):
+        monkeypatch.setattr(tail, "CHUNK_BYTES", chunk)
+        got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
+        assert got is not None
+        assert (got.parsed, got.state.offset, got.state.lines) == (whole, len(data), whole.lines)
