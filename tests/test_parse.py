@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.parse import FileContext, ParseResult, _parse_each_line, merge_calls, parse_lines, parse_ts
+from indexer.parse import FileContext, ParseResult, _parse_each_line, hash64, merge_calls, parse_lines, parse_ts
 from schemas.records import CallRow
 
 P = "/home/u/.claude/projects/-home-u-my-proj"
@@ -169,6 +170,21 @@ def test_error_line_is_failed_with_zero_tokens() -> None:
     assert (call.failed, call.input_tokens, call.output_tokens, call.error) == (
         True, 0, 0, "Claude AI usage limit reached|1767225600",
     )  # fmt: skip
+
+
+@given(st.binary(max_size=200))
+def test_hash64_is_the_stored_key_function(data: bytes) -> None:
+    """Keys in existing indexes were made with this formula: the faster hash64 must give the same values."""
+    assert hash64(data) == int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def test_call_keys_from_message_and_request_id() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    no_req = dumps({"type": "assistant", "timestamp": "2026-01-01T00:00:01Z", "message": {"id": "m", "usage": {}}})
+    calls = parse_lines(assistant("2026-01-01T00:00:01Z", "m", "r") * 2 + no_req, 0, ctx, None).calls
+    assert [(c.key, c.msg_hash) for c in calls] == [(hash64(b"m\x1fr"), hash64(b"m"))] * 2 + [
+        (hash64(b"m\x1f"), hash64(b"m"))
+    ]
 
 
 def test_lines_without_message_id_are_each_their_own_call() -> None:
