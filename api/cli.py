@@ -61,8 +61,13 @@ def _run_report(args: list[str]) -> bool:
 
     Once the report is written the process ends at once (os._exit), leaving its DuckDB connection
     open: tearing down the interpreter and DuckDB would cost ~15 ms of a ~150 ms command, and
-    nothing is left to save (the index is opened read-only).
+    nothing is left to save (the index is opened read-only). Python's cycle collector is off: such
+    a process makes many containers (a session report, a dict per session) and no garbage cycles
+    worth finding before it ends.
     """
+    import gc
+
+    gc.disable()
     import api.cli_report
     from api.cli_report import parse_args, run
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from indexer.errors import BadInput
 from indexer.pricing import cost_expr
@@ -46,6 +45,8 @@ ISO_SQL = "%Y-%m-%dT%H:%M:%S.%gZ"
 # Patterns are compiled on first use (re caches them): a report process only needs some of them.
 _DATE = r"^(\d{4})-?(\d{2})-?(\d{2})$"
 _NOT_ALNUM = r"[^A-Za-z0-9]"
+# Zones known without importing zoneinfo (~3 ms with the sysconfig it reads): many machines run in UTC.
+_UTC_NAMES = ("UTC", "Etc/UTC")
 
 
 class ReportOptions(NamedTuple):
@@ -80,10 +81,19 @@ def check_timezone(name: str) -> str:
     if not name or name != name.strip() or ".." in name or name.startswith("/"):
         raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin or UTC")
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+        zone(name)
+    except (LookupError, ValueError, OSError):  # LookupError: zoneinfo's ZoneInfoNotFoundError
         raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin or UTC") from None
     return name
+
+
+def zone(name: str) -> tzinfo:
+    """The zone of an IANA name (ZoneInfoNotFoundError if Python's zone database does not know it)."""
+    if name in _UTC_NAMES:
+        return UTC
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
 
 
 def system_timezone() -> str:
@@ -165,10 +175,10 @@ def iso_utc(value: datetime) -> str:
 
 def utc_bounds(opts: ReportOptions) -> tuple[datetime | None, datetime | None]:
     """Local [since 00:00, until+1 00:00) in the report's zone, as naive UTC for the index's ts."""
-    zone = ZoneInfo(opts.timezone)
+    tz = zone(opts.timezone)
 
     def start_of(day: date) -> datetime:
-        local = datetime(day.year, day.month, day.day, tzinfo=zone)
+        local = datetime(day.year, day.month, day.day, tzinfo=tz)
         return local.astimezone(UTC).replace(tzinfo=None)
 
     lo = start_of(opts.since) if opts.since else None
@@ -249,22 +259,39 @@ class _Sums:
             "totalCost": money(self.cost),
         }
 
-    def models_part(self) -> dict[str, Any]:
+    def json(self, key: str, value: str, times: bool) -> dict[str, Any]:
+        """The report row `key: value` with these sums, times when asked, and the per-model part.
+
+        One dict written out at once: a session report builds thousands of these.
+        """
+        inp, out, cw, cr = self.inp, self.out, self.cw, self.cr
+        row = {
+            key: value,
+            "inputTokens": inp,
+            "outputTokens": out,
+            "cacheCreationTokens": cw,
+            "cacheReadTokens": cr,
+            "totalTokens": inp + out + cw + cr,
+            "totalCost": money(self.cost),
+        }
+        if times:
+            row["firstActivity"], row["lastActivity"] = self.first, self.last
         models = self.models
-        # most rows have one model: no sorting then (a session report builds thousands of these)
+        # most rows have one model: no sorting then
         ordered = models.items() if len(models) < 2 else sorted(models.items(), key=_by_cost_then_name)
-        breakdowns = [
+        row["modelsUsed"] = list(models) if len(models) < 2 else sorted(models)
+        row["modelBreakdowns"] = [
             {
                 "modelName": name,
-                "inputTokens": int(m[0]),
-                "outputTokens": int(m[1]),
-                "cacheCreationTokens": int(m[2]),
-                "cacheReadTokens": int(m[3]),
+                "inputTokens": m[0],
+                "outputTokens": m[1],
+                "cacheCreationTokens": m[2],
+                "cacheReadTokens": m[3],
                 "cost": money(m[4]),
             }
             for name, m in ordered
         ]
-        return {"modelsUsed": list(models) if len(models) < 2 else sorted(models), "modelBreakdowns": breakdowns}
+        return row
 
 
 def _by_cost_then_name(item: tuple[str, list[float]]) -> tuple[float, str]:
@@ -274,13 +301,13 @@ def _by_cost_then_name(item: tuple[str, list[float]]) -> tuple[float, str]:
 # --- queries ------------------------------------------------------------------------------------
 
 
-def offset_pieces(zone: str, lo: datetime, hi: datetime) -> list[tuple[int, int]]:
+def offset_pieces(name: str, lo: datetime, hi: datetime) -> list[tuple[int, int]]:
     """[(from µs since the epoch, UTC offset in µs)] covering naive-UTC [lo, hi]; the first piece starts at lo.
 
     Offsets are sampled daily (zones change them at most a few times a year) and each change is
     found to the second by bisection.
     """
-    z = ZoneInfo(zone)
+    z = zone(name)
 
     def offset(sec: int) -> int:
         delta = datetime.fromtimestamp(sec, UTC).astimezone(z).utcoffset()
@@ -374,9 +401,10 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
 
     def name_of(project: str) -> str:
         """project_name, once per project rather than once per row."""
-        if project not in names:
-            names[project] = project_name(project)
-        return names[project]
+        name = names.get(project)
+        if name is None:
+            name = names[project] = project_name(project)
+        return name
 
     if kind == "session":
         for session, grp, model, inp, out, cw, cr, cost, first, last, proj in _session_rows(con, opts):
@@ -397,12 +425,11 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
                 s = groups[key] = _Sums()
             s.add(model, inp, out, cw, cr, cost)
 
+    row_key, session = ROW_KEY[kind], kind == "session"
+
     def row(key: tuple[str, str], s: _Sums) -> dict[str, Any]:
-        out: dict[str, Any] = {ROW_KEY[kind]: key[1], **s.tokens()}
-        if kind == "session":
-            out["firstActivity"], out["lastActivity"] = s.first, s.last
-        out.update(s.models_part())
-        if kind == "session":
+        out = s.json(row_key, key[1], session)
+        if session:
             out["projectPath"] = name_of(s.project or "")
         if opts.instances:
             out["project"] = key[0]
