@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
+from indexer.engine import duckdb
 from indexer.metrics import Memo
 from indexer.pricing import PriceBook
 

@@ -42,12 +42,12 @@ from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
 import orjson
 
 from api.context import AppContext
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
 from indexer.activity import current
+from indexer.engine import duckdb
 from indexer.errors import ServiceError
 from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, lower_priority, sync
 from indexer.metrics import Memo, iso_utc

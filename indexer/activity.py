@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import duckdb
 import orjson
 
+from indexer.engine import duckdb
 from indexer.metrics import Memo, Row, call_id, db_time, iso_utc, memoized, priced_rows
 from indexer.pricing import cost_expr
 

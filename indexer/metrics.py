@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-import duckdb
-
+from indexer.engine import duckdb
 from indexer.pricing import cost_expr
 from schemas.pricing import TIERS
 

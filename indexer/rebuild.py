@@ -12,8 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
+from indexer.engine import duckdb
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import MARK_REPLAYS, MERGE_SET, changes

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-import duckdb
-
+from indexer.engine import duckdb
 from indexer.metrics import Memo, db_time, iso_utc, memoized, overall, priced, recent_rows
 from schemas.stats import StatsSnapshot
 

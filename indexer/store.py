@@ -17,9 +17,8 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import duckdb
-
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
+from indexer.engine import duckdb
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.merge import MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, PICKED, decoded, merge_batch
 from indexer.migrations import migrate

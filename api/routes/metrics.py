@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import duckdb
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from api.context import AppContext
 from indexer.activity import ACTIVITY_DEFAULT, ACTIVITY_MAX, EVENT_TYPES, ActivityQuery, activity, current
+from indexer.engine import duckdb
 from indexer.errors import BadInput
 from indexer.metrics import (
     RECENT_DEFAULT,

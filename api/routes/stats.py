@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -36,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 from api.context import AppContext
 from api.security import is_loopback_client
 from api.service import RING_SIZE, LiveService
+from indexer.engine import duckdb
 from indexer.errors import CcoError
 from indexer.pricing import cost_expr
 

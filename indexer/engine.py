@@ -1,0 +1,22 @@
+"""DuckDB for cco: its compiled engine `_duckdb`, without the Python layer of the `duckdb` package.
+
+The idea: `import duckdb` costs ~100 ms and several MB (its relational API, Arrow and Polars glue
+and version metadata pull in importlib.metadata and more), and cco uses none of it: the package
+re-exports the engine's connection and exception classes, so they are the same objects either
+way. Where the engine cannot be imported on its own (another packaging), the package is used.
+Modules write `from indexer.engine import duckdb` and use it as they would the package.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+else:
+    try:
+        import _duckdb as duckdb
+    except ImportError:  # pragma: no cover - a duckdb build without a separate engine module
+        import duckdb
+
+__all__ = ["duckdb"]
