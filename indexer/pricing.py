@@ -29,9 +29,8 @@ import functools
 import math
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
 from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
@@ -50,8 +49,9 @@ DEFAULT_RATIOS = {"cache_write_5m": 1.25, "cache_write_1h": 2.0, "cache_read": 0
 LONG_CONTEXT_PREFIX = "long_context_"
 MODEL_KEYS = (*RATE_FIELDS, *(LONG_CONTEXT_PREFIX + f for f in RATE_FIELDS), "fast_multiplier", "tier")
 _TOP_KEYS = ("models", "web_search_per_1000")
-_DATE_SUFFIX = re.compile(r"[-@]\d{8}$")
-_PROVIDER_PREFIX = re.compile(r"^(?:[a-z]{2,8}\.)?anthropic[/.]")
+# Patterns are compiled on first use (re caches them): a report's models usually match exactly.
+_DATE_SUFFIX = r"[-@]\d{8}$"
+_PROVIDER_PREFIX = r"^(?:[a-z]{2,8}\.)?anthropic[/.]"
 _USER_HEADER = """\
 # cco user prices, USD per million tokens: they override or add to the bundled prices.
 # Written by `cco config pricing update|reset`; hand edits are fine (same shape as the bundled
@@ -69,9 +69,9 @@ class PriceError(BadInput):
         self.key = key
 
 
-@dataclass(frozen=True)
-class PriceBook:
-    """Every price in force: bundled ones overlaid with the user's."""
+class PriceBook(NamedTuple):
+    """Every price in force: bundled ones overlaid with the user's (a NamedTuple: every report
+    loads one, and a tuple class is made in a seventh of a frozen dataclass's time)."""
 
     models: dict[str, ModelPrice]
     web_search_per_1000: float = DEFAULT_WEB_SEARCH_PER_1000
@@ -81,13 +81,13 @@ class PriceBook:
         models = self.models
         if model in models:
             return models[model]
-        bare = _PROVIDER_PREFIX.sub("", model)
-        undated = _DATE_SUFFIX.sub("", bare)
+        bare = re.sub(_PROVIDER_PREFIX, "", model)
+        undated = re.sub(_DATE_SUFFIX, "", bare)
         for candidate in (bare, undated):
             if candidate in models:
                 return models[candidate]
         # A known dated id for the same undated one (the latest date when several are known).
-        same = [k for k in models if _DATE_SUFFIX.sub("", k) == undated]
+        same = [k for k in models if re.sub(_DATE_SUFFIX, "", k) == undated]
         if same:
             return models[max(same)]
         prefixes = [k for k in models if bare.startswith(k) and not bare[len(k) : len(k) + 1].isdigit()]

@@ -343,14 +343,18 @@ def local_day_sql(pieces: list[tuple[int, int]]) -> str:
 def _day_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[tuple[Any, ...]]:
     """(local day, project or '', model, input, output, cache write, cache read, cost) rows."""
     where, params = _filters(con, opts)
-    # The time range the offset pieces must cover (calls, a superset of priced_calls: no join needed).
-    span = con.execute(f"SELECT min(ts), max(ts) FROM calls WHERE {where}", params).fetchone()
-    if span is None or span[0] is None:
-        return []
+    if opts.timezone in _UTC_NAMES:
+        pieces = [(0, 0)]  # one offset at all times: no need to know the time range
+    else:
+        # The time range the offset pieces must cover (calls, a superset of priced_calls: no join needed).
+        span = con.execute(f"SELECT min(ts), max(ts) FROM calls WHERE {where}", params).fetchone()
+        if span is None or span[0] is None:
+            return []
+        pieces = offset_pieces(opts.timezone, span[0], span[1])
     epoch = date(1970, 1, 1)
     project = "project" if opts.instances else "''"
     sql = f"""
-        SELECT {local_day_sql(offset_pieces(opts.timezone, span[0], span[1]))} AS day, {project} AS grp, model,
+        SELECT {local_day_sql(pieces)} AS day, {project} AS grp, model,
             sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_creation_tokens)::BIGINT,
             sum(cache_read_tokens)::BIGINT, sum({cost_expr(opts.mode)})
         FROM priced_calls WHERE {where}

@@ -300,14 +300,15 @@ def test_parse_args_leaves_the_unusual_to_typer(args: list[str]) -> None:
 
 
 def test_ordinary_reports_run_without_typer_or_rich(db: Path) -> None:
-    """`cco report … --json` neither builds the typer app nor imports rich; its output is unchanged."""
+    """`cco report … --json` neither builds the typer app nor imports rich (nor, in UTC, zoneinfo, nor the
+    parser's records); its output is unchanged."""
     import subprocess
     import sys
 
     code = (  # the report ends the process with os._exit: look at the modules just before
         "import os, sys; from api.cli import main; sys.argv = ['cco', *sys.argv[1:]]; end = os._exit\n"
         "def look(status):\n"
-        "    names = ('typer', 'rich', 'pydantic', 'api.cli_index')\n"
+        "    names = ('typer', 'rich', 'pydantic', 'api.cli_index', 'zoneinfo', 'schemas.records')\n"
         "    print(sorted(m for m in names if m in sys.modules), file=sys.stderr, flush=True)\n"
         "    end(status)\n"
         "os._exit = look; main()"
