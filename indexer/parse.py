@@ -17,7 +17,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
@@ -112,14 +112,15 @@ def parse_ts(value: Any) -> int:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise Rejected("timestamp does not parse") from None
-    # Integer arithmetic: float seconds * 1000 can land one millisecond low.
-    epoch = _EPOCH_NAIVE if dt.tzinfo is None else _EPOCH_UTC
-    return (dt - epoch) // _MS
+    # Integer arithmetic: float seconds * 1000 can land one millisecond low. The fields of the
+    # (normalised) timedelta give the floor directly; `delta // timedelta(milliseconds=1)` is the
+    # same value at twice the cost.
+    delta = dt - (_EPOCH_NAIVE if dt.tzinfo is None else _EPOCH_UTC)
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 def parse_lines(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -207,6 +208,17 @@ def test_lines_without_message_id_are_each_their_own_call() -> None:
 )
 def test_parse_ts_exact_milliseconds(text: str, ms: int) -> None:
     assert parse_ts(text) == ms
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.none() | st.integers(-23 * 60, 23 * 60).map(lambda m: timezone(timedelta(minutes=m))),
+)
+def test_parse_ts_is_the_floor_of_the_milliseconds(value: datetime, tz: timezone | None) -> None:
+    """Also before 1970 and with offsets: the floor of the exact millisecond count."""
+    dt = value.replace(tzinfo=tz)
+    epoch = datetime(1970, 1, 1, tzinfo=None if tz is None else UTC)
+    assert parse_ts(dt.isoformat()) == (dt - epoch) // timedelta(milliseconds=1)
 
 
 def _row(**kw: Any) -> CallRow:
