@@ -15,7 +15,6 @@ import functools
 import hashlib
 import re
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -77,7 +76,7 @@ class Rejected(Exception):
     """A line that cannot be used; the message is the recorded reason."""
 
 
-def hash64(data: bytes) -> int:
+def hash64(data: bytes | memoryview) -> int:
     """A signed 64-bit hash (DuckDB BIGINT) of `data`: 8-byte BLAKE2b, read as little-endian.
 
     Copying a ready hasher and unpacking with a compiled struct is half the cost of
@@ -265,21 +264,23 @@ def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
 
 def _parse_full(data: bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
     """Fully parse the line data[start:end], which holds a needle and no NUL byte."""
+    line = memoryview(data)[start:end]
     try:
-        obj = orjson.loads(memoryview(data)[start:end])
+        obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         reason = _JSON_WHERE.sub("", str(exc))
         raise Rejected(f"invalid JSON ({reason})") from None
     if not isinstance(obj, dict):
         raise Rejected("line is not a JSON object")
-    kind = obj.get("type")
     message = obj.get("message")
     usage = message.get("usage") if isinstance(message, dict) else None
     if isinstance(usage, dict) and isinstance(message, dict):
-        call = _call(obj, message, usage, lambda: data[start:end], ctx, out.last_user_ms)
+        call = _call(obj, message, usage, line, ctx, out.last_user_ms)
         if call is not None:
             out.calls.append(call)
-    elif kind == "user":
+        return
+    kind = obj.get("type")
+    if kind == "user":
         with contextlib.suppress(Rejected):
             out.last_user_ms = parse_ts(obj.get("timestamp"))
     elif kind == "system" and obj.get("subtype") == "compact_boundary":
@@ -288,7 +289,7 @@ def _parse_full(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
             {k: meta[k] for k in ("trigger", "preTokens") if k in meta} if isinstance(meta, dict) else {}
         ).decode()
         uid = obj.get("uuid")
-        key = hash64(uid.encode() if isinstance(uid, str) else data[start:end])
+        key = hash64(uid.encode() if isinstance(uid, str) else line)
         out.events.append(
             EventRow(key, parse_ts(obj.get("timestamp")), "compaction", ctx.session, _project(obj, ctx), detail)
         )
@@ -329,7 +330,7 @@ def _call(
     obj: dict[str, Any],
     message: dict[str, Any],
     usage: dict[str, Any],
-    line: Callable[[], bytes],
+    line: memoryview,
     ctx: FileContext,
     last_user_ms: int | None,
 ) -> CallRow | None:
@@ -399,7 +400,7 @@ def _call(
         key, msg_hash = _id_keys(msg_id, request_id if isinstance(request_id, str) else None)
     else:
         uid = _opt_str(get("uuid"))
-        key = hash64(b"line\x1f" + (uid.encode() if uid else line()))
+        key = hash64(b"line\x1f" + (uid.encode() if uid else line))
         msg_hash = 0
     latency = ts - last_user_ms if last_user_ms is not None and 0 <= ts - last_user_ms <= MAX_LATENCY_MS else None
     cwd = get("cwd")

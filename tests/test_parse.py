@@ -188,6 +188,15 @@ def test_call_keys_from_message_and_request_id() -> None:
     ]
 
 
+def test_lines_without_any_id_are_keyed_by_their_bytes() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    call = dumps({"type": "assistant", "timestamp": "2026-01-01T00:00:01Z", "message": {"usage": {}}})
+    compact = dumps({"type": "system", "subtype": "compact_boundary", "timestamp": "2026-01-01T00:00:02Z"})
+    out = parse_lines(b"\n" + call + compact, 0, ctx, None)
+    assert [c.key for c in out.calls] == [hash64(b"line\x1f" + call[:-1])]
+    assert [e.key for e in out.events] == [hash64(compact[:-1])]
+
+
 def test_lines_without_message_id_are_each_their_own_call() -> None:
     ctx = FileContext.for_path(f"{P}/s.jsonl")
     a = dumps({"type": "assistant", "uuid": "u1", "timestamp": "2026-01-01T00:00:01Z", "message": {"usage": {}}})
