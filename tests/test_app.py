@@ -191,7 +191,10 @@ def test_internal_endpoints_refuse_remote_clients(service: LiveService) -> None:
 def test_stream_sends_current_activity_and_changes(client: TestClient, service: LiveService, tree: Path) -> None:
     def later() -> None:
         time.sleep(0.5)
-        append(tree / "projects" / TRANSCRIPT, calls(1, session="s1", model="claude-opus-4-6"))
+        # Later than every other call: among calls of one timestamp the newest is picked by key,
+        # which depends on how many calls earlier tests made.
+        line = calls(1, session="s1", model="claude-opus-4-6", ts="2026-02-10T23:00:00.000Z")
+        append(tree / "projects" / TRANSCRIPT, line)
         wait_for(lambda: service.hub.latest is not None and b"claude-opus-4-6" in service.hub.latest, timeout=5)
         time.sleep(0.3)
         service.begin_shutdown()  # ends every stream, so TestClient gets the whole body
