@@ -233,29 +233,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def latency_blocks(
-    clients: dict[str, Any], urls: dict[str, str], total: int, block: int = 500
-) -> dict[str, list[float]]:
-    """Interleave blocks of keep-alive GETs on each server so both see the same machine noise."""
-    out: dict[str, list[float]] = {k: [] for k in urls}
-    for name in urls:  # warm-up
-        for _ in range(200):
-            clients[name].get(urls[name])
-    done = 0
-    while done < total:
-        for name, url in urls.items():
-            client = clients[name]
-            lat = out[name]
-            for _ in range(block):
-                t0 = time.perf_counter_ns()
-                r = client.get(url)
-                lat.append((time.perf_counter_ns() - t0) / 1e6)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status_code}")
-        done += block
-    return out
-
-
 APPEND_TMPL = (
     '{{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/home/bench/append","sessionId":"{sid}",'
     '"version":"2.1.52","gitBranch":"main","message":{{"model":"claude-opus-4-6","id":"msg_bench{n:020d}",'
@@ -464,7 +441,7 @@ def compare_days(report: dict[str, Any], ccu: dict[str, Any]) -> list[str]:
 
 
 def api_stats(res: Results, tree: Path, db: Path, env: dict[str, str], log: Callable[[str], None]) -> None:
-    import httpx
+    from bench_service import measure_pair  # scripts/ is on sys.path: this script's folder
 
     port, hello_port = free_port(), free_port()
     cmd = [CCO, "index", "run", "--source", str(tree), "--db", str(db), "--port", str(port)]
@@ -479,13 +456,13 @@ def api_stats(res: Results, tree: Path, db: Path, env: dict[str, str], log: Call
         wait_http(f"http://127.0.0.1:{hello_port}/api/stats", hello, 30)
         res.add("`cco index run`: start to first /api/stats answer", f"{first:.2f} s", "<= 1 s", first <= 1.0)
         time.sleep(max(0.0, 3 - (time.perf_counter() - started)))
-        urls = {"cco": f"http://127.0.0.1:{port}/api/stats", "hello": f"http://127.0.0.1:{hello_port}/api/stats"}
-        with httpx.Client() as a, httpx.Client() as b:
-            lat = latency_blocks({"cco": a, "hello": b}, urls, STATS_REQUESTS)
-        p50, p99 = pct(lat["cco"], 0.5), pct(lat["cco"], 0.99)
-        h50, h99 = pct(lat["hello"], 0.5), pct(lat["hello"], 0.99)
+        lat = measure_pair(
+            f"http://127.0.0.1:{port}/api/stats", f"http://127.0.0.1:{hello_port}/api/stats", STATS_REQUESTS, 500
+        )
+        p50, p99 = lat["stats"]["p50_ms"], lat["stats"]["p99_ms"]
+        h50, h99 = lat["hello"]["p50_ms"], lat["hello"]["p99_ms"]
         res.add(
-            f"/api/stats p50 / p99 ({STATS_REQUESTS:,} keep-alive GETs, httpx)",
+            f"/api/stats p50 / p99 ({STATS_REQUESTS:,} keep-alive GETs, raw-socket client)",
             f"{p50:.3f} / {p99:.3f} ms",
             "<= 0.3 / 1 ms",
             p50 <= 0.3 and p99 <= 1.0,

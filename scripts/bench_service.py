@@ -9,7 +9,8 @@ two measured in alternating blocks over keep-alive httpx connections. Steps:
 
 1. a transcript tree from scripts/gen_corpus.py (--corpus), indexed once with `cco index sync`;
 2. start-up: `cco index run` over the existing index until the first /api/stats answer;
-3. /api/stats vs hello-world: p50 / p99 over --requests keep-alive requests each;
+3. /api/stats vs hello-world: p50 / p99 over --requests keep-alive requests each (a raw-socket
+   client: an HTTP library's own time per request would exceed the server's);
 4. append-to-visible: append one call line, poll /api/stats until it counts it (--appends times);
 5. optionally (--catch-up SIZE): a fresh index over a SIZE tree; /api/stats latency while the
    catch-up runs, its duration, and the RSS afterwards;
@@ -191,26 +192,65 @@ def call_line(i: int) -> bytes:
     return json.dumps(line, separators=(",", ":")).encode() + b"\n"
 
 
-def measure_pair(client: httpx.Client, stats_url: str, hello_url: str, total: int, block: int) -> dict[str, Any]:
-    """Alternate blocks of requests to both endpoints; per-request client-side latency."""
-    for url in (stats_url, hello_url):  # warm-up: connections, code paths
+class RawGet:
+    """GETs over one keep-alive connection, with the least client work: a request made once, the
+    answer read by its Content-Length. Latency is then the server's plus the loopback's; an HTTP
+    library (httpx: ~0.6 ms a request here) would add more than the server takes."""
+
+    def __init__(self, url: str) -> None:
+        rest = url.removeprefix("http://")
+        hostport, _, path = rest.partition("/")
+        host, _, port = hostport.partition(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request = f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\n\r\n".encode()
+
+    def get(self) -> int:
+        """One request; its status code."""
+        self.sock.sendall(self.request)
+        data = b""
+        while True:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise SystemExit("bench: the server closed the connection")
+            data += chunk
+            head_end = data.find(b"\r\n\r\n")
+            if head_end < 0:
+                continue
+            head = data[:head_end].lower()
+            at = head.find(b"content-length:")
+            end = head.find(b"\r\n", at)
+            length = int(head[at + 15 : end if end >= 0 else len(head)])
+            if len(data) >= head_end + 4 + length:
+                return int(data[9:12])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def measure_pair(stats_url: str, hello_url: str, total: int, block: int) -> dict[str, Any]:
+    """Alternate blocks of requests to both endpoints; per-request client-side latency (RawGet)."""
+    clients = {url: RawGet(url) for url in (stats_url, hello_url)}
+    for c in clients.values():  # warm-up: connections, code paths
         for _ in range(500):
-            client.get(url)
+            c.get()
     times: dict[str, list[int]] = {stats_url: [], hello_url: []}
     done = 0
     while done < total:
         n = min(block, total - done)
         for url in (stats_url, hello_url):
             bucket = times[url]
-            get = client.get
+            get = clients[url].get
             for _ in range(n):
                 t0 = time.perf_counter_ns()
-                r = get(url)
+                status = get()
                 t1 = time.perf_counter_ns()
-                if r.status_code != 200:
-                    raise SystemExit(f"bench: {url} answered {r.status_code}")
+                if status != 200:
+                    raise SystemExit(f"bench: {url} answered {status}")
                 bucket.append(t1 - t0)
         done += n
+    for c in clients.values():
+        c.close()
     stats, hello = summary_ms(times[stats_url]), summary_ms(times[hello_url])
     return {
         "stats": stats,
@@ -263,6 +303,7 @@ def catch_up(client: httpx.Client, work: Path, size: str, seed: int, tree: Path 
     proc = start_service(tree, db, port, work / "catchup.log")
     try:
         first = wait_http(client, f"{base}/api/stats")
+        stats_get, hello_get = RawGet(f"{base}/api/stats").get, RawGet(f"http://127.0.0.1:{hello_port}/").get
         times: list[int] = []
         hello_times: list[int] = []
         done = False
@@ -270,10 +311,10 @@ def catch_up(client: httpx.Client, work: Path, size: str, seed: int, tree: Path 
         while not done:
             for _ in range(200):
                 t0 = time.perf_counter_ns()
-                client.get(f"{base}/api/stats")
+                stats_get()
                 times.append(time.perf_counter_ns() - t0)
                 t0 = time.perf_counter_ns()
-                client.get(f"http://127.0.0.1:{hello_port}/")
+                hello_get()
                 hello_times.append(time.perf_counter_ns() - t0)
             health = client.get(f"{base}/api/metrics/health").json()
             done = health["catch_up"]["done"]
@@ -509,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
 
         say(f"/api/stats vs hello-world, {args.requests} keep-alive requests each")
         result["latency"] = measure_pair(
-            client, f"{base}/api/stats", f"http://127.0.0.1:{hello_port}/", args.requests, args.block
+            f"{base}/api/stats", f"http://127.0.0.1:{hello_port}/", args.requests, args.block
         )
         say(f"append-to-visible, {args.appends} appends")
         transcript = tree / "projects" / "-bench-appends" / "appends.jsonl"
