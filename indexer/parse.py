@@ -17,7 +17,6 @@ import re
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePath
 from typing import Any
 
 import orjson
@@ -50,14 +49,17 @@ class FileContext:
 
     @classmethod
     def for_path(cls, path: str) -> FileContext:
-        p = PurePath(path)
-        agent = p.stem[len("agent-") :] if p.stem.startswith("agent-") else None
-        if p.parent.name == "subagents":
-            session = p.parent.parent.name
-            project = p.parent.parent.parent.name
+        # The names of PurePath(path).parts (a POSIX path: empty and "." parts are dropped),
+        # without PurePath's cost, which counts once per file read.
+        names = ["", "", "", *(n for n in path.split("/") if n and n != ".")]
+        name = names[-1]
+        dot = name.rfind(".")
+        stem = name[:dot] if 0 < dot < len(name) - 1 else name  # PurePath.stem
+        agent = stem[len("agent-") :] if stem.startswith("agent-") else None
+        if names[-2] == "subagents":
+            session, project = names[-3], names[-4]
         else:
-            session = p.stem
-            project = p.parent.name
+            session, project = stem, names[-2]
         return cls(path=path, session=session, project_fallback=project, agent_id=agent)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import PurePosixPath
 from typing import Any
 
 import orjson
@@ -44,6 +45,20 @@ def user(ts: str, uuid: str = "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b", **top: Any
 )
 def test_file_context(path: str, session: str, project: str, agent: str | None) -> None:
     assert FileContext.for_path(path) == FileContext(path, session, project, agent)
+
+
+def _for_path_by_purepath(path: str) -> FileContext:
+    p = PurePosixPath(path)
+    agent = p.stem[len("agent-") :] if p.stem.startswith("agent-") else None
+    if p.parent.name == "subagents":
+        return FileContext(path, p.parent.parent.name, p.parent.parent.parent.name, agent)
+    return FileContext(path, p.stem, p.parent.name, agent)
+
+
+@given(st.lists(st.sampled_from(["/", "//", ".", "..", "a", "p.q", ".x", "x.", "subagents", "agent-", ".jsonl"])))
+def test_file_context_names_are_purepaths(pieces: list[str]) -> None:
+    path = "".join(pieces)
+    assert FileContext.for_path(path) == _for_path_by_purepath(path)
 
 
 def test_project_is_cwd_else_the_encoded_folder() -> None:
