@@ -264,7 +264,8 @@ class _Sums:
 
         One dict written out at once: a session report builds thousands of these.
         """
-        inp, out, cw, cr = self.inp, self.out, self.cw, self.cr
+        inp, out, cw, cr, cost = self.inp, self.out, self.cw, self.cr, self.cost
+        total = money(cost)
         row = {
             key: value,
             "inputTokens": inp,
@@ -272,7 +273,7 @@ class _Sums:
             "cacheCreationTokens": cw,
             "cacheReadTokens": cr,
             "totalTokens": inp + out + cw + cr,
-            "totalCost": money(self.cost),
+            "totalCost": total,
         }
         if times:
             row["firstActivity"], row["lastActivity"] = self.first, self.last
@@ -287,7 +288,7 @@ class _Sums:
                 "outputTokens": m[1],
                 "cacheCreationTokens": m[2],
                 "cacheReadTokens": m[3],
-                "cost": money(m[4]),
+                "cost": total if m[4] == cost else money(m[4]),  # round() is slow; most rows have one model
             }
             for name, m in ordered
         ]
