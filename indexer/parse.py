@@ -33,6 +33,7 @@ ERROR_TEXT_LIMIT = 200
 _USAGE, _COMPACT = _NEEDLES = (b'"usage"', b"compact_boundary")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
+_TS_KEY, _TS_KEY_AT = b'","timestamp":"', len(b'"uuid":"') + 36  # in every _USER_TS match, at this offset
 _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
 _BLANK = re.compile(rb"[ \t\r]*")
 _BLANK_START = frozenset(b" \t\r\n")  # the first byte of a line that may be blank
@@ -215,16 +216,16 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
     while le >= start:
         ls = data.rfind(b"\n", start, le) + 1 or start
         if find(b'"type":"user"', ls, le) >= 0 and find(b'"type":"progress"', ls, le) < 0:
-            # _USER_TS.search(data, ls, le), but the literal start is found with bytes.find (the
-            # regex engine scans byte by byte).
-            at = find(b'"uuid":"', ls, le)
+            # _USER_TS.search(data, ls, le), but candidates are found with bytes.find (the regex
+            # engine scans byte by byte), by the pattern's longer literal at its fixed offset.
+            at = find(_TS_KEY, ls + _TS_KEY_AT, le)
             while at >= 0:
-                m = _USER_TS.match(data, at, le)
+                m = _USER_TS.match(data, at - _TS_KEY_AT, le)
                 if m:
                     with contextlib.suppress(Rejected):
                         return parse_ts(m.group(1).decode())
                     break
-                at = find(b'"uuid":"', at + 1, le)
+                at = find(_TS_KEY, at + 1, le)
         le = ls - 1
     return current
 

@@ -305,6 +305,16 @@ _MIXED_LINES = [
     user("2026-01-01T00:00:00.000Z").rstrip(b"\n"),
     user("2026-01-01T00:05:00.000Z").rstrip(b"\n"),
     user("not a time").rstrip(b"\n"),
+    # the first timestamp pattern decides, even when it does not parse; a short line has none
+    dumps(
+        {
+            "type": "user",
+            "a": {"uuid": _U, "timestamp": "2026-13-01T00:00:00Z"},
+            "uuid": _U,
+            "timestamp": "2026-01-01T00:09:00Z",
+        }
+    ).rstrip(b"\n"),
+    b'{"type":"user","x":"","timestamp":"2026-01-01T00:09:00Z"}',
     user("2026-01-01T00:06:00.000Z", message={"content": "isApiErrorMessage"}).rstrip(b"\n"),
     dumps({"type": "progress", "data": {"type": "user", "uuid": _U, "timestamp": "2026-01-01T00:07:00.000Z"}}).rstrip(
         b"\n"
