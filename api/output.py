@@ -2,15 +2,14 @@
 
 The idea: commands build a dataclass or dict and hand it here; how it looks is decided once.
 rich is imported on first use of a console (module `__getattr__`), so a command that only prints
-JSON, like `cco report … --json`, never pays for it.
+JSON, like `cco report … --json`, never pays for it; orjson (which imports dataclasses, inspect,
+uuid and json: ~20 ms) is imported when JSON is first printed, so tables and errors skip it.
 """
 
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
-
-import orjson
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +37,8 @@ def _console(name: str) -> Console:
 
 def print_json(data: Any) -> None:
     """Indented UTF-8 JSON and a newline, written as bytes (a report can be megabytes: no decoding)."""
+    import orjson
+
     sys.stdout.flush()
     sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
     sys.stdout.buffer.flush()
