@@ -49,7 +49,7 @@ from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_R
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import ServiceError
-from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, lower_priority, sync
+from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher
@@ -61,6 +61,7 @@ from indexer.status import index_status
 from indexer.store import Index
 from indexer.tail import FileState, plan_read
 from indexer.watch import Watcher
+from indexer.worker import lower_priority
 
 log = logging.getLogger("cco.service")
 

@@ -10,7 +10,6 @@ Small passes, the common case in a running service, stay in-process.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import stat
@@ -24,6 +23,7 @@ from indexer.columns import CallColumns
 from indexer.sources import iter_transcripts
 from indexer.store import Index
 from indexer.tail import ReadPlan, ReadResult, plan_read, read_plan
+from indexer.worker import Chunk, lower_priority, read_task
 
 PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
 TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes
@@ -89,18 +89,6 @@ def _stat_jsonl(path: str) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-Chunk = tuple[list[ReadResult], CallColumns | None]  # finished reads; their calls as columns (workers)
-
-
-def _read_task(plans: list[ReadPlan]) -> Chunk:
-    """A worker's job: read `plans`; the calls leave as columns, not as one tuple per row."""
-    results = [r for r in (read_plan(p) for p in plans) if r is not None]
-    calls = CallColumns.from_rows([c for r in results for c in r.parsed.calls])
-    for r in results:
-        r.parsed.calls = []
-    return results, calls
-
-
 def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     """Largest files first, each alone; small ones grouped, so both workers finish together."""
     ordered = sorted(plans, key=lambda p: p.size - p.start, reverse=True)
@@ -116,21 +104,6 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     if group:
         tasks.append(group)
     return tasks
-
-
-WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
-
-
-def lower_priority(idle: bool = False) -> None:
-    """Run this (parser) process behind the others: niced, or with `idle` (the service's parsers)
-    in Linux's SCHED_IDLE class, which runs only on a core nothing else wants, so a catch-up
-    never makes the serving event loop wait for a scheduler slice."""
-    if idle and hasattr(os, "SCHED_IDLE"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-    if hasattr(os, "nice"):
-        os.nice(WORKER_NICE)
 
 
 def worker_pool(processes: int | None = None) -> Pool:
@@ -149,7 +122,7 @@ def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> I
     own = pool is None
     use = pool if pool is not None else worker_pool(workers)
     try:
-        yield from use.imap_unordered(_read_task, _tasks(plans))
+        yield from use.imap_unordered(read_task, _tasks(plans))
     finally:
         if own:
             use.close()

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from indexer import ingest
+from indexer import ingest, worker
 from indexer.ingest import sync
 from indexer.parse import hash64
 from indexer.store import Index
@@ -290,7 +290,7 @@ def test_worker_processes_run_niced() -> None:
     """Parsers leave the cores to the serving event loop first."""
     pool = ingest.worker_pool(1)
     try:
-        assert pool.apply(os.nice, (0,)) == min(19, os.nice(0) + ingest.WORKER_NICE)
+        assert pool.apply(os.nice, (0,)) == min(19, os.nice(0) + worker.WORKER_NICE)
     finally:
         pool.close()
         pool.join()

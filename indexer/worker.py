@@ -1,0 +1,40 @@
+"""What a parser process runs: read plans, and hand the calls back as numeric columns.
+
+The idea: a worker process is spawned (safe beside threads and an open DuckDB), so it imports
+only what parsing needs; this module and what it imports (tail, parse, columns) never load
+DuckDB or the store, which would cost every worker start-up time and memory for nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from indexer.columns import CallColumns
+from indexer.tail import ReadPlan, ReadResult, read_plan
+
+Chunk = tuple[list[ReadResult], CallColumns | None]  # finished reads; their calls as columns (workers)
+
+
+def read_task(plans: list[ReadPlan]) -> Chunk:
+    """A worker's job: read `plans`; the calls leave as columns, not as one tuple per row."""
+    results = [r for r in (read_plan(p) for p in plans) if r is not None]
+    calls = CallColumns.from_rows([c for r in results for c in r.parsed.calls])
+    for r in results:
+        r.parsed.calls = []
+    return results, calls
+
+
+WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
+
+
+def lower_priority(idle: bool = False) -> None:
+    """Run this (parser) process behind the others: niced, or with `idle` (the service's parsers)
+    in Linux's SCHED_IDLE class, which runs only on a core nothing else wants, so a catch-up
+    never makes the serving event loop wait for a scheduler slice."""
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICE)
