@@ -222,9 +222,10 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
             while at >= 0:
                 m = _USER_TS.match(data, at - _TS_KEY_AT, le)
                 if m:
-                    with contextlib.suppress(Rejected):
+                    try:  # not contextlib.suppress: its three Python-level calls, once per call line
                         return parse_ts(m.group(1).decode())
-                    break
+                    except Rejected:
+                        break
                 at = find(_TS_KEY, at + 1, le)
         le = ls - 1
     return current
