@@ -37,9 +37,9 @@ def build_app(only: str | None = None) -> typer.Typer:
     )
     if only in (None, "index"):
         from api.cli_index import index_app
-        from api.cli_run import run_cmd
+        from api.cli_run import run_command
 
-        index_app.command("run")(run_cmd)
+        index_app.command("run")(run_command())
         app.add_typer(index_app, name="index")
     if only in (None, "report"):
         from api.cli_report import report_app
@@ -86,10 +86,27 @@ def _run_report(args: list[str]) -> bool:
     os._exit(0)
 
 
+def _run_service(args: list[str]) -> bool:
+    """Run `cco index run` without typer when options.read reads the command line; False if it cannot.
+
+    typer, click and rich would stay resident in the service for its whole life (~12 MB).
+    """
+    from api.cli_run import RUN_OPTIONS, run_service
+    from api.options import read
+
+    values = read(args, RUN_OPTIONS, tuple(RUN_OPTIONS))
+    if values is None:
+        return False
+    run_service(**values)
+    return True
+
+
 def main() -> None:
     args = sys.argv[1:]
     try:
         if args[:1] == ["report"] and _run_report(args[1:]):
+            return
+        if args[:2] == ["index", "run"] and _run_service(args[2:]):
             return
         build_app(args[0] if args[:1] and args[0] in GROUPS else None)()
     except CcoError as exc:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from api.options import DB, SOURCE, typer_option
 from api.output import console, err_console, print_fields, print_json
 from indexer.errors import BadInput
-from indexer.paths import default_db, pricing_file, run_file
+from indexer.paths import db_path, pricing_file, run_file
 from indexer.sources import resolve_sources
 
 # The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
@@ -25,15 +26,8 @@ if TYPE_CHECKING:
 
 index_app = typer.Typer(help="Build, update and inspect the transcript index.", no_args_is_help=True)
 
-SourceOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--source", help="A Claude config dir or its projects/ dir (repeatable). Default: Claude Code's."),
-]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="Index file. Default: the cco data folder.")]
-
-
-def db_path(db: Path | None) -> Path:
-    return (db or default_db()).expanduser()
+SourceOpt = Annotated[list[Path] | None, typer_option(SOURCE)]
+DbOpt = Annotated[Path | None, typer_option(DB)]
 
 
 def roots_of(source: list[Path] | None) -> list[Path]:

@@ -14,17 +14,17 @@ import signal
 import socket
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from api.cli_index import DbOpt, SourceOpt, db_path
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
+from api.options import DB, SOURCE, Opt, typer_command
 from api.output import fail
 from api.security import is_loopback_address
 from indexer.errors import IndexLocked
+from indexer.paths import db_path
 from indexer.runfile import read_run_file
 from indexer.settings import default_cost_mode
 from indexer.sources import resolve_sources
@@ -75,23 +75,35 @@ def _already_running(db: Path) -> str | None:
     )
 
 
-def run_cmd(
-    source: SourceOpt = None,
-    db: DbOpt = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = DEFAULT_PORT,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between stats snapshots.")] = DEFAULT_INTERVAL,
-    rescan: Annotated[
-        float, typer.Option("--rescan", help="Seconds between full rescans of the transcripts.")
-    ] = DEFAULT_RESCAN,
-    token: Annotated[
-        str | None,
-        typer.Option("--token", envvar="CCO_TOKEN", show_envvar=True, help="Bearer token required on every request."),
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option("--allowed-host", help="Another Host header name to accept besides loopback (repeatable)."),
-    ] = None,
+RUN_OPTIONS: dict[str, Opt] = {
+    "source": SOURCE,
+    "db": DB,
+    "host": Opt(("--host",), str, DEFAULT_HOST, "Address to listen on."),
+    "port": Opt(("--port",), int, DEFAULT_PORT, "Port to listen on (0: any free port)."),
+    "interval": Opt(("--interval",), float, DEFAULT_INTERVAL, "Seconds between stats snapshots."),
+    "rescan": Opt(("--rescan",), float, DEFAULT_RESCAN, "Seconds between full rescans of the transcripts."),
+    "token": Opt(("--token",), str | None, None, "Bearer token required on every request.", "CCO_TOKEN"),
+    "allowed_host": Opt(
+        ("--allowed-host",), list[str] | None, None, "Another Host header name to accept besides loopback (repeatable)."
+    ),
+}
+RUN_HELP = "Run the live service: tail transcripts and serve /api/stats."
+
+
+def run_command() -> Callable[..., None]:
+    """`cco index run` as typer's command (for --help and command lines `options.read` leaves to it)."""
+    return typer_command(RUN_OPTIONS, tuple(RUN_OPTIONS), RUN_HELP, lambda values: run_service(**values))
+
+
+def run_service(
+    source: list[Path] | None,
+    db: Path | None,
+    host: str,
+    port: int,
+    interval: float,
+    rescan: float,
+    token: str | None,
+    allowed_host: list[str] | None,
 ) -> None:
     """Run the live service: tail transcripts and serve /api/stats."""
     if not 0 <= port <= 65535:

@@ -34,6 +34,11 @@ def default_db() -> Path:
     return data_dir() / "index.duckdb"
 
 
+def db_path(db: Path | None) -> Path:
+    """The index file: `--db` when given, else the default one."""
+    return (db or default_db()).expanduser()
+
+
 def pricing_file() -> Path:
     return config_dir() / "pricing.toml"
 

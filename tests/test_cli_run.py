@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from indexer.paths import run_file
@@ -18,6 +19,33 @@ def test_help_lists_the_options() -> None:
     for option in ("--source", "--db", "--host", "--port", "--interval", "--rescan", "--token", "--allowed-host"):
         assert option in r.stdout
     assert "CCO_TOKEN" in r.stdout
+
+
+def test_an_ordinary_command_line_starts_the_service_without_typer(tmp_path: Path) -> None:
+    """typer, click and rich would stay resident in the service for its whole life."""
+    code = (
+        "import sys; import api.cli_run as run\n"
+        "def look(**values):\n"
+        "    names = ('typer', 'click', 'rich', 'pydantic', 'api.cli_index')\n"
+        "    print(sorted(m for m in names if m in sys.modules), values['port'], values['allowed_host'])\n"
+        "run.run_service = look; sys.argv = ['cco', *sys.argv[1:]]\n"
+        "from api.cli import main; main()"
+    )
+    args = [
+        "index",
+        "run",
+        "--db",
+        str(tmp_path / "i.duckdb"),
+        "--port",
+        "0",
+        "--allowed-host",
+        "a",
+        "--allowed-host",
+        "b",
+    ]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] 0 ['a', 'b']"
 
 
 def test_non_loopback_needs_a_token(tmp_path: Path) -> None:
