@@ -26,7 +26,10 @@ from indexer.tail import ReadPlan, ReadResult, plan_read, read_plan
 from indexer.worker import Chunk, lower_priority, read_task
 
 PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
-TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes
+TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes ...
+# ... and at most this many files: the serving process unpickles a task's result in one call that
+# holds the GIL (~15 us a file), so a task of 500 small files would stall its event loop ~8 ms.
+TASK_FILES = 48
 # Rows wait in this process until their commit: 64 MiB / 50 k calls keep ~20 MB of CallRows (the
 # main process peaked at ~225 MB with 256 MiB / 200 k, ~185 MB now, rebuild time unchanged).
 COMMIT_BYTES = 64 << 20  # commit after about this many bytes read ...
@@ -90,7 +93,8 @@ def _stat_jsonl(path: str) -> os.stat_result | None:
 
 
 def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
-    """Largest files first, each alone; small ones grouped, so both workers finish together."""
+    """Largest files first, each alone; small ones grouped (TASK_BYTES, TASK_FILES), so both workers
+    finish together."""
     ordered = sorted(plans, key=lambda p: p.size - p.start, reverse=True)
     tasks: list[list[ReadPlan]] = []
     group: list[ReadPlan] = []
@@ -98,7 +102,7 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     for p in ordered:
         group.append(p)
         group_bytes += p.size - p.start
-        if group_bytes >= TASK_BYTES:
+        if group_bytes >= TASK_BYTES or len(group) >= TASK_FILES:
             tasks.append(group)
             group, group_bytes = [], 0
     if group:
