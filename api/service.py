@@ -49,7 +49,7 @@ from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_R
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import ServiceError
-from indexer.ingest import PARALLEL_BYTES, SyncReport, bytes_behind, sync
+from indexer.ingest import PARALLEL_BYTES, SyncReport, plan, sync
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher
@@ -676,12 +676,13 @@ class LiveService:
         started = time.perf_counter()
         self._take_dirty()
         try:
-            cu.files, cu.bytes_total = bytes_behind(index, self.config.roots)
+            planned = plan(index, self.config.roots)
+            cu.files, cu.bytes_total = len(planned.plans), planned.bytes
             cu.running = True
             if cu.bytes_total >= PARALLEL_BYTES:
                 self._pool = _StoppablePool(self.config.workers, self._stopping)
             try:
-                report = sync(index, self.config.roots, pool=self._pool, progress=self._progress)
+                report = sync(index, self.config.roots, pool=self._pool, progress=self._progress, planned=planned)
             finally:
                 if self._pool is not None:
                     pool, self._pool = self._pool, None

@@ -53,7 +53,21 @@ class SyncReport:
     paths_read: list[str] = field(default_factory=list)
 
 
-def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> tuple[list[ReadPlan], list[str], int]:
+@dataclass
+class Planned:
+    """What a pass will read: plans for files with new bytes, paths that disappeared, files seen."""
+
+    plans: list[ReadPlan]
+    gone: list[str]
+    seen: int
+
+    @property
+    def bytes(self) -> int:
+        """Bytes not yet read."""
+        return sum(p.size - p.start for p in self.plans)
+
+
+def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> Planned:
     """Plans for files with new bytes, paths that disappeared, and the number of files seen.
 
     With `only` (a watcher naming the files that changed) just those paths are looked at: no walk
@@ -78,7 +92,7 @@ def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> t
         if p is not None:
             plans.append(p)
     gone = [p for p, s in states.items() if not s.gone and p not in seen and under_roots(p)]
-    return plans, gone, len(seen)
+    return Planned(plans, gone, len(seen))
 
 
 def _stat_jsonl(path: str) -> os.stat_result | None:
@@ -141,13 +155,19 @@ def sync(
     pool: Pool | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    planned: Planned | None = None,
 ) -> SyncReport:
-    """Read every new complete line under `roots` into `index` (only paths in `only`, if given)."""
+    """Read every new complete line under `roots` into `index` (only paths in `only`, if given).
+
+    `planned`: what `plan` found just before (a caller that needed the figures first), so the
+    tree is not walked twice.
+    """
     started = time.perf_counter()
     roots = list(roots)
-    plans, gone, seen = plan(index, roots, only)
-    report = SyncReport(files_seen=seen, files_gone=len(gone))
-    index.mark_gone(gone)
+    todo = planned if planned is not None else plan(index, roots, only)
+    plans = todo.plans
+    report = SyncReport(files_seen=todo.seen, files_gone=len(todo.gone))
+    index.mark_gone(todo.gone)
     pending: list[ReadResult] = []
     pending_columns: list[CallColumns] = []
     pending_bytes = pending_calls = 0
@@ -178,9 +198,3 @@ def sync(
     flush()
     report.seconds = time.perf_counter() - started
     return report
-
-
-def bytes_behind(index: Index, roots: Iterable[Path]) -> tuple[int, int]:
-    """(files lagging, bytes not yet read) without reading anything."""
-    plans, _, _ = plan(index, roots)
-    return len(plans), sum(p.size - p.start for p in plans)

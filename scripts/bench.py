@@ -587,7 +587,7 @@ def breakdown(res: Results, tree: Path, work: Path, files: Sequence[Path], log: 
     db = work / "breakdown.duckdb"
     index = Index(db)
     try:
-        plans, _, _ = plan_reads(index, roots)
+        plans = plan_reads(index, roots).plans
         t0 = time.perf_counter()
         results = [r for r in (read_plan(p) for p in plans) if r is not None]
         t_parse = time.perf_counter() - t0
