@@ -18,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -264,17 +267,9 @@ class _Sums:
 
         One dict written out at once: a session report builds thousands of these.
         """
-        inp, out, cw, cr, cost = self.inp, self.out, self.cw, self.cr, self.cost
+        cost = self.cost
         total = money(cost)
-        row = {
-            key: value,
-            "inputTokens": inp,
-            "outputTokens": out,
-            "cacheCreationTokens": cw,
-            "cacheReadTokens": cr,
-            "totalTokens": inp + out + cw + cr,
-            "totalCost": total,
-        }
+        row = _row(key, value, self.inp, self.out, self.cw, self.cr, total)
         if times:
             row["firstActivity"], row["lastActivity"] = self.first, self.last
         models = self.models
@@ -383,14 +378,15 @@ def _session_rows(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> list[t
     return con.execute(sql, params).fetchall()
 
 
-def _totals(rows: list[_Sums]) -> dict[str, Any]:
+def _totals(made: list[tuple[Any, str, dict[str, Any], float]]) -> dict[str, Any]:
+    """The totals of report rows, their costs added in the report's order."""
     total = _Sums()
-    for r in rows:
-        total.inp += r.inp
-        total.out += r.out
-        total.cw += r.cw
-        total.cr += r.cr
-        total.cost += r.cost
+    for _, _, row, cost in made:
+        total.inp += row["inputTokens"]
+        total.out += row["outputTokens"]
+        total.cw += row["cacheCreationTokens"]
+        total.cr += row["cacheReadTokens"]
+        total.cost += cost
     return total.tokens()
 
 
@@ -401,7 +397,6 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
     """
     if kind not in PERIODS:
         raise BadInput(f"unknown report {kind!r}; use one of {', '.join(PERIODS)}")
-    groups: dict[tuple[str, str], _Sums] = {}
     names: dict[str, str] = {}
 
     def name_of(project: str) -> str:
@@ -411,45 +406,100 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
             name = names[project] = project_name(project)
         return name
 
+    # (sort key, project name, report row, unrounded cost) per row of the report, unsorted
+    made: list[tuple[tuple[str, str], str, dict[str, Any], float]] = []
     if kind == "session":
-        for session, grp, model, inp, out, cw, cr, cost, first, last, proj in _session_rows(con, opts):
-            key = (name_of(grp), session)
-            s = groups.get(key)
-            if s is None:
-                s = groups[key] = _Sums()
-            s.add(model, inp, out, cw, cr, cost)
-            if s.first is None or first < s.first:
-                s.first = first
-            if s.last is None or last >= s.last:
-                s.last, s.project = last, proj
+        rows = _session_rows(con, opts)
+        group_of: Callable[[tuple[Any, ...]], Any] = _first_two  # (session, project or ''): rows come sorted
+        grps = {r[1] for r in rows}
+        if len({name_of(grp) for grp in grps}) < len(grps):  # two projects with one name: one group
+
+            def group_of(r: tuple[Any, ...]) -> tuple[str, str]:
+                return r[0], name_of(r[1])
+
+            rows.sort(key=group_of)  # stable: each group's rows keep their order
+        for (session, grp), rows_of in groupby(rows, group_of):
+            name = name_of(grp)  # project_name(project_name(p)) == project_name(p)
+            group = list(rows_of)
+            if len(group) == 1:  # most sessions used one model: its row is the session's
+                row, cost = _one_model_session(group[0], name_of), group[0][7]
+            else:
+                sums = _Sums()
+                for _, _, model, inp, out, cw, cr, cost, first, last, proj in group:
+                    sums.add(model, inp, out, cw, cr, cost)
+                    if sums.first is None or first < sums.first:
+                        sums.first = first
+                    if sums.last is None or last >= sums.last:
+                        sums.last, sums.project = last, proj
+                row, cost = sums.json("sessionId", session, True), sums.cost
+                row["projectPath"] = name_of(sums.project or "")
+            if opts.instances:
+                row["project"] = name
+            made.append(((row["lastActivity"], session), name, row, cost))
     else:
+        groups: dict[tuple[str, str], _Sums] = {}
         for day, grp, model, inp, out, cw, cr, cost in _day_rows(con, opts):
             key = (name_of(grp), period_of(day, kind, opts.start_of_week))
             s = groups.get(key)
             if s is None:
                 s = groups[key] = _Sums()
             s.add(model, inp, out, cw, cr, cost)
+        for (name, period), s in groups.items():
+            row = s.json(ROW_KEY[kind], period, False)
+            if opts.instances:
+                row["project"] = name
+            made.append(((period, period), name, row, s.cost))
 
-    row_key, session = ROW_KEY[kind], kind == "session"
-
-    def row(key: tuple[str, str], s: _Sums) -> dict[str, Any]:
-        out = s.json(row_key, key[1], session)
-        if session:
-            out["projectPath"] = name_of(s.project or "")
-        if opts.instances:
-            out["project"] = key[0]
-        return out
-
-    def sort_key(item: tuple[tuple[str, str], _Sums]) -> tuple[str, str]:
-        (_, k), s = item
-        return (s.last, k) if s.last else (k, k)
-
-    ordered = sorted(groups.items(), key=sort_key, reverse=opts.order == "desc")
-    totals = _totals([s for _, s in ordered])
+    ordered = sorted(made, key=_first, reverse=opts.order == "desc")
+    totals = _totals(ordered)
     if opts.instances:
         projects: dict[str, list[dict[str, Any]]] = {}
-        for key, s in sorted(ordered, key=lambda item: item[0][0]):
-            projects.setdefault(key[0], []).append(row(key, s))
+        for _, name, row, _ in sorted(ordered, key=_second):
+            projects.setdefault(name, []).append(row)
         # Each project's rows keep the requested order (sorted() above is stable).
         return {"projects": projects, "totals": totals}
-    return {LIST_KEY[kind]: [row(k, s) for k, s in ordered], "totals": totals}
+    return {LIST_KEY[kind]: [row for _, _, row, _ in ordered], "totals": totals}
+
+
+_first = itemgetter(0)
+_first_two = itemgetter(0, 1)
+_second = itemgetter(1)
+
+
+def _one_model_session(r: tuple[Any, ...], name_of: Callable[[str], str]) -> dict[str, Any]:
+    """The report row of a session with one _session_rows row: what _Sums.json would make of it."""
+    session, _, model, inp, out, cw, cr, cost, first, last, proj = r
+    total = money(cost)
+    one = model != SYNTHETIC_MODEL
+    row = _row("sessionId", session, inp, out, cw, cr, total)
+    row["firstActivity"], row["lastActivity"] = first, last
+    row["modelsUsed"] = [model] if one else []
+    row["modelBreakdowns"] = (
+        [
+            {
+                "modelName": model,
+                "inputTokens": inp,
+                "outputTokens": out,
+                "cacheCreationTokens": cw,
+                "cacheReadTokens": cr,
+                "cost": total,
+            }
+        ]
+        if one
+        else []
+    )
+    row["projectPath"] = name_of(proj)
+    return row
+
+
+def _row(key: str, value: str, inp: int, out: int, cw: int, cr: int, total: float) -> dict[str, Any]:
+    """The head of a report row: `key: value` and the sums."""
+    return {
+        key: value,
+        "inputTokens": inp,
+        "outputTokens": out,
+        "cacheCreationTokens": cw,
+        "cacheReadTokens": cr,
+        "totalTokens": inp + out + cw + cr,
+        "totalCost": total,
+    }

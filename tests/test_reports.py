@@ -298,3 +298,40 @@ def test_local_day_arithmetic_agrees_with_icu(zone: str) -> None:
     assert wrong == (0,)
     if zone not in ("UTC", "Etc/UTC", "Asia/Kolkata"):
         assert len(pieces) > 2  # the sample spans several offset changes
+
+
+def test_session_rows_of_projects_with_one_name(tmp_path: Path) -> None:
+    """With --instances, two projects Claude Code names alike ('/w/a.b', '/w/a-b') are one group, even when
+    another project's rows come between theirs; a one-model session row is what a several-model one would be."""
+    calls = [  # key, time, model, session, project, input tokens, cost
+        (1, "2026-01-01 10:00:00", "claude-opus-4-6", "s", "/w/a.b", 1, 0.5),
+        (2, "2026-01-01 11:00:00", "claude-opus-4-6", "s", "/w/b", 2, 0.25),
+        (3, "2026-01-01 12:00:00", "claude-sonnet-4-6", "s", "/w/a-b", 4, 0.125),
+        (4, "2026-01-02 09:00:00", "<synthetic>", "t", "/w/b", 8, 0.0),
+    ]
+    with Index(tmp_path / "i.duckdb") as ix:
+        ix.con.executemany(
+            "INSERT INTO calls VALUES (?, 0, ?::TIMESTAMP, ?, ?, ?, NULL, NULL, NULL, false, false, false, "
+            "?, 0, 0, 0, 0, 0, false, ?, NULL, NULL)",
+            calls,
+        )
+        apply_prices(ix.con, load_book(None))
+        grouped = period_report(ix.con, "session", report_options(timezone="UTC", instances=True))["projects"]
+        plain = period_report(ix.con, "session", report_options(timezone="UTC"))["sessions"]
+    assert list(grouped) == ["-w-a-b", "-w-b"]
+    (ab,) = grouped["-w-a-b"]
+    assert (ab["sessionId"], ab["inputTokens"], ab["totalCost"], ab["project"]) == ("s", 5, 0.625, "-w-a-b")
+    assert (ab["firstActivity"], ab["lastActivity"]) == ("2026-01-01T10:00:00.000Z", "2026-01-01T12:00:00.000Z")
+    assert [(m["modelName"], m["cost"]) for m in ab["modelBreakdowns"]] == [
+        ("claude-opus-4-6", 0.5),
+        ("claude-sonnet-4-6", 0.125),
+    ]
+    assert [(r["sessionId"], r["inputTokens"]) for r in grouped["-w-b"]] == [("s", 2), ("t", 8)]
+    assert grouped["-w-b"][0]["modelsUsed"] == ["claude-opus-4-6"]
+    assert grouped["-w-b"][0]["modelBreakdowns"][0]["cost"] == 0.25
+    t = grouped["-w-b"][1]
+    assert (t["modelsUsed"], t["modelBreakdowns"], t["projectPath"]) == ([], [], "-w-b")
+    assert [(r["sessionId"], r["inputTokens"], r["projectPath"]) for r in plain] == [
+        ("s", 7, "-w-a-b"),
+        ("t", 8, "-w-b"),
+    ]
