@@ -5,22 +5,24 @@ one holds the index (DuckDB lets one process open the file), else from the index
 tables are drawn from that same document, so both paths print the same thing. Arguments are
 validated before anything is opened.
 
-Every option is declared once, in OPTIONS and COMMANDS. The typer commands (help, usage errors,
-unusual command lines) are built from them, and so is `parse_args`, which reads an ordinary
-command line without importing typer, pydantic or rich: `api.cli` runs a report through it, and
-the indexer, typer and rich are imported only when (and if) they are needed. That import time is
-most of a `cco report … --json` process.
+Every option is declared once, in OPTIONS and COMMANDS (see api/options.py). The typer commands
+(help, usage errors, unusual command lines) are built from them, and `parse_args` reads an
+ordinary command line without importing typer or rich: `api.cli` runs a report through it, and
+the indexer, typer and rich are imported only when (and if) they are needed. That import time
+is most of a `cco report … --json` process.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from api.options import DB, Opt, read, typer_command
 from api.output import print_json
 
 if TYPE_CHECKING:
@@ -34,15 +36,6 @@ Compute = Callable[["duckdb.DuckDBPyConnection"], Answer]
 # A list when the process ends right after the report (api.cli's os._exit): the connection that
 # answered is put there instead of being closed, as closing tears down DuckDB's catalog (~5 ms).
 leave_open: list[Any] | None = None
-
-
-class Opt(NamedTuple):
-    """One option: its flags, its type as typer reads it, its default and its help."""
-
-    flags: tuple[str, ...]
-    kind: Any
-    default: Any
-    help: str
 
 
 OPTIONS: dict[str, Opt] = {
@@ -68,7 +61,7 @@ OPTIONS: dict[str, Opt] = {
     ),
     "session_length": Opt(("--session-length", "-n"), float | None, None, "Block length in hours (default 5)."),
     "json": Opt(("--json", "-j"), bool, False, "Print JSON (ccusage's shapes)."),
-    "db": Opt(("--db",), Path | None, None, "Index file. Default: the cco data folder."),
+    "db": DB,
 }
 _PERIOD = ("since", "until", "timezone", "project", "breakdown", "instances", "mode", "order")
 # command -> (help, its options in the order --help lists them)
@@ -82,7 +75,6 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("active", "recent", "token_limit", "session_length", "mode", "json", "db"),
     ),
 }
-_NUMBER = r"^[0-9]+(\.[0-9]+)?$"  # a float that every parser reads the same way (compiled when used)
 _TITLES = {"daily": "Date", "weekly": "Week", "monthly": "Month", "session": "Session"}
 
 
@@ -95,68 +87,17 @@ def report_app() -> typer.Typer:
 
     app = typer.Typer(help="Usage and cost reports from the index.", no_args_is_help=True)
     for kind, (text, names) in COMMANDS.items():
-        app.command(kind)(_typer_command(kind, text, names))
+        app.command(kind)(typer_command(OPTIONS, names, text, functools.partial(run, kind)))
     return app
 
 
-def _typer_command(kind: str, text: str, names: tuple[str, ...]) -> Callable[..., None]:
-    import inspect
-
-    import typer
-
-    def command(**values: Any) -> None:
-        run(kind, values)
-
-    params = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=OPTIONS[name].default,
-            annotation=Annotated[OPTIONS[name].kind, typer.Option(*OPTIONS[name].flags, help=OPTIONS[name].help)],
-        )
-        for name in names
-    ]
-    command.__doc__ = text
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # typer reads options here
-    return command
-
-
 def parse_args(args: list[str]) -> tuple[str, dict[str, Any]] | None:
-    """(command, every option's value) for an ordinary `cco report` command line, else None.
-
-    Ordinary: a command, then its options as `--name value`, `--name=value`, `-x value` or a flag,
-    no value starting with '-', numbers as plain decimals. Anything else (--help, a typo, a missing
-    value, combined short flags) is left to typer, which reads it or prints its usual message.
-    """
+    """(command, every option's value) for an ordinary `cco report` command line, else None
+    (then typer reads it, or prints its usual message: see api/options.py)."""
     if not args or args[0] not in COMMANDS:
         return None
-    names = COMMANDS[args[0]][1]
-    by_flag = {flag: name for name in names for flag in OPTIONS[name].flags}
-    values = {name: OPTIONS[name].default for name in names}
-    rest: Iterator[str] = iter(args[1:])
-    for arg in rest:
-        flag, eq, attached = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        name = by_flag.get(flag)
-        if name is None:
-            return None
-        kind = OPTIONS[name].kind
-        if kind is bool:
-            if eq:
-                return None
-            values[name] = True
-            continue
-        text = attached if eq else next(rest, None)
-        if text is None or text.startswith("-"):
-            return None
-        if kind == str | None or kind is str:
-            values[name] = text
-        elif kind == Path | None and text:
-            values[name] = Path(text)
-        elif kind == float | None and re.match(_NUMBER, text):
-            values[name] = float(text)
-        else:
-            return None
-    return args[0], values
+    values = read(args[1:], OPTIONS, COMMANDS[args[0]][1])
+    return None if values is None else (args[0], values)
 
 
 def run(kind: str, values: dict[str, Any]) -> None:
