@@ -185,6 +185,7 @@ class CatchUp:
     running: bool = False
     done: bool = False
     files: int = 0
+    files_done: int = 0
     bytes_total: int = 0
     bytes_done: int = 0
     started: str | None = None
@@ -197,6 +198,7 @@ class CatchUp:
             "running": self.running,
             "done": self.done,
             "files": self.files,
+            "files_done": self.files_done,
             "bytes_total": self.bytes_total,
             "bytes_done": self.bytes_done,
             "fraction": round(fraction, 4),
@@ -484,7 +486,7 @@ class LiveService:
         for LAG_TTL_S."""
         cu = self.catch_up
         if cu.running:
-            return cu.files, max(0, cu.bytes_total - cu.bytes_done)
+            return max(0, cu.files - cu.files_done), max(0, cu.bytes_total - cu.bytes_done)
         now = time.monotonic()
         if self._lag_cache is None or now - self._lag_cache[0] > LAG_TTL_S:
             self._lag_cache = (now, lag(con, self.config.roots))
@@ -708,6 +710,8 @@ class LiveService:
             cu.finished, cu.seconds = now_iso(), round(time.perf_counter() - started, 3)
 
     def _progress(self, n: int) -> None:
+        """One file of the catch-up is read (`n` bytes)."""
+        self.catch_up.files_done += 1
         self.catch_up.bytes_done += n
         if self._stopping.is_set():
             raise _Stopping
