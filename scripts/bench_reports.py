@@ -12,7 +12,7 @@ Processes get a bytecode cache in a temporary folder (PYTHONPYCACHEPREFIX), as a
 has one. `--code DIR` (repeatable) runs the reports from that source tree (put first on
 PYTHONPATH), e.g. an unpacked `git archive HEAD` against the working tree, in the same rounds;
 without it, the installed `cco` runs. Then `cco index run` serves the index (a fresh port): each
-report path is fetched --requests times over one keep-alive httpx connection after a few warm-up
+report path is fetched --requests times over one keep-alive raw-socket connection after a few warm-up
 requests (p50 and p95), and `cco report … --json` is timed again, now answered by the service.
 When ccusage is installed (--ccusage), `ccusage claude daily --json --offline` over the same tree
 is timed too (--ccusage-runs), with the ratio to `cco report daily --json`. Prints Markdown tables.
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
+from bench_service import RawGet  # scripts/ is on sys.path: this script's folder
 
 BIN = Path(sys.executable).parent
 CCO = str(BIN / "cco")
@@ -115,12 +116,14 @@ def served(
                 time.sleep(0.2)
             for kind in REPORTS:
                 path = f"/api/reports/{kind}"
+                get = RawGet(f"http://127.0.0.1:{port}{path}").get  # the server's time, not an HTTP library's
                 for _ in range(5):
-                    client.get(path).raise_for_status()
+                    get()
                 times = []
                 for _ in range(args.requests):
                     start = time.perf_counter()
-                    client.get(path).raise_for_status()
+                    if get() != 200:
+                        raise SystemExit(f"{path} failed")
                     times.append((time.perf_counter() - start) * 1000)
                 times.sort()
                 rows.append((f"`GET {path}`", statistics.median(times), times[int(len(times) * 0.95) - 1]))

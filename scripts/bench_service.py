@@ -208,21 +208,19 @@ class RawGet:
     def get(self) -> int:
         """One request; its status code."""
         self.sock.sendall(self.request)
-        data = b""
-        while True:
+        data = bytearray()  # grows in place: a report body is megabytes
+        total = -1  # the whole answer's length, once its head is in
+        while total < 0 or len(data) < total:
             chunk = self.sock.recv(1 << 16)
             if not chunk:
                 raise SystemExit("bench: the server closed the connection")
             data += chunk
-            head_end = data.find(b"\r\n\r\n")
-            if head_end < 0:
-                continue
-            head = data[:head_end].lower()
-            at = head.find(b"content-length:")
-            end = head.find(b"\r\n", at)
-            length = int(head[at + 15 : end if end >= 0 else len(head)])
-            if len(data) >= head_end + 4 + length:
-                return int(data[9:12])
+            if total < 0 and (head_end := data.find(b"\r\n\r\n")) >= 0:
+                head = data[:head_end].lower()
+                at = head.find(b"content-length:")
+                end = head.find(b"\r\n", at)
+                total = head_end + 4 + int(head[at + 15 : end if end >= 0 else len(head)])
+        return int(data[9:12])
 
     def close(self) -> None:
         self.sock.close()
