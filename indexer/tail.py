@@ -144,7 +144,7 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
             _add(parsed, parse_lines(chunk, pos, ctx, parsed.last_user_ms, cut))
             del chunk
             pos += cut
-        fp_len = min(FINGERPRINT_BYTES, end)
+        fp_len = min(FINGERPRINT_BYTES, pos)  # read bytes only: a partial line may yet be cut off
         tail_start = max(0, pos - TAIL_BYTES)
         state = FileState(
             path=plan.path,

@@ -93,6 +93,20 @@ def test_partial_line_waits_for_its_newline(tmp_path: Path) -> None:
         assert calls(index) == [("s", 1, 1), ("s", 7, 30)]
 
 
+def test_cutting_a_file_back_to_the_lines_read_needs_no_reread(tmp_path: Path) -> None:
+    """A partial line was there when the file was read, then the file was cut back to its complete
+    lines (a rewind): the fingerprint covers read bytes only, so nothing is read again."""
+    first = call(1)
+    index, projects, path = setup(tmp_path, first + call(2)[:1])
+    with index:
+        assert sync(index, [projects]).bytes_read == len(first)
+        path.write_bytes(first + call(2))  # the partial line completed ...
+        path.write_bytes(first)  # ... and cut off again, in place (same inode)
+        report = sync(index, [projects])
+        assert (report.files_read, report.bytes_read) == (1, 0)  # a new size and time: looked at, not re-read
+        assert calls(index) == [("s", 1, 1)]
+
+
 def test_rewritten_shorter_file_is_reread_whole_without_double_counting(tmp_path: Path) -> None:
     index, projects, path = setup(tmp_path, call(1) + call(2) + call(3, out=5) + call(4))
     with index:
