@@ -446,13 +446,17 @@ def api_stats(res: Results, tree: Path, db: Path, env: dict[str, str], log: Call
     port, hello_port = free_port(), free_port()
     cmd = [CCO, "index", "run", "--source", str(tree), "--db", str(db), "--port", str(port)]
     log("starting " + shlex.join(cmd))
+    import httpx  # noqa: F401  # imported now: wait_http's first call must not time its import
+
     started = time.perf_counter()
     service = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    hello = subprocess.Popen(
-        [sys.executable, "-c", HELLO_APP, str(hello_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    hello: subprocess.Popen[bytes] | None = None
     try:
         first = wait_http(f"http://127.0.0.1:{port}/api/stats", service, 120)
+        # Started once cco answers: starting beside it would share the cores with its start-up.
+        hello = subprocess.Popen(
+            [sys.executable, "-c", HELLO_APP, str(hello_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_http(f"http://127.0.0.1:{hello_port}/api/stats", hello, 30)
         res.add("`cco index run`: start to first /api/stats answer", f"{first:.2f} s", "<= 1 s", first <= 1.0)
         time.sleep(max(0.0, 3 - (time.perf_counter() - started)))
@@ -473,7 +477,8 @@ def api_stats(res: Results, tree: Path, db: Path, env: dict[str, str], log: Call
         res.add("`cco index run` RSS (1 GiB tree indexed, steady)", f"{rss:.0f} MB", "<= 100 MB", rss <= 100)
     finally:
         stop(service)
-        stop(hello)
+        if hello is not None:
+            stop(hello)
 
 
 def append_sync(
