@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from api.options import DB, Opt, read, typer_command
@@ -157,38 +156,21 @@ def _ready(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
     return False
 
 
-def _engine() -> ModuleType:
-    """DuckDB's compiled engine, `_duckdb`, when it can be imported alone, else the `duckdb` package.
-
-    The package is that engine plus a Python layer (relational API, Arrow and Polars glue, version
-    metadata) that costs more to import than the engine itself; a report needs none of it. Both
-    give the same connection and exception classes (the package re-exports the engine's).
-    """
-    try:
-        import _duckdb
-
-        engine: ModuleType = _duckdb
-    except ImportError:
-        import duckdb
-
-        engine = duckdb
-    return engine
-
-
 def _read_quickly(db_file: Path, book: PriceBook, local: Compute) -> Answer | None:
     """The answer from the index opened read-only by DuckDB itself, or None (see _read_carefully).
 
     Read-only: nothing is written, and several reports (or `cco index status`) run at once.
     """
-    engine = _engine()
+    from indexer.engine import duckdb  # the compiled engine alone: a report needs no more
+
     try:
-        con = engine.connect(str(db_file), read_only=True)
-    except engine.Error:
+        con = duckdb.connect(str(db_file), read_only=True)
+    except duckdb.Error:
         return None
     answer = None
     try:
         answer = local(con) if _ready(con, book) else None
-    except engine.Error:
+    except duckdb.Error:
         pass
     finally:
         if answer is None or leave_open is None:
@@ -205,8 +187,7 @@ def _read_carefully(db_file: Path, book: PriceBook, local: Compute) -> Answer:
     that does not exist yet gives an empty report, without creating a file where a mistyped --db
     points.
     """
-    import duckdb
-
+    from indexer.engine import duckdb
     from indexer.pricing import apply_prices
     from indexer.store import Index
 
