@@ -49,7 +49,7 @@ from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_R
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import ServiceError
-from indexer.ingest import PARALLEL_BYTES, SyncReport, plan, sync
+from indexer.ingest import PARALLEL_BYTES, SyncReport, plan, planned, sync
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher
@@ -58,8 +58,8 @@ from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
 from indexer.snapshot import compute_snapshot
 from indexer.sources import iter_transcripts
 from indexer.status import index_status
-from indexer.store import Index
-from indexer.tail import FileState, plan_read
+from indexer.store import FILE_STATES, Index
+from indexer.tail import FileState
 from indexer.watch import Watcher
 from indexer.worker import lower_priority
 
@@ -77,11 +77,6 @@ PING_S = 15.0
 JOIN_S = 0.6  # shutdown waits this long for the ingest thread, then interrupts its query ...
 INTERRUPTED_JOIN_S = 0.5  # ... and waits this much more (the whole shutdown must take < 2 s)
 RESULT_POLL_S = 0.1  # how often a catch-up waiting on worker processes checks for shutdown
-
-_FILE_STATES = (
-    'SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms, lines, gone '
-    "FROM files"
-)
 
 
 @dataclass
@@ -283,14 +278,9 @@ def report_json(report: SyncReport) -> dict[str, Any]:
 
 def lag(con: duckdb.DuckDBPyConnection, roots: list[Path]) -> tuple[int, int]:
     """(files lagging, bytes not yet read), from a reader cursor: stat plus a tiny read per changed file."""
-    states = {r[0]: FileState(*r) for r in con.execute(_FILE_STATES).fetchall()}
-    files = behind = 0
-    for path, st in iter_transcripts(roots):
-        p = plan_read(path, st, states.get(path))
-        if p is not None:
-            files += 1
-            behind += p.size - p.start
-    return files, behind
+    states = {r[0]: FileState(*r) for r in con.execute(FILE_STATES).fetchall()}
+    todo = planned(iter_transcripts(roots), states, lambda _path: False)  # gone files are not lag
+    return len(todo.plans), todo.bytes
 
 
 class LiveService:

@@ -22,7 +22,7 @@ from pathlib import Path
 from indexer.columns import CallColumns
 from indexer.sources import iter_transcripts
 from indexer.store import Index
-from indexer.tail import ReadPlan, ReadResult, plan_read, read_plan
+from indexer.tail import FileState, ReadPlan, ReadResult, plan_read, read_plan
 from indexer.worker import Chunk, lower_priority, read_task
 
 PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
@@ -79,11 +79,21 @@ def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> P
         return any(path.startswith(r + os.sep) for r in root_strs)
 
     if only is not None:
-        found = [(p, st) for p in sorted(only) if under_roots(p) and (st := _stat_jsonl(p)) is not None]
+        found: Iterable[tuple[str, os.stat_result]] = [
+            (p, st) for p in sorted(only) if under_roots(p) and (st := _stat_jsonl(p)) is not None
+        ]
         states = index.file_states(p for p in only if under_roots(p))
     else:
-        found = list(iter_transcripts(roots))
+        found = iter_transcripts(roots)
         states = index.file_states()
+    return planned(found, states, under_roots)
+
+
+def planned(
+    found: Iterable[tuple[str, os.stat_result]], states: dict[str, FileState], under_roots: Callable[[str], bool]
+) -> Planned:
+    """`plan` for files `found` (path, stat) against stored `states`; `under_roots` tells which
+    stored paths this pass covers (those not found are gone)."""
     plans: list[ReadPlan] = []
     seen: set[str] = set()
     for path, st in found:

@@ -57,6 +57,8 @@ _FILE_FIELDS = (
     "lines",
 )
 _FILE_COLUMNS = tuple(f'"{n}"' for n in _FILE_FIELDS)  # "offset" is an SQL keyword
+# Every stored file state, as FileState(*row) reads it.
+FILE_STATES = f"SELECT path, {', '.join(_FILE_COLUMNS)}, gone FROM files"
 REBUILD_HINT = "; run `cco index rebuild`"
 _LOCK_PID = re.compile(r"PID (\d+)")
 _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
@@ -151,10 +153,7 @@ class Index:
 
     def file_states(self, paths: Iterable[str] | None = None) -> dict[str, FileState]:
         """Stored states of every file, or of `paths` only."""
-        sql = (
-            'SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms, '
-            "lines, gone FROM files"
-        )
+        sql = FILE_STATES
         if paths is None:
             if not self._all_states:
                 self._states = {r[0]: FileState(*r) for r in self.con.execute(sql).fetchall()}
