@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.options import DB, SOURCE, typer_option
+from api.options import DB, MODE, SOURCE, typer_option
 from api.output import console, err_console, print_fields, print_json
 from indexer.errors import BadInput
 from indexer.paths import db_path, pricing_file, run_file
@@ -134,10 +134,7 @@ def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
 def status_cmd(
     db: DbOpt = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    mode: Annotated[
-        str | None,
-        typer.Option("--mode", "-m", help="Cost: auto (recorded costUSD, else prices), calculate or display."),
-    ] = None,
+    mode: Annotated[str | None, typer_option(MODE)] = None,
 ) -> None:
     """Show what the index holds: files, calls, tokens, cost, rejected lines."""
     from indexer.settings import resolve_cost_mode

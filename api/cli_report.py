@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.options import DB, Opt, read, typer_command
+from api.options import DB, MODE, Opt, read, typer_command
 from api.output import print_json
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ OPTIONS: dict[str, Opt] = {
     ),
     "breakdown": Opt(("--breakdown", "-b"), bool, False, "Add a row per model to the table."),
     "instances": Opt(("--instances", "-i"), bool, False, "Group by project."),
-    "mode": Opt(
-        ("--mode", "-m"), str | None, None, "Cost: auto (recorded costUSD, else prices), calculate or display."
-    ),
+    "mode": MODE,
     "order": Opt(("--order", "-o"), str, "asc", "asc (oldest first) or desc."),
     "start_of_week": Opt(("--start-of-week",), str, "sunday", "First day of a week (sunday, monday, ...)."),
     "active": Opt(("--active", "-a"), bool, False, "Only the active block, with its projection."),

@@ -35,6 +35,7 @@ SOURCE = Opt(
     "A Claude config dir or its projects/ dir (repeatable). Default: Claude Code's.",
 )
 DB = Opt(("--db",), Path | None, None, "Index file. Default: the cco data folder.")
+MODE = Opt(("--mode", "-m"), str | None, None, "Cost: auto (recorded costUSD, else prices), calculate or display.")
 
 
 def typer_option(o: Opt) -> Any:
