@@ -24,7 +24,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -200,13 +199,6 @@ def byte_scan(files: Sequence[Path]) -> tuple[float, int, int]:
                 orjson.loads(line)
                 parsed += 1
     return time.perf_counter() - started, lines, parsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
@@ -441,7 +433,7 @@ def compare_days(report: dict[str, Any], ccu: dict[str, Any]) -> list[str]:
 
 
 def api_stats(res: Results, tree: Path, db: Path, env: dict[str, str], log: Callable[[str], None]) -> None:
-    from bench_service import measure_pair  # scripts/ is on sys.path: this script's folder
+    from bench_service import free_port, measure_pair  # scripts/ is on sys.path: this script's folder
 
     port, hello_port = free_port(), free_port()
     cmd = [CCO, "index", "run", "--source", str(tree), "--db", str(db), "--port", str(port)]

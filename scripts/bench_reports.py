@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 import httpx
-from bench_service import RawGet  # scripts/ is on sys.path: this script's folder
+from bench_service import RawGet, free_port  # scripts/ is on sys.path: this script's folder
 
 BIN = Path(sys.executable).parent
 CCO = str(BIN / "cco")
@@ -78,13 +77,6 @@ def process_rows(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[st
         for label, cmd, job_env in jobs:
             times[label].append(timed(cmd, job_env))
     return list(times.items())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def served(
