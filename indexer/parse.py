@@ -256,12 +256,7 @@ def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
     if _has(data, b"\x00", start, end):
         raise Rejected("NUL bytes in line")
     if not any(_has(data, n, start, end) for n in _NEEDLES):
-        # Progress lines of 2.1.x nest whole subagent messages (with their own uuid/timestamp).
-        if _has(data, b'"type":"user"', start, end) and not _has(data, b'"type":"progress"', start, end):
-            m = _USER_TS.search(data, start, end)
-            if m:
-                with contextlib.suppress(Rejected):
-                    out.last_user_ms = parse_ts(m.group(1).decode())
+        out.last_user_ms = _last_user_ms(data, start, end + 1, out.last_user_ms)  # end + 1: past its newline
         return
     _parse_full(data, start, end, ctx, out)
 

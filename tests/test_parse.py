@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import orjson
@@ -360,3 +360,17 @@ def test_chunk_scan_equals_line_by_line(lines: list[bytes], cut: int, last_user_
     assert first == by_line(head, 7, last_user_ms)
     rest = data[len(head) :]
     assert parse_lines(rest, 7 + len(head), ctx, first.last_user_ms) == by_line(rest, 7 + len(head), first.last_user_ms)
+
+
+@pytest.mark.parametrize("sample", sorted((Path(__file__).parent.parent / "fixtures" / "samples").glob("*.jsonl")))
+def test_a_chunk_with_a_nul_line_reads_its_other_lines_as_usual(sample: Path) -> None:
+    """The line-by-line path (a chunk holding NUL bytes) finds the same calls, latencies and last
+    user line as the chunk path; only the NUL line is rejected."""
+    data = sample.read_bytes()
+    ctx = FileContext.for_path(str(sample))
+    usual = parse_lines(data, 0, ctx, None)
+    with_nul = parse_lines(data + b'{"x":"\x00"}\n', 0, ctx, None)
+    assert with_nul.calls == usual.calls and with_nul.events == usual.events
+    assert sum(c.latency_ms is not None for c in usual.calls) > 0
+    assert with_nul.last_user_ms == usual.last_user_ms
+    assert [r.reason for r in with_nul.rejects] == [*(r.reason for r in usual.rejects), "NUL bytes in line"]
