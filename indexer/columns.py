@@ -51,14 +51,13 @@ def decoded_calls(relation: str) -> str:
     return f"SELECT {columns}, b.rn FROM {relation} AS b {joins}"
 
 
-def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str], typed: dict[str, str] | None = None) -> Arrays:
-    """Column arrays of `rows`: numpy `typed[name]` for never-null numbers (DuckDB reads those
-    without a per-value conversion), Python objects otherwise."""
+def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str]) -> Arrays:
+    """Column arrays of `rows` holding Python objects (events, rejects, file states: DuckDB reads
+    their nulls and mixed values as they are)."""
     import numpy as np
 
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    types = typed or {}
-    return {name: np.array(values, dtype=types.get(name, object)) for name, values in zip(names, cols, strict=True)}
+    return {name: np.array(values, dtype=object) for name, values in zip(names, cols, strict=True)}
 
 
 @dataclass
@@ -112,10 +111,10 @@ class CallColumns:
             mapped.append({c: mapping[a] if c in TEXT_COLUMNS else a for c, a in p.arrays.items()})
         return cls({c: np.concatenate([m[c] for m in mapped]) for c in CALL_COLUMNS}, vocab)
 
-    def tables(self, first_rn: int = 0) -> tuple[Arrays, Arrays]:
+    def tables(self) -> tuple[Arrays, Arrays]:
         """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for decoded_calls."""
         import numpy as np
 
-        calls = {**self.arrays, "rn": np.arange(first_rn, first_rn + len(self))}
+        calls = {**self.arrays, "rn": np.arange(len(self))}
         vocab = {"i": np.arange(len(self.vocab), dtype="int32"), "s": np.array(self.vocab, dtype=object)}
         return calls, vocab
