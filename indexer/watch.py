@@ -41,9 +41,6 @@ log = logging.getLogger("cco.watch")
 
 SUPERVISE_S = 1.0
 POLL_S = 1.0
-# Reading a transcript makes inotify report opened / closed_no_write: those must not wake the reader.
-_FILE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
-_DIR_EVENTS = frozenset({"created", "moved", "deleted"})
 _LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 # What the OS is asked to report at all. Without a filter inotify also reports every open and
 # close-without-write: anyone reading the transcripts (our own reads, ccusage, a rebuild) floods
@@ -58,6 +55,10 @@ _EVENT_FILTER = [
     DirMovedEvent,
     DirDeletedEvent,
 ]
+# The same events, as the handler sees them (a polling observer is not filtered by the OS): reading a
+# transcript (opened, closed_no_write) must not wake the reader.
+_FILE_EVENTS = frozenset(e.event_type for e in _EVENT_FILTER if not e.is_directory)
+_DIR_EVENTS = frozenset(e.event_type for e in _EVENT_FILTER if e.is_directory)
 
 ObserverFactory = Callable[[], Any]
 
