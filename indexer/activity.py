@@ -70,13 +70,13 @@ Override = tuple[datetime, int, str, str, str, str]
 # A feed entry before it is rendered: (ts, source rank, key, payload)
 Candidate = tuple[datetime, int, int, Any]
 
+# The calls between which a model switch is counted (both lists of switches below start from them).
+_SWITCH_CALLS = "SELECT key, ts, session, project, model FROM calls WHERE NOT replay AND NOT sidechain AND NOT failed"
 # Every switch matching the feed's filters (appended as `AND ...` to the last WHERE), newest first,
 # each with the number of them: a page never holds the whole list, which can be as long as the
 # calls (a session that alternates models every call).
-_OVERRIDES = """
-WITH main AS (
-    SELECT key, ts, session, project, model FROM calls WHERE NOT replay AND NOT sidechain AND NOT failed
-), switching AS (
+_OVERRIDES = f"""
+WITH main AS ({_SWITCH_CALLS}), switching AS (
     SELECT session FROM main GROUP BY session HAVING count(DISTINCT model) > 1
 )
 SELECT ts, key, session, project, model, prev, count(*) OVER () FROM (
@@ -88,10 +88,8 @@ WHERE prev IS NOT NULL AND prev <> model"""
 
 # The switches among the newest calls (those at the newest counted call's ts): the only ones that
 # can be the newest event, since every switch is a call. Each looks up just its own predecessor.
-_NEWEST_OVERRIDES = """
-WITH main AS (
-    SELECT key, ts, session, project, model FROM calls WHERE NOT replay AND NOT sidechain AND NOT failed
-), newest AS (
+_NEWEST_OVERRIDES = f"""
+WITH main AS ({_SWITCH_CALLS}), newest AS (
     SELECT * FROM main WHERE ts = (SELECT max(ts) FROM calls WHERE NOT replay)
 )
 SELECT n.ts, n.key, n.session, n.project, n.model, p.model
