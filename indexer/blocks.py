@@ -45,6 +45,11 @@ class BlockOptions(NamedTuple):
     recent: bool = False
     mode: str = "auto"
 
+    @property
+    def session_minutes(self) -> int:
+        """The block length in whole minutes."""
+        return round(self.session_hours * 60)
+
 
 def block_options(
     *,
@@ -219,7 +224,7 @@ def bucket_rows(con: duckdb.DuckDBPyConnection, opts: BlockOptions) -> list[tupl
 
     `prices` must be current (pricing.apply_prices) before calling this.
     """
-    return _buckets(con, _bucket_minutes(round(opts.session_hours * 60)) * 60_000, opts.mode)
+    return _buckets(con, _bucket_minutes(opts.session_minutes) * 60_000, opts.mode)
 
 
 def settled(buckets: list[tuple[Any, ...]], opts: BlockOptions, now: datetime) -> bool:
@@ -230,7 +235,7 @@ def settled(buckets: list[tuple[Any, ...]], opts: BlockOptions, now: datetime) -
     if not buckets:
         return True
     last_ms: int = max(row[2] for row in buckets)
-    return now.timestamp() * 1000 - last_ms >= round(opts.session_hours * 60) * 60_000
+    return now.timestamp() * 1000 - last_ms >= opts.session_minutes * 60_000
 
 
 def blocks_report(con: duckdb.DuckDBPyConnection, opts: BlockOptions, now: datetime | None = None) -> dict[str, Any]:
@@ -249,7 +254,7 @@ def blocks_from_buckets(
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     now_ms = int(now.timestamp() * 1000)
-    length_min = round(opts.session_hours * 60)
+    length_min = opts.session_minutes
     length_ms = length_min * 60_000
     bucket_ms = _bucket_minutes(length_min) * 60_000
     chained = _chain(buckets, length_ms, bucket_ms)
