@@ -4,16 +4,16 @@ row meets the stored one, with the same result in any order.
 The idea: usage fields take their maximum (streamed lines repeat a growing snapshot), the
 timestamp its minimum, and the descriptive fields (model, session, project, latency, error) come
 from the earliest line, ties broken by session name then arrival. parse.merge_calls states the
-rules for two rows in Python; the SQL here applies them to a whole batch at once (group, pick,
-decode) and to a batch against `calls` (MERGE_SET), so the set-based path, the few-call path and
-rebuild's salvage agree.
+rules for two rows in Python; merged_columns applies them to a whole batch of numeric columns at
+once (sort, then one reduction per column), and the SQL here to a batch against `calls`
+(MERGE_SET), so the set-based path, the few-call path and rebuild's salvage agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from indexer.columns import CALL_COLUMNS, decoded_calls
+from indexer.columns import CALL_COLUMNS, CallColumns, decoded_calls
 from indexer.parse import merge_calls
 from schemas.records import CallRow
 
@@ -55,41 +55,42 @@ def changes(old: str, new: str) -> str:
     )
 
 
-_AGGREGATES = ", ".join(
-    [
-        *(f"max(b.{c}) AS {c}" for c in MAXIMA),
-        "max(b.cost_usd) FILTER (NOT isnan(b.cost_usd)) AS cost_usd",  # NaN: no costUSD
-        *(f"bool_or(b.{c}) AS {c}" for c in ANY_ROW),
-        *(f"bool_and(b.{c}) AS {c}" for c in ALL_ROWS),
-    ]
-)
-_AGGREGATED = ", ".join(
-    [*(f"agg.{c} AS {c}" for c in (*MAXIMA, *ANY_ROW, *ALL_ROWS)), "coalesce(agg.cost_usd, 'NaN'::DOUBLE) AS cost_usd"]
-)
-# Rows of one call identity in the registered batch -> one, by the same rules: the aggregates, and
-# the FIRST_ROW fields of the earliest row (by time, then session, then arrival as merge_batch
-# does), picked once per key by row number (`rn`, arrival order). The work is on the numeric
-# columns (session codes order as the names do); only the picked rows are decoded. Then merged
-# into `calls` by MERGE_SET, as a hash join on the key column.
-PICKED = f"""
-    WITH agg AS (
-        SELECT arg_min(b.rn, (b.ts_ms, b.session, b.rn)) AS rn, {_AGGREGATES}
-        FROM batch_calls AS b
-        GROUP BY b.key
-    ),
-    picked AS (SELECT b.* REPLACE ({_AGGREGATED}) FROM agg JOIN batch_calls AS b USING (rn))
-    SELECT * FROM picked
-"""
+def merged_columns(batch: CallColumns) -> CallColumns:
+    """Rows of one call identity in `batch` -> one, by the rules of parse.merge_calls, in numpy.
+
+    Rows are sorted by (key, time, session code, arrival), so each identity's rows are a run whose
+    first row is the earliest (session codes order as the names do): the FIRST_ROW fields and the
+    time are taken from it, and the other rules are one `reduceat` per column over the runs. A
+    batch without repeated keys comes back as it is. Workers merge their own batches (a streamed
+    message's lines are in one file) and the writer merges again what meets across batches.
+    """
+    import numpy as np
+
+    n = len(batch)
+    a = batch.arrays
+    order = np.lexsort((np.arange(n), a["session"], a["ts_ms"], a["key"]))
+    keys = a["key"][order]
+    firsts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if n else np.arange(0)
+    if len(firsts) == n:
+        return batch
+    picked = order[firsts]
+    out = {c: a[c][picked] for c in CALL_COLUMNS}
+    for names, rule in ((MAXIMA, np.maximum), (ANY_ROW, np.logical_or), (ALL_ROWS, np.logical_and)):
+        for c in names:
+            out[c] = rule.reduceat(a[c][order], firsts)
+    out["cost_usd"] = np.fmax.reduceat(a["cost_usd"][order], firsts)  # NaN (no costUSD) loses to a value
+    return CallColumns(out, batch.vocab)
 
 
 def decoded(relation: str) -> str:
-    """The rows of `relation` (picked, still numeric) as `calls` rows."""
+    """The rows of `relation` (numeric, as CallColumns.tables registers them) as `calls` rows."""
     return f"SELECT * EXCLUDE (ts_ms, rn), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation)})"
 
 
-MERGED_BATCH = decoded(f"({PICKED})")
+# A registered batch (merged_columns: one row per key) merged into `calls` by MERGE_SET, as a hash
+# join on the key column.
 MERGE_CALLS = f"""
-MERGE INTO calls USING ({MERGED_BATCH}) AS excluded ON calls.key = excluded.key
+MERGE INTO calls USING ({decoded("batch_calls")}) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 WHEN NOT MATCHED THEN INSERT BY NAME
 """

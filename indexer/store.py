@@ -20,7 +20,7 @@ from pathlib import Path
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb
 from indexer.errors import IndexCorrupt, IndexLocked
-from indexer.merge import MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, PICKED, decoded, merge_batch
+from indexer.merge import MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW
@@ -243,7 +243,10 @@ class Index:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        self._states.update((r.state.path, r.state) for r in results)
+        if self._deferred is None:
+            self._states.update((r.state.path, r.state) for r in results)
+        else:  # a rebuild plans once: keeping every file's state would only hold memory (~5 MB)
+            self.forget_file_states()
 
     def _write_calls(self, rows: list[CallRow], columns: Sequence[CallColumns]) -> None:
         """A commit's calls: set aside (deferred_calls), or a few by probe and insert, or one SQL merge."""
@@ -274,49 +277,39 @@ class Index:
         """Merge `batch` into `calls`."""
         if not len(batch):
             return
-        with self._registered(batch):
+        with self._registered(merged_columns(batch)):
             self.con.execute(MERGE_CALLS)
             self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
 
     def _insert_in_time_order(self, parts: list[CallColumns]) -> None:
         """Insert the calls of `parts` (emptied) into an empty `calls`, time-ordered, in one transaction.
 
-        The picking and the ordering are numeric and done once, into a temporary table; the batch
-        arrays are then dropped (~20 MB on a 1 GiB tree) before about DEFERRED_SLICE_ROWS calls at
-        a time are decoded and inserted.
+        The merging and the ordering are numeric (numpy, on the batch arrays: no SQL hash table of
+        every line); then about DEFERRED_SLICE_ROWS calls at a time are decoded and inserted.
         """
-        batch = CallColumns.concat(parts)
+        import numpy as np
+
+        batch = merged_columns(CallColumns.concat(parts))
         parts.clear()
         if not len(batch):
             return
+        order = np.argsort(batch.arrays["ts_ms"], kind="stable")
+        calls, vocab = CallColumns({c: a[order] for c, a in batch.arrays.items()}, batch.vocab).tables()
+        del batch, order
         con = self.con
-        calls, vocab = batch.tables()
-        del batch
-        con.register("batch_calls", calls)
         con.register("batch_vocab", vocab)
+        con.execute("BEGIN TRANSACTION")
         try:
-            # Outside the insert's transaction: created inside it, the table would be held twice.
-            con.execute(
-                f"CREATE TEMP TABLE deferred_picked AS SELECT *, row_number() OVER (ORDER BY ts_ms) AS pos "
-                f"FROM ({PICKED})"
-            )
-            con.unregister("batch_calls")
-            del calls
-            n = (con.execute("SELECT count(*) FROM deferred_picked").fetchone() or (0,))[0]
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for start in range(0, n, DEFERRED_SLICE_ROWS):
-                    part = (
-                        f"(SELECT * FROM deferred_picked WHERE pos > {start} AND pos <= {start + DEFERRED_SLICE_ROWS})"
-                    )
-                    con.execute(f"INSERT INTO calls BY NAME SELECT * FROM ({decoded(part)}) ORDER BY ts")
-                con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            for start in range(0, len(calls["rn"]), DEFERRED_SLICE_ROWS):
+                con.register("batch_calls", {c: a[start : start + DEFERRED_SLICE_ROWS] for c, a in calls.items()})
+                con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls')} ORDER BY ts")
+                con.unregister("batch_calls")
+            con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         finally:
-            con.execute("DROP TABLE IF EXISTS deferred_picked")
             con.unregister("batch_calls")
             con.unregister("batch_vocab")
 

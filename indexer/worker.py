@@ -11,15 +11,17 @@ import contextlib
 import os
 
 from indexer.columns import CallColumns
+from indexer.merge import merged_columns
 from indexer.tail import ReadPlan, ReadResult, read_plan
 
 Chunk = tuple[list[ReadResult], CallColumns | None]  # finished reads; their calls as columns (workers)
 
 
 def read_task(plans: list[ReadPlan]) -> Chunk:
-    """A worker's job: read `plans`; the calls leave as columns, not as one tuple per row."""
+    """A worker's job: read `plans`; the calls leave as columns, not as one tuple per row, and merged
+    (a streamed message writes one line per content block: about two lines a call)."""
     results = [r for r in (read_plan(p) for p in plans) if r is not None]
-    calls = CallColumns.from_rows([c for r in results for c in r.parsed.calls])
+    calls = merged_columns(CallColumns.from_rows([c for r in results for c in r.parsed.calls]))
     for r in results:
         r.parsed.calls = []
     return results, calls

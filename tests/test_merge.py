@@ -1,4 +1,4 @@
-"""The merge rules: the SQL that merges a whole batch gives what parse.merge_calls gives row by row."""
+"""The merge rules: the numpy merge of a whole batch gives what parse.merge_calls gives row by row."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer.columns import CallColumns
-from indexer.merge import MERGED_BATCH, merge_batch
+from indexer.merge import decoded, merge_batch, merged_columns
 from schemas.records import CallRow
 
 
@@ -48,21 +48,35 @@ _ROWS = st.lists(
 )
 
 
-def sql_merge(rows: list[CallRow]) -> list[CallRow]:
-    calls, vocab = CallColumns.from_rows(rows).tables()
+def stored(batch: CallColumns) -> list[CallRow]:
+    """The rows `batch` becomes in `calls` (decoded in SQL, as the store does), by key."""
+    calls, vocab = batch.tables()
     con = duckdb.connect()
     con.register("batch_calls", calls)
     con.register("batch_vocab", vocab)
     names = ", ".join("epoch_ms(ts)" if f == "ts_ms" else f for f in CallRow._fields)
-    return [CallRow(*r) for r in con.execute(f"SELECT {names} FROM ({MERGED_BATCH}) ORDER BY key").fetchall()]
+    return [CallRow(*r) for r in con.execute(f"SELECT {names} FROM ({decoded('batch_calls')}) ORDER BY key").fetchall()]
+
+
+def column_merge(rows: list[CallRow]) -> list[CallRow]:
+    return stored(merged_columns(CallColumns.from_rows(rows)))
 
 
 @settings(max_examples=60, deadline=None)
 @given(_ROWS)
-def test_the_batch_merge_in_sql_equals_merge_calls(rows: list[CallRow]) -> None:
+def test_the_batch_merge_equals_merge_calls(rows: list[CallRow]) -> None:
     """Usage maxima, earliest time, and the descriptive fields of the earliest row (by time, then
     session name in code point order, then arrival) in both."""
-    assert sql_merge(rows) == sorted(merge_batch(rows), key=lambda r: r.key)
+    assert column_merge(rows) == sorted(merge_batch(rows), key=lambda r: r.key)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_ROWS, _ROWS)
+def test_merging_merged_batches_equals_merging_all_rows(first: list[CallRow], second: list[CallRow]) -> None:
+    """Workers merge their own batches and the writer merges the batches again: same result."""
+    parts = [merged_columns(CallColumns.from_rows(first)), merged_columns(CallColumns.from_rows(second))]
+    twice = stored(merged_columns(CallColumns.concat(parts)))
+    assert twice == column_merge(first + second)
 
 
 def test_every_merged_column_has_exactly_one_rule() -> None:
