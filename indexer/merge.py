@@ -94,6 +94,13 @@ MERGE INTO calls USING ({decoded("batch_calls")}) AS excluded ON calls.key = exc
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 WHEN NOT MATCHED THEN INSERT BY NAME
 """
+# A compaction event copied into a resumed session's file (same uuid, same time) is one event:
+# the copy of the session whose name sorts first is kept, as calls break such ties, so the order
+# in which files are read never decides it.
+EVENT_UPSERT = """
+ON CONFLICT (key) DO UPDATE SET session = excluded.session, project = excluded.project, detail = excluded.detail
+WHERE excluded.session < events.session
+"""
 # A sidechain call whose message.id belongs to a main-chain call under another requestId replays it.
 # Recomputed for the sidechain (or flagged) calls sharing a message.id with the batch: a merge can
 # turn a sidechain call into a main-chain one, which must then lose its replay flag.

@@ -15,7 +15,7 @@ from pathlib import Path
 from indexer.engine import duckdb
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
-from indexer.merge import MARK_REPLAYS, MERGE_SET, changes
+from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.runfile import pid_alive
 from indexer.store import REBUILD_HINT, Index
 
@@ -71,7 +71,7 @@ def _salvage(new: Index, old_path: Path) -> tuple[int, str | None, int | None]:
         con.execute(_SALVAGE_MISSING)
         con.execute(_SALVAGE_MERGE)
         con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM old.calls"))
-        con.execute("INSERT OR IGNORE INTO events SELECT * FROM old.events")
+        con.execute("INSERT INTO events SELECT * FROM old.events" + EVENT_UPSERT)
         # Files the transcripts no longer have stay listed, as gone, with their line counts.
         con.execute(
             "INSERT OR IGNORE INTO files SELECT * REPLACE (true AS gone) FROM old.files "

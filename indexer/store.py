@@ -20,7 +20,7 @@ from pathlib import Path
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb
 from indexer.errors import IndexCorrupt, IndexLocked
-from indexer.merge import MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
+from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW
@@ -214,7 +214,10 @@ class Index:
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
         rows = [c for r in results for c in r.parsed.calls]
-        events = {e.key: e for r in results for e in r.parsed.events}
+        events: dict[int, EventRow] = {}
+        for e in (e for r in results for e in r.parsed.events):
+            if e.key not in events or e.session < events[e.key].session:  # EVENT_UPSERT's rule
+                events[e.key] = e
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -222,8 +225,8 @@ class Index:
             if events:
                 con.register("batch_events", column_arrays(list(events.values()), EventRow._fields))
                 con.execute(
-                    "INSERT OR IGNORE INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, "
-                    "project, detail FROM batch_events"
+                    "INSERT INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, "
+                    "project, detail FROM batch_events" + EVENT_UPSERT
                 )
                 con.unregister("batch_events")
             # Only a re-read (a rewritten or re-created file) can meet its own old rejects: an append

@@ -160,6 +160,28 @@ def test_fork_copy_keeps_the_original_session(tmp_path: Path) -> None:
     assert rows == [("22222222-0000-4000-8000-000000000001", 40), ("22222222-0000-4000-8000-000000000002", 9)]
 
 
+def test_a_compaction_copied_into_a_resumed_session_is_one_event_whatever_the_read_order(tmp_path: Path) -> None:
+    """A resumed session's file copies the compaction line (same uuid): one event, in the session
+    whose name sorts first (as calls break ties), whether the copies meet in one batch or not."""
+    line = (
+        b'{"type":"system","subtype":"compact_boundary","cwd":"/w/p","timestamp":"2026-03-01T11:45:00.000Z",'
+        b'"uuid":"00000000-0000-4000-8000-00000000000c","compactMetadata":{"trigger":"auto","preTokens":9}}\n'
+    )
+    folder = tmp_path / "claude" / "projects" / "-w-p"
+    folder.mkdir(parents=True)
+    paths = [str(folder / f"{name}.jsonl") for name in ("s-b", "s-a")]
+    for path in paths:
+        Path(path).write_bytes(line)
+    roots = [tmp_path / "claude" / "projects"]
+    for n, order in enumerate(([paths], [paths[:1], paths[1:]], [paths[1:], paths[:1]])):
+        with Index(tmp_path / f"index{n}.duckdb") as index:
+            for only in order:
+                sync(index, roots, only=set(only))
+            assert index.con.execute("SELECT session, detail FROM events").fetchall() == [
+                ("s-a", '{"trigger":"auto","preTokens":9}')
+            ]
+
+
 def test_partial_last_line_counts_once_its_newline_arrives(tmp_path: Path) -> None:
     tree = tmp_path / "claude"
     shutil.copytree(RULES / "partial_last_line", tree)
