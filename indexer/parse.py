@@ -34,6 +34,7 @@ _USAGE, _COMPACT = _NEEDLES = (b'"usage"', b"compact_boundary")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
 _TS_KEY, _TS_KEY_AT = b'","timestamp":"', len(b'"uuid":"') + 36  # in every _USER_TS match, at this offset
+_TYPE_KEY, _TYPE_USER, _TYPE_PROGRESS = b'"type":"', b'"type":"user"', b'"type":"progress"'
 _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
 _BLANK = re.compile(rb"[ \t\r]*")
 _BLANK_START = frozenset(b" \t\r\n")  # the first byte of a line that may be blank
@@ -208,14 +209,26 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
 
     Walks the lines backwards from `end` (memrchr) and stops at the first user line whose
     timestamp pattern parses, so the cost is the distance from `end` to that line, not the
-    region size. A user line is tested forwards: `"type":"user"` is near its start, while its
-    body (a tool result) can be long.
+    region size. A line's kind is read from its first `"type":"` key: Claude Code writes the
+    top-level `type` before `message` (user lines) and `data` (progress lines, which nest user
+    messages), so the test stops within a few hundred bytes, while the body (a tool result) can
+    be megabytes. A line whose first type key is another (a key order not seen from Claude Code)
+    is a user line when it holds `"type":"user"` and no `"type":"progress"` anywhere.
     """
     find = data.find
+    startswith = data.startswith
     le = end - 1  # the newline ending the line under test
     while le >= start:
         ls = data.rfind(b"\n", start, le) + 1 or start
-        if find(b'"type":"user"', ls, le) >= 0 and find(b'"type":"progress"', ls, le) < 0:
+        kind = find(_TYPE_KEY, ls, le)
+        if kind >= 0 and (
+            startswith(_TYPE_USER, kind, le)
+            or (
+                not startswith(_TYPE_PROGRESS, kind, le)
+                and find(_TYPE_USER, kind, le) >= 0
+                and find(_TYPE_PROGRESS, kind, le) < 0
+            )
+        ):
             # _USER_TS.search(data, ls, le), but candidates are found with bytes.find (the regex
             # engine scans byte by byte), by the pattern's longer literal at its fixed offset.
             at = find(_TS_KEY, ls + _TS_KEY_AT, le)

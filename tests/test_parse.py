@@ -135,6 +135,49 @@ def test_progress_lines_do_not_lend_a_nested_user_timestamp() -> None:
     assert [c.latency_ms for c in parse_lines(data, 0, ctx, None).calls] == [9000]
 
 
+def _latencies(*lines: bytes) -> list[int | None]:
+    """Latency of a call at 00:00:09 after `lines`, read after a user line at 00:00:00."""
+    data = b"".join(lines) + assistant("2026-01-01T00:00:09.000Z")
+    out = parse_lines(data, 0, FileContext.for_path(f"{P}/s.jsonl"), 1_767_225_600_000)
+    return [c.latency_ms for c in out.calls]
+
+
+def test_a_line_is_a_user_line_by_its_first_type_key() -> None:
+    """Claude Code writes the top-level "type" before the body, so the first type key decides:
+    a user line whose tool result holds a progress object still lends its timestamp."""
+    result = {"type": "progress", "data": {"type": "user", "uuid": _U, "timestamp": "2026-01-01T00:00:01.000Z"}}
+    assert _latencies(user("2026-01-01T00:00:04.000Z", toolUseResult=result)) == [5000]
+    assert _latencies(user("2026-01-01T00:00:04.000Z"), dumps(result)) == [5000]
+
+
+def test_other_key_orders_are_user_lines_by_the_whole_line() -> None:
+    """A key order not seen from Claude Code (the body first): a user line when it holds
+    "type":"user" and no "type":"progress" anywhere."""
+    body = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    late = {"message": body, "type": "user", "uuid": _U, "timestamp": "2026-01-01T00:00:03.000Z"}
+    assert _latencies(dumps(late)) == [6000]
+    assert _latencies(dumps({**late, "extra": {"type": "progress"}})) == [9000]
+
+
+def test_timestamp_text_in_a_user_line_body_is_not_its_timestamp() -> None:
+    """Inside a JSON string the quotes are escaped, so a quoted key in a tool result never
+    matches; the line's own uuid and timestamp do."""
+    text = f'"uuid":"{_U}","timestamp":"2026-01-01T00:00:08.000Z" and "timestamp":"2026-01-01T00:00:08.500Z"'
+    line = user("2026-01-01T00:00:02.000Z", message={"role": "user", "content": text})
+    assert b'\\"timestamp\\":\\"' in line
+    assert _latencies(line) == [7000]
+
+
+def test_usage_with_spaces_or_another_key_order_is_a_call() -> None:
+    """The byte test is only a prefilter: any line holding "usage" is parsed in full."""
+    spaced = b'{"timestamp": "2026-01-01T00:00:01.000Z", "message" : {"usage" : {"output_tokens" : 7}, "id": "m"}}\n'
+    ordered = (
+        b'{"message":{"id":"n","usage":{"output_tokens":8}},"type":"assistant","timestamp":"2026-01-01T00:00:02Z"}\n'
+    )
+    out = parse_lines(spaced + ordered, 0, FileContext.for_path(f"{P}/s.jsonl"), None)
+    assert [(c.output_tokens, c.ts_ms % 10_000) for c in out.calls] == [(7, 1000), (8, 2000)]
+
+
 def test_split_on_newline_only() -> None:
     """U+2028, U+2029, U+0085, \\v, \\f and \\r are inside lines, not between them."""
     ctx = FileContext.for_path(f"{P}/s.jsonl")
