@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
+from api.memory import tune_malloc
 from api.options import DB, SOURCE, Opt, typer_command
 from api.output import fail
 from api.security import is_loopback_address
@@ -115,6 +116,8 @@ def run_service(
     token = (token or "").strip() or None
     if not is_loopback_address(host) and token is None:
         fail(f"listening on {host} (not loopback) needs a token: pass --token or set CCO_TOKEN")
+    # Before any thread starts: glibc gives a thread its arena at its first allocation.
+    tune_malloc()
     # The ingest thread holds the GIL between DuckDB calls during a catch-up; a shorter switch
     # interval (default 5 ms) bounds how long a request waits for it.
     sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import logging
 import multiprocessing
 import os
 import queue
 import socket
-import sys
 import threading
 import time
 from collections import deque
@@ -46,6 +44,7 @@ import orjson
 
 from api.context import AppContext
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
+from api.memory import release_memory
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import ServiceError
@@ -58,7 +57,7 @@ from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
 from indexer.snapshot import compute_snapshot
 from indexer.sources import iter_transcripts
 from indexer.status import index_status
-from indexer.store import FILE_STATES, Index
+from indexer.store import Index
 from indexer.tail import FileState
 from indexer.watch import Watcher
 from indexer.worker import lower_priority
@@ -255,14 +254,6 @@ class _CountingIndex(Index):
             self._committed()
 
 
-def release_memory() -> None:
-    """Give freed heap back to the OS after a big catch-up (glibc keeps it otherwise); no-op elsewhere."""
-    if sys.platform != "linux":
-        return
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def report_json(report: SyncReport) -> dict[str, Any]:
     return {
         "files_seen": report.files_seen,
@@ -276,9 +267,8 @@ def report_json(report: SyncReport) -> dict[str, Any]:
     }
 
 
-def lag(con: duckdb.DuckDBPyConnection, roots: list[Path]) -> tuple[int, int]:
-    """(files lagging, bytes not yet read), from a reader cursor: stat plus a tiny read per changed file."""
-    states = {r[0]: FileState(*r) for r in con.execute(FILE_STATES).fetchall()}
+def lag(states: dict[str, FileState], roots: list[Path]) -> tuple[int, int]:
+    """(files lagging, bytes not yet read) against the stored `states`: stat plus a tiny read per changed file."""
     todo = planned(iter_transcripts(roots), states, lambda _path: False)  # gone files are not lag
     return len(todo.plans), todo.bytes
 
@@ -315,6 +305,9 @@ class LiveService:
         self._dirty_paths: set[str] | None = None
         self._dirty_lock = threading.Lock()
         self._lag_cache: tuple[float, tuple[int, int]] | None = None  # (when, lag()) for health
+        # The writer's file states after its last pass, for health's lag: the writer keeps them
+        # anyway, and loading every row again per health call cost ~5 MB of heap that stayed.
+        self._known: dict[str, FileState] | None = None
         self._stopping = threading.Event()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
@@ -470,16 +463,16 @@ class LiveService:
             self._dirty = True
         self._signal.set()
 
-    def _lag(self, con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-        """(files lagging, bytes behind) for health: the catch-up's own count while it runs (a walk
-        of the tree would hold the GIL ~0.1 s per request), else a walk, kept until the next pass or
-        for LAG_TTL_S."""
-        cu = self.catch_up
-        if cu.running:
+    def _lag(self) -> tuple[int, int]:
+        """(files lagging, bytes behind) for health: the catch-up's own count until the first pass
+        is done (a walk of the tree would hold the GIL ~0.1 s per request), else a walk, kept until
+        the next pass or for LAG_TTL_S."""
+        cu, known = self.catch_up, self._known
+        if cu.running or known is None:
             return max(0, cu.files - cu.files_done), max(0, cu.bytes_total - cu.bytes_done)
         now = time.monotonic()
         if self._lag_cache is None or now - self._lag_cache[0] > LAG_TTL_S:
-            self._lag_cache = (now, lag(con, self.config.roots))
+            self._lag_cache = (now, lag(known, self.config.roots))
         return self._lag_cache[1]
 
     def _take_dirty(self) -> set[str] | None:
@@ -522,7 +515,7 @@ class LiveService:
         try:
             con = self.reader()
             try:
-                files_lagging, bytes_lag = self._lag(con)
+                files_lagging, bytes_lag = self._lag()
                 rejected = (con.execute("SELECT count(*) FROM rejects").fetchone() or (0,))[0]
                 unpriced = unpriced_models(con)
                 if last_ingest is None:
@@ -723,6 +716,7 @@ class LiveService:
 
     def _committed(self, report: SyncReport) -> None:
         self.passes += 1
+        self._known = self._writer().file_states()  # a copy: the writer goes on changing its own
         self._lag_cache = None
         if report.files_read or report.files_gone:
             apply_prices(self._writer().con, self.prices.book, all_models=False)

@@ -247,10 +247,10 @@ def test_lag_counts_unread_bytes(tree: Path, tmp_path: Path) -> None:
     roots = resolve_sources([tree])
     with Index(db) as index:
         sync(index, roots)
-        assert lag(index.con, roots) == (0, 0)
+        assert lag(index.file_states(), roots) == (0, 0)
         append(tree / "projects" / TRANSCRIPT, calls(1))
         size = len(calls(1))
-        assert lag(index.con, roots) == (1, size)
+        assert lag(index.file_states(), roots) == (1, size)
 
 
 def test_ring_is_bounded_and_sliced_by_time() -> None:
