@@ -35,11 +35,14 @@ NO_LATENCY = -1
 
 
 def decoded_calls(relation: str) -> str:
-    """SQL: the rows of `relation` (CALL_COLUMNS as made here, plus `rn`) with text and nulls decoded
-    through `batch_vocab` (i, s)."""
-    joins = " ".join(f"LEFT JOIN batch_vocab AS v_{c} ON v_{c}.i = b.{c}" for c in TEXT_COLUMNS)
+    """SQL: the rows of `relation` (CALL_COLUMNS as made here) with text and nulls decoded.
+
+    A text code indexes the batch's vocabulary, given as the statement's first parameter (`$1`,
+    a list: code -1 reads index 0, which is NULL). A projection, not a join per text column: the
+    rows keep their order and no hash table is built.
+    """
     columns = ", ".join(
-        f"v_{c}.s AS {c}"
+        f"$1[b.{c} + 1] AS {c}"
         if c in TEXT_COLUMNS
         else f"nullif(b.latency_ms, {NO_LATENCY}) AS latency_ms"
         if c == "latency_ms"
@@ -48,7 +51,7 @@ def decoded_calls(relation: str) -> str:
         else f"b.{c}"
         for c in CALL_COLUMNS
     )
-    return f"SELECT {columns}, b.rn FROM {relation} AS b {joins}"
+    return f"SELECT {columns} FROM {relation} AS b"
 
 
 def column_arrays(rows: Sequence[tuple[Any, ...]], names: Sequence[str]) -> Arrays:
@@ -110,11 +113,3 @@ class CallColumns:
             mapping = np.array([code[v] for v in p.vocab] + [-1], dtype="int32")
             mapped.append({c: mapping[a] if c in TEXT_COLUMNS else a for c, a in p.arrays.items()})
         return cls({c: np.concatenate([m[c] for m in mapped]) for c in CALL_COLUMNS}, vocab)
-
-    def tables(self) -> tuple[Arrays, Arrays]:
-        """What to register as `batch_calls` (plus arrival order `rn`) and `batch_vocab` for decoded_calls."""
-        import numpy as np
-
-        calls = {**self.arrays, "rn": np.arange(len(self))}
-        vocab = {"i": np.arange(len(self.vocab), dtype="int32"), "s": np.array(self.vocab, dtype=object)}
-        return calls, vocab

@@ -83,12 +83,13 @@ def merged_columns(batch: CallColumns) -> CallColumns:
 
 
 def decoded(relation: str) -> str:
-    """The rows of `relation` (numeric, as CallColumns.tables registers them) as `calls` rows."""
-    return f"SELECT * EXCLUDE (ts_ms, rn), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation)})"
+    """The rows of `relation` (a batch's arrays, registered; its vocabulary the parameter $1) as
+    `calls` rows."""
+    return f"SELECT * EXCLUDE (ts_ms), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation)})"
 
 
-# A registered batch (merged_columns: one row per key) merged into `calls` by MERGE_SET, as a hash
-# join on the key column.
+# A registered batch (merged_columns: one row per key; its vocabulary the parameter) merged into
+# `calls` by MERGE_SET, as a hash join on the key column.
 MERGE_CALLS = f"""
 MERGE INTO calls USING ({decoded("batch_calls")}) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}

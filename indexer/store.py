@@ -264,31 +264,24 @@ class Index:
         else:
             self._merge_batch(batch)
 
-    @contextlib.contextmanager
-    def _registered(self, batch: CallColumns) -> Iterator[None]:
-        """`batch` as the relations `batch_calls` and `batch_vocab` for the merge SQL."""
-        calls, vocab = batch.tables()
-        self.con.register("batch_calls", calls)
-        self.con.register("batch_vocab", vocab)
-        try:
-            yield
-        finally:
-            self.con.unregister("batch_calls")
-            self.con.unregister("batch_vocab")
-
     def _merge_batch(self, batch: CallColumns) -> None:
         """Merge `batch` into `calls`."""
         if not len(batch):
             return
-        with self._registered(merged_columns(batch)):
-            self.con.execute(MERGE_CALLS)
+        batch = merged_columns(batch)
+        self.con.register("batch_calls", batch.arrays)
+        try:
+            self.con.execute(MERGE_CALLS, [batch.vocab])
             self.con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM batch_calls"))
+        finally:
+            self.con.unregister("batch_calls")
 
     def _insert_in_time_order(self, parts: list[CallColumns]) -> None:
         """Insert the calls of `parts` (emptied) into an empty `calls`, time-ordered, in one transaction.
 
         The merging and the ordering are numeric (numpy, on the batch arrays: no SQL hash table of
-        every line); then about DEFERRED_SLICE_ROWS calls at a time are decoded and inserted.
+        every line), and decoding is a projection that keeps the rows' order (no sort in SQL);
+        about DEFERRED_SLICE_ROWS calls at a time are decoded and inserted.
         """
         import numpy as np
 
@@ -297,16 +290,15 @@ class Index:
         if not len(batch):
             return
         order = np.argsort(batch.arrays["ts_ms"], kind="stable")
-        calls, vocab = CallColumns({c: a[order] for c, a in batch.arrays.items()}, batch.vocab).tables()
+        calls = {c: a[order] for c, a in batch.arrays.items()}
+        vocab = batch.vocab
         del batch, order
         con = self.con
-        con.register("batch_vocab", vocab)
         con.execute("BEGIN TRANSACTION")
         try:
-            for start in range(0, len(calls["rn"]), DEFERRED_SLICE_ROWS):
+            for start in range(0, len(calls["key"]), DEFERRED_SLICE_ROWS):
                 con.register("batch_calls", {c: a[start : start + DEFERRED_SLICE_ROWS] for c, a in calls.items()})
-                con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls')} ORDER BY ts")
-                con.unregister("batch_calls")
+                con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls')}", [vocab])
             con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
             con.execute("COMMIT")
         except BaseException:
@@ -314,7 +306,6 @@ class Index:
             raise
         finally:
             con.unregister("batch_calls")
-            con.unregister("batch_vocab")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.

@@ -19,11 +19,9 @@ def row(key: int, project: str, latency: int | None, cost: float | None) -> Call
 
 def back_to_rows(cols: CallColumns) -> list[CallRow]:
     """Decoded in SQL, as the store does."""
-    calls, vocab = cols.tables()
     con = duckdb.connect()
-    con.register("batch_calls", calls)
-    con.register("batch_vocab", vocab)
-    rows = con.execute(f"SELECT * EXCLUDE (rn) FROM ({decoded_calls('batch_calls')}) ORDER BY rn").fetchall()
+    con.register("batch_calls", cols.arrays)
+    rows = con.execute(decoded_calls("batch_calls"), [cols.vocab]).fetchall()  # a projection: in order
     return [CallRow(*r) for r in rows]
 
 

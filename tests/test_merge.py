@@ -50,12 +50,11 @@ _ROWS = st.lists(
 
 def stored(batch: CallColumns) -> list[CallRow]:
     """The rows `batch` becomes in `calls` (decoded in SQL, as the store does), by key."""
-    calls, vocab = batch.tables()
     con = duckdb.connect()
-    con.register("batch_calls", calls)
-    con.register("batch_vocab", vocab)
+    con.register("batch_calls", batch.arrays)
     names = ", ".join("epoch_ms(ts)" if f == "ts_ms" else f for f in CallRow._fields)
-    return [CallRow(*r) for r in con.execute(f"SELECT {names} FROM ({decoded('batch_calls')}) ORDER BY key").fetchall()]
+    sql = f"SELECT {names} FROM ({decoded('batch_calls')}) ORDER BY key"
+    return [CallRow(*r) for r in con.execute(sql, [batch.vocab]).fetchall()]
 
 
 def column_merge(rows: list[CallRow]) -> list[CallRow]:
