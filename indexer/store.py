@@ -27,7 +27,7 @@ from indexer.pricing import PRICED_VIEW
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
 
-DEFERRED_SLICE_ROWS = 20_000  # deferred_calls() decodes and sorts about this many calls at a time
+DEFERRED_SLICE_ROWS = 20_000  # deferred_calls() decodes and inserts about this many calls at a time
 # Batches up to this many calls (a running service's appends) skip the set-based upsert: the keys
 # are probed, existing calls merged in Python with parse.merge_calls (the same rules) and only the
 # columns that change are updated by key, new calls plain-INSERTed. `ON CONFLICT DO UPDATE` with
@@ -277,11 +277,14 @@ class Index:
             self.con.unregister("batch_calls")
 
     def _insert_in_time_order(self, parts: list[CallColumns]) -> None:
-        """Insert the calls of `parts` (emptied) into an empty `calls`, time-ordered, in one transaction.
+        """Insert the calls of `parts` (emptied) into an empty `calls`, time-ordered.
 
         The merging and the ordering are numeric (numpy, on the batch arrays: no SQL hash table of
-        every line), and decoding is a projection that keeps the rows' order (no sort in SQL);
-        about DEFERRED_SLICE_ROWS calls at a time are decoded and inserted.
+        every line), and decoding is a projection that keeps the rows' order (no sort in SQL).
+        About DEFERRED_SLICE_ROWS calls at a time are decoded, inserted, committed and checkpointed,
+        so DuckDB holds one slice in memory rather than every call: the file is a rebuild's
+        fresh one, which a crash discards, so it needs no single transaction (peak RSS of a 1 GiB
+        rebuild 157 -> 143 MB).
         """
         import numpy as np
 
@@ -294,18 +297,14 @@ class Index:
         vocab = batch.vocab
         del batch, order
         con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for start in range(0, len(calls["key"]), DEFERRED_SLICE_ROWS):
-                con.register("batch_calls", {c: a[start : start + DEFERRED_SLICE_ROWS] for c, a in calls.items()})
+        for start in range(0, len(calls["key"]), DEFERRED_SLICE_ROWS):
+            con.register("batch_calls", {c: a[start : start + DEFERRED_SLICE_ROWS] for c, a in calls.items()})
+            try:
                 con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls')}", [vocab])
-            con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("batch_calls")
+            finally:
+                con.unregister("batch_calls")
+            con.execute("CHECKPOINT")
+        con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.
