@@ -37,8 +37,10 @@ def build_app(only: str | None = None) -> typer.Typer:
     )
     if only in (None, "index"):
         from api.cli_index import index_app
+        from api.cli_rebuild import rebuild_command
         from api.cli_run import run_command
 
+        index_app.command("rebuild")(rebuild_command())
         index_app.command("run")(run_command())
         app.add_typer(index_app, name="index")
     if only in (None, "report"):
@@ -101,12 +103,26 @@ def _run_service(args: list[str]) -> bool:
     return True
 
 
+def _run_rebuild(args: list[str]) -> bool:
+    """Run `cco index rebuild` without typer when options.read reads the command line; False if it cannot."""
+    from api.cli_rebuild import REBUILD_OPTIONS, run_rebuild
+    from api.options import read
+
+    values = read(args, REBUILD_OPTIONS, tuple(REBUILD_OPTIONS))
+    if values is None:
+        return False
+    run_rebuild(**values)
+    return True
+
+
 def main() -> None:
     args = sys.argv[1:]
     try:
         if args[:1] == ["report"] and _run_report(args[1:]):
             return
         if args[:2] == ["index", "run"] and _run_service(args[2:]):
+            return
+        if args[:2] == ["index", "rebuild"] and _run_rebuild(args[2:]):
             return
         build_app(args[0] if args[:1] and args[0] in GROUPS else None)()
     except CcoError as exc:

@@ -1,4 +1,5 @@
-"""`cco index …`: rebuild, sync and status of the transcript index.
+"""`cco index …`: sync and status of the transcript index, and the group's typer app (`rebuild` and
+`run` live in cli_rebuild.py and cli_run.py, which run without typer).
 
 While `cco index run` holds the index (DuckDB allows one process), `sync` and `status` ask that
 service instead of opening the file; `rebuild` replaces the file, so it needs the service stopped.
@@ -12,11 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.options import DB, MODE, SOURCE, typer_option
+from api.options import DB, MODE, SOURCE, roots_of, typer_option
 from api.output import console, err_console, print_fields, print_json
-from indexer.errors import BadInput
 from indexer.paths import db_path, pricing_file, run_file
-from indexer.sources import resolve_sources
 
 # The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
 # `cco --help`, `cco report` through a running service and `cco monitor` start quickly.
@@ -28,22 +27,6 @@ index_app = typer.Typer(help="Build, update and inspect the transcript index.", 
 
 SourceOpt = Annotated[list[Path] | None, typer_option(SOURCE)]
 DbOpt = Annotated[Path | None, typer_option(DB)]
-
-
-def roots_of(source: list[Path] | None) -> list[Path]:
-    """The projects dirs to read; a --source that does not exist is an error, not an empty index."""
-    for p in source or []:
-        if not p.expanduser().is_dir():
-            raise BadInput(f"--source {p}: no such directory")
-    roots = resolve_sources(source)
-    if not roots:
-        err_console.print(
-            "cco: note: no Claude Code transcripts found (no projects/ folder in $CLAUDE_CONFIG_DIR, "
-            "~/.config/claude or ~/.claude); pass --source",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return roots
 
 
 def _service(db: Path) -> Service | None:
@@ -87,47 +70,6 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
 
 
 _REPORT_FIELDS = ("files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds")
-
-
-@index_app.command("rebuild")
-def rebuild_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
-    """Recreate the index from the transcripts, keeping history only the old index still has."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    from indexer.rebuild import rebuild
-    from indexer.sources import iter_transcripts
-
-    roots = roots_of(source)
-    total = sum(st.st_size for _, st in iter_transcripts(roots))
-    path = db_path(db)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,  # no stray output into logs and pipes
-    ) as bar:
-        task = bar.add_task("indexing", total=total)
-        report = rebuild(path, roots, progress=lambda n: bar.advance(task, n))
-    s = report.sync
-    console.print(
-        f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "
-        f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if report.salvage_error:
-        lost = report.unsalvaged_files
-        covered = "number of files unknown" if lost is None else f"{lost} file(s) no longer on disk"
-        err_console.print(
-            f"cco: warning: history not on disk could not be salvaged from the old index ({covered}): "
-            f"{report.salvage_error}",
-            highlight=False,
-            soft_wrap=True,
-        )
 
 
 @index_app.command("status")

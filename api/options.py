@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
@@ -36,6 +37,25 @@ SOURCE = Opt(
 )
 DB = Opt(("--db",), Path | None, None, "Index file. Default: the cco data folder.")
 MODE = Opt(("--mode", "-m"), str | None, None, "Cost: auto (recorded costUSD, else prices), calculate or display.")
+
+
+def roots_of(source: list[Path] | None) -> list[Path]:
+    """The projects dirs --source names (default: Claude Code's); one that does not exist is an
+    error, not an empty index."""
+    from indexer.errors import BadInput
+    from indexer.sources import resolve_sources
+
+    for p in source or []:
+        if not p.expanduser().is_dir():
+            raise BadInput(f"--source {p}: no such directory")
+    roots = resolve_sources(source)
+    if not roots:
+        print(
+            "cco: note: no Claude Code transcripts found (no projects/ folder in $CLAUDE_CONFIG_DIR, "
+            "~/.config/claude or ~/.claude); pass --source",
+            file=sys.stderr,
+        )
+    return roots
 
 
 def typer_option(o: Opt) -> Any:
