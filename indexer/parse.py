@@ -34,7 +34,9 @@ _USAGE, _COMPACT = _NEEDLES = (b'"usage"', b"compact_boundary")
 # Top-level keys of user lines end with ..."uuid":"<uuid>","timestamp":"<iso>"...
 _USER_TS = re.compile(rb'"uuid":"[0-9a-fA-F-]{36}","timestamp":"([0-9T:.+Z-]{19,40})"')
 _TS_KEY, _TS_KEY_AT = b'","timestamp":"', len(b'"uuid":"') + 36  # in every _USER_TS match, at this offset
-_TYPE_KEY, _TYPE_USER, _TYPE_PROGRESS = b'"type":"', b'"type":"user"', b'"type":"progress"'
+_TYPE_KEY, _USER, _PROGRESS = b'"type":"', b'user"', b'progress"'
+_TYPE_USER, _TYPE_PROGRESS = _TYPE_KEY + _USER, _TYPE_KEY + _PROGRESS
+_TYPE_KEY_LEN, _USER_LEN, _PROGRESS_LEN = len(_TYPE_KEY), len(_USER), len(_PROGRESS)
 _JSON_WHERE = re.compile(r": line \d+ column \d+ \(char \d+\)$")  # orjson's location suffix
 _BLANK = re.compile(rb"[ \t\r]*")
 _BLANK_START = frozenset(b" \t\r\n")  # the first byte of a line that may be blank
@@ -109,19 +111,24 @@ _new_tuple = tuple.__new__
 
 def parse_ts(value: Any) -> int:
     """ISO-8601 timestamp -> ms since the epoch; naive values are taken as UTC."""
-    if not isinstance(value, str):
-        raise Rejected("timestamp missing or not a string")
+    # The usual value (a string with an offset, as Claude Code writes: "...Z") takes the first
+    # line alone; a naive time fails to subtract from the aware epoch and a non-string to parse,
+    # both with TypeError, and are told apart there (no type or tzinfo test on the common path).
     try:
-        dt = datetime.fromisoformat(value)
+        delta = _fromisoformat(value) - _EPOCH_UTC
+    except TypeError:
+        if not isinstance(value, str):
+            raise Rejected("timestamp missing or not a string") from None
+        delta = _fromisoformat(value) - _EPOCH_NAIVE
     except ValueError:
         raise Rejected("timestamp does not parse") from None
     # Integer arithmetic: float seconds * 1000 can land one millisecond low. The fields of the
     # (normalised) timedelta give the floor directly; `delta // timedelta(milliseconds=1)` is the
     # same value at twice the cost.
-    delta = dt - (_EPOCH_NAIVE if dt.tzinfo is None else _EPOCH_UTC)
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
+_fromisoformat = datetime.fromisoformat
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -216,15 +223,17 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
     is a user line when it holds `"type":"user"` and no `"type":"progress"` anywhere.
     """
     find = data.find
-    startswith = data.startswith
     le = end - 1  # the newline ending the line under test
     while le >= start:
         ls = data.rfind(b"\n", start, le) + 1 or start
         kind = find(_TYPE_KEY, ls, le)
+        # The value after the first type key, compared as a slice (cheaper than a bounded
+        # startswith): a slice reaching the newline at `le` cannot equal it.
+        value = kind + _TYPE_KEY_LEN
         if kind >= 0 and (
-            startswith(_TYPE_USER, kind, le)
+            data[value : value + _USER_LEN] == _USER
             or (
-                not startswith(_TYPE_PROGRESS, kind, le)
+                data[value : value + _PROGRESS_LEN] != _PROGRESS
                 and find(_TYPE_USER, kind, le) >= 0
                 and find(_TYPE_PROGRESS, kind, le) < 0
             )
@@ -362,8 +371,8 @@ def _call(
     outp = uget("output_tokens", 0)
     if type(outp) is not int or outp < 0:
         outp = _count(usage, "output_tokens", "usage")
-    cache_total = uget("cache_creation_input_tokens", 0)
-    if type(cache_total) is not int or cache_total < 0:
+    cache_total = uget("cache_creation_input_tokens")  # None when absent: the split's sum, below
+    if (type(cache_total) is not int or cache_total < 0) and "cache_creation_input_tokens" in usage:
         cache_total = _count(usage, "cache_creation_input_tokens", "usage")
     cache_read = uget("cache_read_input_tokens", 0)
     if type(cache_read) is not int or cache_read < 0:
@@ -380,7 +389,7 @@ def _call(
         creation = _sub(usage, "cache_creation", "usage")
         c1h = _count(creation, "ephemeral_1h_input_tokens", "usage.cache_creation")
         c5m = _count(creation, "ephemeral_5m_input_tokens", "usage.cache_creation")
-    if "cache_creation_input_tokens" not in usage:
+    if cache_total is None:
         cache_total = c1h + c5m
     if c1h > cache_total:
         c1h = cache_total

@@ -210,6 +210,24 @@ def test_cache_creation_split_and_caps() -> None:
     assert (call.cache_1h_tokens, call.cache_5m_tokens) == (100, 0)  # the 1h part never exceeds the total
 
 
+@pytest.mark.parametrize(
+    ("total", "expected"),
+    [
+        ({}, (30, 12)),  # no total: the sum of the split
+        ({"cache_creation_input_tokens": 40}, (30, 10)),
+        ({"cache_creation_input_tokens": None}, "usage.cache_creation_input_tokens is null"),
+        ({"cache_creation_input_tokens": -1}, "usage.cache_creation_input_tokens is negative"),
+        ({"cache_creation_input_tokens": True}, "usage.cache_creation_input_tokens is not an integer"),
+    ],
+)
+def test_cache_creation_total_absent_null_or_bad(total: dict[str, Any], expected: tuple[int, int] | str) -> None:
+    split = {"cache_creation": {"ephemeral_1h_input_tokens": 30, "ephemeral_5m_input_tokens": 12}}
+    line = assistant("2026-01-01T00:00:01.000Z", usage={**total, **split})
+    out = parse_lines(line, 0, FileContext.for_path(f"{P}/s.jsonl"), None)
+    got: list[tuple[int, int] | str] = [(c.cache_1h_tokens, c.cache_5m_tokens) for c in out.calls]
+    assert got + [r.reason for r in out.rejects] == [expected]
+
+
 def test_error_line_is_failed_with_zero_tokens() -> None:
     ctx = FileContext.for_path(f"{P}/s.jsonl")
     line = dumps(
