@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 Answer = dict[str, Any]
 Compute = Callable[["duckdb.DuckDBPyConnection"], Answer]
 # A list when the process ends right after the report (api.cli's os._exit): the connection that
-# answered is put there instead of being closed, as closing tears down DuckDB's catalog (~5 ms).
+# answered is put there instead of being closed, as closing tears down DuckDB's catalog (~5 ms),
+# and so is the answer, whose thousands of dicts (a session report) would take ~8 ms to free.
 leave_open: list[Any] | None = None
 
 
@@ -202,6 +203,12 @@ def _read_carefully(db_file: Path, book: PriceBook, local: Compute) -> Answer:
         return local(index.con)
 
 
+def _keep(answer: Answer) -> None:
+    """Leave `answer` for the process's end (see leave_open) rather than free it on return."""
+    if leave_open is not None:
+        leave_open.append(answer)
+
+
 def _period(
     kind: str,
     *,
@@ -243,6 +250,7 @@ def _period(
     if opts.project:
         params["project"] = opts.project
     data = _fetch(db, f"/api/reports/{kind}", params, lambda con: period_report(con, kind, opts))
+    _keep(data)
     if json:
         print_json(data)
     else:
@@ -273,6 +281,7 @@ def _blocks(
     if opts.token_limit is not None:
         params["token_limit"] = str(opts.token_limit)
     data = _fetch(db, "/api/reports/blocks", params, lambda con: blocks_report(con, opts))
+    _keep(data)
     if json:
         print_json(data)
     else:

@@ -36,12 +36,15 @@ def _console(name: str) -> Console:
 
 
 def print_json(data: Any) -> None:
-    """Indented UTF-8 JSON and a newline, written as bytes (a report can be megabytes: no decoding)."""
+    """Indented UTF-8 JSON and a newline, written as bytes (a report can be megabytes: no decoding,
+    and the newline is written after it rather than added to a copy of it)."""
     import orjson
 
     sys.stdout.flush()
-    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
-    sys.stdout.buffer.flush()
+    out = sys.stdout.buffer
+    out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    out.write(b"\n")
+    out.flush()
 
 
 def print_fields(title: str, data: dict[str, Any]) -> None:

@@ -407,35 +407,9 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
         return name
 
     # (sort key, project name, report row, unrounded cost) per row of the report, unsorted
-    made: list[tuple[tuple[str, str], str, dict[str, Any], float]] = []
+    made: list[tuple[str, str, dict[str, Any], float]] = []
     if kind == "session":
-        rows = _session_rows(con, opts)
-        group_of: Callable[[tuple[Any, ...]], Any] = _first_two  # (session, project or ''): rows come sorted
-        grps = {r[1] for r in rows}
-        if len({name_of(grp) for grp in grps}) < len(grps):  # two projects with one name: one group
-
-            def group_of(r: tuple[Any, ...]) -> tuple[str, str]:
-                return r[0], name_of(r[1])
-
-            rows.sort(key=group_of)  # stable: each group's rows keep their order
-        for (session, grp), rows_of in groupby(rows, group_of):
-            name = name_of(grp)  # project_name(project_name(p)) == project_name(p)
-            group = list(rows_of)
-            if len(group) == 1:  # most sessions used one model: its row is the session's
-                row, cost = _one_model_session(group[0], name_of), group[0][7]
-            else:
-                sums = _Sums()
-                for _, _, model, inp, out, cw, cr, cost, first, last, proj in group:
-                    sums.add(model, inp, out, cw, cr, cost)
-                    if sums.first is None or first < sums.first:
-                        sums.first = first
-                    if sums.last is None or last >= sums.last:
-                        sums.last, sums.project = last, proj
-                row, cost = sums.json("sessionId", session, True), sums.cost
-                row["projectPath"] = name_of(sums.project or "")
-            if opts.instances:
-                row["project"] = name
-            made.append(((row["lastActivity"], session), name, row, cost))
+        made = _session_made(_session_rows(con, opts), name_of, opts.instances)
     else:
         groups: dict[tuple[str, str], _Sums] = {}
         for day, grp, model, inp, out, cw, cr, cost in _day_rows(con, opts):
@@ -448,7 +422,7 @@ def period_report(con: duckdb.DuckDBPyConnection, kind: str, opts: ReportOptions
             row = s.json(ROW_KEY[kind], period, False)
             if opts.instances:
                 row["project"] = name
-            made.append(((period, period), name, row, s.cost))
+            made.append((period, name, row, s.cost))
 
     ordered = sorted(made, key=_first, reverse=opts.order == "desc")
     totals = _totals(ordered)
@@ -466,30 +440,75 @@ _first_two = itemgetter(0, 1)
 _second = itemgetter(1)
 
 
-def _one_model_session(r: tuple[Any, ...], name_of: Callable[[str], str]) -> dict[str, Any]:
-    """The report row of a session with one _session_rows row: what _Sums.json would make of it."""
-    session, _, model, inp, out, cw, cr, cost, first, last, proj = r
-    total = money(cost)
-    one = model != SYNTHETIC_MODEL
-    row = _row("sessionId", session, inp, out, cw, cr, total)
-    row["firstActivity"], row["lastActivity"] = first, last
-    row["modelsUsed"] = [model] if one else []
-    row["modelBreakdowns"] = (
-        [
-            {
-                "modelName": model,
+def _session_made(
+    rows: list[tuple[Any, ...]], name_of: Callable[[str], str], instances: bool
+) -> list[tuple[str, str, dict[str, Any], float]]:
+    """(sort key, project name, report row, unrounded cost) per session of the _session_rows `rows`.
+
+    The hot loop of a session report (thousands of sessions): a session with one row (most used
+    one model) has its report row written out at once, as _Sums.json would make it. The sort key
+    is (last time, session) as one string: the time holds no NUL, so it orders as the pair would,
+    and strings compare faster than tuples.
+    """
+    group_of: Callable[[tuple[Any, ...]], Any] = _first_two  # (session, project or ''): rows come sorted
+    grps = {r[1] for r in rows}
+    if len({name_of(grp) for grp in grps}) < len(grps):  # two projects with one name: one group
+
+        def group_of(r: tuple[Any, ...]) -> tuple[str, str]:
+            return r[0], name_of(r[1])
+
+        rows.sort(key=group_of)  # stable: each group's rows keep their order
+    made: list[tuple[str, str, dict[str, Any], float]] = []
+    append = made.append
+    for (session, grp), rows_of in groupby(rows, group_of):
+        name = name_of(grp)  # project_name(project_name(p)) == project_name(p)
+        group = list(rows_of)
+        if len(group) == 1:
+            _, _, model, inp, out, cw, cr, cost, first, last, proj = group[0]
+            total = money(cost)
+            if model == SYNTHETIC_MODEL:
+                used: list[str] = []
+                breakdowns: list[dict[str, Any]] = []
+            else:
+                used = [model]
+                breakdowns = [
+                    {
+                        "modelName": model,
+                        "inputTokens": inp,
+                        "outputTokens": out,
+                        "cacheCreationTokens": cw,
+                        "cacheReadTokens": cr,
+                        "cost": total,
+                    }
+                ]
+            row = {
+                "sessionId": session,
                 "inputTokens": inp,
                 "outputTokens": out,
                 "cacheCreationTokens": cw,
                 "cacheReadTokens": cr,
-                "cost": total,
+                "totalTokens": inp + out + cw + cr,
+                "totalCost": total,
+                "firstActivity": first,
+                "lastActivity": last,
+                "modelsUsed": used,
+                "modelBreakdowns": breakdowns,
+                "projectPath": name_of(proj),
             }
-        ]
-        if one
-        else []
-    )
-    row["projectPath"] = name_of(proj)
-    return row
+        else:
+            sums = _Sums()
+            for _, _, model, inp, out, cw, cr, cost, first, last, proj in group:
+                sums.add(model, inp, out, cw, cr, cost)
+                if sums.first is None or first < sums.first:
+                    sums.first = first
+                if sums.last is None or last >= sums.last:
+                    sums.last, sums.project = last, proj
+            row, cost, last = sums.json("sessionId", session, True), sums.cost, sums.last or ""
+            row["projectPath"] = name_of(sums.project or "")
+        if instances:
+            row["project"] = name
+        append((f"{last}\0{session}", name, row, cost))
+    return made
 
 
 def _row(key: str, value: str, inp: int, out: int, cw: int, cr: int, total: float) -> dict[str, Any]:
