@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.options import DB, MODE, Opt, read, typer_command
-from api.output import print_json
+from api.output import load_json, print_json
 
 if TYPE_CHECKING:
     import duckdb
@@ -313,6 +313,8 @@ def _period(
         params["until"] = opts.until.isoformat()
     if opts.project:
         params["project"] = opts.project
+    if json:
+        load_json()  # while the index opens (see _open_early)
     data = _fetch(db, f"/api/reports/{kind}", params, lambda con: period_report(con, kind, opts), opening)
     _keep(data)
     if json:
@@ -345,6 +347,8 @@ def _blocks(
     }
     if opts.token_limit is not None:
         params["token_limit"] = str(opts.token_limit)
+    if json:
+        load_json()  # while the index opens (see _open_early)
     data = _fetch(db, "/api/reports/blocks", params, lambda con: blocks_report(con, opts), opening)
     _keep(data)
     if json:

@@ -35,6 +35,11 @@ def _console(name: str) -> Console:
     return made if made is not None else __getattr__(name)
 
 
+def load_json() -> None:
+    """Import orjson now rather than at the first print_json, e.g. while a thread waits on I/O."""
+    import orjson  # noqa: F401
+
+
 def print_json(data: Any) -> None:
     """Indented UTF-8 JSON and a newline, written as bytes (a report can be megabytes: no decoding,
     and the newline is written after it rather than added to a copy of it)."""
