@@ -330,3 +330,23 @@ def test_help_and_usage_errors_come_from_typer(db: Path) -> None:
     assert done.returncode == 2 and "No such option: --bogus" in done.stderr
     done = run_cco("report", "blocks", "--session-length", "abc", "--db", str(db))
     assert done.returncode == 2 and "--session-length" in done.stderr
+
+
+def test_the_index_opens_in_a_thread_for_a_report_computed_here(db: Path, tmp_path: Path) -> None:
+    from api.cli_report import _open_early
+
+    assert _open_early(tmp_path / "missing.duckdb") is None  # nothing to open: no thread
+    served = tmp_path / "served.duckdb"
+    served.touch()
+    served.with_name(served.name + ".run.json").touch()
+    assert _open_early(served) is None  # a service may answer: the file is its
+    opening = _open_early(db)
+    assert opening is not None
+    con = opening.connection()
+    assert con is not None
+    try:
+        assert con.execute("SELECT count(*) FROM calls").fetchone() == (10,)  # the fixture's calls
+    finally:
+        con.close()
+    assert opening.connection() is None  # handed over once
+    opening.close()
