@@ -20,7 +20,7 @@ TAIL_BYTES = 64
 CHUNK_BYTES = 4 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FileState:
     """What the index remembers of one transcript file."""
 
