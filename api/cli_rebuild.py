@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from api.options import DB, SOURCE, Opt, roots_of, typer_command
-from indexer.paths import db_path
+from indexer.errors import CcoError
+from indexer.paths import db_path, pricing_file
 
 REBUILD_OPTIONS: dict[str, Opt] = {"source": SOURCE, "db": DB}
 REBUILD_HELP = "Recreate the index from the transcripts, keeping history only the old index still has."
@@ -30,14 +32,18 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     from api.memory import tune_malloc
 
     tune_malloc()  # before the parser pool's threads start: fewer arenas, freed blocks returned
+    from indexer.pricing import PriceBook, load_book
     from indexer.rebuild import rebuild
 
     roots = roots_of(source)
     path = db_path(db)
+    book: PriceBook | None = None
+    with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
+        book = load_book(pricing_file())
     if sys.stderr.isatty():
-        report = _with_progress_bar(lambda progress: rebuild(path, roots, progress=progress), roots)
+        report = _with_progress_bar(lambda progress: rebuild(path, roots, progress=progress, book=book), roots)
     else:  # no stray output into logs and pipes
-        report = rebuild(path, roots)
+        report = rebuild(path, roots, book=book)
     s = report.sync
     print(
         f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "

@@ -16,6 +16,7 @@ from indexer.engine import duckdb
 from indexer.errors import CcoError, IndexLocked
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
+from indexer.pricing import PriceBook, apply_prices
 from indexer.runfile import pid_alive
 from indexer.store import REBUILD_HINT, Index
 
@@ -109,8 +110,18 @@ def _remove_stale(db: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, workers: int | None = None) -> RebuildReport:
-    """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically."""
+def rebuild(
+    db: Path,
+    roots: list[Path],
+    progress: Progress | None = None,
+    workers: int | None = None,
+    book: PriceBook | None = None,
+) -> RebuildReport:
+    """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically.
+
+    With `book`, the new index's `prices` rows are written too, so the first command to read it
+    finds nothing to write (a report can then open it read-only).
+    """
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
     _remove_stale(db)
@@ -124,6 +135,8 @@ def rebuild(db: Path, roots: list[Path], progress: Progress | None = None, worke
                 salvaged, error, lost = 0, old_error, None
             else:
                 salvaged, error, lost = _salvage(new, db)
+            if book is not None:
+                apply_prices(new.con, book)
         finally:
             new.close()
         # The old file was checkpointed by _check_old; a leftover log would be replayed into the new one.

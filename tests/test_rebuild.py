@@ -34,6 +34,24 @@ def test_rebuild_equals_a_sync_into_a_fresh_index(tmp_path: Path, samples_tree: 
     assert rows(db) == rows(tmp_path / "plain.duckdb")
 
 
+def test_a_rebuilt_index_has_its_prices_so_reading_it_writes_nothing(tmp_path: Path, samples_tree: Path) -> None:
+    """Given the price book, rebuild stores every model's prices: the first report or status
+    finds them current (a report can then open the index read-only) and the file does not grow."""
+    from indexer.pricing import bundled, prices_current
+    from indexer.status import index_status
+
+    db = tmp_path / "index.duckdb"
+    rebuild(db, [samples_tree / "projects"], book=bundled())
+    size = db.stat().st_size
+    with Index(db, read_only=True) as index:
+        assert prices_current(index.con, bundled())
+        models = {m for (m,) in index.con.execute("SELECT DISTINCT model FROM calls").fetchall()}
+        assert {m for (m,) in index.con.execute("SELECT model FROM prices").fetchall()} == models
+    with Index(db) as index:
+        index_status(index, bundled())
+    assert db.stat().st_size == size
+
+
 def test_rebuild_setting_calls_aside_equals_a_plain_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A rebuild sets every commit's calls aside and inserts them at the end, slice by time slice:
     with one commit per file and two-call slices, streamed duplicates, fork copies and sidechain
