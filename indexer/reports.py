@@ -277,14 +277,8 @@ class _Sums:
         ordered = models.items() if len(models) < 2 else sorted(models.items(), key=_by_cost_then_name)
         row["modelsUsed"] = list(models) if len(models) < 2 else sorted(models)
         row["modelBreakdowns"] = [
-            {
-                "modelName": name,
-                "inputTokens": m[0],
-                "outputTokens": m[1],
-                "cacheCreationTokens": m[2],
-                "cacheReadTokens": m[3],
-                "cost": total if m[4] == cost else money(m[4]),  # round() is slow; most rows have one model
-            }
+            # round() is slow; most rows have one model
+            _breakdown(name, m[0], m[1], m[2], m[3], total if m[4] == cost else money(m[4]))
             for name, m in ordered
         ]
         return row
@@ -471,30 +465,11 @@ def _session_made(
                 breakdowns: list[dict[str, Any]] = []
             else:
                 used = [model]
-                breakdowns = [
-                    {
-                        "modelName": model,
-                        "inputTokens": inp,
-                        "outputTokens": out,
-                        "cacheCreationTokens": cw,
-                        "cacheReadTokens": cr,
-                        "cost": total,
-                    }
-                ]
-            row = {
-                "sessionId": session,
-                "inputTokens": inp,
-                "outputTokens": out,
-                "cacheCreationTokens": cw,
-                "cacheReadTokens": cr,
-                "totalTokens": inp + out + cw + cr,
-                "totalCost": total,
-                "firstActivity": first,
-                "lastActivity": last,
-                "modelsUsed": used,
-                "modelBreakdowns": breakdowns,
-                "projectPath": name_of(proj),
-            }
+                breakdowns = [_breakdown(model, inp, out, cw, cr, total)]
+            row = _row("sessionId", session, inp, out, cw, cr, total)
+            row["firstActivity"], row["lastActivity"] = first, last
+            row["modelsUsed"], row["modelBreakdowns"] = used, breakdowns
+            row["projectPath"] = name_of(proj)
         else:
             sums = _Sums()
             for _, _, model, inp, out, cw, cr, cost, first, last, proj in group:
@@ -509,6 +484,18 @@ def _session_made(
             row["project"] = name
         append((f"{last}\0{session}", name, row, cost))
     return made
+
+
+def _breakdown(model: str, inp: Any, out: Any, cw: Any, cr: Any, cost: float) -> dict[str, Any]:
+    """One entry of a row's modelBreakdowns."""
+    return {
+        "modelName": model,
+        "inputTokens": inp,
+        "outputTokens": out,
+        "cacheCreationTokens": cw,
+        "cacheReadTokens": cr,
+        "cost": cost,
+    }
 
 
 def _row(key: str, value: str, inp: int, out: int, cw: int, cr: int, total: float) -> dict[str, Any]:
