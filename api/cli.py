@@ -17,7 +17,11 @@ from api.output import fail
 from indexer.errors import CcoError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import typer
+
+    from api.options import Opt
 
 
 GROUPS = ("index", "report", "config")  # `monitor` is a lone command: typer would run it without its name
@@ -88,30 +92,29 @@ def _run_report(args: list[str]) -> bool:
     os._exit(0)
 
 
-def _run_service(args: list[str]) -> bool:
-    """Run `cco index run` without typer when options.read reads the command line; False if it cannot.
+def _run_index_command(args: list[str]) -> bool:
+    """Run `cco index run|rebuild …` without typer when options.read reads the command line;
+    False if it cannot (or for another command).
 
-    typer, click and rich would stay resident in the service for its whole life (~12 MB).
+    typer, click and rich would stay resident in the service for its whole life (~12 MB), and
+    add as much to a rebuild's peak memory.
     """
-    from api.cli_run import RUN_OPTIONS, run_service
     from api.options import read
 
-    values = read(args, RUN_OPTIONS, tuple(RUN_OPTIONS))
+    options: dict[str, Opt]
+    command: Callable[..., None]
+    if args[:1] == ["run"]:
+        from api.cli_run import RUN_OPTIONS as options
+        from api.cli_run import run_service as command
+    elif args[:1] == ["rebuild"]:
+        from api.cli_rebuild import REBUILD_OPTIONS as options
+        from api.cli_rebuild import run_rebuild as command
+    else:
+        return False
+    values = read(args[1:], options, tuple(options))
     if values is None:
         return False
-    run_service(**values)
-    return True
-
-
-def _run_rebuild(args: list[str]) -> bool:
-    """Run `cco index rebuild` without typer when options.read reads the command line; False if it cannot."""
-    from api.cli_rebuild import REBUILD_OPTIONS, run_rebuild
-    from api.options import read
-
-    values = read(args, REBUILD_OPTIONS, tuple(REBUILD_OPTIONS))
-    if values is None:
-        return False
-    run_rebuild(**values)
+    command(**values)
     return True
 
 
@@ -120,9 +123,7 @@ def main() -> None:
     try:
         if args[:1] == ["report"] and _run_report(args[1:]):
             return
-        if args[:2] == ["index", "run"] and _run_service(args[2:]):
-            return
-        if args[:2] == ["index", "rebuild"] and _run_rebuild(args[2:]):
+        if args[:1] == ["index"] and _run_index_command(args[1:]):
             return
         build_app(args[0] if args[:1] and args[0] in GROUPS else None)()
     except CcoError as exc:
