@@ -66,7 +66,7 @@ class Run:
     returncode: int
     wall: float
     cpu: float
-    maxrss_mb: float  # largest single process (wait4's ru_maxrss covers the child and its waited-for children)
+    maxrss_mb: float  # largest single process: ru_maxrss of the command and its waited-for children (LAUNCHER)
     tree_rss_mb: float  # largest sum of RSS over the process tree, sampled every 20 ms
     stdout: str
     stderr: str
@@ -100,35 +100,51 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+# Runs `cmd` and writes its wall, CPU and ru_maxrss to the file named first. The measured command
+# is spawned by this small process, not by bench.py: Linux's ru_maxrss of an exec'd child counts
+# the high-water RSS of the process that forked it (exec keeps the old image's peak, and a vfork
+# child's image is the parent's), so a child of bench.py, which holds a byte scan's worth of
+# memory, reported bench.py's peak (173-186 MB for a 147 MB rebuild) in one run of three.
+LAUNCHER = """
+import os, sys, time
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - started} {ru.ru_utime + ru.ru_stime} {ru.ru_maxrss}")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run(cmd: Sequence[str], env: dict[str, str] | None = None, sample: bool = True) -> Run:
     """Run `cmd` to completion, measuring it; output goes through temp files (no pipe deadlocks)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env={**os.environ, **(env or {})})
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as res:
+        launch = [sys.executable, "-S", "-c", LAUNCHER, res.name, *cmd]
+        proc = subprocess.Popen(launch, stdout=out, stderr=err, env={**os.environ, **(env or {})})
         peak = [0]
         done = threading.Event()
 
-        def sampler() -> None:
+        def sampler() -> None:  # the command's process tree, without the launcher
             while not done.wait(0.02):
-                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                peak[0] = max(peak[0], sum(_tree_rss(c) for c in _children(proc.pid)))
 
         thread = threading.Thread(target=sampler, daemon=True)
         if sample:
             thread.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
+        proc.wait()
         done.set()
         if sample:
             thread.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall, cpu, maxrss_kb = (float(x) for x in (res.read().split() or [b"nan"] * 3))
         out.seek(0)
         err.seek(0)
         return Run(
             list(cmd),
             proc.returncode,
             wall,
-            usage.ru_utime + usage.ru_stime,
-            usage.ru_maxrss / 1024,
+            cpu,
+            maxrss_kb / 1024,
             peak[0] / 2**20,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
