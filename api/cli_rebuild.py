@@ -29,7 +29,7 @@ def rebuild_command() -> Callable[..., None]:
 
 def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     """Rebuild the index at `db` (default: the data folder's) from `source`, and say what it did."""
-    from api.memory import tune_malloc
+    from indexer.memory import tune_malloc
 
     tune_malloc()  # before the parser pool's threads start: fewer arenas, freed blocks returned
     from indexer.pricing import PriceBook, load_book

@@ -20,11 +20,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
-from api.memory import tune_malloc
 from api.options import DB, SOURCE, Opt, typer_command
 from api.output import fail
 from api.security import is_loopback_address
 from indexer.errors import IndexLocked
+from indexer.memory import tune_malloc
 from indexer.paths import db_path
 from indexer.runfile import read_run_file
 from indexer.settings import default_cost_mode

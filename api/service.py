@@ -44,11 +44,11 @@ import orjson
 
 from api.context import AppContext
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
-from api.memory import drop_code_pages, release_memory
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import ServiceError
 from indexer.ingest import PARALLEL_BYTES, SyncReport, plan, planned, sync
+from indexer.memory import drop_code_pages, release_memory
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher
@@ -60,7 +60,7 @@ from indexer.status import index_status
 from indexer.store import Index
 from indexer.tail import FileState
 from indexer.watch import Watcher
-from indexer.worker import lower_priority
+from indexer.worker import start_worker
 
 log = logging.getLogger("cco.service")
 
@@ -220,7 +220,7 @@ class _StoppablePool(Pool):
     def __init__(self, processes: int | None, stopping: threading.Event) -> None:
         super().__init__(
             processes or os.cpu_count() or 2,
-            initializer=lower_priority,
+            initializer=start_worker,
             initargs=(True,),
             context=multiprocessing.get_context("spawn"),
         )

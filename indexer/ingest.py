@@ -23,7 +23,7 @@ from indexer.columns import CallColumns
 from indexer.sources import iter_transcripts
 from indexer.store import Index
 from indexer.tail import FileState, ReadPlan, ReadResult, plan_read, read_plan
-from indexer.worker import Chunk, lower_priority, read_task
+from indexer.worker import Chunk, read_task, start_worker
 
 PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
 TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes ...
@@ -135,8 +135,8 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
 
 
 def worker_pool(processes: int | None = None) -> Pool:
-    """A pool of niced parser processes (spawned: safe next to threads and an open DuckDB)."""
-    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2, initializer=lower_priority)
+    """A pool of parser processes (spawned: safe next to threads and an open DuckDB; see start_worker)."""
+    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2, initializer=start_worker)
 
 
 def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[Chunk]:

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from api.memory import ENGINE_LIBRARY, _clean_mappings, drop_code_pages, release_memory, tune_malloc
 from indexer.engine import duckdb
+from indexer.memory import ENGINE_LIBRARY, _clean_mappings, drop_code_pages, release_memory, tune_malloc
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/smaps")
 

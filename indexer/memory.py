@@ -1,4 +1,4 @@
-"""Keeping the resident memory of `cco index run` small: glibc's allocator and DuckDB's code pages.
+"""Keeping resident memory small in the processes that hold much: the service, a rebuild, their parsers.
 
 The idea: most of what the long-running service holds beyond its data is slack, not use. glibc
 keeps freed memory in per-thread arenas and below a heap top it seldom trims, and the DuckDB
