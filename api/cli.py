@@ -118,16 +118,51 @@ def _run_index_command(args: list[str]) -> bool:
     return True
 
 
+def _run_typer(app: typer.Typer) -> None:
+    """Run the typer app; a usage mistake is one line (`cco: error: …`), as every other error is.
+
+    click's exceptions are told by their interface, not their class: typer vendors click from 0.28.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        kind = type(exc).__name__
+        ctx = getattr(exc, "ctx", None)
+        if kind == "NoArgsIsHelpError" and ctx is not None:  # a command group named alone: its help
+            print(ctx.get_help())
+            raise SystemExit(2) from None
+        if kind == "Abort":  # Ctrl-C at a prompt
+            print("Aborted!", file=sys.stderr)
+            raise SystemExit(1) from None
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not click's
+            raise
+        where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+        fail(f"{exc.format_message().rstrip('.')}{where}")
+    if isinstance(code, int) and not isinstance(code, bool) and code:  # typer.Exit(code)
+        raise SystemExit(code)
+
+
 def main() -> None:
     args = sys.argv[1:]
     try:
+        from api.options import empty_path
+
+        if flag := empty_path(args):
+            fail(f"{flag} needs a path, got ''")
         if args[:1] == ["report"] and _run_report(args[1:]):
             return
         if args[:1] == ["index"] and _run_index_command(args[1:]):
             return
-        build_app(args[0] if args[:1] and args[0] in GROUPS else None)()
+        _run_typer(build_app(args[0] if args[:1] and args[0] in GROUPS else None))
     except CcoError as exc:
         fail(str(exc))
+    except BrokenPipeError:
+        raise SystemExit(1) from None  # the reader went away (`| head`)
+    except OSError as exc:
+        # A folder that cannot be made or a file that cannot be written (CCO_HOME naming a file, a
+        # read-only disk): the system's reason and the path, in one line.
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}")
     except Exception as exc:
         # Commands holding an Index already name the file; this catches the rest (one line, no traceback).
         # duckdb is looked up, not imported: commands that never touch the index do not pay for it

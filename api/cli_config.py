@@ -14,7 +14,7 @@ from rich import box
 from rich.table import Table
 
 from api.output import console, err_console, print_fields, print_json
-from indexer.paths import config_dir, pricing_file
+from indexer.paths import config_dir, default_db, pricing_file
 from indexer.pricing import (
     PriceBook,
     bundled,
@@ -175,6 +175,7 @@ def show_cmd(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         "config_file": str(settings_file()),
         "pricing_file": str(pricing_file()),
         "pricing_file_exists": pricing_file().exists(),
+        "index_file": str(default_db()),
     }
     if json:
         data["sources"] = {s.replace("_", "-"): "config" if s in in_file else "default" for s in SETTINGS}
@@ -191,5 +192,7 @@ def set_cmd(
     """Change a setting in config.toml (cost-mode: auto, calculate or display)."""
     setting = set_setting(name, value)
     console.print(
-        f"{setting.name.replace('_', '-')} = {value} (saved to {settings_file()})", highlight=False, soft_wrap=True
+        f"{setting.name.replace('_', '-')} = {load_settings()[setting.name]} (saved to {settings_file()})",
+        highlight=False,
+        soft_wrap=True,
     )

@@ -7,6 +7,7 @@ service instead of opening the file; `rebuild` replaces the file, so it needs th
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -91,8 +92,13 @@ def status_cmd(
         from indexer.status import index_status
         from indexer.store import Index
 
-        with Index(path) as index:
-            fields = asdict(index_status(index, load_book(pricing_file()), cost_mode))
+        if path.exists():
+            with Index(path) as index:
+                fields = asdict(index_status(index, load_book(pricing_file()), cost_mode))
+        else:  # nothing indexed yet (or a mistyped --db): zeros, and no file made where it points
+            print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
+            with Index(Path(":memory:")) as index:
+                fields = {**asdict(index_status(index, load_book(pricing_file()), cost_mode)), "db": str(path)}
     if json:
         print_json(fields)
     else:

@@ -354,7 +354,7 @@ def _blocks(
     if json:
         print_json(data)
     else:
-        render_blocks(data, active_only=active)
+        render_blocks(data, active_only=active, hours=opts.session_hours)
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -434,7 +434,7 @@ def _local(iso: str) -> str:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def render_blocks(data: dict[str, Any], *, active_only: bool) -> None:
+def render_blocks(data: dict[str, Any], *, active_only: bool, hours: float = 5) -> None:
     """A rich table of blocks (times in this machine's zone), with burn rate and projection when active."""
     from rich import box
     from rich.table import Table
@@ -446,7 +446,7 @@ def render_blocks(data: dict[str, Any], *, active_only: bool) -> None:
         console.print("No active block." if active_only else "No usage in the index.", highlight=False)
         return
     limited = any(b.get("tokenLimitStatus") for b in blocks)
-    table = Table(title="cco 5-hour blocks (local time)", box=box.SIMPLE_HEAD)
+    table = Table(title=f"cco {hours:g}-hour blocks (local time)", box=box.SIMPLE_HEAD)
     table.add_column("Block start", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     table.add_column("Models", overflow="fold")

@@ -39,6 +39,22 @@ DB = Opt(("--db",), Path | None, None, "Index file. Default: the cco data folder
 MODE = Opt(("--mode", "-m"), str | None, None, "Cost: auto (recorded costUSD, else prices), calculate or display.")
 
 
+PATH_FLAGS = ("--source", "--db")
+
+
+def empty_path(args: list[str]) -> str | None:
+    """The first of PATH_FLAGS given an empty value in `args` (`--db ""`), else None.
+
+    Checked before any parser: typer would read "" as the current folder, and `--source ""`
+    would index every transcript below it.
+    """
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag in PATH_FLAGS and ((eq and not value) or (not eq and i + 1 < len(args) and args[i + 1] == "")):
+            return flag
+    return None
+
+
 def roots_of(source: list[Path] | None) -> list[Path]:
     """The projects dirs --source names (default: Claude Code's); one that does not exist is an
     error, not an empty index."""

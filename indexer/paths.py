@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from indexer.errors import BadInput
+
 APP = "cco"
 
 
@@ -35,8 +37,23 @@ def default_db() -> Path:
 
 
 def db_path(db: Path | None) -> Path:
-    """The index file: `--db` when given, else the default one."""
-    return (db or default_db()).expanduser()
+    """The index file: `--db` when given, else the default one; through a symbolic link, the file
+    it points to (a rebuild replaces the file, not the link).
+
+    BadInput when the path cannot be an index file: no file name, a folder or a device (a rebuild
+    would replace it), or a parent that is not a folder.
+    """
+    path = (db or default_db()).expanduser()
+    if not path.name or path.name == "..":
+        raise BadInput(f"--db needs a file name, got {str(db)!r}")
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise BadInput(f"{path} is {kind}; --db must name an index file (it is created if missing)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise BadInput(f"cannot keep an index at {path}: {path.parent} is not a folder")
+    return path
 
 
 def pricing_file() -> Path:

@@ -128,6 +128,12 @@ def choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     return low
 
 
+def _project_option(project: str | None) -> str | None:
+    if project is not None and not project.strip("/\\ "):
+        raise BadInput(f"--project needs a project name or path, got {project!r}")
+    return project
+
+
 def report_options(
     *,
     since: str | None = None,
@@ -140,8 +146,8 @@ def report_options(
     instances: bool = False,
 ) -> ReportOptions:
     """Validate user-given values (CLI options or query strings) into ReportOptions."""
-    first = parse_date(since, "--since") if since else None
-    last = parse_date(until, "--until") if until else None
+    first = parse_date(since, "--since") if since is not None else None
+    last = parse_date(until, "--until") if until is not None else None
     if first and last and first > last:
         raise BadInput(f"--since {first} is after --until {last}")
     if mode not in COST_MODES:
@@ -149,8 +155,8 @@ def report_options(
     return ReportOptions(
         since=first,
         until=last,
-        timezone=check_timezone(timezone) if timezone else system_timezone(),
-        project=project or None,
+        timezone=check_timezone(timezone) if timezone is not None else system_timezone(),
+        project=_project_option(project),
         mode=mode,
         order=choice(order, ORDERS, "--order"),
         start_of_week=choice(start_of_week, WEEKDAYS, "--start-of-week"),
@@ -182,16 +188,21 @@ def utc_bounds(opts: ReportOptions) -> tuple[datetime | None, datetime | None]:
 
     def start_of(day: date) -> datetime:
         local = datetime(day.year, day.month, day.day, tzinfo=tz)
-        return local.astimezone(UTC).replace(tzinfo=None)
+        try:
+            return local.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # within a day of year 1 or 9999: before or after every call
+            return datetime.min if day.year == 1 else datetime.max
 
     lo = start_of(opts.since) if opts.since else None
-    hi = start_of(opts.until + timedelta(days=1)) if opts.until else None
+    hi = start_of(opts.until + timedelta(days=1)) if opts.until and opts.until < date.max else None
     return lo, hi
 
 
 def project_matches(project: str, name: str) -> bool:
     """Whether --project NAME means this project: its cwd, the cwd's last folder, or Claude Code's folder name."""
-    return name in (project, re.split(r"[/\\]", project.rstrip("/\\"))[-1], project_name(project))
+    name = name.rstrip("/\\") or name  # a path typed with a trailing slash names the same folder
+    path = project.rstrip("/\\") or project
+    return name in (path, re.split(r"[/\\]", path)[-1], project_name(project))
 
 
 def _filters(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> tuple[str, list[Any]]:

@@ -110,7 +110,10 @@ def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` in one rename (temporary file in the same folder, fsynced first)."""
     import tempfile  # only writers need it (every report reads settings)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BadInput(f"cannot write {path}: a file stands where its folder should be") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -147,28 +150,36 @@ def setting_named(name: str) -> Setting:
     return SETTINGS[key]
 
 
-def _check(setting: Setting, value: Any) -> str:
-    if not isinstance(value, str) or value not in setting.choices:
-        raise BadInput(f"{setting.name} must be one of {', '.join(setting.choices)}, got {value!r}")
-    return value
+def _check(setting: Setting, value: Any, label: str | None = None) -> str:
+    """`value` as one of the setting's choices (any case); BadInput names it as `label` (default:
+    the setting's key)."""
+    low = value.strip().lower() if isinstance(value, str) else None
+    if low not in setting.choices:
+        raise BadInput(f"{label or setting.name} must be one of {', '.join(setting.choices)}, got {value!r}")
+    return low
 
 
-def read_settings(path: Path | None = None) -> dict[str, str]:
-    """Only the settings the file sets (empty when there is no file); BadInput names the line."""
+def read_settings(path: Path | None = None, *, skip: str | None = None) -> dict[str, str]:
+    """Only the settings the file sets (empty when there is no file); BadInput names the line.
+
+    Keys are read as the CLI names them too (cost-mode or cost_mode). `skip`: a setting left out
+    unread (one about to be replaced, even if its value is bad).
+    """
     path = path or settings_file()
     if not path.exists():
         return {}
     data, text = read_toml(path)
     out: dict[str, str] = {}
     for key, value in data.items():
+        name = key.replace("-", "_")
+        if name == skip:
+            continue
         line = line_of_key(text, key)
         where = f"{path} line {line}" if line else str(path)
-        if key not in SETTINGS:
-            raise BadInput(f"{where}: unknown setting {key!r}; known: {', '.join(SETTINGS)}")
-        try:
-            out[key] = _check(SETTINGS[key], value)
-        except BadInput as exc:
-            raise BadInput(f"{where}: {exc}") from None
+        if name not in SETTINGS:
+            known = ", ".join(SETTINGS)
+            raise BadInput(f"{where}: unknown setting {key!r}; known: {known}")
+        out[name] = _check(SETTINGS[name], value, f"{where}: {key}")
     return out
 
 
@@ -180,9 +191,9 @@ def load_settings(path: Path | None = None) -> dict[str, str]:
 def set_setting(name: str, value: str, path: Path | None = None) -> Setting:
     """Validate and store one setting; the file is untouched when anything is wrong."""
     setting = setting_named(name)
-    _check(setting, value)
+    value = _check(setting, value, setting.name.replace("_", "-"))
     path = path or settings_file()
-    current = {**read_settings(path), setting.name: value}
+    current = {**read_settings(path, skip=setting.name), setting.name: value}
     lines = ["# cco settings (`cco config set NAME VALUE`, `cco config show`)"]
     lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in current.items()]
     write_atomic(path, "\n".join(lines) + "\n")
@@ -198,4 +209,4 @@ def resolve_cost_mode(mode: str | None) -> str:
     """`--mode` when given (checked), else the configured default."""
     if mode is None:
         return default_cost_mode()
-    return _check(SETTINGS["cost_mode"], mode)
+    return _check(SETTINGS["cost_mode"], mode, "--mode")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from indexer.engine import duckdb
 from indexer.metrics import Memo, db_time, iso_utc, memoized, overall, priced, recent_rows
+from indexer.reports import money
 from schemas.stats import StatsSnapshot
 
 RECENT_MINUTES = 10
@@ -67,7 +68,7 @@ def compute_snapshot(
         successful_requests=everything.calls - everything.errors,
         failed_requests=everything.errors,
         avg_response_time_ms=everything.avg_latency,
-        total_cost=everything.cost,
+        total_cost=money(everything.cost),  # as reports and status print it
         total_tokens=everything.tokens,
         input_tokens=everything.input_tokens,
         output_tokens=everything.output_tokens,

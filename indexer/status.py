@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from indexer.pricing import PriceBook, apply_prices, cost_expr, unpriced_models
+from indexer.reports import money
 from indexer.store import Index
 from schemas.status import IndexStatus
 
@@ -45,7 +46,7 @@ def index_status(index: Index, book: PriceBook, mode: str = "auto") -> IndexStat
         cache_creation_tokens=int(cache_w),
         cache_read_tokens=int(cache_r),
         total_tokens=int(inp + out + cache_w + cache_r),
-        total_cost=float(total_cost),
+        total_cost=money(total_cost),  # as reports print costs, so the totals compare equal
         rejected_lines=rejected,
         lines=int(lines),
         bytes_indexed=int(indexed),

@@ -150,7 +150,11 @@ def test_empty_index(tmp_path: Path) -> None:
     [
         ({"token_limit": "lots"}, "--token-limit must be a number"),
         ({"token_limit": "-5"}, "--token-limit must be positive"),
-        ({"session_length": "0"}, "--session-length must be a positive"),
+        (
+            {"session_length": "0"},
+            "--session-length must be hours above 0 and at most 168 \\(a week\\), in whole minutes, got 0",
+        ),
+        ({"session_length": "200"}, "at most 168 \\(a week\\)"),
         ({"session_length": "five"}, "is not a number of hours"),
         ({"mode": "x"}, "--mode must be one of"),
     ],

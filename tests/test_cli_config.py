@@ -151,11 +151,32 @@ def test_show_and_set(isolated_home: Path) -> None:
     assert data["cost-mode"] == "calculate" and data["sources"] == {"cost-mode": "config"}
     before = snapshot(isolated_home / "config.toml")
     assert fails("config", "set", "cost-mode", "cheap") == (
-        "cost_mode must be one of auto, calculate, display, got 'cheap'"
+        "cost-mode must be one of auto, calculate, display, got 'cheap'"
     )
     assert fails("config", "set", "colour", "blue") == "unknown setting 'colour'; known: cost-mode"
     assert snapshot(isolated_home / "config.toml") == before
     assert "cost-mode" in ok("config", "show")
+
+
+def test_settings_read_as_typed_and_a_bad_value_can_be_set_right(isolated_home: Path) -> None:
+    """The file takes the key as the CLI spells it; values in any case; `config set` repairs a bad value."""
+    path = isolated_home / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('cost-mode = "Display"\n')
+    assert json.loads(ok("config", "show", "--json"))["cost-mode"] == "display"
+    path.write_text('cost_mode = "bogus"\n')
+    assert "line 1: cost_mode must be one of auto, calculate, display, got 'bogus'" in fails("config", "show")
+    assert ok("config", "set", "cost-mode", "CALCULATE").startswith("cost-mode = calculate")
+    assert json.loads(ok("config", "show", "--json"))["cost-mode"] == "calculate"
+    assert json.loads(ok("config", "show", "--json"))["index_file"] == str(isolated_home / "index.duckdb")
+
+
+def test_a_file_where_the_config_folder_should_be_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    out = run_cco("config", "set", "cost-mode", "auto", env={"CCO_HOME": str(home)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr == f"cco: error: cannot write {home}/config.toml: a file stands where its folder should be\n"
 
 
 def test_every_config_command_has_help() -> None:

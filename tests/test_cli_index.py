@@ -211,3 +211,45 @@ def test_an_index_command_builds_only_its_group(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "[]"
     assert json.loads(done.stdout)["calls"] == 0
+
+
+def test_rebuild_through_a_symbolic_link_replaces_its_target(tmp_path: Path, samples_tree: Path) -> None:
+    real = tmp_path / "real.duckdb"
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(real.name)
+    ok("index", "rebuild", "--source", str(samples_tree), "--db", str(link))
+    assert link.is_symlink() and real.is_file()
+    assert {k: status(link)[k] for k in SAMPLES} == SAMPLES == {k: status(real)[k] for k in SAMPLES}
+
+
+def test_a_db_path_that_cannot_be_an_index_file_is_one_line(tmp_path: Path, samples_tree: Path) -> None:
+    folder = tmp_path / "folder.duckdb"
+    folder.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    cases = [
+        (str(folder), "is a folder"),
+        ("/dev/null", "/dev/null is not a regular file"),
+        (str(a_file / "i.duckdb"), f"{a_file} is not a folder"),
+        ("", "--db needs a path, got ''"),
+    ]
+    for db, message in cases:
+        for args in (("index", "rebuild", "--source", str(samples_tree)), ("index", "status"), ("report", "daily")):
+            assert_one_line_error(run_cco(*args, "--db", db), message)
+    assert Path("/dev/null").is_char_device()  # and nothing was put in its place
+
+
+def test_status_of_a_missing_index_makes_no_file(tmp_path: Path) -> None:
+    db = tmp_path / "typo" / "i.duckdb"
+    out = ok("index", "status", "--db", str(db), "--json")
+    assert json.loads(out.stdout)["calls"] == 0 and json.loads(out.stdout)["db"] == str(db)
+    assert "no index at" in out.stderr
+    assert not db.parent.exists()
+
+
+def test_an_empty_source_is_refused(tmp_path: Path) -> None:
+    for args in (("--source", ""), ("--source=",)):
+        assert_one_line_error(
+            run_cco("index", "sync", *args, "--db", str(tmp_path / "i.duckdb")), "--source needs a path"
+        )
+    assert not (tmp_path / "i.duckdb").exists()
