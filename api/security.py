@@ -8,6 +8,9 @@ address requires a token, then checked on every request that can reveal data
 (`Authorization: Bearer <token>`). Two exceptions keep the dashboard usable in a browser: the
 page shell (`/`, `/static/*`) holds no data and is served without one, and `/api/stream` also
 accepts `?token=` because a browser's EventSource cannot send headers.
+A request carrying an Origin header (browsers send one with every POST and cross-origin fetch)
+must come from an allowed host too: another site's page cannot make the service sync or change
+anything (CSRF), even though its requests reach 127.0.0.1.
 It is a plain ASGI middleware (no per-request objects), so `/api/stats` stays sub-millisecond.
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Iterable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,10 +50,13 @@ def host_name(header: str) -> str:
     return name if name and port.isdigit() else header.rstrip(":")
 
 
-def is_loopback_client(scope: Scope) -> bool:
-    """True when the peer of this connection is on this machine (for the internal endpoints)."""
-    client = scope.get("client")
-    return client is not None and is_loopback_address(str(client[0]))
+def is_local_client(scope: Scope) -> bool:
+    """True when the peer of this connection is on this machine (for the internal endpoints): a
+    loopback address, or the very address it connected to (a service bound to one LAN address)."""
+    client, server = scope.get("client"), scope.get("server")
+    if client is None:
+        return False
+    return is_loopback_address(str(client[0])) or (server is not None and str(client[0]) == str(server[0]))
 
 
 def _error(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[Message, Message]:
@@ -66,23 +72,31 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, *, allowed_hosts: Iterable[str] = (), token: str | None = None) -> None:
         self.app = app
         self.allowed = LOOPBACK_NAMES | {host_name(h) for h in allowed_hosts if h.strip()}
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        host = b""
-        auth = b""
+        host: bytes | None = None
+        auth = origin = b""
         for key, value in scope["headers"]:
             if key == b"host":
+                if host is not None:  # RFC 9112: a request with two Host fields is refused
+                    await self._refuse(scope, send, 400, "more than one Host header")
+                    return
                 host = value
             elif key == b"authorization":
                 auth = value
-        if host_name(host.decode("latin-1")) not in self.allowed:
+            elif key == b"origin":
+                origin = value
+        if host_name((host or b"").decode("latin-1")) not in self.allowed:
             await self._refuse(scope, send, 403, "Host header not allowed: use localhost or a configured name")
             return
-        if self._expected is not None and not self._authorised(scope, auth):
+        if origin and host_name(urlsplit(origin.decode("latin-1")).netloc) not in self.allowed:
+            await self._refuse(scope, send, 403, "requests from other sites' pages are refused")
+            return
+        if self._token is not None and not self._authorised(scope, auth):
             await self._refuse(
                 scope,
                 send,
@@ -94,15 +108,16 @@ class SecurityMiddleware:
         await self.app(scope, receive, _no_cors(send))
 
     def _authorised(self, scope: Scope, auth: bytes) -> bool:
-        assert self._expected is not None
+        assert self._token is not None
         path = scope.get("path", "")
         if path == "/" or path.startswith("/static/"):
             return True
-        if hmac.compare_digest(auth, self._expected):
+        scheme, _, given = auth.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token):  # scheme: any case
             return True
         if path == "/api/stream":
-            given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[-1]
-            return hmac.compare_digest(f"Bearer {given}".encode(), self._expected)
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[-1]
+            return hmac.compare_digest(query.encode(), self._token)
         return False
 
     @staticmethod

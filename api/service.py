@@ -440,7 +440,9 @@ class LiveService:
             machine=self.config.machine,
             port=self.port,
             cost_mode=self.config.cost_mode,
-            allowed_hosts=list(self.config.allowed_hosts),
+            # the address it serves on, when it is one machine's address (not 0.0.0.0 or ::): the
+            # name other cco commands use through the run file
+            allowed_hosts=[*self.config.allowed_hosts, *([] if _wildcard(self.config.host) else [self.config.host])],
             token=self.config.token,
             memo=self._memo,
         )
@@ -772,3 +774,8 @@ class LiveService:
                 return
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ServiceError("the service is shutting down"))
+
+
+def _wildcard(host: str) -> bool:
+    """True for an address that means every interface (0.0.0.0, ::, or empty)."""
+    return host.strip("[]") in ("", "0.0.0.0", "::")

@@ -103,6 +103,11 @@ def test_history_default_and_ranges(client: TestClient) -> None:
         ({"from": "2026-01-02", "to": "2026-01-01"}, "from is after to"),
         ({"range": "10m", "from": "2026-01-01"}, "not both"),
         ({"window": "1m"}, "unknown parameter 'window'"),
+        ({"from": "nan"}, "from: 'nan' is not a time between 1970 and 9999"),
+        ({"from": "-1e30"}, "from: '-1e30' is not a time between 1970 and 9999"),
+        ({"from": "1", "to": "inf"}, "to: 'inf' is not a time between 1970 and 9999"),
+        ({"from": "1763900000000"}, "(epoch seconds, not milliseconds)"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "is not a time between 1970 and 9999"),
     ],
 )
 def test_history_bad_parameters(client: TestClient, params: dict[str, str], says: str) -> None:

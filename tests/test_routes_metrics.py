@@ -191,11 +191,22 @@ def test_activity(client: TestClient) -> None:
             "to must be an ISO-8601 date or date-time (e.g. 2026-02-10T22:57:57Z), got '2026-02-30'",
         ),
         ("/api/metrics/activity?from=2026-03-02&to=2026-03-01T00:00Z", "from must not be after to"),
+        ("/api/metrics/stats?windw=5m", "unknown parameter 'windw'; use window, mode"),
+        ("/api/metrics/current?limit=3", "unknown parameter 'limit'; use mode"),
     ],
 )
 def test_bad_parameters(client: TestClient, readers: Readers, url: str, message: str) -> None:
     assert get(client, url, 400) == {"error": message}
     assert readers.opened == []  # rejected before touching the index
+
+
+@pytest.mark.parametrize(
+    "query", ["to=9999-12-31", "from=9999-12-31T23:00:00-05:00", "from=0001-01-01T00:00:00%2B01:00", "from=0001-01-01"]
+)
+def test_activity_at_the_ends_of_the_calendar(client: TestClient, query: str) -> None:
+    """Times that do not fit in UTC are before or after every event: an answer, not a 500."""
+    everything = get(client, "/api/metrics/activity")["total"]
+    assert get(client, f"/api/metrics/activity?{query}")["total"] == (0 if "from=9999" in query else everything)
 
 
 def test_each_request_gets_its_own_cursor(client: TestClient, readers: Readers) -> None:

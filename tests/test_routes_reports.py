@@ -80,13 +80,24 @@ def test_blocks(client: TestClient, index: Index) -> None:
         ("/api/reports/monthly?since=2026-05-01&until=2026-04-01", "is after --until"),
         ("/api/reports/session?instances=perhaps", "instances must be true or false"),
         ("/api/reports/blocks?token_limit=lots", "--token-limit must be a number"),
-        ("/api/reports/blocks?session_length=-1", "--session-length must be a positive"),
+        ("/api/reports/blocks?session_length=-1", "--session-length must be hours above 0"),
+        ("/api/reports/daily?snce=2099-01-01", "unknown parameter 'snce'"),
+        ("/api/reports/blocks?since=2099-01-01", "unknown parameter 'since'"),
+        ("/api/reports/daily?project=", "--project needs a project name or path"),
     ],
 )
 def test_bad_parameters_are_400(client: TestClient, url: str, message: str) -> None:
     response = client.get(url)
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+def test_dates_at_the_ends_of_the_calendar(client: TestClient) -> None:
+    """Bounds a day from year 1 or 9999 cannot be turned into UTC: before or after every call, not a 500."""
+    everything = client.get("/api/reports/daily").json()["totals"]
+    assert client.get("/api/reports/daily?until=9999-12-31").json()["totals"] == everything
+    assert client.get("/api/reports/weekly?since=0001-01-01&timezone=Pacific/Pago_Pago").json()["totals"] == everything
+    assert client.get("/api/reports/daily?since=9999-12-31&timezone=Asia/Tokyo").json()["daily"] == []
 
 
 def test_unknown_report_is_404(client: TestClient) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -13,7 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from api.security import SecurityMiddleware, host_name, is_loopback_address, is_loopback_client
+from api.security import SecurityMiddleware, host_name, is_local_client, is_loopback_address
 from tests.live_helpers import TestClient
 
 
@@ -61,7 +60,8 @@ def test_configured_host_passes() -> None:
     assert client.get("/", headers={"host": "other.lan"}).status_code == 403
 
 
-def test_missing_host_header_is_refused() -> None:
+def raw_request(headers: list[tuple[bytes, bytes]]) -> int:
+    """The status the middleware answers a GET / with exactly these header fields (no client fixes them up)."""
     app = SecurityMiddleware(Starlette(routes=[Route("/", hello)]))
     sent: list[Message] = []
 
@@ -71,16 +71,37 @@ def test_missing_host_header_is_refused() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: dict[str, Any] = {
-        "type": "http",
-        "method": "GET",
-        "path": "/",
-        "headers": [],
-        "query_string": b"",
-        "client": None,
-    }
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b"", "client": None}
     asyncio.run(app(scope, receive, send))
-    assert sent[0]["status"] == 403
+    return int(sent[0]["status"])
+
+
+def test_two_host_headers_are_refused() -> None:
+    assert raw_request([(b"host", b"localhost")]) == 200
+    assert raw_request([(b"host", b"evil.example"), (b"host", b"localhost")]) == 400
+    assert raw_request([(b"host", b"localhost"), (b"host", b"evil.example")]) == 400
+
+
+def test_pages_of_other_sites_are_refused() -> None:
+    """A browser sends Origin with every POST: another site's page cannot make the service act (CSRF)."""
+    client = make_client(allowed=["stats.lan"])
+    assert client.post("/api/data", headers={"origin": "http://evil.example"}).status_code == 403
+    assert client.get("/api/data", headers={"origin": "http://evil.example"}).status_code == 403
+    assert client.post("/api/data", headers={"origin": "null"}).status_code == 403
+    for origin in ("http://localhost:3000", "http://127.0.0.1:3000", "http://[::1]:3000", "http://stats.lan"):
+        assert client.post("/api/data", headers={"origin": origin}).status_code == 405  # allowed through: GET-only
+        assert client.get("/api/data", headers={"origin": origin}).status_code == 200
+
+
+def test_bearer_scheme_in_any_case() -> None:
+    client = make_client(token="s3cret")
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert client.get("/api/data", headers={"authorization": f"{scheme} s3cret"}).status_code == 200
+    assert client.get("/api/data", headers={"authorization": "Basic s3cret"}).status_code == 401
+
+
+def test_missing_host_header_is_refused() -> None:
+    assert raw_request([]) == 403
 
 
 def test_token_required_when_configured() -> None:
@@ -136,6 +157,9 @@ def test_loopback_address_and_client() -> None:
         assert is_loopback_address(host)
     for host in ("0.0.0.0", "::", "192.168.1.2", "example.com", "testclient"):
         assert not is_loopback_address(host)
-    assert is_loopback_client({"type": "http", "client": ("127.0.0.1", 5)})
-    assert not is_loopback_client({"type": "http", "client": ("10.0.0.1", 5)})
-    assert not is_loopback_client({"type": "http", "client": None})
+    assert is_local_client({"type": "http", "client": ("127.0.0.1", 5)})
+    assert not is_local_client({"type": "http", "client": ("10.0.0.1", 5)})
+    assert not is_local_client({"type": "http", "client": None})
+    # A service bound to one LAN address: a client connecting from that same address is this machine.
+    assert is_local_client({"type": "http", "client": ("10.0.0.1", 5), "server": ("10.0.0.1", 3000)})
+    assert not is_local_client({"type": "http", "client": ("10.0.0.2", 5), "server": ("10.0.0.1", 3000)})

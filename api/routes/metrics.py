@@ -59,6 +59,17 @@ def _error(message: str, status_code: int = 400) -> Response:
     return json_response({"error": message}, status_code)
 
 
+def only_params(request: Request, *known: str) -> None:
+    """BadInput for the first query parameter not in `known` (a typo must not be silently ignored);
+    names may be given with dashes instead of underscores."""
+    for name in request.query_params:
+        if name.replace("-", "_") not in known:
+            raise BadInput(f"unknown parameter {name!r}; use {', '.join(known) or 'none'}")
+
+
+_EDGES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -84,13 +95,17 @@ def instant_param(request: Request, name: str, *, end: bool = False) -> datetime
         if len(text) == 10:
             day = date.fromisoformat(text)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return start + timedelta(days=1) if end else start
-        value = datetime.fromisoformat(text)
+            value = start + timedelta(days=1) if end and day < date.max else start
+        else:
+            value = datetime.fromisoformat(text)
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except ValueError:
         raise BadParam(
             f"{name} must be an ISO-8601 date or date-time (e.g. 2026-02-10T22:57:57Z), got {raw!r}"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    except OverflowError:  # within a day of year 1 or 9999, in UTC: before or after every call
+        value = _EDGES[0] if text.startswith("0001") else _EDGES[1]
+    return value
 
 
 def mode_param(request: Request, ctx: AppContext) -> str:
@@ -121,9 +136,12 @@ def routes(
     """
     memo = memo if memo is not None else Memo()
 
-    def endpoint(parse: Callable[[Request], Query]) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(parse: Callable[[Request], Query], *known: str) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint answering `parse(request)`'s query; `known`: its query parameters."""
+
         async def handle(request: Request) -> Response:
             try:
+                only_params(request, *known)
                 query = parse(request)
             except (BadParam, BadInput) as exc:
                 return _error(str(exc))
@@ -162,7 +180,7 @@ def routes(
             mode = mode_param(request, ctx)
             return lambda con: tier_detail(con, name, now=now(), mode=mode, memo=memo)
 
-        return await endpoint(parse)(request)
+        return await endpoint(parse, "mode")(request)
 
     def recent(request: Request) -> Query:
         limit = int_param(request, "limit", RECENT_DEFAULT, 1, RECENT_MAX)
@@ -198,12 +216,16 @@ def routes(
         return lambda con: activity(con, query, mode=mode, memo=memo)
 
     return [
-        Route("/api/metrics/stats", endpoint(stats), methods=["GET"]),
-        Route("/api/metrics/realtime", endpoint(live), methods=["GET"]),
+        Route("/api/metrics/stats", endpoint(stats, "window", "mode"), methods=["GET"]),
+        Route("/api/metrics/realtime", endpoint(live, "mode"), methods=["GET"]),
         Route("/api/metrics/tiers/{tier}", tier, methods=["GET"]),
-        Route("/api/metrics/recent", endpoint(recent), methods=["GET"]),
-        Route("/api/metrics/current", endpoint(now_doing), methods=["GET"]),
-        Route("/api/metrics/projects", endpoint(projects), methods=["GET"]),
-        Route("/api/metrics/models", endpoint(models), methods=["GET"]),
-        Route("/api/metrics/activity", endpoint(feed), methods=["GET"]),
+        Route("/api/metrics/recent", endpoint(recent, "limit", "mode"), methods=["GET"]),
+        Route("/api/metrics/current", endpoint(now_doing, "mode"), methods=["GET"]),
+        Route("/api/metrics/projects", endpoint(projects, "mode"), methods=["GET"]),
+        Route("/api/metrics/models", endpoint(models, "mode"), methods=["GET"]),
+        Route(
+            "/api/metrics/activity",
+            endpoint(feed, "limit", "offset", "type", "project", "from", "to", "mode"),
+            methods=["GET"],
+        ),
     ]

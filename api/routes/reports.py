@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.context import AppContext
+from api.routes.metrics import only_params
 from indexer.blocks import block_options, blocks_from_buckets, bucket_rows, settled
 from indexer.errors import BadInput
 from indexer.metrics import Memo
@@ -31,6 +32,8 @@ from indexer.reports import PERIODS, period_report, report_options
 if TYPE_CHECKING:
     import duckdb
 
+PERIOD_PARAMS = ("since", "until", "timezone", "project", "mode", "order", "start_of_week", "instances", "breakdown")
+BLOCK_PARAMS = ("session_length", "token_limit", "active", "recent", "mode")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -83,6 +86,7 @@ def routes(ctx: AppContext, memo: Memo | None = None) -> list[BaseRoute]:
         if kind not in PERIODS:
             return JSONResponse({"error": f"unknown report {kind!r}"}, status_code=404)
         try:
+            only_params(request, *PERIOD_PARAMS)
             opts = report_options(
                 since=_param(request, "since"),
                 until=_param(request, "until"),
@@ -101,6 +105,7 @@ def routes(ctx: AppContext, memo: Memo | None = None) -> list[BaseRoute]:
 
     async def blocks(request: Request) -> Response:
         try:
+            only_params(request, *BLOCK_PARAMS)
             opts = block_options(
                 session_length=_param(request, "session_length"),
                 token_limit=_param(request, "token_limit"),

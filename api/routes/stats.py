@@ -4,7 +4,7 @@ The idea: `/api/stats` is the hot path (a TUI polls it), so it is a bare ASGI en
 the newest ring entry's bytes as they are: no database, no serialisation, no per-request objects.
 Everything that does touch the index (health, /metrics) runs in a worker thread on its own reader
 cursor, so the event loop never waits on DuckDB. The `/api/index/*` endpoints let other `cco`
-commands work while the service holds the index lock; they answer loopback clients only.
+commands work while the service holds the index lock; they answer this machine's clients only.
 
 Endpoints (JSON unless said otherwise; errors are `{"error": "..."}` with 400/403/503):
   GET  /api/stats                      the newest StatsSnapshot
@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from api.context import AppContext
-from api.security import is_loopback_client
+from api.security import is_local_client
 from api.service import RING_SIZE, LiveService
 from indexer.engine import duckdb
 from indexer.errors import CcoError
@@ -82,18 +82,25 @@ class LatestStats:
         await send({"type": "http.response.body", "body": data})
 
 
+MAX_EPOCH_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last time a datetime holds
+
+
 def parse_time(name: str, value: str) -> float:
-    """An ISO-8601 time (naive = UTC; `Z` accepted) or epoch seconds -> epoch seconds."""
+    """An ISO-8601 time (naive = UTC; `Z` accepted) or epoch seconds -> epoch seconds, from 1970
+    to 9999 (outside that, or NaN, is a BadParam: such a time cannot be printed back)."""
     text = value.strip()
     try:
-        return float(text)
+        ts = float(text)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise BadParam(f"{name}: not an ISO-8601 time or epoch seconds: {value!r}") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
+            raise BadParam(f"{name}: not an ISO-8601 time or epoch seconds: {value!r}") from None
+    if not 0 <= ts <= MAX_EPOCH_S:  # also NaN
+        hint = " (epoch seconds, not milliseconds)" if MAX_EPOCH_S < ts < MAX_EPOCH_S * 1000 else ""
+        raise BadParam(f"{name}: {value!r} is not a time between 1970 and 9999{hint}")
+    return ts
 
 
 def history_bounds(params: dict[str, str], now: float) -> tuple[float, float]:
@@ -240,7 +247,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         return Response(body, media_type=PROMETHEUS_TYPE)
 
     async def index_status(request: Request) -> Response:
-        if not is_loopback_client(request.scope):
+        if not is_local_client(request.scope):
             return error(403, "internal endpoint: loopback clients only")
         if service is None:
             return not_running()
@@ -253,7 +260,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
             return error(503, str(exc))
 
     async def index_sync(request: Request) -> Response:
-        if not is_loopback_client(request.scope):
+        if not is_local_client(request.scope):
             return error(403, "internal endpoint: loopback clients only")
         if service is None:
             return not_running()
