@@ -1,9 +1,10 @@
 """The merge rules in SQL and Python: the lines of one call identity become one row, and that
 row meets the stored one, with the same result in any order.
 
-The idea: usage fields take their maximum (streamed lines repeat a growing snapshot), the
-timestamp its minimum, and the descriptive fields (model, session, project, latency, error) come
-from the earliest line, ties broken by session name then arrival. parse.merge_calls states the
+The idea: usage fields take their maximum (streamed lines repeat a growing snapshot; of the cache
+write, the total and the 1-hour part: see MAXIMA), the timestamp its minimum, and the descriptive
+fields (model, session, project, latency, error) come from the earliest line, ties broken by
+session name then arrival. parse.merge_calls states the
 rules for two rows in Python; merged_columns applies them to a whole batch of numeric columns at
 once (sort, then one reduction per column), and the SQL here to a batch against `calls`
 (MERGE_SET), so the set-based path, the few-call path and rebuild's salvage agree.
@@ -22,7 +23,10 @@ MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
 # Each column's rule, as parse.merge_calls applies it: the earliest row's value, the maximum (the
 # usage counts, and costUSD where present), or a flag that ORs in or ANDs out.
 FIRST_ROW = ("model", "session", "project", "branch", "version", "agent_id", "latency_ms", "error")
-MAXIMA = ("input_tokens", "output_tokens", "cache_5m_tokens", "cache_1h_tokens", "cache_read_tokens", "web_searches")
+# The cache write is stored as its 5-minute and 1-hour parts; what takes its maximum is the total and
+# the 1-hour part (CACHE_TOTAL), the 5-minute part being the rest.
+MAXIMA = ("input_tokens", "output_tokens", "cache_1h_tokens", "cache_read_tokens", "web_searches")
+CACHE_TOTAL = "({t}.cache_5m_tokens + {t}.cache_1h_tokens)"
 ANY_ROW = ("failed", "fast")
 ALL_ROWS = ("sidechain",)
 
@@ -35,6 +39,9 @@ MERGE_SET = ",\n".join(
         "ts = least(calls.ts, excluded.ts)",
         *(f"{c} = CASE WHEN {_EARLIER} THEN excluded.{c} ELSE calls.{c} END" for c in FIRST_ROW),
         *(f"{c} = greatest(calls.{c}, excluded.{c})" for c in (*MAXIMA, "cost_usd")),
+        "cache_5m_tokens = greatest({}, {}) - greatest(calls.cache_1h_tokens, excluded.cache_1h_tokens)".format(
+            CACHE_TOTAL.format(t="calls"), CACHE_TOTAL.format(t="excluded")
+        ),
         *(f"{c} = calls.{c} OR excluded.{c}" for c in ANY_ROW),
         *(f"{c} = calls.{c} AND excluded.{c}" for c in ALL_ROWS),
     ]
@@ -48,6 +55,7 @@ def changes(old: str, new: str) -> str:
             f"{old}.ts < {new}.ts",
             f"({old}.ts = {new}.ts AND {old}.session < {new}.session)",
             *(f"{old}.{c} > {new}.{c}" for c in MAXIMA),
+            f"{CACHE_TOTAL.format(t=old)} > {CACHE_TOTAL.format(t=new)}",
             f"{old}.cost_usd > coalesce({new}.cost_usd, -1)",
             *(f"({old}.{c} AND NOT {new}.{c})" for c in ANY_ROW),
             *(f"({new}.{c} AND NOT {old}.{c})" for c in ALL_ROWS),
@@ -78,6 +86,8 @@ def merged_columns(batch: CallColumns) -> CallColumns:
     for names, rule in ((MAXIMA, np.maximum), (ANY_ROW, np.logical_or), (ALL_ROWS, np.logical_and)):
         for c in names:
             out[c] = rule.reduceat(a[c][order], firsts)
+    total = np.maximum.reduceat((a["cache_5m_tokens"] + a["cache_1h_tokens"])[order], firsts)
+    out["cache_5m_tokens"] = total - out["cache_1h_tokens"]
     out["cost_usd"] = np.fmax.reduceat(a["cost_usd"][order], firsts)  # NaN (no costUSD) loses to a value
     return CallColumns(out, batch.vocab)
 

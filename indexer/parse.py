@@ -27,6 +27,11 @@ from schemas.records import SYNTHETIC_MODEL, CallRow, EventRow, RejectRow
 # lines out of order): the estimate is left unknown rather than skewing averages by hours.
 MAX_LATENCY_MS = 15 * 60 * 1000
 ERROR_TEXT_LIMIT = 200
+# A usage count above this is not a real one (a call's context is millions of tokens at most): the
+# line is rejected, so no sum can overflow the index's 64-bit columns (10^9 counts of 10^9).
+MAX_COUNT = 10**9
+# A recorded costUSD above this (or negative) is not used: the call is priced as if it had none.
+MAX_COST_USD = 10_000.0
 # A full parse is needed only for lines holding one of these byte strings. API error notices need
 # no needle of their own: a line is a call (failed or not) only if it has a usage object, and each
 # needle costs one pass over the bytes.
@@ -326,6 +331,8 @@ def _count(container: dict[str, Any], name: str, where: str) -> int:
         raise Rejected(f"{where}.{name} is not an integer")
     if value < 0:
         raise Rejected(f"{where}.{name} is negative")
+    if value > MAX_COUNT:
+        raise Rejected(f"{where}.{name} is too large to be a count ({value})")
     return value
 
 
@@ -366,24 +373,24 @@ def _call(
         return None
     uget = usage.get
     inp = uget("input_tokens", 0)
-    if type(inp) is not int or inp < 0:
+    if type(inp) is not int or not 0 <= inp <= MAX_COUNT:
         inp = _count(usage, "input_tokens", "usage")
     outp = uget("output_tokens", 0)
-    if type(outp) is not int or outp < 0:
+    if type(outp) is not int or not 0 <= outp <= MAX_COUNT:
         outp = _count(usage, "output_tokens", "usage")
     cache_total = uget("cache_creation_input_tokens")  # None when absent: the split's sum, below
-    if (type(cache_total) is not int or cache_total < 0) and "cache_creation_input_tokens" in usage:
+    if (type(cache_total) is not int or not 0 <= cache_total <= MAX_COUNT) and "cache_creation_input_tokens" in usage:
         cache_total = _count(usage, "cache_creation_input_tokens", "usage")
     cache_read = uget("cache_read_input_tokens", 0)
-    if type(cache_read) is not int or cache_read < 0:
+    if type(cache_read) is not int or not 0 <= cache_read <= MAX_COUNT:
         cache_read = _count(usage, "cache_read_input_tokens", "usage")
     creation = uget("cache_creation")
     if type(creation) is dict:
         c1h = creation.get("ephemeral_1h_input_tokens", 0)
-        if type(c1h) is not int or c1h < 0:
+        if type(c1h) is not int or not 0 <= c1h <= MAX_COUNT:
             c1h = _count(creation, "ephemeral_1h_input_tokens", "usage.cache_creation")
         c5m = creation.get("ephemeral_5m_input_tokens", 0)
-        if type(c5m) is not int or c5m < 0:
+        if type(c5m) is not int or not 0 <= c5m <= MAX_COUNT:
             c5m = _count(creation, "ephemeral_5m_input_tokens", "usage.cache_creation")
     else:
         creation = _sub(usage, "cache_creation", "usage")
@@ -398,7 +405,7 @@ def _call(
         web = 0
     else:
         web = server.get("web_search_requests", 0) if type(server) is dict else -1
-        if type(web) is not int or web < 0:
+        if type(web) is not int or not 0 <= web <= MAX_COUNT:
             web = _count(_sub(usage, "server_tool_use", "usage"), "web_search_requests", "usage.server_tool_use")
     ts = parse_ts(get("timestamp"))
     error = None
@@ -410,7 +417,7 @@ def _call(
         None
         if cost is None
         else float(cost)
-        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and 0 <= cost <= MAX_COST_USD
         else None
     )
     msg_id = message.get("id")
@@ -471,7 +478,8 @@ def _error_text(message: dict[str, Any]) -> str | None:
 def merge_calls(a: CallRow, b: CallRow) -> CallRow:
     """Two rows of one call identity -> one, independent of order.
 
-    Usage fields take their maximum (streamed lines repeat a growing snapshot), the timestamp its
+    Usage fields take their maximum (streamed lines repeat a growing snapshot; for the cache write,
+    its total and its 1-hour part, the 5-minute part being the rest), the timestamp its
     minimum; descriptive fields, the error text and the latency estimate come from the earlier
     row (latency is measured to a call's first line; a tool result can arrive between a call's
     lines), ties broken by session name, so fork copies resolve the same way on every read order.
@@ -484,7 +492,10 @@ def merge_calls(a: CallRow, b: CallRow) -> CallRow:
         failed=a.failed or b.failed,
         input_tokens=max(a.input_tokens, b.input_tokens),
         output_tokens=max(a.output_tokens, b.output_tokens),
-        cache_5m_tokens=max(a.cache_5m_tokens, b.cache_5m_tokens),
+        # The cache write's total and its 1-hour part take their maxima, the 5-minute part is the rest:
+        # lines that split one total differently must not add up to more than it.
+        cache_5m_tokens=max(a.cache_5m_tokens + a.cache_1h_tokens, b.cache_5m_tokens + b.cache_1h_tokens)
+        - max(a.cache_1h_tokens, b.cache_1h_tokens),
         cache_1h_tokens=max(a.cache_1h_tokens, b.cache_1h_tokens),
         cache_read_tokens=max(a.cache_read_tokens, b.cache_read_tokens),
         web_searches=max(a.web_searches, b.web_searches),

@@ -228,6 +228,38 @@ def test_cache_creation_total_absent_null_or_bad(total: dict[str, Any], expected
     assert got + [r.reason for r in out.rejects] == [expected]
 
 
+@pytest.mark.parametrize(
+    ("usage", "reason"),
+    [
+        ({"input_tokens": 10**19}, "usage.input_tokens is too large to be a count (10000000000000000000)"),
+        ({"output_tokens": 10**9 + 1}, "usage.output_tokens is too large to be a count (1000000001)"),
+        ({"cache_read_input_tokens": 2**63}, "usage.cache_read_input_tokens is too large to be a count"),
+        (
+            {"cache_creation": {"ephemeral_1h_input_tokens": 2**62}},
+            "usage.cache_creation.ephemeral_1h_input_tokens is too large to be a count",
+        ),
+        ({"server_tool_use": {"web_search_requests": 10**12}}, "usage.server_tool_use.web_search_requests is too"),
+    ],
+)
+def test_impossible_counts_reject_the_line(usage: dict[str, Any], reason: str) -> None:
+    """No sum of counts can overflow the index's 64-bit columns: a count over 10^9 is not a real one."""
+    good = assistant("2026-01-01T00:00:00.000Z", mid="good")
+    bad = assistant("2026-01-01T00:00:01.000Z", mid="bad", usage=usage)
+    out = parse_lines(good + bad, 0, FileContext.for_path(f"{P}/s.jsonl"), None)
+    assert [c.input_tokens for c in out.calls] == [1]
+    assert len(out.rejects) == 1 and out.rejects[0].reason.startswith(reason)
+    ok = assistant("2026-01-01T00:00:01.000Z", usage={"input_tokens": 10**9})  # the largest count taken
+    assert parse_lines(ok, 0, FileContext.for_path(f"{P}/s.jsonl"), None).calls[0].input_tokens == 10**9
+
+
+def test_an_impossible_recorded_cost_is_not_used() -> None:
+    ctx = FileContext.for_path(f"{P}/s.jsonl")
+    costs = [c.cost_usd for c in parse_lines(b"".join(
+        assistant("2026-01-01T00:00:01.000Z", mid=str(v), costUSD=v) for v in (0.5, 1e300, -1, 10_000)
+    ), 0, ctx, None).calls]  # fmt: skip
+    assert costs == [0.5, None, None, 10_000.0]
+
+
 def test_error_line_is_failed_with_zero_tokens() -> None:
     ctx = FileContext.for_path(f"{P}/s.jsonl")
     line = dumps(
