@@ -164,7 +164,8 @@ def parse_lines(
     if data.find(b"\x00", 0, end) >= 0:
         _parse_each_line(data, end, base_offset, ctx, out)
         return out
-    out.lines = _count_lines(data, end)
+    out.lines = _count_lines(data, end, base_offset, ctx, out)
+    counted = len(out.rejects)  # odd lines', in offset order; the needles' rejects follow
     find = data.find
     rfind = data.rfind
     # The next occurrence of each needle at or after `pos` (-1: none left in the chunk); each is
@@ -193,15 +194,23 @@ def parse_lines(
         pos = nl + 1
     if pos < end:
         out.last_user_ms = _last_user_ms(data, pos, end, out.last_user_ms)
+    if 0 < counted < len(out.rejects):
+        out.rejects.sort(key=_offset)  # both kinds: in file order
     return out
 
 
-def _count_lines(data: bytes, end: int) -> int:
+def _offset(reject: RejectRow) -> int:
+    return reject.offset
+
+
+def _count_lines(data: bytes, end: int, base_offset: int, ctx: FileContext, out: ParseResult) -> int:
     """How many lines of data[:end] (complete lines, not empty) are not blank (spaces, tabs, CRs only).
 
     Newlines are found with `bytes.find` (memchr) and only a line starting with whitespace is
     tested further: for transcript lines (hundreds of bytes to megabytes) this is 2-3x cheaper
-    than `bytes.count(b"\\n")` or one regex pass.
+    than `bytes.count(b"\\n")` or one regex pass. On the way, a line that cannot be a JSON object
+    (its first byte is not `{` or its last not `}`) and holds no needle, which the full parse would
+    reject, is rejected here (see _odd_reason).
     """
     find = data.find
     blank = _BLANK.fullmatch
@@ -212,8 +221,25 @@ def _count_lines(data: bytes, end: int) -> int:
         nl = find(b"\n", start)
         if data[start] not in ws or blank(data, start, nl) is None:
             n += 1
+            if (data[start] != 0x7B or data[nl - 1] != 0x7D) and (reason := _odd_reason(data, start, nl)):
+                out.rejects.append(RejectRow(ctx.path, base_offset + start, reason))  # `{`, `}`: two tests
         start = nl + 1
     return n
+
+
+def _odd_reason(data: bytes, start: int, end: int) -> str | None:
+    """Why the line data[start:end], whose first or last byte is not a brace, is rejected: the
+    reason the full parse would give if it is not a JSON object; None if it is one after all (with
+    blanks around it) or holds a needle (the full parse then rejects it itself)."""
+    line = memoryview(data)[start:end]
+    stripped = bytes(line).strip(b" \t\r")
+    if (stripped[:1] == b"{" and stripped[-1:] == b"}") or any(_has(data, n, start, end) for n in _NEEDLES):
+        return None
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON ({_JSON_WHERE.sub('', str(exc))})"
+    return "line is not a JSON object"
 
 
 def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int | None:
@@ -283,6 +309,8 @@ def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
     if _has(data, b"\x00", start, end):
         raise Rejected("NUL bytes in line")
     if not any(_has(data, n, start, end) for n in _NEEDLES):
+        if (data[start] != 0x7B or data[end - 1] != 0x7D) and (reason := _odd_reason(data, start, end)):
+            raise Rejected(reason)
         out.last_user_ms = _last_user_ms(data, start, end + 1, out.last_user_ms)  # end + 1: past its newline
         return
     _parse_full(data, start, end, ctx, out)

@@ -67,7 +67,7 @@ def test_claude_config_dir_is_the_default_source(tmp_path: Path, samples_tree: P
     got = status(db)
     assert got["calls"] == 15 + 25
     assert got["failed_calls"] == 1
-    assert got["rejected_lines"] == 11
+    assert got["rejected_lines"] == 14
     assert got["total_tokens"] == 685817 + 9371
     assert got["files_live"] == 4 + 18
 

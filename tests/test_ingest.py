@@ -51,8 +51,11 @@ EXPECTED: dict[str, tuple[Any, ...]] = {
     ]),
     "non_object": (5, 1, 0, 1, 1, 0, 0, 0, 0, 0, None, 0, [
         (0, "line is not a JSON object"), (16, "line is not a JSON object"),
+        (24, "line is not a JSON object"), (27, "line is not a JSON object"),
     ]),
-    "deep_nesting": (3, 1, 0, 9, 9, 0, 0, 0, 0, 0, None, 0, [(0, "invalid JSON (depth limit exceeded)")]),
+    "deep_nesting": (3, 1, 0, 9, 9, 0, 0, 0, 0, 0, None, 0, [
+        (0, "invalid JSON (depth limit exceeded)"), (4042, "invalid JSON (depth limit exceeded)"),
+    ]),
     "u2028": (2, 1, 0, 11, 22, 0, 0, 0, 0, 0, None, 0, []),
 }  # fmt: skip
 
@@ -117,7 +120,7 @@ def test_all_rules_together_sum_up(tmp_path: Path) -> None:
     assert list(got[:10]) == want == [58, 25, 1, 222, 929, 1170, 2500, 4550, 3, 1]
     assert got[10] == pytest.approx(0.0123)
     assert got[11] == 1
-    assert len(got[12]) == 11
+    assert len(got[12]) == 14
 
 
 def test_resync_is_exactly_once(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_status_of_the_rule_fixtures(tmp_path: Path) -> None:
     with Index(tmp_path / "index.duckdb") as index:
         sync(index, roots)
         s = index_status(index, load_book(None))
-    assert (s.calls, s.failed_calls, s.rejected_lines, s.lines, s.files_live) == (25, 1, 11, 58, 18)
+    assert (s.calls, s.failed_calls, s.rejected_lines, s.lines, s.files_live) == (25, 1, 14, 58, 18)
     assert (s.input_tokens, s.output_tokens, s.cache_creation_tokens, s.cache_read_tokens) == (222, 929, 3670, 4550)
     assert s.total_tokens == 9371
 
