@@ -51,10 +51,15 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     )
     if report.salvage_error:
         lost = report.unsalvaged_files
-        covered = "number of files unknown" if lost is None else f"{lost} file(s) no longer on disk"
+        covered = "number of files unknown" if lost is None else f"{lost} file(s) no longer whole on disk"
         print(
             f"cco: warning: history not on disk could not be salvaged from the old index ({covered}): "
             f"{report.salvage_error}",
+            file=sys.stderr,
+        )
+    elif report.old_damage:
+        print(
+            f"cco: note: the old index was damaged ({report.old_damage}); all the history it held was read and kept",
             file=sys.stderr,
         )
 

@@ -40,6 +40,8 @@ class RebuildReport:
     salvage_error: str | None
     # When salvage failed: how many files the old index knew that are not on disk (None: unknown).
     unsalvaged_files: int | None = None
+    # Why the old index could not be opened for writing (damaged), even if its history was read.
+    old_damage: str | None = None
 
 
 def _check_old(db: Path) -> str | None:
@@ -58,43 +60,70 @@ def _check_old(db: Path) -> str | None:
     return None
 
 
-def _salvage(new: Index, old_path: Path) -> tuple[int, str | None, int | None]:
-    """Copy into `new` what only the old index holds; (calls added, reason it could not, files lost)."""
+def _salvage(new: Index, old_path: Path, old_error: str | None) -> tuple[int, str | None, int | None]:
+    """Copy into `new` what only the old index holds; (calls added, what could not be, files lost).
+
+    Table by table, each in its own transaction: a damaged old index (`old_error`: it could not
+    be opened for writing or migrated) often still reads, wholly or in part (a damaged block holds
+    one table's data), and every call that reads is kept. Files lost: when the calls could not be
+    read, how many files the old index knew whose history the transcripts no longer hold whole.
+    """
     con = new.con
     before = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
     try:
         quoted = str(old_path).replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS old (READ_ONLY)")
     except duckdb.Error as exc:
-        return 0, str(exc).splitlines()[0], None
+        return 0, old_error or str(exc).splitlines()[0], None
+    problems: list[str] = []
     try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(_SALVAGE_MISSING)
-        con.execute(_SALVAGE_MERGE)
-        con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM old.calls"))
-        con.execute("INSERT INTO events SELECT * FROM old.events" + EVENT_UPSERT)
-        # Files the transcripts no longer have stay listed, as gone, with their line counts.
-        con.execute(
-            "INSERT OR IGNORE INTO files SELECT * REPLACE (true AS gone) FROM old.files "
-            "WHERE path NOT IN (SELECT path FROM files)"
-        )
-        con.execute("INSERT INTO rejects SELECT * FROM old.rejects WHERE path IN (SELECT path FROM files WHERE gone)")
-        con.execute("COMMIT")
+        for table, statements in _SALVAGE_STEPS:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                con.execute("ROLLBACK")
+                problems.append(f"{table}: {str(exc).splitlines()[0]}")
         new.forget_file_states()
-    except duckdb.Error as exc:
-        con.execute("ROLLBACK")
-        return 0, str(exc).splitlines()[0], _files_not_on_disk(con)
+        lost = _files_not_on_disk(con) if problems and problems[0].startswith("calls:") else None
     finally:
         con.execute("DETACH old")
     after = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
-    return after - before, None, None
+    if not problems:
+        return after - before, None, None
+    return after - before, "; ".join(([old_error] if old_error else []) + problems), lost
+
+
+# What salvage copies, table by table (see _salvage); files before rejects, which follow gone files.
+_SALVAGE_STEPS: list[tuple[str, list[str]]] = [
+    (
+        "calls",
+        [_SALVAGE_MISSING, _SALVAGE_MERGE, MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM old.calls")],
+    ),
+    ("events", ["INSERT INTO events SELECT * FROM old.events" + EVENT_UPSERT]),
+    # Files the transcripts no longer have stay listed, as gone, with their line counts.
+    (
+        "files",
+        [
+            "INSERT OR IGNORE INTO files SELECT * REPLACE (true AS gone) FROM old.files "
+            "WHERE path NOT IN (SELECT path FROM files)"
+        ],
+    ),
+    ("rejects", ["INSERT INTO rejects SELECT * FROM old.rejects WHERE path IN (SELECT path FROM files WHERE gone)"]),
+]
 
 
 def _files_not_on_disk(con: duckdb.DuckDBPyConnection) -> int | None:
-    """Files the (damaged) old index lists that the transcripts no longer hold, if it can say."""
+    """Files the (damaged) old index lists whose history the transcripts no longer hold whole
+    (gone, or now shorter than what was read), if it can say."""
     try:
         row = con.execute(
-            "SELECT count(*) FROM old.files WHERE gone OR path NOT IN (SELECT path FROM files WHERE NOT gone)"
+            """
+            SELECT count(*) FROM old.files AS o LEFT JOIN files AS n ON n.path = o.path AND NOT n.gone
+            WHERE o.gone OR n.path IS NULL OR o."offset" > n."offset"
+            """
         ).fetchone()
     except duckdb.Error:
         return None
@@ -131,10 +160,10 @@ def rebuild(
         try:
             with new.deferred_calls():
                 report = sync(new, roots, progress=progress, workers=workers)
-            if old_error or not db.exists():
-                salvaged, error, lost = 0, old_error, None
+            if db.exists():
+                salvaged, error, lost = _salvage(new, db, old_error)
             else:
-                salvaged, error, lost = _salvage(new, db)
+                salvaged, error, lost = 0, None, None
             if book is not None:
                 apply_prices(new.con, book)
         finally:
@@ -145,4 +174,4 @@ def rebuild(
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             leftover.unlink(missing_ok=True)
-    return RebuildReport(report, salvaged, error, lost)
+    return RebuildReport(report, salvaged, error, lost, old_error)

@@ -160,6 +160,49 @@ def test_rebuild_over_damaged_blocks_works_and_warns(tmp_path: Path, samples_tre
     assert not list(tmp_path.glob("index.duckdb.rebuild-*"))
 
 
+def damage_block_of(db: Path, table: str) -> None:
+    """Overwrite the storage block holding `table`'s data (and only those bytes) with garbage."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    sql = f"SELECT DISTINCT block_id FROM pragma_storage_info('{table}') WHERE block_id >= 0"
+    (block,) = [r[0] for r in con.execute(sql).fetchall()]
+    (size,) = con.execute("SELECT block_size FROM pragma_database_size()").fetchall()[0]
+    con.close()
+    with db.open("r+b") as f:
+        f.seek(3 * 4096 + block * size)  # three header blocks of 4 KiB, then the storage blocks
+        f.write(bytes((i * 31 + 7) % 251 for i in range(size)))
+
+
+def test_a_damaged_block_elsewhere_loses_no_readable_history(tmp_path: Path, samples_tree: Path) -> None:
+    """Rebuild cannot open the old index for writing (its migrations table is damaged), yet its
+    calls read: those the transcripts lost are salvaged, and the user is told the old one was damaged."""
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    before = rows(db)
+    damage_block_of(db, "migrations")
+    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
+    subagent.unlink()  # 3 calls only the old index holds now
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.old_damage is not None and str(db) in report.old_damage
+    assert report.salvage_error is None and report.salvaged_calls == 3
+    assert rows(db) == before
+
+
+def test_a_damaged_calls_block_says_which_files_lost_history(tmp_path: Path, samples_tree: Path) -> None:
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    damage_block_of(db, "calls")
+    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
+    subagent.unlink()
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.salvaged_calls == 0
+    assert report.salvage_error is not None and "calls:" in report.salvage_error
+    assert report.unsalvaged_files == 1  # the deleted subagent file, from the old index's readable files table
+
+
 def test_rebuild_refuses_an_index_in_use(tmp_path: Path, samples_tree: Path) -> None:
     db = tmp_path / "index.duckdb"
     with Index(db) as index:
