@@ -86,6 +86,9 @@ def status_cmd(
     path = db_path(db)
     service = _service(path)
     if service is not None:
+        from indexer.pricing import check_user_file
+
+        check_user_file(pricing_file())  # as without the service: a bad price file is an error
         fields: dict[str, Any] = service.get_json("/api/index/status", {"mode": cost_mode})
     else:
         from indexer.pricing import load_book

@@ -185,6 +185,9 @@ def _fetch(db: Path | None, path: str, params: dict[str, str], local: Compute, o
 
         service = service_for(db_file)
     if service is not None:
+        from indexer.pricing import check_user_file
+
+        check_user_file(pricing_file())  # as without the service: a bad price file is an error
         answer: Answer = service.get_json(path, params)
         return answer
     from indexer.pricing import load_book

@@ -256,6 +256,13 @@ def bundled() -> PriceBook:
     return PriceBook(models, web if web is not None else DEFAULT_WEB_SEARCH_PER_1000)
 
 
+def check_user_file(path: Path) -> None:
+    """BadInput if the user's price file (when there is one) is bad: what a command answered by the
+    running service checks, since the service keeps the last good prices (its health says why)."""
+    if path.exists():
+        read_user(path)
+
+
 def load_book(user_path: Path | None, raw: bytes | None = None) -> PriceBook:
     """Bundled prices overlaid with the user's file (or its bytes `raw`); BadInput if it is bad."""
     base = bundled()

@@ -246,10 +246,20 @@ def test_same_bytes_through_a_real_service(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the service did not start"
             time.sleep(0.5)
         served = [run_cco("report", *a, "--json", "--db", str(db)) for a in args]
+        # A bad price file: the service keeps its last good prices, but a command fails as it would
+        # without the service, naming the line.
+        prices = Path(os.environ["CCO_HOME"]) / "pricing.toml"
+        prices.parent.mkdir(parents=True, exist_ok=True)
+        prices.write_text('[models."claude-x"]\ninput = -1\noutput = 2\n')
+        bad = [run_cco(*c, "--db", str(db)) for c in (("report", "daily", "--json"), ("index", "status"))]
     finally:
         service.terminate()
         service.wait(timeout=60)
     assert not run_file.exists()
+    bad += [run_cco(*c, "--db", str(db)) for c in (("report", "daily", "--json"), ("index", "status"))]
+    assert [r.returncode for r in bad] == [2] * 4
+    assert len({r.stderr for r in bad}) == 1 and f"{prices} line 2" in bad[0].stderr
+    prices.unlink()
     local = [run_cco("report", *a, "--json", "--db", str(db)) for a in args]
     assert [r.returncode for r in served + local] == [0] * 6
     assert [r.stdout for r in served] == [r.stdout for r in local]
