@@ -209,12 +209,19 @@ def locate(text: str, model: str | None, key: str | None) -> int | None:
         names = _header_names(line)
         if names is not None:
             table = names
+            if model is not None and key is not None and _key_pattern("models", model, key).match(names + "="):
+                return i  # a sub-table where a key belongs: [models."id".long_context]
             if model is not None and names.startswith("models") and names.endswith(quoted) and found is None:
                 found = i
             continue
         if model is None:
             if table == "" and key is not None and _key_pattern(key).match(line):
                 return i
+        elif table == "":  # `models."id".input = ...` at the top level
+            if key is not None and _key_pattern("models", model, key).match(line):
+                return i
+            if found is None and _key_pattern("models", model).match(line):
+                found = i
         elif table.startswith("models") and table.endswith(quoted):
             if key is not None and _key_pattern(key).match(line):
                 return i
