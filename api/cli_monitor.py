@@ -6,6 +6,8 @@ Without --url it watches the service of the default index, found through the run
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import typer
 
 from api import monitor
@@ -15,8 +17,13 @@ from indexer.runfile import read_run_file
 
 
 def service_url(url: str | None) -> str:
-    """--url if given, else the running service of the default index, else the default address."""
+    """--url if given (http:// when it names no scheme), else the running service of the default
+    index, else the default address."""
     if url:
+        if "://" not in url:
+            url = "http://" + url
+        if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+            raise ValueError(f"--url must be the service's address, e.g. http://127.0.0.1:3000, got {url!r}")
         return url
     info = read_run_file(default_db())
     return info.url if info is not None else monitor.DEFAULT_URL
@@ -38,6 +45,8 @@ def monitor_cmd(
     """Watch a running cco service in the terminal (q or Ctrl-C quits)."""
     try:
         monitor.parse_token_limit(token_limit)
+        base = service_url(url)
     except ValueError as exc:
         fail(str(exc))
-    monitor.run(url=service_url(url), interval=interval, token_limit=token_limit)
+    # Without --url, a service restarted (on another port) is found again through its run file.
+    monitor.run(url=base, interval=interval, token_limit=token_limit, locate=None if url else lambda: service_url(None))

@@ -55,20 +55,35 @@ class Unreachable(Exception):
 class Client:
     """GET JSON from the service; loopback needs no proxy, so environment proxies are ignored."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+        locate: Callable[[], str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        # `locate`: where the service is now (its run file), asked again after a failed request, so
+        # a service restarted on another port is found.
+        self._locate = locate
+        self._failed = False
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        if self._failed and self._locate is not None:
+            self.base_url = self._locate().rstrip("/")
+        self._failed = True  # until it answers
         url = self.base_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         req = urllib.request.Request(url, headers={"Accept": "application/json"})
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
-                return orjson.loads(resp.read())
+                data = orjson.loads(resp.read())
+                self._failed = False
+                return data
         except urllib.error.HTTPError as exc:
             raise Unreachable(f"{path} answered HTTP {exc.code}{_error_text(exc)}") from exc
         except (urllib.error.URLError, OSError) as exc:
@@ -523,7 +538,7 @@ def render(view: View) -> RenderableType:
         footer.append("last activity ", style="dim")
         footer.append(format_time(s.get("last_activity"), view.now))
         footer.append("   ")
-        footer.append_text(health_text(sample.health))
+        footer.append_text(Text("health: unknown (stale)", style="yellow") if stale else health_text(sample.health))
         for problem in sample.problems:
             footer.append(f"   {problem}", style="yellow")
         parts.append(footer)
@@ -609,13 +624,14 @@ def run(
     interval: float = DEFAULT_INTERVAL_S,
     token_limit: str | None = None,
     console: Console | None = None,
+    locate: Callable[[], str] | None = None,
 ) -> None:
     """Draw until `q` or Ctrl-C; returns normally either way."""
     from rich.live import Live
 
     query_limit, bar_limit = parse_token_limit(token_limit)
     console = console or Console()
-    client = Client(url, token=os.environ.get("CCO_TOKEN") or None)
+    client = Client(url, token=os.environ.get("CCO_TOKEN") or None, locate=locate)
     poller = Poller(client, interval, query_limit)
     # SIGTERM leaves like Ctrl-C, so the terminal gets its modes and main screen back.
     if threading.current_thread() is threading.main_thread():
@@ -623,7 +639,8 @@ def run(
 
     def frame() -> RenderableType:
         try:
-            return render(View(url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit, console.width))
+            view = View(client.base_url, poller.state, time.monotonic(), datetime.now(UTC), bar_limit, console.width)
+            return render(view)
         except Exception as exc:  # a strange answer must not end the monitor with a traceback
             return Text(f"cco monitor: cannot draw this answer ({type(exc).__name__}: {exc}); still polling")
 

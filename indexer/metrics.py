@@ -203,16 +203,18 @@ def by_project(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | 
 
 
 def by_model(
-    con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None
+    con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None, project: str | None = None
 ) -> dict[str, tuple[str, Agg]]:
-    """All-time aggregate per model id: model -> (tier, agg); tiers are sums of these."""
+    """All-time aggregate per model id (of one project's calls, if given): model -> (tier, agg);
+    tiers are sums of these."""
     cost_expr(mode)
+    source, params = (priced(mode, "WHERE project = ?"), [project]) if project is not None else (priced(mode), [])
 
     def compute() -> dict[str, tuple[str, Agg]]:
-        rows = con.execute(f"SELECT model, any_value(tier), {AGG_SQL} FROM {priced(mode)} GROUP BY model").fetchall()
-        return {r[0]: (r[1], agg_of(r[2:])) for r in rows}
+        sql = f"SELECT model, any_value(tier), {AGG_SQL} FROM {source} GROUP BY model"
+        return {r[0]: (r[1], agg_of(r[2:])) for r in con.execute(sql, params).fetchall()}
 
-    return memoized(memo, con, ("by_model", mode), compute)
+    return memoized(memo, con, ("by_model", mode, project), compute)
 
 
 def overall(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> Agg:
@@ -484,13 +486,16 @@ def project_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: M
     return {"projects": [{"name": name, **_entity(agg)} for name, agg in ordered]}
 
 
-def model_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Memo | None = None) -> dict[str, Any]:
-    """GET /api/metrics/models: every model id as transcripts spell it, most requests first.
+def model_stats(
+    con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Memo | None = None, project: str | None = None
+) -> dict[str, Any]:
+    """GET /api/metrics/models: every model id as transcripts spell it, most requests first (of
+    one project's calls, `?project=` as /api/metrics/projects names it).
 
     API error notices are written by Claude Code under the model id `<synthetic>`, so their
     errors are counted on that row.
     """
-    ordered = sorted(by_model(con, mode, memo).items(), key=lambda kv: (-kv[1][1].calls, kv[0]))
+    ordered = sorted(by_model(con, mode, memo, project).items(), key=lambda kv: (-kv[1][1].calls, kv[0]))
     out = []
     for model, (tier, agg) in ordered:
         entity = _entity(agg)

@@ -326,6 +326,12 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     )
     assert page.locator("#feed-project").input_value() == target["name"]
     assert "#project=" in page.url
+    # The models table counts that project's calls too.
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('#models-table tbody tr')]"
+        ".reduce((a, tr) => a + Number(tr.cells[1].textContent.replace(/,/g, '')), 0) === n",
+        arg=target["calls"],
+    )
     page.screenshot(path=str(tmp_path / "dashboard-project.png"), full_page=True)
     page.get_by_role("combobox", name="Filter the page by project").select_option("")
     w.wait_value("#total-calls", after["total_requests"])
@@ -346,6 +352,19 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
              return bars.length === 24 && Math.abs(sum - want) < 1e-9; }""",
         arg=sum(e["cost"] for e in day_events),
     )
+
+    # The money axis: round steps, all labels with the same decimals.
+    labels = page.evaluate(
+        "() => [...document.querySelectorAll('#chart svg text[text-anchor=end]')].map(t => t.textContent)"
+    )
+    assert len(labels) == 5 and len({len(t.partition(".")[2]) for t in labels}) == 1, labels
+    # Dates of another year show it (old history must not look recent).
+    this_year = datetime.now().year
+    older = [p for p in get_json(base + "/api/metrics/projects")["projects"] if int(p["lastActivity"][:4]) != this_year]
+    assert older, "the samples hold a project last active in another year (ai-music, 2025)"
+    for p in older:
+        cell = page.locator(f'#projects-table tr[data-project="{p["name"]}"] td').last.inner_text()
+        assert p["lastActivity"][:4] in cell, (p["name"], cell)
 
     page.wait_for_timeout(300)
     shot = tmp_path / "dashboard.png"
@@ -391,6 +410,24 @@ def test_dashboard_phone_width_and_health_banner(browser: Any, service: Service,
     assert "3 transcript lines rejected" in w.text("#health-text")
     assert "claude-x" in w.text("#health-text")
     assert w.problems == []
+    page.close()
+
+
+def test_dashboard_says_stale_when_the_service_stops_answering(browser: Any, service: Service) -> None:
+    """A service that hangs (SIGSTOP) must not look live: requests time out and the page says so."""
+    w = Watched(browser, service.url, 1280, 900)
+    page = w.page
+    page.goto(service.url + "/")
+    w.wait_value("#total-calls", service.stats()["total_requests"])
+    service.proc.send_signal(signal.SIGSTOP)
+    try:
+        page.wait_for_function(
+            "() => /stale|offline/.test(document.querySelector('#conn-state').textContent)", timeout=25_000
+        )
+        assert page.locator("#conn-dot").get_attribute("class") == "dot down"
+    finally:
+        service.proc.send_signal(signal.SIGCONT)
+    page.wait_for_function("() => document.querySelector('#conn-state').textContent === 'live'", timeout=25_000)
     page.close()
 
 

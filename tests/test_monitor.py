@@ -116,9 +116,11 @@ def test_slow_request_shows_previous_numbers_marked_stale() -> None:
 
 
 def test_lost_service_keeps_numbers_marked_stale() -> None:
-    poll = PollState(sample=Sample(stats=STATS, fetched_at=90.0), error="connection refused", retry_at=101.0)
+    poll = PollState(sample=Sample(stats=STATS, fetched_at=90.0, health={"ok": True}), error="connection refused",
+                     retry_at=101.0)  # fmt: skip
     text = draw(view(poll))
     assert "UNREACHABLE" in text and "$56.79" in text and "(stale)" in text and "updated 10 s ago" in text
+    assert "health: unknown (stale)" in text and "health: ok" not in text  # not vouched for while unreachable
 
 
 def test_health_problems_are_listed() -> None:
@@ -276,6 +278,43 @@ def test_slow_service_is_stale_while_waiting() -> None:
 def test_client_reports_a_closed_port_as_unreachable() -> None:
     with pytest.raises(Unreachable, match="connection refused"):
         Client(f"http://127.0.0.1:{free_port()}", timeout=2).get("/api/stats")
+
+
+def test_client_finds_a_service_restarted_elsewhere() -> None:
+    """After a failed request the client asks `locate` (the run file) where the service is now."""
+    import http.server
+    import threading
+
+    class Stats(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"total_cost": 1.0}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Stats)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    moved = f"http://127.0.0.1:{server.server_address[1]}"
+    asked: list[int] = []
+
+    def locate() -> str:
+        asked.append(1)
+        return moved
+
+    client = Client(f"http://127.0.0.1:{free_port()}", timeout=2, locate=locate)
+    try:
+        with pytest.raises(Unreachable):
+            client.get("/api/stats")  # the old address: refused
+        assert client.get("/api/stats") == {"total_cost": 1.0} and client.base_url == moved
+        client.get("/api/stats")
+        assert len(asked) == 1  # asked only after a failure
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -437,6 +476,9 @@ def test_without_url_the_default_index_service_is_watched(tmp_path: Path) -> Non
 
     assert service_url(None) == monitor.DEFAULT_URL
     assert service_url("http://127.0.0.1:4000") == "http://127.0.0.1:4000"
+    assert service_url("127.0.0.1:4000") == "http://127.0.0.1:4000"  # the scheme may be left out
+    with pytest.raises(ValueError, match="--url must be the service's address"):
+        service_url("ftp://127.0.0.1:4000")
     db = default_db()
     db.parent.mkdir(parents=True, exist_ok=True)
     write_run_file(

@@ -129,6 +129,11 @@ def test_projects_and_models(client: TestClient) -> None:
     models = get(client, "/api/metrics/models")["models"]
     assert [m["model"] for m in models][:2] == ["claude-haiku-4-5-20251001", "claude-opus-4-6"]
     assert {"model", "requests", "cost", "tokens", "cacheHitRate", "avgLatency", "errors"} <= set(models[0])
+    # One project's models (fixtures/service/README.md: b1 and b2, both haiku).
+    (beta,) = get(client, "/api/metrics/models?project=/work/beta")["models"]
+    assert (beta["model"], beta["requests"], beta["tokens"]) == ("claude-haiku-4-5-20251001", 2, 2400 + 5060)
+    assert beta["cost"] == pytest.approx(0.004 + 0.00076)
+    assert get(client, "/api/metrics/models?project=/nowhere")["models"] == []
     gamma = get(client, "/api/metrics/projects?mode=calculate")["projects"][2]
     assert gamma["cost"] == 0.0  # x1 is unpriced; its costUSD counts only in auto and display
 

@@ -197,7 +197,8 @@ def routes(
 
     def models(request: Request) -> Query:
         mode = mode_param(request, ctx)
-        return lambda con: model_stats(con, mode=mode, memo=memo)
+        project = request.query_params.get("project") or None
+        return lambda con: model_stats(con, mode=mode, memo=memo, project=project)
 
     def feed(request: Request) -> Query:
         start = instant_param(request, "from")
@@ -222,7 +223,7 @@ def routes(
         Route("/api/metrics/recent", endpoint(recent, "limit", "mode"), methods=["GET"]),
         Route("/api/metrics/current", endpoint(now_doing, "mode"), methods=["GET"]),
         Route("/api/metrics/projects", endpoint(projects, "mode"), methods=["GET"]),
-        Route("/api/metrics/models", endpoint(models, "mode"), methods=["GET"]),
+        Route("/api/metrics/models", endpoint(models, "mode", "project"), methods=["GET"]),
         Route(
             "/api/metrics/activity",
             endpoint(feed, "limit", "offset", "type", "project", "from", "to", "mode"),

@@ -8,6 +8,10 @@
 const STATS_EVERY_MS = 2000;
 const DETAILS_EVERY_MS = 30000;
 const HEALTH_EVERY_MS = 10000;
+// A request not answered in this time fails (a hung service must not look live), and stats older
+// than STALE_MS mark the page stale.
+const REQUEST_TIMEOUT_MS = 8000;
+const STALE_MS = 10000;
 const FEED_PAGE = 50;
 const HOURLY_PAGE = 1000;
 const HOURLY_MAX_PAGES = 20;
@@ -40,6 +44,7 @@ const state = {
   lastLagging: 0,
   chartLoading: true,
   statsOk: true,
+  statsAt: 0, // Date.now() of the last /api/stats answer
   refreshTimer: null,
   refreshing: false,
   refreshAgain: false,
@@ -81,7 +86,13 @@ function withToken(path) {
 
 async function getJSON(path) {
   const headers = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
-  const res = await fetch(path, { headers, cache: "no-store" });
+  let res;
+  try {
+    res = await fetch(path, { headers, cache: "no-store", signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  } catch (err) {
+    if (err.name === "TimeoutError") throw new Error(`${path}: no answer in ${REQUEST_TIMEOUT_MS / 1000} s`);
+    throw err;
+  }
   if (!res.ok) throw new HttpError(path, res.status, await res.text().catch(() => ""));
   return res.json();
 }
@@ -148,14 +159,21 @@ const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
 const shortDateTimeFmt = new Intl.DateTimeFormat(undefined, {
   month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
 });
+const yearDateTimeFmt = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+});
+// Another day: its date, with the year when it is not this year's (old history must not look recent).
+function fmtDay(d) {
+  return d.getFullYear() === new Date().getFullYear() ? shortDateTimeFmt.format(d) : yearDateTimeFmt.format(d);
+}
 function fmtWhen(d) {
   if (!d) return "–";
-  return sameDay(d, new Date()) ? timeFmt.format(d) : shortDateTimeFmt.format(d);
+  return sameDay(d, new Date()) ? timeFmt.format(d) : fmtDay(d);
 }
 const clockFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 function fmtClock(d) {
   if (!d) return "–";
-  return sameDay(d, new Date()) ? clockFmt.format(d) : shortDateTimeFmt.format(d);
+  return sameDay(d, new Date()) ? clockFmt.format(d) : fmtDay(d);
 }
 function fmtAgo(d) {
   if (!d) return "";
@@ -201,7 +219,9 @@ function shortNames(names) {
   return out;
 }
 function label(project) {
-  return state.shortNames.get(project) || project || "–";
+  // Before the projects list has come: the path's last folder (never the whole path).
+  const last = String(project || "").split(/[\\/]/).filter(Boolean).pop();
+  return state.shortNames.get(project) || last || project || "–";
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -225,6 +245,7 @@ async function pollStats() {
     const recovered = !state.statsOk;
     state.stats = s;
     state.statsOk = true;
+    state.statsAt = Date.now();
     if (recovered) scheduleRefresh(0); // the panels failed while the service was away
     state.lastUpdate = parseTime(s.timestamp) || new Date();
     renderStats();
@@ -274,6 +295,7 @@ function renderUpdated() {
   t.dateTime = state.lastUpdate.toISOString();
   t.title = dateTimeFmt.format(state.lastUpdate);
   $("last-update-ago").textContent = `(${fmtAgo(state.lastUpdate)})`;
+  renderConn();
 }
 
 function renderConn() {
@@ -282,6 +304,9 @@ function renderConn() {
   if (!state.statsOk) {
     dot.className = "dot down";
     text.textContent = "offline";
+  } else if (state.statsAt && Date.now() - state.statsAt > STALE_MS) {
+    dot.className = "dot down";
+    text.textContent = "stale: no answer";
   } else if (state.sseOpen) {
     dot.className = "dot live";
     text.textContent = "live";
@@ -414,26 +439,10 @@ function renderProjectCards() {
 }
 
 async function refreshModels() {
-  let rows;
-  if (!state.project) {
-    const data = await getFor("/api/metrics/models");
-    rows = (Array.isArray(data) ? data : data.models || []).map((m) => ({
-      model: m.model, tier: m.tier, calls: m.requests, tokens: m.tokens, cost: m.cost,
-    }));
-  } else {
-    // Per-project model totals: the daily report's per-model rows, summed over all days.
-    const data = await getFor(`/api/reports/daily${query({ project: state.project, timezone: TZ })}`);
-    const acc = new Map();
-    for (const day of data.daily || []) {
-      for (const b of day.modelBreakdowns || []) {
-        const m = acc.get(b.modelName) || { model: b.modelName, calls: null, tokens: 0, cost: 0 };
-        m.tokens += (b.inputTokens || 0) + (b.outputTokens || 0) + (b.cacheCreationTokens || 0) + (b.cacheReadTokens || 0);
-        m.cost += b.cost || 0;
-        acc.set(b.modelName, m);
-      }
-    }
-    rows = [...acc.values()];
-  }
+  const data = await getFor(`/api/metrics/models${query({ project: state.project || undefined })}`);
+  const rows = (Array.isArray(data) ? data : data.models || []).map((m) => ({
+    model: m.model, tier: m.tier, calls: m.requests, tokens: m.tokens, cost: m.cost,
+  }));
   rows.sort((a, b) => (b.cost || 0) - (a.cost || 0));
   renderModels(rows);
   renderTiers(rows);
@@ -612,11 +621,12 @@ function drawBars(box, bars, summary) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": summary });
   const plotH = height - pad.t - pad.b;
   const plotW = width - pad.l - pad.r;
+  const decimals = stepDecimals(top / 4);
   for (let i = 0; i <= 4; i += 1) {
     const v = (top * i) / 4;
     const y = pad.t + plotH - (plotH * i) / 4;
     root.append(svg("line", { x1: pad.l, x2: width - pad.r, y1: y, y2: y, class: "axis" }));
-    root.append(svg("text", { x: pad.l - 6, y: y + 4, "text-anchor": "end" }, fmtCost(v)));
+    root.append(svg("text", { x: pad.l - 6, y: y + 4, "text-anchor": "end" }, `$${v.toFixed(decimals)}`));
   }
   const n = bars.length || 1;
   const slot = plotW / n;
@@ -635,11 +645,17 @@ function drawBars(box, bars, summary) {
   box.replaceChildren(root);
 }
 
+// The axis top: a quarter of it is a round step (0.25, 0.5, 1, 2 or 2.5 times a power of ten).
 function niceMax(v) {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 4, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
+}
+// Decimals that show every multiple of `step` exactly ($0.25 steps: 2), at least 2 (cents).
+function stepDecimals(step) {
+  for (let d = 2; d < 8; d += 1) if (Math.abs(step * 10 ** d - Math.round(step * 10 ** d)) < 1e-6) return d;
+  return 8;
 }
 
 // --- active block -------------------------------------------------------------------------------
