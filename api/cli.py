@@ -1,10 +1,11 @@
 """The `cco` command: a thin typer app; each command group lives in its own `cli_*` module.
 
 The idea: commands only parse arguments and call the indexer; every CcoError becomes one line on
-stderr and exit status 2, so users never see a traceback for a problem they can fix. Building the
-typer app imports every command module (and typer, pydantic and rich: ~0.3 s), so an ordinary
-`cco report …` command line, read by `cli_report.parse_args` from the same option declarations,
-runs without it; anything else about reports (help, mistakes) still goes through typer.
+stderr and exit status 2, so users never see a traceback for a problem they can fix (typer's own
+usage errors included). Building the typer app imports typer, click and rich (and the named
+group's module), so `main` builds only the group a command line names, and ordinary `cco report …`,
+`cco index run` and `cco index rebuild` command lines, read from the same option declarations
+(api/options.py), run without it; help and mistakes still go through typer.
 """
 
 from __future__ import annotations

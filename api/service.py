@@ -709,7 +709,8 @@ class LiveService:
     def _pass(self, only: set[str] | None = None) -> SyncReport | None:
         index = self._writer()
         try:
-            report = sync(index, self.config.roots, only=only)
+            # a pass big enough for parser processes runs them idle-class, as the catch-up's
+            report = sync(index, self.config.roots, only=only, idle_workers=True)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
                 raise _Stopping from None

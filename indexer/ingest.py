@@ -134,12 +134,15 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     return tasks
 
 
-def worker_pool(processes: int | None = None) -> Pool:
-    """A pool of parser processes (spawned: safe next to threads and an open DuckDB; see start_worker)."""
-    return multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2, initializer=start_worker)
+def worker_pool(processes: int | None = None, idle: bool = False) -> Pool:
+    """A pool of parser processes (spawned: safe next to threads and an open DuckDB; see start_worker
+    for `idle`)."""
+    return multiprocessing.get_context("spawn").Pool(
+        processes or os.cpu_count() or 2, initializer=start_worker, initargs=(idle,)
+    )
 
 
-def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> Iterator[Chunk]:
+def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None, idle: bool) -> Iterator[Chunk]:
     total = sum(p.size - p.start for p in plans)
     if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
         for p in plans:
@@ -148,7 +151,7 @@ def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None) -> I
                 yield [r], None
         return
     own = pool is None
-    use = pool if pool is not None else worker_pool(workers)
+    use = pool if pool is not None else worker_pool(workers, idle)
     try:
         yield from use.imap_unordered(read_task, _tasks(plans))
     finally:
@@ -164,13 +167,15 @@ def sync(
     only: set[str] | None = None,
     pool: Pool | None = None,
     workers: int | None = None,
+    idle_workers: bool = False,
     progress: Progress | None = None,
     planned: Planned | None = None,
 ) -> SyncReport:
     """Read every new complete line under `roots` into `index` (only paths in `only`, if given).
 
     `planned`: what `plan` found just before (a caller that needed the figures first), so the
-    tree is not walked twice.
+    tree is not walked twice. `idle_workers`: parser processes this call starts (a big pass) run
+    in the idle scheduling class (the service's), else niced.
     """
     started = time.perf_counter()
     roots = list(roots)
@@ -188,7 +193,7 @@ def sync(
             index.commit(pending, pending_columns)
         pending, pending_columns, pending_bytes, pending_calls = [], [], 0, 0
 
-    for results, columns in _results(plans, pool, workers):
+    for results, columns in _results(plans, pool, workers, idle_workers):
         if columns is not None:
             pending_columns.append(columns)
         for r in results:

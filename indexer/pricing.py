@@ -9,8 +9,9 @@ aggregates stay exact.
 Cost of one call (USD): (input x in + output x out + cache_5m x write_5m + cache_1h x write_1h
 + cache_read x read) / 1e6 + web_searches x web_search_per_1000 / 1000, times the model's fast
 multiplier when the call ran in fast mode. A model with long-context rates prices ALL token kinds
-of a call at those rates when input + cache creation + cache read > 200,000. Failed calls cost 0
-(`<synthetic>` lines are never counted, and are priced at 0 should one be).
+of a call at those rates when input + cache creation + cache read > 200,000. Failed calls (API
+error notices, model `<synthetic>`) count as calls and cost 0; other `<synthetic>` lines are not
+calls, and the model is priced at 0 should one be.
 
 Matching a model id: exact; then without a provider prefix (`anthropic/`, `anthropic.`, Bedrock's
 `us.anthropic.`) or a date suffix (`-20250929`, Vertex's `@20250929`), in either direction;

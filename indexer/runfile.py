@@ -62,7 +62,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def now_iso() -> str:
-    """Now as ISO-8601 UTC with milliseconds and Z, the one timestamp form every cco output uses."""
+    """Now as ISO-8601 UTC with milliseconds and Z, as the service's answers print instants."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -1,4 +1,4 @@
-"""Record types shared by every layer of cco (plain dataclasses, serialised with orjson).
+"""Record types shared by every layer of cco (NamedTuple rows and dataclasses, serialised with orjson).
 
 Constants that cheap paths need live here, where importing them costs nothing (a report would
 otherwise import schemas.records, whose NamedTuple classes take a millisecond and a half to make).

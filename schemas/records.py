@@ -1,7 +1,8 @@
 """What the transcript parser hands to the store: one row per call line, event or rejected line.
 
-The idea: rows are NamedTuples of plain values, so worker processes can pickle them cheaply and
-the store can turn a batch into column arrays for one bulk append. Nothing here holds message
+The idea: rows are NamedTuples of plain values, cheap to make by the hundred thousand; parsed calls
+leave worker processes as numeric column arrays (indexer/columns.py) and are merged into `calls`
+by call identity (indexer/store.py). Nothing here holds message
 content; `error` is the first 200 characters of an API error notice, never prompt or reply text.
 """
 

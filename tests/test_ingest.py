@@ -319,3 +319,14 @@ def test_worker_processes_run_niced() -> None:
     finally:
         pool.close()
         pool.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no idle scheduling class here")
+def test_idle_worker_processes_run_in_the_idle_class() -> None:
+    """The service's parsers (its catch-up, and any later pass big enough) run only on idle cores."""
+    pool = ingest.worker_pool(1, idle=True)
+    try:
+        assert pool.apply(os.sched_getscheduler, (0,)) == os.SCHED_IDLE
+    finally:
+        pool.close()
+        pool.join()

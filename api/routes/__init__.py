@@ -1,1 +1,2 @@
-"""HTTP routes, one module per group; each exposes `routes(ctx: AppContext) -> list[BaseRoute]`."""
+"""HTTP routes, one module per group; each exposes `routes(ctx: AppContext, ...) -> list[BaseRoute]`
+(the live ones also take the service; metrics and reports a shared memo)."""
