@@ -132,7 +132,8 @@ def run_service(
 
     config = ServiceConfig(
         db=path,
-        roots=resolve_sources(source),
+        # without --source, Claude Code's folders that do not exist yet too: watched until they do
+        roots=resolve_sources(source, include_missing=True),
         host=host,
         port=port,
         interval=interval,
@@ -172,7 +173,7 @@ def run_service(
         # harmless, so our cleanup below runs and the exit status is 0.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        roots = ", ".join(str(r) for r in config.roots) or "none found"
+        roots = ", ".join(f"{r}{'' if r.is_dir() else ' (not there yet)'}" for r in config.roots) or "none found"
         log.info("serving http://%s:%d (index %s; transcripts: %s)", host, service.port, path, roots)
         server.run(sockets=[sock])
     finally:

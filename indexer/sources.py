@@ -12,14 +12,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
-def default_sources() -> list[Path]:
+def default_sources(include_missing: bool = False) -> list[Path]:
+    """Claude Code's projects dirs: each entry of CLAUDE_CONFIG_DIR, else ~/.config/claude and
+    ~/.claude; only those that exist, unless `include_missing` (the service watches for them)."""
     env = os.environ.get("CLAUDE_CONFIG_DIR", "").strip()
     if env:
         roots = [Path(p.strip()).expanduser() for p in env.split(",") if p.strip()]
     else:
         home = Path.home()
         roots = [home / ".config" / "claude", home / ".claude"]
-    return [r / "projects" for r in roots if (r / "projects").is_dir()]
+    return [r / "projects" for r in roots if include_missing or (r / "projects").is_dir()]
 
 
 def projects_dir(source: Path) -> Path:
@@ -28,31 +30,50 @@ def projects_dir(source: Path) -> Path:
     return source / "projects" if (source / "projects").is_dir() else source
 
 
-def resolve_sources(given: Iterable[Path] | None) -> list[Path]:
+def resolve_sources(given: Iterable[Path] | None, include_missing: bool = False) -> list[Path]:
+    """The distinct projects dirs to read: `given` (config or projects dirs), else the defaults.
+
+    A root inside another one is dropped: its files are read once, through the outer root.
+    """
     given = list(given or [])
-    found = [projects_dir(p) for p in given] if given else default_sources()
+    found = [projects_dir(p) for p in given] if given else default_sources(include_missing)
     unique: list[Path] = []
     for p in found:
         p = p.resolve()
         if p not in unique:
             unique.append(p)
-    return unique
+    return [p for p in unique if not any(other in p.parents for other in unique)]
 
 
 def iter_transcripts(roots: Iterable[Path]) -> Iterator[tuple[str, os.stat_result]]:
-    """Every *.jsonl file below each root, with its stat (files that vanish mid-scan are skipped)."""
+    """Every *.jsonl file below each root, with its stat (files that vanish mid-scan are skipped).
+
+    Folders that are symbolic links are followed after every real folder has been walked, and a
+    folder (or a path) already seen is not walked (or given) twice: links cannot loop, and a
+    tree reached two ways is read once, under its real path.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_paths: set[str] = set()
+    linked: list[str] = []
     stack = [str(r) for r in roots]
-    while stack:
-        top = stack.pop()
+    while stack or linked:
+        top = stack.pop() if stack else linked.pop()
         try:
+            st = os.stat(top)
             entries = list(os.scandir(top))
         except OSError:
             continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-                elif entry.name.endswith(".jsonl") and entry.is_file():
+                elif entry.is_symlink() and entry.is_dir():
+                    linked.append(entry.path)
+                elif entry.name.endswith(".jsonl") and entry.is_file() and entry.path not in seen_paths:
+                    seen_paths.add(entry.path)
                     yield entry.path, entry.stat()
             except OSError:
                 continue

@@ -63,3 +63,31 @@ def test_every_jsonl_below_projects_is_found(tmp_path: Path) -> None:
 
 def test_missing_root_yields_nothing(tmp_path: Path) -> None:
     assert list(iter_transcripts([tmp_path / "nope"])) == []
+
+
+def test_the_service_also_watches_default_folders_that_do_not_exist_yet(tmp_path: Path) -> None:
+    home = Path.home()
+    missing = [home / ".config" / "claude" / "projects", home / ".claude" / "projects"]
+    assert default_sources() == []
+    assert default_sources(include_missing=True) == missing
+    assert resolve_sources(None, include_missing=True) == [p.resolve() for p in missing]
+
+
+def test_a_source_inside_another_is_read_once(tmp_path: Path) -> None:
+    """`--source cfg --source cfg/projects/-w-a`: each file once (a path given twice broke the index)."""
+    cfg = write_tree(tmp_path / "cfg", {"-w-a/s1.jsonl": "", "-w-other/s.jsonl": ""})
+    roots = resolve_sources([cfg, cfg / "projects" / "-w-a"])
+    assert roots == [(cfg / "projects").resolve()]
+    paths = [p for p, _ in iter_transcripts([*roots, (cfg / "projects" / "-w-a").resolve()])]
+    assert sorted(paths) == sorted({*paths}) and len(paths) == 2
+
+
+def test_symbolic_links_to_folders_are_followed_once(tmp_path: Path) -> None:
+    cfg = write_tree(tmp_path / "cfg", {"-w-p1/s.jsonl": ""})
+    outside = write_tree(tmp_path / "out", {"-w-real/s.jsonl": ""}) / "projects" / "-w-real"
+    projects = cfg / "projects"
+    (projects / "-w-link").symlink_to(outside)  # a project folder kept elsewhere
+    (projects / "-w-p1" / "again").symlink_to(projects / "-w-p1")  # a loop
+    (projects / "-w-alias").symlink_to(projects / "-w-p1")  # a folder reached twice
+    found = sorted(p for p, _ in iter_transcripts([projects]))
+    assert found == [str(projects / "-w-link" / "s.jsonl"), str(projects / "-w-p1" / "s.jsonl")]
