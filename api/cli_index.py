@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from api.options import DB, MODE, SOURCE, roots_of, typer_option
-from api.output import console, err_console, print_fields, print_json
+from api.output import console, err_console, print_fields, print_json, unnamed_warning
 from indexer.paths import db_path, pricing_file, run_file
 
 # The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
@@ -61,6 +61,8 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         roots = roots_of(source)
         with Index(path) as index:
             report = sync(index, roots)
+    if warning := unnamed_warning(report.files_unnamed, report.unnamed_example):
+        err_console.print(warning, highlight=False, soft_wrap=True)
     console.print(
         f"read {report.bytes_read:,} bytes from {report.files_read} of {report.files_seen} files: "
         f"{report.call_lines:,} call lines, {report.rejected} rejected, {report.files_gone} gone "
@@ -70,7 +72,10 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     )
 
 
-_REPORT_FIELDS = ("files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds")
+_REPORT_FIELDS = (
+    "files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds",
+    "files_unnamed", "unnamed_example",
+)  # fmt: skip
 
 
 @index_app.command("status")

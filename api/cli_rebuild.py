@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from api.options import DB, SOURCE, Opt, roots_of, typer_command
+from api.output import unnamed_warning
 from indexer.errors import CcoError
 from indexer.paths import db_path, pricing_file
 
@@ -49,6 +50,8 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "
         f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)"
     )
+    if warning := unnamed_warning(s.files_unnamed, s.unnamed_example):
+        print(warning, file=sys.stderr)
     if report.salvage_error:
         lost = report.unsalvaged_files
         covered = "number of files unknown" if lost is None else f"{lost} file(s) no longer whole on disk"

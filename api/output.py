@@ -75,6 +75,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def unnamed_warning(count: int, example: str | None) -> str | None:
+    """The warning for transcripts a pass could not read because their names are not UTF-8."""
+    if not count:
+        return None
+    return (
+        f"cco: warning: {count} transcript file(s) not read: the name is not UTF-8 (e.g. {example}); "
+        "rename them to read them"
+    )
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     _console("err_console").print(f"cco: error: {message}", highlight=False, soft_wrap=True)
     raise SystemExit(code)

@@ -264,6 +264,8 @@ def report_json(report: SyncReport) -> dict[str, Any]:
         "call_lines": report.call_lines,
         "rejected": report.rejected,
         "seconds": round(report.seconds, 4),
+        "files_unnamed": report.files_unnamed,
+        "unnamed_example": report.unnamed_example,
     }
 
 
@@ -309,6 +311,7 @@ class LiveService:
         # anyway, and loading every row again per health call cost ~5 MB of heap that stayed.
         self._known: dict[str, FileState] | None = None
         self._stopping = threading.Event()
+        self._unnamed_logged = 0
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
         self._pool: Pool | None = None
@@ -723,6 +726,14 @@ class LiveService:
 
     def _committed(self, report: SyncReport) -> None:
         self.passes += 1
+        if report.files_unnamed != self._unnamed_logged:  # logged when the number changes, not every pass
+            self._unnamed_logged = report.files_unnamed
+            if report.files_unnamed:
+                log.warning(
+                    "%d transcript file(s) not read: the name is not UTF-8 (e.g. %s)",
+                    report.files_unnamed,
+                    report.unnamed_example,
+                )
         self._known = self._writer().file_states()  # a copy: the writer goes on changing its own
         self._lag_cache = None
         if report.files_read or report.files_gone:

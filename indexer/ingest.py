@@ -51,6 +51,10 @@ class SyncReport:
     rejected: int = 0
     seconds: float = 0.0
     paths_read: list[str] = field(default_factory=list)
+    # Transcripts left unread because their path is not UTF-8 (the index's text is; Claude Code
+    # never names files so): how many, and one of them as the terminal can print it.
+    files_unnamed: int = 0
+    unnamed_example: str | None = None
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Planned:
     plans: list[ReadPlan]
     gone: list[str]
     seen: int
+    unnamed: list[str] = field(default_factory=list)  # paths skipped: not UTF-8 (see SyncReport)
 
     @property
     def bytes(self) -> int:
@@ -96,13 +101,27 @@ def planned(
     stored paths this pass covers (those not found are gone)."""
     plans: list[ReadPlan] = []
     seen: set[str] = set()
+    unnamed: list[str] = []
     for path, st in found:
+        if not path.isascii() and not _utf8(path):
+            unnamed.append(path)
+            continue
         seen.add(path)
         p = plan_read(path, st, states.get(path))
         if p is not None:
             plans.append(p)
     gone = [p for p, s in states.items() if not s.gone and p not in seen and under_roots(p)]
-    return Planned(plans, gone, len(seen))
+    return Planned(plans, gone, len(seen), unnamed)
+
+
+def _utf8(path: str) -> bool:
+    """Whether `path` is text DuckDB can store: a name of bytes that are not UTF-8 decodes to lone
+    surrogates (Python's file-system encoding), which no UTF-8 column takes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _stat_jsonl(path: str) -> os.stat_result | None:
@@ -181,7 +200,9 @@ def sync(
     roots = list(roots)
     todo = planned if planned is not None else plan(index, roots, only)
     plans = todo.plans
-    report = SyncReport(files_seen=todo.seen, files_gone=len(todo.gone))
+    report = SyncReport(files_seen=todo.seen, files_gone=len(todo.gone), files_unnamed=len(todo.unnamed))
+    if todo.unnamed:
+        report.unnamed_example = todo.unnamed[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     index.mark_gone(todo.gone)
     pending: list[ReadResult] = []
     pending_columns: list[CallColumns] = []

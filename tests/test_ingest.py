@@ -330,3 +330,20 @@ def test_idle_worker_processes_run_in_the_idle_class() -> None:
     finally:
         pool.close()
         pool.join()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes: Linux")
+def test_a_file_name_that_is_not_utf8_is_skipped_and_reported(tmp_path: Path) -> None:
+    """Such a name (never Claude Code's) cannot be stored as text: it used to fail every sync."""
+    line = (RULES / "web_search").rglob("*.jsonl").__next__().read_bytes()
+    projects = tmp_path / "cfg" / "projects"
+    (projects / "-w-a").mkdir(parents=True)
+    (projects / "-w-a" / "good.jsonl").write_bytes(line)
+    os.makedirs(os.fsencode(projects) + b"/-w-\xff")
+    with open(os.fsencode(projects) + b"/-w-\xff/s\xfe.jsonl", "wb") as f:
+        f.write(line.replace(b'"id":"', b'"id":"other-'))
+    with Index(tmp_path / "i.duckdb") as index:
+        report = sync(index, [projects])
+        calls = index.con.execute("SELECT count(*) FROM calls").fetchone()
+    assert (report.files_read, report.files_unnamed, calls) == (1, 1, (1,))
+    assert report.unnamed_example is not None and report.unnamed_example.endswith("/s\ufffd.jsonl")
