@@ -130,7 +130,17 @@ def parse_ts(value: Any) -> int:
     # Integer arithmetic: float seconds * 1000 can land one millisecond low. The fields of the
     # (normalised) timedelta give the floor directly; `delta // timedelta(milliseconds=1)` is the
     # same value at twice the cost.
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+    ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+    if not _FIRST_MS <= ms < _LAST_MS:
+        raise Rejected(f"timestamp out of range ({value!r}: not between 2000 and 2100)")
+    return ms
+
+
+# Timestamps outside these years are corruption (Claude Code is from 2025): such a line is rejected,
+# so no report spans millennia (local days are computed per day of the span) or meets dates before
+# 1970, where integer division of negative epochs would need care.
+_FIRST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+_LAST_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
 
 _fromisoformat = datetime.fromisoformat
