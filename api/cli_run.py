@@ -113,6 +113,8 @@ def run_service(
         fail(f"--interval must be between 0.1 and 3600 seconds, got {interval:g}")
     if not 1 <= rescan <= 86400:
         fail(f"--rescan must be between 1 and 86400 seconds, got {rescan:g}")
+    if not host.strip():
+        fail("--host needs an address to listen on, e.g. 127.0.0.1 (the default)")
     token = (token or "").strip() or None
     if not is_loopback_address(host) and token is None:
         fail(f"listening on {host} (not loopback) needs a token: pass --token or set CCO_TOKEN")

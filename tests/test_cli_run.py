@@ -61,6 +61,7 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         (["--interval", "0"], "--interval must be between"),
         (["--rescan", "0.5"], "--rescan must be between"),
         (["--port", "70000"], "--port must be between"),
+        (["--host", ""], "--host needs an address to listen on"),
     ):
         r = run_cco("index", "run", "--db", db, *args)
         assert r.returncode == 2 and says in r.stderr, r.stderr
