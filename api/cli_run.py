@@ -152,8 +152,8 @@ def run_service(
     service = LiveService(config)
     try:
         service.open()
-    except IndexLocked:
-        fail(_already_running(path) or f"index {path} is in use by another process")
+    except IndexLocked as exc:
+        fail(_already_running(path) or str(exc))  # names the holder (a sync, a report, ...)
     try:
         sock = _bind(host, port)
         service.port = sock.getsockname()[1]

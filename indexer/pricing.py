@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
-from indexer.settings import parse_toml, read_toml, toml_string, toml_value, write_atomic
+from indexer.settings import editing, parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas import SYNTHETIC_MODEL
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
 
@@ -319,8 +319,14 @@ def update_user_price(path: Path, model: str, values: dict[str, Any]) -> ModelPr
     """Set some keys of `model`'s user price (others keep the model's current price) and save.
 
     `values` maps MODEL_KEYS to numbers or numeric strings (tier: a tier name). A model with no
-    price yet needs input and output. Nothing is written unless the whole file is valid.
+    price yet needs input and output. Nothing is written unless the whole file is valid. Edits
+    made at once by several commands all land (settings.editing).
     """
+    with editing(path):
+        return _update_user_price(path, model, values)
+
+
+def _update_user_price(path: Path, model: str, values: dict[str, Any]) -> ModelPrice:
     model = model.strip()
     if not model:
         raise BadInput("the model id must not be empty")
@@ -367,6 +373,11 @@ def shadowed_by(model: str, price: ModelPrice) -> list[str]:
 
 def reset_user_price(path: Path, model: str | None = None) -> list[str]:
     """Drop the user's price for `model` (all user prices when None); returns the models dropped."""
+    with editing(path):
+        return _reset_user_price(path, model)
+
+
+def _reset_user_price(path: Path, model: str | None) -> list[str]:
     if model is None:
         if not path.exists():
             return []

@@ -9,6 +9,7 @@ file over the old one. A crash at any point leaves the old index untouched.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,56 +45,90 @@ class RebuildReport:
     old_damage: str | None = None
 
 
-def _check_old(db: Path) -> str | None:
-    """Migrate the old index so its columns match; the reason it cannot be used, if any.
+def _hold_old(db: Path) -> tuple[Index | None, str | None]:
+    """The old index opened for writing (migrated, so its columns match) and held until it has been
+    replaced: no other process can write to it meanwhile (writes a rebuild would drop), nor read a
+    file about to go. (None, why) when it cannot be opened: damaged (then it is read as it can be).
 
-    A lock is not such a reason: replacing an index a running service holds would lose its writes.
+    A lock is not such a reason: IndexLocked goes to the caller (replacing an index another
+    process holds would lose its writes).
     """
     if not db.exists():
-        return None
+        return None, None
     try:
-        Index(db).close()
+        return Index(db), None
     except IndexLocked:
         raise
     except CcoError as exc:
-        return str(exc).removesuffix(REBUILD_HINT)  # we are rebuilding
-    return None
+        return None, str(exc).removesuffix(REBUILD_HINT)  # we are rebuilding
 
 
 def _salvage(new: Index, old_path: Path, old_error: str | None) -> tuple[int, str | None, int | None]:
-    """Copy into `new` what only the old index holds; (calls added, what could not be, files lost).
-
-    Table by table, each in its own transaction: a damaged old index (`old_error`: it could not
-    be opened for writing or migrated) often still reads, wholly or in part (a damaged block holds
-    one table's data), and every call that reads is kept. Files lost: when the calls could not be
-    read, how many files the old index knew whose history the transcripts no longer hold whole.
-    """
+    """Copy into `new` what only the (damaged) old index holds, attached read-only; (calls added,
+    what could not be, files lost). See _copy_history."""
     con = new.con
-    before = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
     try:
         quoted = str(old_path).replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS old (READ_ONLY)")
     except duckdb.Error as exc:
         return 0, old_error or str(exc).splitlines()[0], None
-    problems: list[str] = []
     try:
-        for table, statements in _SALVAGE_STEPS:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for sql in statements:
-                    con.execute(sql)
-                con.execute("COMMIT")
-            except duckdb.Error as exc:
-                con.execute("ROLLBACK")
-                problems.append(f"{table}: {str(exc).splitlines()[0]}")
-        new.forget_file_states()
-        lost = _files_not_on_disk(con) if problems and problems[0].startswith("calls:") else None
+        return _copy_history(con, "old", old_error)
     finally:
+        new.forget_file_states()
         con.execute("DETACH old")
+
+
+def _salvage_held(held: Index, new_path: Path, book: PriceBook | None) -> tuple[int, str | None, int | None]:
+    """Copy into the new index at `new_path` (closed) what only the `held` old index holds, and
+    price it with `book`, from the held connection itself (DuckDB lets a process open a file once)."""
+    con = held.con
+    (old,) = con.execute("SELECT current_database()").fetchone() or ("",)
+    quoted = str(new_path).replace("'", "''")
+    con.execute(f"ATTACH '{quoted}' AS rebuilt")
+    con.execute("USE rebuilt")  # unqualified names: the new index, as in the SQL above
+    try:
+        done = _copy_history(con, old, None)
+        if book is not None:
+            apply_prices(con, book)
+        return done
+    finally:
+        con.execute(f'USE "{old}"')
+        con.execute("DETACH rebuilt")
+
+
+def _copy_history(
+    con: duckdb.DuckDBPyConnection, old: str, old_error: str | None
+) -> tuple[int, str | None, int | None]:
+    """Run the salvage steps on `con`, whose unqualified tables are the new index and catalog `old`
+    the old one: (calls added, what could not be copied, files lost).
+
+    Table by table, each in its own transaction: a damaged old index often still reads, wholly or
+    in part (a damaged block holds one table's data), and every call that reads is kept. Files
+    lost: when the calls could not be read, how many files the old index knew whose history the
+    transcripts no longer hold whole.
+    """
+    before = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
+    problems: list[str] = []
+    for table, statements in _SALVAGE_STEPS:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for sql in statements:
+                con.execute(_from_old(sql, old))
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            problems.append(f"{table}: {str(exc).splitlines()[0]}")
+    lost = _files_not_on_disk(con, old) if problems and problems[0].startswith("calls:") else None
     after = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
     if not problems:
         return after - before, None, None
     return after - before, "; ".join(([old_error] if old_error else []) + problems), lost
+
+
+def _from_old(sql: str, old: str) -> str:
+    """`sql` with its `old.` tables in catalog `old`."""
+    return re.sub(r"\bold\.", f'"{old}".', sql)
 
 
 # What salvage copies, table by table (see _salvage); files before rejects, which follow gone files.
@@ -115,15 +150,18 @@ _SALVAGE_STEPS: list[tuple[str, list[str]]] = [
 ]
 
 
-def _files_not_on_disk(con: duckdb.DuckDBPyConnection) -> int | None:
+def _files_not_on_disk(con: duckdb.DuckDBPyConnection, old: str) -> int | None:
     """Files the (damaged) old index lists whose history the transcripts no longer hold whole
     (gone, or now shorter than what was read), if it can say."""
     try:
         row = con.execute(
-            """
-            SELECT count(*) FROM old.files AS o LEFT JOIN files AS n ON n.path = o.path AND NOT n.gone
-            WHERE o.gone OR n.path IS NULL OR o."offset" > n."offset"
-            """
+            _from_old(
+                """
+                SELECT count(*) FROM old.files AS o LEFT JOIN files AS n ON n.path = o.path AND NOT n.gone
+                WHERE o.gone OR n.path IS NULL OR o."offset" > n."offset"
+                """,
+                old,
+            )
         ).fetchone()
     except duckdb.Error:
         return None
@@ -154,24 +192,29 @@ def rebuild(
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
     _remove_stale(db)
-    old_error = _check_old(db)
+    held, old_error = _hold_old(db)
     try:
         new = Index(tmp)
         try:
             with new.deferred_calls():
                 report = sync(new, roots, progress=progress, workers=workers)
-            if db.exists():
+            salvaged, error, lost = 0, None, None
+            if held is None and db.exists():  # damaged: read as it can be
                 salvaged, error, lost = _salvage(new, db, old_error)
-            else:
-                salvaged, error, lost = 0, None, None
-            if book is not None:
+            if book is not None and held is None:
                 apply_prices(new.con, book)
         finally:
             new.close()
-        # The old file was checkpointed by _check_old; a leftover log would be replayed into the new one.
-        Path(str(db) + ".wal").unlink(missing_ok=True)
+        if held is not None:
+            salvaged, error, lost = _salvage_held(held, tmp, book)
+            held.con.execute("CHECKPOINT")  # the old file's own log is empty before it goes
+        else:
+            # A damaged old file may have left a log; it would be replayed into the new one.
+            Path(str(db) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, db)
     finally:
+        if held is not None:
+            held.con.close()  # only now: until the new file is in place, nobody else writes the old one
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             leftover.unlink(missing_ok=True)
     return RebuildReport(report, salvaged, error, lost, old_error)

@@ -98,9 +98,25 @@ def read_run_file(db: Path, *, include_stale: bool = False) -> RunInfo | None:
     except (OSError, orjson.JSONDecodeError):
         return None
     info = _parse(data)
-    if info is None or (not include_stale and not pid_alive(info.pid)):
+    if info is None or (not include_stale and (not pid_alive(info.pid) or _started_after(info.pid, info.started))):
         return None
     return info
+
+
+def _started_after(pid: int, started: str) -> bool:
+    """True when process `pid` began after the run file was written: its pid was reused (after a
+    crash and a reboot, say), so the file names a service that is gone. Linux's /proc says when a
+    process began; elsewhere (or unreadable) False, and a live pid is taken as the service."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22: start time after boot
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        began = boot + ticks / os.sysconf("SC_CLK_TCK")
+        written = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return began > written + 2  # the service writes its run file after it starts
 
 
 def remove_run_file(db: Path, pid: int | None = None) -> None:

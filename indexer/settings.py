@@ -8,9 +8,11 @@ old file or the new one, never half of one; a bad file is an error naming its li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -106,14 +108,37 @@ def toml_value(value: str | float | int) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename (temporary file in the same folder, fsynced first)."""
-    import tempfile  # only writers need it (every report reads settings)
+@contextlib.contextmanager
+def editing(path: Path) -> Iterator[None]:
+    """Hold the lock for a read-modify-write of `path`: an exclusive flock on its folder, so edits
+    made at once by several commands (each reads, changes, writes) all land. No lock where the
+    system has no flock (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    _make_folder(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
+
+def _make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise BadInput(f"cannot write {path}: a file stands where its folder should be") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename (temporary file in the same folder, fsynced first)."""
+    import tempfile  # only writers need it (every report reads settings)
+
+    _make_folder(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -193,10 +218,11 @@ def set_setting(name: str, value: str, path: Path | None = None) -> Setting:
     setting = setting_named(name)
     value = _check(setting, value, setting.name.replace("_", "-"))
     path = path or settings_file()
-    current = {**read_settings(path, skip=setting.name), setting.name: value}
-    lines = ["# cco settings (`cco config set NAME VALUE`, `cco config show`)"]
-    lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in current.items()]
-    write_atomic(path, "\n".join(lines) + "\n")
+    with editing(path):
+        current = {**read_settings(path, skip=setting.name), setting.name: value}
+        lines = ["# cco settings (`cco config set NAME VALUE`, `cco config show`)"]
+        lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in current.items()]
+        write_atomic(path, "\n".join(lines) + "\n")
     return setting
 
 

@@ -74,7 +74,8 @@ def _holder(text: str) -> str:
         return "another process"
     pid = m.group(1)
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmd = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())  # one line, whatever it held
     except OSError:
         cmd = ""
     if not cmd:

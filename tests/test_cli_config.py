@@ -198,3 +198,19 @@ def test_no_traceback_for_an_unreadable_file(isolated_home: Path) -> None:
         assert "cannot read" in fails("config", "pricing", "list")
     finally:
         path.chmod(0o644)
+
+
+def test_updates_made_at_once_all_land(isolated_home: Path) -> None:
+    """Each update reads, changes and writes pricing.toml: at once, none may overwrite another."""
+    import subprocess
+
+    from conftest import CCO
+
+    procs = [
+        subprocess.Popen([CCO, "config", "pricing", "update", f"model-{i}-x", "--input", "1", "--output", "2"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(5)
+    ]  # fmt: skip
+    assert [p.wait(120) for p in procs] == [0] * 5
+    text = (isolated_home / "pricing.toml").read_text()
+    assert all(f'[models."model-{i}-x"]' in text for i in range(5)), text

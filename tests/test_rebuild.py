@@ -203,6 +203,30 @@ def test_a_damaged_calls_block_says_which_files_lost_history(tmp_path: Path, sam
     assert report.unsalvaged_files == 1  # the deleted subagent file, from the old index's readable files table
 
 
+def test_no_other_process_writes_the_old_index_during_a_rebuild(tmp_path: Path, samples_tree: Path) -> None:
+    """The old index is held until the new one replaces it: a sync started meanwhile is refused
+    (its writes would be dropped), and the history only the old index has is kept."""
+    from conftest import run_cco
+
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    before = rows(db)
+    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
+    subagent.unlink()  # 3 calls only the old index holds now
+    during: list[subprocess.CompletedProcess[str]] = []
+
+    def meanwhile(_bytes: int) -> None:
+        if not during:
+            during.append(run_cco("index", "sync", "--source", str(samples_tree), "--db", str(db)))
+
+    report = rebuild(db, [samples_tree / "projects"], progress=meanwhile)
+    (other,) = during
+    assert other.returncode == 2 and "is in use by process" in other.stderr
+    assert report.salvaged_calls == 3 and report.salvage_error is None
+    assert rows(db) == before
+
+
 def test_rebuild_refuses_an_index_in_use(tmp_path: Path, samples_tree: Path) -> None:
     db = tmp_path / "index.duckdb"
     with Index(db) as index:

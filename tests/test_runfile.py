@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from indexer.paths import run_file
-from indexer.runfile import RunInfo, connect_host, pid_alive, read_run_file, remove_run_file, write_run_file
+from indexer.runfile import RunInfo, connect_host, now_iso, pid_alive, read_run_file, remove_run_file, write_run_file
+
+STARTED = now_iso()  # after this test process began, as a service writes its run file
 
 
-def _info(pid: int, port: int = 3000, host: str = "127.0.0.1", token: bool = False) -> RunInfo:
-    return RunInfo(pid=pid, port=port, host=host, token=token, started="2026-01-01T00:00:00+00:00", db="x")
+def _info(pid: int, port: int = 3000, host: str = "127.0.0.1", token: bool = False, started: str = STARTED) -> RunInfo:
+    return RunInfo(pid=pid, port=port, host=host, token=token, started=started, db="x")
 
 
 def _dead_pid() -> int:
@@ -50,6 +54,22 @@ def test_stale_run_file_is_ignored(tmp_path: Path) -> None:
     assert read_run_file(db) is None
     stale = read_run_file(db, include_stale=True)
     assert stale is not None and stale.pid == pid
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process start times from /proc")
+def test_a_pid_reused_by_a_later_process_is_stale(tmp_path: Path) -> None:
+    """After a crash (and a reboot) the run file's pid may belong to a process started later: not
+    the service, so commands open the index themselves instead of failing to reach it."""
+    db = tmp_path / "index.duckdb"
+    later = subprocess.Popen(["sleep", "30"])
+    try:
+        write_run_file(db, _info(later.pid, started="2026-01-01T00:00:00.000Z"))  # written before it began
+        assert pid_alive(later.pid) and read_run_file(db) is None
+        write_run_file(db, _info(later.pid, started=now_iso()))
+        assert read_run_file(db) is not None
+    finally:
+        later.kill()
+        later.wait()
 
 
 def test_remove_only_our_own(tmp_path: Path) -> None:
