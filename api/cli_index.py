@@ -23,6 +23,7 @@ from indexer.paths import db_path, pricing_file, run_file
 
 if TYPE_CHECKING:
     from api.client import Service
+    from indexer.pricing import PriceBook
 
 index_app = typer.Typer(help="Build, update and inspect the transcript index.", no_args_is_help=True)
 
@@ -72,6 +73,25 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     )
 
 
+def _status(path: Path, book: PriceBook, mode: str) -> dict[str, Any]:
+    """Status of the index at `path`: read-only when its prices are current (then other readers,
+    reports or statuses, run beside it), else opened for writing to price it first."""
+    from indexer.engine import duckdb
+    from indexer.pricing import ready_to_read
+    from indexer.status import index_status
+    from indexer.store import Index
+
+    with Index(path, read_only=True) as index:  # a locked or damaged file is a one-line error
+        try:
+            ready = ready_to_read(index.con, book)
+        except duckdb.Error:
+            ready = False  # e.g. not migrated yet: below
+        if ready:
+            return asdict(index_status(index, book, mode, apply=False))
+    with Index(path) as index:
+        return asdict(index_status(index, book, mode))
+
+
 _REPORT_FIELDS = (
     "files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds",
     "files_unnamed", "unnamed_example",
@@ -101,8 +121,7 @@ def status_cmd(
         from indexer.store import Index
 
         if path.exists():
-            with Index(path) as index:
-                fields = asdict(index_status(index, load_book(pricing_file()), cost_mode))
+            fields = _status(path, load_book(pricing_file()), cost_mode)
         else:  # nothing indexed yet (or a mistyped --db): zeros, and no file made where it points
             print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
             with Index(Path(":memory:")) as index:

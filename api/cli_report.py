@@ -197,31 +197,13 @@ def _fetch(db: Path | None, path: str, params: dict[str, str], local: Compute, o
     return quick if quick is not None else _read_carefully(db_file, book, local)
 
 
-def _ready(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
-    """Whether a read-only `con` can answer: migrated, and its prices are `book`'s.
-
-    Then the priced_calls view is recreated as a TEMP view, so its definition is this version's
-    even if the file's was written by an older one.
-    """
-    from indexer.migrations import MIGRATIONS
-    from indexer.pricing import PRICED_VIEW, prices_current
-
-    temp_view = PRICED_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
-    if temp_view == PRICED_VIEW:
-        return False
-    done = {r[0] for r in con.execute("SELECT name FROM migrations").fetchall()}
-    if done >= {name for name, _ in MIGRATIONS} and prices_current(con, book):
-        con.execute(temp_view)
-        return True
-    return False
-
-
 def _read_quickly(db_file: Path, book: PriceBook, local: Compute, opening: _Opening | None) -> Answer | None:
     """The answer from the index opened read-only by DuckDB itself, or None (see _read_carefully).
 
     Read-only: nothing is written, and several reports (or `cco index status`) run at once.
     """
     from indexer.engine import duckdb  # the compiled engine alone: a report needs no more
+    from indexer.pricing import ready_to_read
 
     if opening is not None:
         con = opening.connection()
@@ -234,7 +216,7 @@ def _read_quickly(db_file: Path, book: PriceBook, local: Compute, opening: _Open
             return None
     answer = None
     try:
-        answer = local(con) if _ready(con, book) else None
+        answer = local(con) if ready_to_read(con, book) else None
     except duckdb.Error:
         pass
     finally:
@@ -253,13 +235,13 @@ def _read_carefully(db_file: Path, book: PriceBook, local: Compute) -> Answer:
     points.
     """
     from indexer.engine import duckdb
-    from indexer.pricing import apply_prices
+    from indexer.pricing import apply_prices, ready_to_read
     from indexer.store import Index
 
     if db_file.exists():
         with Index(db_file, read_only=True) as index:  # a locked or damaged file is a one-line error
             try:
-                ready = _ready(index.con, book)
+                ready = ready_to_read(index.con, book)
             except duckdb.Error:
                 ready = False  # e.g. an index from before the migrations table: migrate it below
             if ready:

@@ -522,6 +522,24 @@ def prices_current(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
     return not stale and not fresh
 
 
+def ready_to_read(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
+    """Whether a read-only `con` can answer: migrated, and its prices are `book`'s.
+
+    Then the priced_calls view is recreated as a TEMP view, so its definition is this version's
+    even if the file's was written by an older one.
+    """
+    from indexer.migrations import MIGRATIONS
+
+    temp_view = PRICED_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
+    if temp_view == PRICED_VIEW:
+        return False
+    done = {r[0] for r in con.execute("SELECT name FROM migrations").fetchall()}
+    if done >= {name for name, _ in MIGRATIONS} and prices_current(con, book):
+        con.execute(temp_view)
+        return True
+    return False
+
+
 def unpriced_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Models with no price and their call counts (failed calls cost 0 anyway and are left out)."""
     rows = con.execute(

@@ -14,9 +14,12 @@ from indexer.store import Index
 from schemas.status import IndexStatus
 
 
-def index_status(index: Index, book: PriceBook, mode: str = "auto") -> IndexStatus:
+def index_status(index: Index, book: PriceBook, mode: str = "auto", *, apply: bool = True) -> IndexStatus:
+    """The totals of `index`; with `apply`, its prices made `book`'s first (a read-only index must
+    already hold them: pricing.ready_to_read)."""
     con = index.con
-    apply_prices(con, book, all_models=False)
+    if apply:
+        apply_prices(con, book, all_models=False)
     total_cost = (con.execute(f"SELECT coalesce(sum({cost_expr(mode)}), 0) FROM priced_calls").fetchone() or (0,))[0]
     calls, failed, inp, out, cache_w, cache_r = con.execute(
         """

@@ -253,3 +253,18 @@ def test_an_empty_source_is_refused(tmp_path: Path) -> None:
             run_cco("index", "sync", *args, "--db", str(tmp_path / "i.duckdb")), "--source needs a path"
         )
     assert not (tmp_path / "i.duckdb").exists()
+
+
+def test_statuses_and_reports_at_once_all_answer(tmp_path: Path, samples_tree: Path) -> None:
+    """Status reads its index read-only when the prices are current: several readers run at once."""
+    db = tmp_path / "i.duckdb"
+    ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
+    ok("index", "status", "--db", str(db))  # prices the index once (it is current from then on)
+    commands = [["index", "status", "--json"]] * 4 + [["report", "session", "--json"]] * 2
+    procs = [
+        subprocess.Popen([CCO, *c, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(commands), [err for _, err in results]
+    assert all(json.loads(out)["calls"] == SAMPLES["calls"] for out, _ in results[:4])
