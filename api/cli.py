@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from api.output import fail
 from indexer.errors import CcoError
@@ -138,9 +138,25 @@ def _run_typer(app: typer.Typer) -> None:
         if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not click's
             raise
         where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
-        fail(f"{exc.format_message().rstrip('.')}{where}")
+        fail(_elsewhere(exc, ctx) or f"{exc.format_message().rstrip('.')}{where}")
     if isinstance(code, int) and not isinstance(code, bool) and code:  # typer.Exit(code)
         raise SystemExit(code)
+
+
+def _elsewhere(exc: Exception, ctx: Any) -> str | None:
+    """For an option another `cco report` command takes (`blocks --since`): which ones do, instead of
+    click's guess at a similar option of this one."""
+    flag = getattr(exc, "option_name", None)
+    command = ctx.command_path.split()[-1] if ctx is not None else ""
+    if not flag or ctx is None or not ctx.command_path.startswith("cco report "):
+        return None
+    from api.cli_report import COMMANDS, OPTIONS
+
+    takers = [c for c, (_, names) in COMMANDS.items() if any(flag in OPTIONS[n].flags for n in names)]
+    if not takers or command in takers:
+        return None
+    verb = "takes" if len(takers) == 1 else "take"
+    return f"{flag} is not an option of `cco report {command}`; {', '.join(takers)} {verb} it"
 
 
 def main() -> None:

@@ -92,6 +92,11 @@ def test_tables(db: Path) -> None:
         (("daily", "--mode", "cheap"), "--mode must be one of auto, calculate, display, got 'cheap'"),
         (("daily", "--bogus"), "No such option: --bogus; see `cco report daily --help`"),
         (("daily", "extra"), "Got unexpected extra argument(s) (extra)"),
+        (
+            ("blocks", "--since", "2025-01-01"),
+            "--since is not an option of `cco report blocks`; daily, weekly, monthly, session take it",
+        ),
+        (("daily", "--active"), "--active is not an option of `cco report daily`; blocks takes it"),
         (("blocks", "--session-length", "abc"), "Invalid value for '--session-length'"),
         (("daily", "--db", ""), "--db needs a path, got ''"),
     ],
