@@ -23,7 +23,6 @@ from indexer.paths import db_path, pricing_file, run_file
 
 if TYPE_CHECKING:
     from api.client import Service
-    from indexer.pricing import PriceBook
 
 index_app = typer.Typer(help="Build, update and inspect the transcript index.", no_args_is_help=True)
 
@@ -63,7 +62,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         with Index(path) as index:
             report = sync(index, roots)
     if warning := unnamed_warning(report.files_unnamed, report.unnamed_example):
-        err_console.print(warning, highlight=False, soft_wrap=True)
+        err_console.print(f"cco: warning: {warning}", highlight=False, soft_wrap=True)
     console.print(
         f"read {report.bytes_read:,} bytes from {report.files_read} of {report.files_seen} files: "
         f"{report.call_lines:,} call lines, {report.rejected} rejected, {report.files_gone} gone "
@@ -71,25 +70,6 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _status(path: Path, book: PriceBook, mode: str) -> dict[str, Any]:
-    """Status of the index at `path`: read-only when its prices are current (then other readers,
-    reports or statuses, run beside it), else opened for writing to price it first."""
-    from indexer.engine import duckdb
-    from indexer.pricing import ready_to_read
-    from indexer.status import index_status
-    from indexer.store import Index
-
-    with Index(path, read_only=True) as index:  # a locked or damaged file is a one-line error
-        try:
-            ready = ready_to_read(index.con, book)
-        except duckdb.Error:
-            ready = False  # e.g. not migrated yet: below
-        if ready:
-            return asdict(index_status(index, book, mode, apply=False))
-    with Index(path) as index:
-        return asdict(index_status(index, book, mode))
 
 
 _REPORT_FIELDS = (
@@ -118,14 +98,14 @@ def status_cmd(
     else:
         from indexer.pricing import load_book
         from indexer.status import index_status
-        from indexer.store import Index
+        from indexer.store import read_priced
 
-        if path.exists():
-            fields = _status(path, load_book(pricing_file()), cost_mode)
-        else:  # nothing indexed yet (or a mistyped --db): zeros, and no file made where it points
+        if not path.exists():  # nothing indexed yet (or a mistyped --db): zeros, and no file made there
             print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
-            with Index(Path(":memory:")) as index:
-                fields = {**asdict(index_status(index, load_book(pricing_file()), cost_mode)), "db": str(path)}
+        book = load_book(pricing_file())
+        # read-only when its prices are current, so statuses and reports run side by side
+        status = read_priced(path, book, lambda index: index_status(index, book, cost_mode, apply=False))
+        fields = {**asdict(status), "db": str(path)}
     if json:
         print_json(fields)
     else:

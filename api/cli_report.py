@@ -232,23 +232,11 @@ def _read_carefully(db_file: Path, book: PriceBook, local: Compute) -> Answer:
 
     Read-only when that is enough; else opened for writing, migrated and priced first. An index
     that does not exist yet gives an empty report, without creating a file where a mistyped --db
-    points.
+    points (store.read_priced).
     """
-    from indexer.engine import duckdb
-    from indexer.pricing import apply_prices, ready_to_read
-    from indexer.store import Index
+    from indexer.store import read_priced
 
-    if db_file.exists():
-        with Index(db_file, read_only=True) as index:  # a locked or damaged file is a one-line error
-            try:
-                ready = ready_to_read(index.con, book)
-            except duckdb.Error:
-                ready = False  # e.g. an index from before the migrations table: migrate it below
-            if ready:
-                return local(index.con)
-    with Index(db_file if db_file.exists() else Path(":memory:")) as index:
-        apply_prices(index.con, book, all_models=False)
-        return local(index.con)
+    return read_priced(db_file, book, lambda index: local(index.con))
 
 
 def _keep(answer: Answer) -> None:

@@ -68,8 +68,7 @@ def _salvage(new: Index, old_path: Path, old_error: str | None) -> tuple[int, st
     what could not be, files lost). See _copy_history."""
     con = new.con
     try:
-        quoted = str(old_path).replace("'", "''")
-        con.execute(f"ATTACH '{quoted}' AS old (READ_ONLY)")
+        con.execute(f"ATTACH {_sql_text(old_path)} AS old (READ_ONLY)")
     except duckdb.Error as exc:
         return 0, old_error or str(exc).splitlines()[0], None
     try:
@@ -84,8 +83,7 @@ def _salvage_held(held: Index, new_path: Path, book: PriceBook | None) -> tuple[
     price it with `book`, from the held connection itself (DuckDB lets a process open a file once)."""
     con = held.con
     (old,) = con.execute("SELECT current_database()").fetchone() or ("",)
-    quoted = str(new_path).replace("'", "''")
-    con.execute(f"ATTACH '{quoted}' AS rebuilt")
+    con.execute(f"ATTACH {_sql_text(new_path)} AS rebuilt")
     con.execute("USE rebuilt")  # unqualified names: the new index, as in the SQL above
     try:
         done = _copy_history(con, old, None)
@@ -124,6 +122,11 @@ def _copy_history(
     if not problems:
         return after - before, None, None
     return after - before, "; ".join(([old_error] if old_error else []) + problems), lost
+
+
+def _sql_text(path: Path) -> str:
+    """`path` as an SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _from_old(sql: str, old: str) -> str:

@@ -37,12 +37,7 @@ def resolve_sources(given: Iterable[Path] | None, include_missing: bool = False)
     """
     given = list(given or [])
     found = [projects_dir(p) for p in given] if given else default_sources(include_missing)
-    unique: list[Path] = []
-    for p in found:
-        p = p.resolve()
-        if p not in unique:
-            unique.append(p)
-    return [p for p in unique if not any(other in p.parents for other in unique)]
+    return [Path(p) for p in _outermost([str(p.resolve()) for p in found])]
 
 
 def iter_transcripts(roots: Iterable[Path]) -> Iterator[tuple[str, os.stat_result]]:
@@ -90,9 +85,6 @@ def iter_transcripts(roots: Iterable[Path]) -> Iterator[tuple[str, os.stat_resul
 
 
 def _outermost(tops: list[str]) -> list[str]:
-    """`tops` without repeats and without those inside another."""
-    out: list[str] = []
-    for t in sorted(set(tops), key=len):
-        if not any(t.startswith(o.rstrip(os.sep) + os.sep) for o in out):
-            out.append(t)
-    return out
+    """`tops` in their order, without repeats and without those inside another."""
+    unique = list(dict.fromkeys(tops))
+    return [t for t in unique if not any(t.startswith(o.rstrip(os.sep) + os.sep) for o in unique if o != t)]

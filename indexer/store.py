@@ -15,8 +15,9 @@ import contextlib
 import dataclasses
 import operator
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb
@@ -24,9 +25,14 @@ from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
-from indexer.pricing import PRICED_VIEW
+from indexer.pricing import PRICED_VIEW, apply_prices, ready_to_read
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
+
+if TYPE_CHECKING:
+    from indexer.pricing import PriceBook
+
+T = TypeVar("T")
 
 DEFERRED_SLICE_ROWS = 20_000  # deferred_calls() decodes and inserts about this many calls at a time
 # Batches up to this many calls (a running service's appends) skip the set-based upsert: the keys
@@ -381,3 +387,22 @@ class Index:
             """
         )
         self.con.unregister("batch_files")
+
+
+def read_priced(path: Path, book: PriceBook, compute: Callable[[Index], T]) -> T:
+    """compute(index) with `book`'s prices in force: the index at `path` opened read-only when it
+    is migrated and its prices are already `book`'s (other readers then run beside it), else opened
+    for writing, migrated and priced first. A missing file reads as an empty index, and no file
+    is made where a mistyped path points. A locked or damaged file is a one-line error (Index).
+    """
+    if path.exists():
+        with Index(path, read_only=True) as index:
+            try:
+                ready = ready_to_read(index.con, book)
+            except duckdb.Error:
+                ready = False  # e.g. an index from before the migrations table: migrate it below
+            if ready:
+                return compute(index)
+    with Index(path if path.exists() else Path(":memory:")) as index:
+        apply_prices(index.con, book, all_models=False)
+        return compute(index)
