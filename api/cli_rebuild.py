@@ -51,7 +51,7 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)"
     )
     if warning := unnamed_warning(s.files_unnamed, s.unnamed_example):
-        print(warning, file=sys.stderr)
+        print(f"cco: warning: {warning}", file=sys.stderr)
     if report.salvage_error:
         lost = report.unsalvaged_files
         covered = "number of files unknown" if lost is None else f"{lost} file(s) no longer whole on disk"

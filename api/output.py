@@ -76,13 +76,11 @@ def _fmt(value: Any) -> str:
 
 
 def unnamed_warning(count: int, example: str | None) -> str | None:
-    """The warning for transcripts a pass could not read because their names are not UTF-8."""
+    """The warning for transcripts a pass could not read because their names are not UTF-8 (the
+    commands print it after `cco: warning: `, the service logs it)."""
     if not count:
         return None
-    return (
-        f"cco: warning: {count} transcript file(s) not read: the name is not UTF-8 (e.g. {example}); "
-        "rename them to read them"
-    )
+    return f"{count} transcript file(s) not read: the name is not UTF-8 (e.g. {example}); rename them to read them"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

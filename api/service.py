@@ -44,6 +44,7 @@ import orjson
 
 from api.context import AppContext
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
+from api.output import unnamed_warning
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import ServiceError
@@ -726,14 +727,12 @@ class LiveService:
 
     def _committed(self, report: SyncReport) -> None:
         self.passes += 1
-        if report.files_unnamed != self._unnamed_logged:  # logged when the number changes, not every pass
+        # Logged when a pass finds a new number of such files; a pass that looked at a few files only
+        # (a watcher's) finds none and changes nothing, so the rescans do not repeat it.
+        warning = unnamed_warning(report.files_unnamed, report.unnamed_example)
+        if warning and report.files_unnamed != self._unnamed_logged:
             self._unnamed_logged = report.files_unnamed
-            if report.files_unnamed:
-                log.warning(
-                    "%d transcript file(s) not read: the name is not UTF-8 (e.g. %s)",
-                    report.files_unnamed,
-                    report.unnamed_example,
-                )
+            log.warning("%s", warning)
         self._known = self._writer().file_states()  # a copy: the writer goes on changing its own
         self._lag_cache = None
         if report.files_read or report.files_gone:
