@@ -47,6 +47,9 @@ _BLANK = re.compile(rb"[ \t\r]*")
 _BLANK_START = frozenset(b" \t\r\n")  # the first byte of a line that may be blank
 
 
+Bytes = bytes | bytearray  # what lines are parsed from: a read, or the reader's reused buffer
+
+
 @dataclass(frozen=True)
 class FileContext:
     """What a line cannot say about itself but its file's place in the tree does."""
@@ -149,7 +152,7 @@ _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_lines(
-    data: bytes, base_offset: int, ctx: FileContext, last_user_ms: int | None, end: int | None = None
+    data: Bytes, base_offset: int, ctx: FileContext, last_user_ms: int | None, end: int | None = None
 ) -> ParseResult:
     """Parse data[:end] (all of `data` by default), which holds only complete lines (it ends with
     b"\\n" or is empty); what follows `end` is not looked at.
@@ -213,7 +216,7 @@ def _offset(reject: RejectRow) -> int:
     return reject.offset
 
 
-def _count_lines(data: bytes, end: int, base_offset: int, ctx: FileContext, out: ParseResult) -> int:
+def _count_lines(data: Bytes, end: int, base_offset: int, ctx: FileContext, out: ParseResult) -> int:
     """How many lines of data[:end] (complete lines, not empty) are not blank (spaces, tabs, CRs only).
 
     Newlines are found with `bytes.find` (memchr) and only a line starting with whitespace is
@@ -237,7 +240,7 @@ def _count_lines(data: bytes, end: int, base_offset: int, ctx: FileContext, out:
     return n
 
 
-def _odd_reason(data: bytes, start: int, end: int) -> str | None:
+def _odd_reason(data: Bytes, start: int, end: int) -> str | None:
     """Why the line data[start:end], whose first or last byte is not a brace, is rejected: the
     reason the full parse would give if it is not a JSON object; None if it is one after all (with
     blanks around it) or holds a needle (the full parse then rejects it itself)."""
@@ -252,7 +255,7 @@ def _odd_reason(data: bytes, start: int, end: int) -> str | None:
     return "line is not a JSON object"
 
 
-def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int | None:
+def _last_user_ms(data: Bytes, start: int, end: int, current: int | None) -> int | None:
     """The timestamp of the last user line in data[start:end] (lines without needles), else `current`.
 
     Walks the lines backwards from `end` (memrchr) and stops at the first user line whose
@@ -294,7 +297,7 @@ def _last_user_ms(data: bytes, start: int, end: int, current: int | None) -> int
     return current
 
 
-def _parse_each_line(data: bytes, end: int, base_offset: int, ctx: FileContext, out: ParseResult) -> None:
+def _parse_each_line(data: Bytes, end: int, base_offset: int, ctx: FileContext, out: ParseResult) -> None:
     """The line-by-line path for data[:end] (a chunk holding NUL bytes)."""
     pos = 0
     while pos < end:
@@ -310,11 +313,11 @@ def _parse_each_line(data: bytes, end: int, base_offset: int, ctx: FileContext, 
             out.rejects.append(RejectRow(ctx.path, base_offset + start, str(exc)))
 
 
-def _has(data: bytes, needle: bytes, start: int, end: int) -> bool:
+def _has(data: Bytes, needle: bytes, start: int, end: int) -> bool:
     return data.find(needle, start, end) >= 0
 
 
-def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
+def _parse_line(data: Bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
     """Parse the line data[start:end] (without its newline)."""
     if _has(data, b"\x00", start, end):
         raise Rejected("NUL bytes in line")
@@ -326,7 +329,7 @@ def _parse_line(data: bytes, start: int, end: int, ctx: FileContext, out: ParseR
     _parse_full(data, start, end, ctx, out)
 
 
-def _parse_full(data: bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
+def _parse_full(data: Bytes, start: int, end: int, ctx: FileContext, out: ParseResult) -> None:
     """Fully parse the line data[start:end], which holds a needle and no NUL byte."""
     line = memoryview(data)[start:end]
     try:

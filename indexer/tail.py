@@ -11,6 +11,7 @@ is committed in the same transaction as the rows it produced (see store.py).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from indexer.parse import FileContext, ParseResult, hash64, parse_lines
@@ -18,6 +19,9 @@ from indexer.parse import FileContext, ParseResult, hash64, parse_lines
 FINGERPRINT_BYTES = 1024
 TAIL_BYTES = 64
 CHUNK_BYTES = 4 << 20
+# A read of more than this goes through the thread's reused chunk buffer (see _chunk_buffer).
+REUSE_BYTES = 128 << 10
+_local = threading.local()
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,19 @@ def _line_end(fd: int, start: int) -> tuple[bool, int]:
         pos += len(chunk)
 
 
+def _chunk_buffer() -> bytearray:
+    """This thread's chunk buffer, made once: reading into it costs a copy and no page faults.
+
+    A fresh 4 MiB `bytes` per read is mapped anew by malloc and faulted in page by page as the
+    kernel copies into it: 0.9-1.1 s of CPU per GiB read, against 0.23 s into a reused buffer
+    (/tmp/rd.py in session 7). Per thread, so the service's threads never share one.
+    """
+    buf: bytearray | None = getattr(_local, "buffer", None)
+    if buf is None or len(buf) != CHUNK_BYTES:
+        buf = _local.buffer = bytearray(CHUNK_BYTES)
+    return buf
+
+
 def read_plan(plan: ReadPlan) -> ReadResult | None:
     """Read complete lines from plan.start to end of file; None if the file vanished.
 
@@ -125,12 +142,18 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         st = os.fstat(fd)
         parsed = ParseResult(last_user_ms=plan.last_user_ms)
         pos = end = plan.start
+        buf = _chunk_buffer() if plan.size - plan.start > REUSE_BYTES else None
         while True:
-            chunk = os.pread(fd, CHUNK_BYTES, pos)
-            end = pos + len(chunk)
-            if not chunk:
+            chunk: bytes | bytearray
+            if buf is None:
+                chunk = os.pread(fd, CHUNK_BYTES, pos)
+                n = len(chunk)
+            else:  # only chunk[:n] is this read's
+                chunk, n = buf, os.preadv(fd, [buf], pos)
+            end = pos + n
+            if not n:
                 break
-            cut = chunk.rfind(b"\n") + 1  # the chunk's complete lines are parsed in place
+            cut = chunk.rfind(b"\n", 0, n) + 1  # the chunk's complete lines are parsed in place
             if not cut:
                 complete, line_end = _line_end(fd, end)
                 if not complete:

@@ -3,6 +3,7 @@ never double-count or lose a call."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -248,7 +249,9 @@ def test_sync_only_named_files(tmp_path: Path) -> None:
 
 
 def test_chunk_boundaries_do_not_change_what_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lines crossing a read chunk's end, and lines longer than a chunk, parse as if read whole."""
+    """Lines crossing a read chunk's end, and lines longer than a chunk, parse as if read whole,
+    whether each chunk is a fresh bytes or the reused buffer (holding the last read's bytes past
+    this read's end)."""
     user = orjson.dumps(
         {"type": "user", "uuid": "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b", "timestamp": "2026-01-01T00:00:00.500Z"}
     )
@@ -258,8 +261,9 @@ def test_chunk_boundaries_do_not_change_what_is_read(tmp_path: Path, monkeypatch
     path.write_bytes(data + call(99)[:-1])  # a partial last line waits
     whole = parse_lines(data, 0, FileContext.for_path(str(path)), None)
     assert len(whole.calls) == 29
-    for chunk in (64, 333, 1000, 4096, CHUNK_BYTES):
+    for chunk, reuse in itertools.product((64, 333, 1000, 4096, CHUNK_BYTES), (0, 1 << 40)):
         monkeypatch.setattr(tail, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(tail, "REUSE_BYTES", reuse)
         got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
         assert got is not None
         assert (got.parsed, got.state.offset, got.state.lines) == (whole, len(data), whole.lines)
