@@ -1,10 +1,12 @@
 """`cco index run`: the live service (issue 4). Parse options, build the service and app, hand them to uvicorn.
 
 The idea: this module only wires things. The order matters: open the index first (its lock is
-the real guard against a second service; the run file names who holds it), bind the socket
-ourselves (so the run file gets the real port and "address in use" is a clean error), take the
-first snapshot, then serve. Shutdown on SIGINT/SIGTERM: uvicorn stops accepting, our hook ends
-SSE streams at once, and `LiveService.close` commits, checkpoints and removes the run file.
+the real guard against a second service; the run file names who holds it; the first snapshot is
+taken from what it holds), bind the socket ourselves (so the run file gets the real port and
+"address in use" is a clean error), then serve. Shutdown on SIGINT/SIGTERM: uvicorn stops
+accepting, our hook ends SSE streams at once, and `LiveService.close` stops the threads (a batch
+still being written is interrupted and rolled back with its offsets, so it is read again next
+time), checkpoints, closes the index and removes the run file.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
-from api.options import DB, SOURCE, Opt, typer_command
+from api.options import DB, SOURCE, Opt, check_sources, typer_command
 from api.output import fail
 from api.security import is_loopback_address
-from indexer.errors import IndexLocked
+from indexer.errors import BadInput, IndexLocked
 from indexer.memory import tune_malloc
 from indexer.paths import db_path
 from indexer.runfile import read_run_file
@@ -115,6 +117,10 @@ def run_service(
         fail(f"--rescan must be between 1 and 86400 seconds, got {rescan:g}")
     if not host.strip():
         fail("--host needs an address to listen on, e.g. 127.0.0.1 (the default)")
+    try:
+        check_sources(source)  # only Claude Code's own folders are watched before they exist
+    except BadInput as exc:
+        fail(str(exc))
     token = (token or "").strip() or None
     if not is_loopback_address(host) and token is None:
         fail(f"listening on {host} (not loopback) needs a token: pass --token or set CCO_TOKEN")

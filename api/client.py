@@ -4,8 +4,9 @@ The idea: DuckDB lets one process open the index, so a command first asks `servi
 live service owns the index (its run file names a live pid) the command sends its request there
 instead of opening the file. Every failure becomes a one-line ServiceError. The token, when the
 service requires one, comes from CCO_TOKEN (the run file says only that one is needed). The
-standard library's http.client does the one loopback request: no proxy from the environment can
-see it, and a short-lived command pays no client library import.
+standard library's http.client sends the request to the address the run file names (loopback
+unless the service was bound elsewhere): no proxy from the environment can see it, and a
+short-lived command pays no client library import.
 """
 
 from __future__ import annotations

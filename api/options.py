@@ -55,15 +55,21 @@ def empty_path(args: list[str]) -> str | None:
     return None
 
 
-def roots_of(source: list[Path] | None) -> list[Path]:
-    """The projects dirs --source names (default: Claude Code's); one that does not exist is an
-    error, not an empty index."""
+def check_sources(source: list[Path] | None) -> None:
+    """A --source that names no directory is an error (a typo must not give an empty index)."""
     from indexer.errors import BadInput
-    from indexer.sources import resolve_sources
 
     for p in source or []:
         if not p.expanduser().is_dir():
             raise BadInput(f"--source {p}: no such directory")
+
+
+def roots_of(source: list[Path] | None) -> list[Path]:
+    """The projects dirs --source names (default: Claude Code's); one that does not exist is an
+    error, not an empty index."""
+    from indexer.sources import resolve_sources
+
+    check_sources(source)
     roots = resolve_sources(source)
     if not roots:
         print(

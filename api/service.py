@@ -91,14 +91,10 @@ class ServiceConfig:
     rescan: float = DEFAULT_RESCAN
     token: str | None = None
     allowed_hosts: list[str] = field(default_factory=list)
-    pricing: Path | None = None  # default: the user's pricing.toml
     machine: str = field(default_factory=socket.gethostname)
     cost_mode: str = "auto"
-    workers: int | None = None  # catch-up parser processes (default: one per CPU)
-    polling: bool = False  # poll instead of OS file events
     supervise_s: float = 1.0
     ping_s: float = PING_S
-    max_streams: int = MAX_STREAMS
 
 
 class Ring:
@@ -218,7 +214,7 @@ class _StoppablePool(Pool):
     """A parser pool whose results are awaited in short slices, so a catch-up notices shutdown at once
     instead of after the worker's current task (seconds for a big file)."""
 
-    def __init__(self, processes: int | None, stopping: threading.Event) -> None:
+    def __init__(self, stopping: threading.Event, processes: int | None = None) -> None:
         super().__init__(
             processes or os.cpu_count() or 2,
             initializer=start_worker,
@@ -283,14 +279,13 @@ class LiveService:
         self.config = config
         self.port = config.port
         self.ring = Ring()
-        self.hub = StreamHub(config.max_streams)
+        self.hub = StreamHub(MAX_STREAMS)
         self.catch_up = CatchUp()
-        self.prices = PriceWatcher(config.pricing or pricing_file())
-        self.watcher = Watcher(config.roots, self.wake, polling=config.polling, supervise_s=config.supervise_s)
+        self.prices = PriceWatcher(pricing_file())
+        self.watcher = Watcher(config.roots, self.wake, supervise_s=config.supervise_s)
         self.index: Index | None = None
         self.last_ingest: str | None = None
         self.ingest_error: str | None = None
-        self.passes = 0
         # The memo's version is a count of our own writes (we are the only writer): no query per lookup.
         self._generation = 0
         self._memo = Memo(version=lambda _con: self._generation)
@@ -392,7 +387,8 @@ class LiveService:
                 loop.call_soon_threadsafe(self.hub.close)
 
     def close(self) -> None:
-        """Stop everything, commit, checkpoint, close the index and remove the run file."""
+        """Stop everything, checkpoint and close the index, remove the run file (a batch still being
+        written after JOIN_S is interrupted: rolled back with its offsets, read again next time)."""
         if self._closed:
             return
         self._closed = True
@@ -455,10 +451,6 @@ class LiveService:
     def uptime_s(self) -> float:
         return time.monotonic() - self._started
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def wake(self, paths: list[str] | None = None) -> None:
         """Transcripts `paths` (None: any) may have changed (called from watcher threads)."""
         with self._dirty_lock:
@@ -502,7 +494,7 @@ class LiveService:
         index = self._writer()
         if apply_prices(index.con, self.prices.book, all_models=False):  # as index_status would, but counted
             self._changed()
-        status = index_status(index, self.prices.book, mode or self.config.cost_mode)
+        status = index_status(index, self.prices.book, mode or self.config.cost_mode, apply=False)
         return {k: getattr(status, k) for k in status.__dataclass_fields__}
 
     def sync_now(self) -> dict[str, Any]:
@@ -671,7 +663,7 @@ class LiveService:
             cu.files, cu.bytes_total = len(planned.plans), planned.bytes
             cu.running = True
             if cu.bytes_total >= PARALLEL_BYTES:
-                self._pool = _StoppablePool(self.config.workers, self._stopping)
+                self._pool = _StoppablePool(self._stopping)
             try:
                 report = sync(index, self.config.roots, pool=self._pool, progress=self._progress, planned=planned)
             finally:
@@ -726,7 +718,6 @@ class LiveService:
         return report
 
     def _committed(self, report: SyncReport) -> None:
-        self.passes += 1
         # Logged when a pass finds a new number of such files; a pass that looked at a few files only
         # (a watcher's) finds none and changes nothing, so the rescans do not repeat it.
         warning = unnamed_warning(report.files_unnamed, report.unnamed_example)

@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
-from indexer.pricing import cost_expr
+from indexer.pricing import check_cost_mode, cost_expr
 from indexer.reports import money
 from schemas import SYNTHETIC_MODEL
-from schemas.pricing import COST_MODES
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,9 +83,9 @@ def block_options(
                 raise BadInput(f"--token-limit must be a number of tokens or 'max', got {token_limit!r}") from None
             if limit <= 0:
                 raise BadInput(f"--token-limit must be positive, got {limit}")
-    if mode not in COST_MODES:
-        raise BadInput(f"--mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
-    return BlockOptions(session_hours=hours, token_limit=limit, active=active, recent=recent, mode=mode)
+    return BlockOptions(
+        session_hours=hours, token_limit=limit, active=active, recent=recent, mode=check_cost_mode(mode)
+    )
 
 
 class _Block:

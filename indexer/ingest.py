@@ -1,7 +1,7 @@
 """One catch-up pass: scan the sources, read what is new, commit it in bulk transactions.
 
 The idea: scanning is cheap (stat plus two small reads per changed file); reading and parsing is
-the cost, so big passes fan out to worker processes (parsing holds the GIL; separate processes
+the cost, so big passes fan out to worker processes, one per core (parsing holds the GIL; separate processes
 keep both cores busy and keep a serving process's event loop free) while this process commits
 finished batches. Workers hand their calls over as column arrays (indexer/columns.py), so what
 is left for this process per batch is a few buffer copies and SQL that runs without the GIL.
@@ -50,7 +50,6 @@ class SyncReport:
     call_lines: int = 0
     rejected: int = 0
     seconds: float = 0.0
-    paths_read: list[str] = field(default_factory=list)
     # Transcripts left unread because their path is not UTF-8 (the index's text is; Claude Code
     # never names files so): how many, and one of them as the terminal can print it.
     files_unnamed: int = 0
@@ -136,7 +135,7 @@ def _stat_jsonl(path: str) -> os.stat_result | None:
 
 
 def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
-    """Largest files first, each alone; small ones grouped (TASK_BYTES, TASK_FILES), so both workers
+    """Largest files first, each alone; small ones grouped (TASK_BYTES, TASK_FILES), so the workers
     finish together."""
     ordered = sorted(plans, key=lambda p: p.size - p.start, reverse=True)
     tasks: list[list[ReadPlan]] = []
@@ -219,7 +218,6 @@ def sync(
             pending_columns.append(columns)
         for r in results:
             report.files_read += 1
-            report.paths_read.append(r.plan.path)
             report.bytes_read += r.bytes_read
             report.lines += r.parsed.lines
             report.call_lines += r.call_lines

@@ -161,7 +161,6 @@ coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(ca
 coalesce(sum(cache_read_tokens), 0), coalesce(sum(would_be_cost - cost_calculated), 0),
 coalesce(sum(latency_ms), 0), count(latency_ms), max(ts)
 """
-_AGG_WIDTH = 12
 
 
 def agg_of(values: Sequence[Any], p95: Any = None) -> Agg:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
-from indexer.settings import editing, parse_toml, read_toml, toml_string, toml_value, write_atomic
+from indexer.settings import choice, editing, parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas import SYNTHETIC_MODEL
 from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
 
@@ -445,15 +445,18 @@ WHERE NOT c.replay
 """
 
 
+def check_cost_mode(value: str, label: str = "--mode") -> str:
+    """A cost mode (auto, calculate, display; any case), or BadInput naming it as `label`."""
+    return choice(value, COST_MODES, label)
+
+
 def cost_expr(mode: str) -> str:
     """SQL for a priced_calls row's cost under a cost mode (auto, calculate, display)."""
-    if mode not in COST_MODES:
-        raise BadInput(f"unknown cost mode {mode!r}; use one of {', '.join(COST_MODES)}")
     return {
         "auto": "CASE WHEN failed THEN 0.0 ELSE coalesce(cost_usd, cost_calculated) END",
         "calculate": "cost_calculated",
         "display": "CASE WHEN failed THEN 0.0 ELSE coalesce(cost_usd, 0.0) END",
-    }[mode]
+    }[check_cost_mode(mode, "cost mode")]
 
 
 def _price_row(model: str, book: PriceBook) -> tuple[Any, ...]:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
-from indexer.pricing import cost_expr
+from indexer.pricing import check_cost_mode, cost_expr
+from indexer.settings import choice
 from schemas import SYNTHETIC_MODEL
-from schemas.pricing import COST_MODES
 
 if TYPE_CHECKING:
     import duckdb
@@ -121,13 +121,6 @@ def system_timezone() -> str:
     return "UTC"
 
 
-def choice(value: str, allowed: tuple[str, ...], name: str) -> str:
-    low = value.strip().lower()
-    if low not in allowed:
-        raise BadInput(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    return low
-
-
 def _project_option(project: str | None) -> str | None:
     if project is not None and not project.strip("/\\ "):
         raise BadInput(f"--project needs a project name or path, got {project!r}")
@@ -150,14 +143,12 @@ def report_options(
     last = parse_date(until, "--until") if until is not None else None
     if first and last and first > last:
         raise BadInput(f"--since {first} is after --until {last}")
-    if mode not in COST_MODES:
-        raise BadInput(f"--mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
     return ReportOptions(
         since=first,
         until=last,
         timezone=check_timezone(timezone) if timezone is not None else system_timezone(),
         project=_project_option(project),
-        mode=mode,
+        mode=check_cost_mode(mode),
         order=choice(order, ORDERS, "--order"),
         start_of_week=choice(start_of_week, WEEKDAYS, "--start-of-week"),
         instances=instances,
@@ -175,11 +166,6 @@ def money(value: float) -> float:
 def project_name(project: str) -> str:
     """Claude Code's folder name for a working directory (what ccusage calls the project)."""
     return re.sub(_NOT_ALNUM, "-", project)
-
-
-def iso_utc(value: datetime) -> str:
-    """A naive UTC datetime as ccusage prints instants: 2025-06-10T12:00:00.000Z."""
-    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 def utc_bounds(opts: ReportOptions) -> tuple[datetime | None, datetime | None]:

@@ -175,13 +175,17 @@ def setting_named(name: str) -> Setting:
     return SETTINGS[key]
 
 
-def _check(setting: Setting, value: Any, label: str | None = None) -> str:
-    """`value` as one of the setting's choices (any case); BadInput names it as `label` (default:
-    the setting's key)."""
+def choice(value: Any, allowed: tuple[str, ...], label: str) -> str:
+    """`value` as one of `allowed` (any case, blanks around ignored); BadInput names it as `label`."""
     low = value.strip().lower() if isinstance(value, str) else None
-    if low not in setting.choices:
-        raise BadInput(f"{label or setting.name} must be one of {', '.join(setting.choices)}, got {value!r}")
+    if low not in allowed:
+        raise BadInput(f"{label} must be one of {', '.join(allowed)}, got {value!r}")
     return low
+
+
+def _check(setting: Setting, value: Any, label: str | None = None) -> str:
+    """`value` as one of the setting's choices; BadInput names it as `label` (default: its key)."""
+    return choice(value, setting.choices, label or setting.name)
 
 
 def read_settings(path: Path | None = None, *, skip: str | None = None) -> dict[str, str]:

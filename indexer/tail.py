@@ -58,7 +58,7 @@ class ReadPlan:
 class ReadResult:
     """Rows from one file read plus the new state to store with them.
 
-    A worker process moves `parsed.calls` into column arrays (see ingest.py) and empties the
+    A worker process moves `parsed.calls` into column arrays (worker.read_task) and empties the
     list; `call_lines` keeps the count.
     """
 
@@ -119,7 +119,7 @@ def _chunk_buffer() -> bytearray:
 
     A fresh 4 MiB `bytes` per read is mapped anew by malloc and faulted in page by page as the
     kernel copies into it: 0.9-1.1 s of CPU per GiB read, against 0.23 s into a reused buffer
-    (/tmp/rd.py in session 7). Per thread, so the service's threads never share one.
+    (BENCHMARKS.md, session 7). Per thread, so the service's threads never share one.
     """
     buf: bytearray | None = getattr(_local, "buffer", None)
     if buf is None or len(buf) != CHUNK_BYTES:

@@ -34,9 +34,10 @@ WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
 def start_worker(idle: bool = False) -> None:
     """Set up a parser process: glibc tuned as the writer's is, and run behind the others.
 
-    Tuned, glibc returns each freed 4 MiB read chunk to the OS instead of raising its thresholds
-    and keeping the chunks' pages in the heap: a 1 GiB rebuild's process tree peaked at 163-167
-    MB PSS instead of 173-177 (about 5 MB less per parser).
+    Tuned, glibc returns each freed big block (a line longer than the read buffer, a task's
+    column arrays) to the OS instead of raising its thresholds and keeping the pages in the heap:
+    when every read was a fresh 4 MiB block, a 1 GiB rebuild's process tree peaked at 163-167 MB
+    PSS instead of 173-177 (about 5 MB less per parser).
     Behind the others: niced, or with `idle` (the service's parsers) in Linux's SCHED_IDLE class,
     which runs only on a core nothing else wants, so a catch-up never makes the serving event
     loop wait for a scheduler slice.

@@ -174,6 +174,8 @@ def test_prometheus_metrics_are_exact(client: TestClient, tree: Path) -> None:
 def test_index_status_and_sync(client: TestClient, tree: Path) -> None:
     status = client.get("/api/index/status").json()
     assert status["calls"] == 3 and status["files_live"] == 1 and status["unpriced_models"] == {}
+    bad = client.get("/api/index/status?mode=bogus")
+    assert bad.status_code == 400 and "bogus" in bad.json()["error"]
     append(tree / "projects" / TRANSCRIPT, calls(1))
     report = client.post("/api/index/sync").json()
     assert set(report) == {

@@ -62,9 +62,12 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         (["--rescan", "0.5"], "--rescan must be between"),
         (["--port", "70000"], "--port must be between"),
         (["--host", ""], "--host needs an address to listen on"),
+        # a typo'd source is refused as `sync` refuses it, not watched for a folder that never comes
+        (["--source", str(tmp_path / "typo")], f"--source {tmp_path / 'typo'}: no such directory"),
     ):
         r = run_cco("index", "run", "--db", db, *args)
         assert r.returncode == 2 and says in r.stderr, r.stderr
+        assert not Path(db).exists()
 
 
 def test_busy_port_is_a_clean_error(tmp_path: Path) -> None:

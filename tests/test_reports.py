@@ -214,6 +214,11 @@ def test_bad_arguments(options: dict[str, Any], message: str) -> None:
         report_options(**options)
 
 
+def test_choices_are_taken_in_any_case_as_config_set_takes_them() -> None:
+    got = report_options(mode=" Calculate", order="DESC", start_of_week="Monday")
+    assert (got.mode, got.order, got.start_of_week) == ("calculate", "desc", "monday")
+
+
 def test_period_of_and_bounds() -> None:
     assert period_of("2026-03-08", "weekly", "sunday") == "2026-03-08"
     assert period_of("2026-03-14", "weekly", "sunday") == "2026-03-08"

@@ -286,7 +286,7 @@ def test_stream_hub_bounds_clients_and_drops_oldest_for_slow_ones() -> None:
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE here")
 def test_the_services_parsers_run_only_on_idle_cores() -> None:
     """A catch-up's parser processes are scheduled behind everything, the event loop first."""
-    pool = _StoppablePool(1, threading.Event())
+    pool = _StoppablePool(threading.Event(), 1)
     try:
         assert pool.apply(os.sched_getscheduler, (0,)) == os.SCHED_IDLE
     finally:

@@ -38,7 +38,8 @@ from indexer.metrics import (
     tier_detail,
     window_stats,
 )
-from schemas.pricing import COST_MODES, TIERS
+from indexer.pricing import check_cost_mode
+from schemas.pricing import TIERS
 
 DEFAULT_WINDOW = "1m"
 _SPACED_OFFSET = re.compile(r"\d\d:\d\d(:\d\d(\.\d+)?)? \d\d:\d\d$")  # time, then " hh:mm"
@@ -109,10 +110,7 @@ def instant_param(request: Request, name: str, *, end: bool = False) -> datetime
 
 
 def mode_param(request: Request, ctx: AppContext) -> str:
-    mode = request.query_params.get("mode") or ctx.cost_mode
-    if mode not in COST_MODES:
-        raise BadParam(f"mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
-    return mode
+    return check_cost_mode(request.query_params.get("mode") or ctx.cost_mode, "mode")
 
 
 def types_param(request: Request) -> frozenset[str]:

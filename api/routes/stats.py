@@ -8,7 +8,7 @@ commands work while the service holds the index lock; they answer this machine's
 
 Endpoints (JSON unless said otherwise; errors are `{"error": "..."}` with 400/403/503):
   GET  /api/stats                      the newest StatsSnapshot
-  GET  /api/stats/history?range=10m    {"from", "to", "count", "snapshots": [StatsSnapshot...]}
+  GET  /api/stats/history?range=10m    {"from", "to", "count", "capacity", "snapshots": [...]}
        ... or ?from=<ISO>&to=<ISO>     (to defaults to now; naive times are UTC)
   GET  /api/metrics/health             index, ingest, watcher, prices and catch-up state
   GET  /api/stream                     text/event-stream of {project, machine, activity}
@@ -36,7 +36,7 @@ from api.context import AppContext
 from api.security import is_local_client
 from api.service import RING_SIZE, LiveService
 from indexer.engine import duckdb
-from indexer.errors import CcoError
+from indexer.errors import BadInput, CcoError
 from indexer.pricing import cost_expr
 
 HISTORY_RANGES = {"1m": 60, "5m": 300, "10m": 600, "30m": 1800, "1h": 3600}
@@ -252,9 +252,12 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         if service is None:
             return not_running()
         mode = request.query_params.get("mode")
+        if mode is not None:
+            try:
+                cost_expr(mode)
+            except BadInput as exc:  # names the modes
+                return error(400, str(exc))
         try:
-            if mode is not None:
-                cost_expr(mode)  # BadInput (a CcoError) names the modes
             return json_response(await service.call_writer(lambda: service.status_json(mode), anytime=True))
         except CcoError as exc:
             return error(503, str(exc))
