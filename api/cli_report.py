@@ -28,6 +28,8 @@ from api.options import DB, MODE, Opt, read, typer_command
 from api.output import load_json, print_json
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     import duckdb
     import typer
 
@@ -351,14 +353,25 @@ def _numbers(d: dict[str, Any], cost_key: str, compact: bool) -> list[str]:
     return [_n(d["inputTokens"]), _n(d["outputTokens"]), *cache, _n(total), _usd(d[cost_key])]
 
 
+def _local_date(instant: Any, zone: ZoneInfo) -> str:
+    """The report zone's date of an instant as rows give it ("2026-01-01T00:00:00.000Z"): the
+    date the daily report files that call under, not the UTC one."""
+    if not isinstance(instant, str):
+        return ""
+    return datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(zone).date().isoformat()
+
+
 def render_period(kind: str, data: dict[str, Any], *, breakdown: bool, timezone: str) -> None:
     """A rich table per report (one per project with --instances), totals last; no cache columns when narrow."""
+    from zoneinfo import ZoneInfo
+
     from rich import box
     from rich.table import Table
 
     from api.output import console
+    from indexer.reports import ROW_KEY
 
-    key = {"daily": "date", "weekly": "week", "monthly": "month", "session": "sessionId"}[kind]
+    key = ROW_KEY[kind]
     rows_by_project: dict[str, list[dict[str, Any]]] = data.get("projects") or {}
     groups = rows_by_project if "projects" in data else {"": next(v for k, v in data.items() if k != "totals")}
     if not any(groups.values()):
@@ -366,6 +379,7 @@ def render_period(kind: str, data: dict[str, Any], *, breakdown: bool, timezone:
         return
     compact = console.width < (120 if kind == "session" else 100)
     session = kind == "session"
+    zone = ZoneInfo(timezone)
     title = f"cco {kind} report ({timezone})"
     for project, rows in groups.items():
         table = Table(title=f"{title}: {project}" if project else title, box=box.SIMPLE_HEAD)
@@ -387,7 +401,7 @@ def render_period(kind: str, data: dict[str, Any], *, breakdown: bool, timezone:
             lead = [str(row[key])[:8]] if session else [str(row[key])]
             if session:
                 lead += [] if compact else [row.get("projectPath", "")]
-                lead.append(str(row.get("lastActivity", ""))[:10])
+                lead.append(_local_date(row.get("lastActivity"), zone))
             models = "\n".join(_short_model(m) for m in row["modelsUsed"])
             table.add_row(*lead, models, *_numbers(row, "totalCost", compact))
             if breakdown:

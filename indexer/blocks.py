@@ -67,10 +67,9 @@ def block_options(
         except ValueError:
             raise BadInput(f"--session-length {session_length!r} is not a number of hours") from None
         minutes = hours * 60
-        if not math.isfinite(hours) or hours <= 0 or hours > 24 * 7 or abs(minutes - round(minutes)) > 1e-9:
-            raise BadInput(
-                f"--session-length must be hours above 0 and at most 168 (a week), in whole minutes, got {hours:g}"
-            )
+        # At least an hour: a block starts on the hour, so a shorter one could end before its first call.
+        if not math.isfinite(hours) or hours < 1 or hours > 24 * 7 or abs(minutes - round(minutes)) > 1e-9:
+            raise BadInput(f"--session-length must be hours from 1 to 168 (a week), in whole minutes, got {hours:g}")
     limit: int | str | None = None
     if token_limit is not None and str(token_limit) != "":
         text = str(token_limit).strip().lower()

@@ -152,9 +152,11 @@ def test_empty_index(tmp_path: Path) -> None:
         ({"token_limit": "-5"}, "--token-limit must be positive"),
         (
             {"session_length": "0"},
-            "--session-length must be hours above 0 and at most 168 \\(a week\\), in whole minutes, got 0",
+            "--session-length must be hours from 1 to 168 \\(a week\\), in whole minutes, got 0",
         ),
-        ({"session_length": "200"}, "at most 168 \\(a week\\)"),
+        # a block starts on the hour: one of 30 minutes could end before its first call (10:50)
+        ({"session_length": "0.5"}, "from 1 to 168 \\(a week\\), in whole minutes, got 0.5"),
+        ({"session_length": "200"}, "from 1 to 168 \\(a week\\)"),
         ({"session_length": "five"}, "is not a number of hours"),
         ({"mode": "x"}, "--mode must be one of"),
     ],

@@ -62,6 +62,15 @@ def test_weekly_monthly_session_blocks(db: Path) -> None:
     assert not any(b["isActive"] for b in blocks)  # the fixture is in the past
 
 
+def test_session_tables_date_the_last_call_in_the_report_zone(db: Path) -> None:
+    """s-beta's last call is 2026-03-10T19:31Z: 04:31 the next morning in Tokyo."""
+    for zone, date in (("UTC", "2026-03-10"), ("Asia/Tokyo", "2026-03-11")):
+        done = run_cco("report", "session", "-z", zone, "--db", str(db), env={"COLUMNS": "160"})
+        assert done.returncode == 0, done.stderr
+        (row,) = [line for line in done.stdout.splitlines() if "s-beta" in line]
+        assert row.split()[2] == date, row
+
+
 def test_project_filter(db: Path) -> None:
     data = report_json(db, "daily", "-z", "UTC", "--project", "beta")
     assert [(r["date"], r["totalTokens"]) for r in data["daily"]] == [("2026-03-10", 64000)]

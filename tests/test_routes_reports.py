@@ -80,7 +80,7 @@ def test_blocks(client: TestClient, index: Index) -> None:
         ("/api/reports/monthly?since=2026-05-01&until=2026-04-01", "is after --until"),
         ("/api/reports/session?instances=perhaps", "instances must be true or false"),
         ("/api/reports/blocks?token_limit=lots", "--token-limit must be a number"),
-        ("/api/reports/blocks?session_length=-1", "--session-length must be hours above 0"),
+        ("/api/reports/blocks?session_length=-1", "--session-length must be hours from 1 to 168"),
         ("/api/reports/daily?snce=2099-01-01", "unknown parameter 'snce'"),
         ("/api/reports/blocks?since=2099-01-01", "unknown parameter 'since'"),
         ("/api/reports/daily?project=", "--project needs a project name or path"),
