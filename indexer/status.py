@@ -6,8 +6,7 @@ status, the service and reports all read, so their totals agree by construction.
 
 from __future__ import annotations
 
-from datetime import UTC
-
+from indexer.metrics import iso_utc
 from indexer.pricing import PriceBook, apply_prices, cost_expr, unpriced_models
 from indexer.reports import money
 from indexer.store import Index
@@ -54,6 +53,6 @@ def index_status(index: Index, book: PriceBook, mode: str = "auto", *, apply: bo
         lines=int(lines),
         bytes_indexed=int(indexed),
         db_size=size,
-        last_ingest=last.replace(tzinfo=UTC).isoformat() if last else None,
+        last_ingest=iso_utc(last),  # as health prints it
         unpriced_models=unpriced_models(con),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from indexer.ingest import sync
@@ -31,6 +32,7 @@ def test_status_of_the_samples(tmp_path: Path, samples_tree: Path) -> None:
     assert cost is not None and s.total_cost is not None
     assert abs(s.total_cost - cost[0]) < 1e-9 and s.total_cost > 0  # no costUSD in the samples
     assert s.last_ingest is not None and s.db_size > 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", s.last_ingest)  # as health prints it
 
 
 def test_status_of_the_rule_fixtures(tmp_path: Path) -> None:
