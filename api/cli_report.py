@@ -296,6 +296,10 @@ def _period(
         print_json(data)
     else:
         render_period(kind, data, breakdown=breakdown, timezone=opts.timezone)
+        from indexer.reports import LIST_KEY
+
+        groups = data["projects"].values() if "projects" in data else [data[LIST_KEY[kind]]]
+        _note_unpriced({m for rows in groups for row in rows for m in row["modelsUsed"]}, opts.mode)
 
 
 def _blocks(
@@ -330,6 +334,31 @@ def _blocks(
         print_json(data)
     else:
         render_blocks(data, active_only=active, hours=opts.session_hours)
+        _note_unpriced({m for b in data["blocks"] for m in b["models"]}, opts.mode)
+
+
+def _note_unpriced(models: set[str], mode: str) -> None:
+    """A table's reader learns which models were counted at $0 for want of a price (as `cco index
+    status` lists them); JSON output stays as ccusage's."""
+    if mode == "display":
+        return
+    import sys
+
+    from indexer.errors import CcoError
+    from indexer.paths import pricing_file
+    from indexer.pricing import load_book
+
+    try:
+        book = load_book(pricing_file())
+    except CcoError:
+        return  # a bad price file stopped the report already
+    missing = sorted(m for m in models if book.match(m) is None)
+    if missing:
+        print(
+            f"cco: note: no price for {', '.join(missing)}: calls without a recorded costUSD count $0 "
+            "(add a price: cco config pricing update MODEL --input USD --output USD)",
+            file=sys.stderr,
+        )
 
 
 # --- tables -------------------------------------------------------------------------------------

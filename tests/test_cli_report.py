@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cco
+from conftest import run_cco, write_tree
 from starlette.exceptions import StarletteDeprecationWarning
 
 with warnings.catch_warnings():
@@ -69,6 +69,26 @@ def test_session_tables_date_the_last_call_in_the_report_zone(db: Path) -> None:
         assert done.returncode == 0, done.stderr
         (row,) = [line for line in done.stdout.splitlines() if "s-beta" in line]
         assert row.split()[2] == date, row
+
+
+def test_tables_name_the_models_counted_at_no_cost(tmp_path: Path) -> None:
+    line = (
+        '{{"type":"assistant","timestamp":"2026-03-01T10:0{n}:00.000Z","cwd":"/w/p","requestId":"r{n}",'
+        '"message":{{"id":"m{n}","model":"{model}","usage":{{"input_tokens":100,"output_tokens":10}}}}}}\n'
+    )
+    tree = write_tree(
+        tmp_path / "claude",
+        {"p/s.jsonl": line.format(n=1, model="gpt-4o") + line.format(n=2, model="claude-sonnet-4-5")},
+    )
+    db = str(tmp_path / "i.duckdb")
+    assert run_cco("index", "sync", "--source", str(tree), "--db", db).returncode == 0
+    note = "cco: note: no price for gpt-4o: calls without a recorded costUSD count $0"
+    for args in (("daily",), ("session", "--instances"), ("blocks",)):
+        done = run_cco("report", *args, "--db", db)
+        assert done.returncode == 0 and note in done.stderr, (args, done.stderr)
+    for args in (("daily", "--json"), ("daily", "--mode", "display")):
+        done = run_cco("report", *args, "--db", db)
+        assert done.returncode == 0 and done.stderr == "", (args, done.stderr)  # JSON stays ccusage's
 
 
 def test_project_filter(db: Path) -> None:
