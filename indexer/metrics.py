@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from indexer.engine import duckdb
+from indexer.errors import BadInput
 from indexer.pricing import cost_expr
 from schemas.pricing import TIERS
 
@@ -188,6 +189,20 @@ def combine(aggs: Iterable[Agg]) -> Agg:
             max((t for t in (out.last, a.last) if t is not None), default=None),
         )  # fmt: skip
     return out
+
+
+def project_named(con: duckdb.DuckDBPyConnection, name: str, memo: Memo | None = None) -> str:
+    """The project `?project=NAME` means, matched as `cco report --project` matches (its path, the
+    path's last folder, or Claude Code's folder name); BadInput when NAME fits several."""
+    from indexer.reports import project_matches
+
+    known = by_project(con, "auto", memo)
+    if name in known:
+        return name
+    found = sorted(p for p in known if project_matches(p, name))
+    if len(found) > 1:
+        raise BadInput(f"project {name!r} could be any of {', '.join(found)}; give its path")
+    return found[0] if found else name
 
 
 def by_project(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> dict[str, Agg]:

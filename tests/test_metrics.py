@@ -266,6 +266,20 @@ def test_memo_follows_commits_and_prices(fresh: Index, tmp_path: Path) -> None:
     assert "/work/alpha" in names
 
 
+def test_a_project_is_named_as_report_options_name_it(fresh: Index, tmp_path: Path) -> None:
+    """?project= takes what `cco report --project` takes; a last folder two projects share is refused."""
+    assert metrics.project_named(fresh.con, "/work/beta") == "/work/beta"
+    assert metrics.project_named(fresh.con, "beta") == "/work/beta"
+    assert metrics.project_named(fresh.con, "-work-beta") == "/work/beta"
+    assert metrics.project_named(fresh.con, "nowhere") == "nowhere"  # matches nothing: an empty answer
+    line = (FIXTURES / "service" / "projects" / "-work-alpha" / "sa2.jsonl").read_text()
+    other = line.replace("msg_o1", "msg_x1").replace('"/work/alpha"', '"/other/alpha"')
+    sync(fresh, [write_tree(tmp_path / "more", {"-other-alpha/sx.jsonl": other}) / "projects"])
+    with pytest.raises(BadInput, match="project 'alpha' could be any of /other/alpha, /work/alpha; give its path"):
+        metrics.project_named(fresh.con, "alpha")
+    assert metrics.project_named(fresh.con, "-other-alpha") == "/other/alpha"
+
+
 @pytest.mark.parametrize(
     "values", [[5.0], [1.0, 2.0], [3.0, 1.0, 2.0, 10.0], [float(v) for v in range(1, 101)], [7.0] * 4]
 )

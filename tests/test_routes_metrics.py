@@ -134,6 +134,9 @@ def test_projects_and_models(client: TestClient) -> None:
     assert (beta["model"], beta["requests"], beta["tokens"]) == ("claude-haiku-4-5-20251001", 2, 2400 + 5060)
     assert beta["cost"] == pytest.approx(0.004 + 0.00076)
     assert get(client, "/api/metrics/models?project=/nowhere")["models"] == []
+    for name in ("beta", "-work-beta"):  # as `cco report --project` takes it
+        assert get(client, f"/api/metrics/models?project={name}")["models"] == [beta]
+        assert get(client, f"/api/metrics/activity?project={name}")["total"] == 3
     gamma = get(client, "/api/metrics/projects?mode=calculate")["projects"][2]
     assert gamma["cost"] == 0.0  # x1 is unpriced; its costUSD counts only in auto and display
 

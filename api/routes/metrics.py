@@ -11,6 +11,7 @@ day. `from` is inclusive, `to` exclusive. `mode` (auto|calculate|display) overri
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -32,6 +33,7 @@ from indexer.metrics import (
     WINDOWS,
     Memo,
     model_stats,
+    project_named,
     project_stats,
     realtime,
     recent_calls,
@@ -151,7 +153,10 @@ def routes(
                 finally:
                     cur.close()
 
-            return json_response(await run_in_threadpool(run))
+            try:
+                return json_response(await run_in_threadpool(run))
+            except BadInput as exc:  # a parameter only the index can judge (an ambiguous project)
+                return _error(str(exc))
 
         return handle
 
@@ -196,7 +201,9 @@ def routes(
     def models(request: Request) -> Query:
         mode = mode_param(request, ctx)
         project = request.query_params.get("project") or None
-        return lambda con: model_stats(con, mode=mode, memo=memo, project=project)
+        return lambda con: model_stats(
+            con, mode=mode, memo=memo, project=project_named(con, project, memo) if project else None
+        )
 
     def feed(request: Request) -> Query:
         start = instant_param(request, "from")
@@ -212,7 +219,12 @@ def routes(
             end=end,
         )
         mode = mode_param(request, ctx)
-        return lambda con: activity(con, query, mode=mode, memo=memo)
+
+        def answer(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+            named = project_named(con, query.project, memo) if query.project else None
+            return activity(con, dataclasses.replace(query, project=named), mode=mode, memo=memo)
+
+        return answer
 
     return [
         Route("/api/metrics/stats", endpoint(stats, "window", "mode"), methods=["GET"]),
