@@ -39,6 +39,20 @@ def _service(db: Path) -> Service | None:
     return service_for(db)
 
 
+def _check_served(service: Service, source: list[Path]) -> None:
+    """BadInput unless the service reads every --source: its sync reads its own sources only."""
+    from indexer.errors import BadInput
+
+    watched = [Path(p) for p in service.get_json("/api/metrics/health").get("sources", [])]
+    others = [r for r in roots_of(source) if not any(r == w or w in r.parents for w in watched)]
+    if others:
+        raise BadInput(
+            f"the running service (pid {service.info.pid}) holds the index and reads only its own sources "
+            f"({', '.join(map(str, watched)) or 'none'}), not {', '.join(map(str, others))}: stop it to index "
+            "those here, or pass another --db"
+        )
+
+
 @index_app.command("sync")
 def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Read new transcript lines into the index once, then exit."""
@@ -47,14 +61,10 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     path = db_path(db)
     service = _service(path)
     if service is not None:
+        if source:
+            _check_served(service, source)
         data: dict[str, Any] = service.post_json("/api/index/sync")
         report = SyncReport(**{k: data[k] for k in _REPORT_FIELDS if k in data})
-        if source:
-            err_console.print(
-                f"cco: note: the running service (pid {service.info.pid}) holds the index; it read its own sources",
-                highlight=False,
-                soft_wrap=True,
-            )
     else:
         from indexer.store import Index
 

@@ -542,6 +542,7 @@ class LiveService:
             "rejected_lines": int(rejected),
             "catch_up": self.catch_up.as_json(),
             "prices": {"file": str(self.prices.path), "error": self.prices.error},
+            "sources": [str(r) for r in self.config.roots],
             "ingest_error": self.ingest_error,
             "snapshots": {
                 "count": len(self.ring),

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CCO, index_held_elsewhere, run_cco
+from tests.conftest import CCO, index_held_elsewhere, run_cco, write_tree
 
 RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
 SAMPLES = {
@@ -183,6 +183,10 @@ def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tr
                 )
             ok("index", "sync", "--db", str(db))  # a pass on the service's ingest thread
             assert status(db)["calls"] == 16
+            ok("index", "sync", "--source", str(samples_tree), "--db", str(db))  # the service's own: fine
+            other = write_tree(tmp_path / "other", {"p/s.jsonl": ""})
+            out = run_cco("index", "sync", "--source", str(other), "--db", str(db))
+            assert_one_line_error(out, "reads only its own sources", f"not {other / 'projects'}")
             out = run_cco("index", "rebuild", "--source", str(samples_tree), "--db", str(db))
             assert_one_line_error(out, f"in use by process {service.pid}", "cco index run")
         finally:
