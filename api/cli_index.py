@@ -120,3 +120,37 @@ def status_cmd(
         print_json(fields)
     else:
         print_fields("cco index", fields)
+
+
+@index_app.command("rejects")
+def rejects_cmd(
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most this many (1-10000).")] = 50,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List rejected transcript lines: file, byte offset and reason (never the line itself)."""
+    from indexer.errors import BadInput
+    from indexer.status import REJECTS_MAX, rejected_lines
+
+    if not 1 <= limit <= REJECTS_MAX:
+        raise BadInput(f"--limit must be between 1 and {REJECTS_MAX}, got {limit}")
+    path = db_path(db)
+    service = _service(path)
+    if service is not None:
+        data: dict[str, Any] = service.get_json("/api/index/rejects", {"limit": str(limit)})
+    elif path.exists():
+        from indexer.store import Index
+
+        with Index(path, read_only=True) as index:
+            data = rejected_lines(index.con, limit)
+    else:
+        print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
+        data = {"total": 0, "rejects": []}
+    if json:
+        print_json(data)
+        return
+    for r in data["rejects"]:
+        console.print(f"{r['path']}:{r['offset']}  {r['reason']}", highlight=False, markup=False, soft_wrap=True)
+    shown, total = len(data["rejects"]), data["total"]
+    more = f" (the first {shown}; --limit shows more)" if shown < total else ""
+    console.print(f"{total:,} rejected line{'' if total == 1 else 's'}{more}", highlight=False)

@@ -6,11 +6,24 @@ status, the service and reports all read, so their totals agree by construction.
 
 from __future__ import annotations
 
+from typing import Any
+
+from indexer.engine import duckdb
 from indexer.metrics import iso_utc
 from indexer.pricing import PriceBook, apply_prices, cost_expr, unpriced_models
 from indexer.reports import money
 from indexer.store import Index
 from schemas.status import IndexStatus
+
+REJECTS_DEFAULT, REJECTS_MAX = 50, 10_000
+
+
+def rejected_lines(con: duckdb.DuckDBPyConnection, limit: int = REJECTS_DEFAULT) -> dict[str, Any]:
+    """`cco index rejects`: how many lines were rejected, and the first `limit` of them in file order
+    (path, byte offset, reason: where to look, never what the line said)."""
+    total = (con.execute("SELECT count(*) FROM rejects").fetchone() or (0,))[0]
+    rows = con.execute('SELECT path, "offset", reason FROM rejects ORDER BY path, "offset" LIMIT ?', [limit]).fetchall()
+    return {"total": total, "rejects": [{"path": p, "offset": o, "reason": r} for p, o, r in rows]}
 
 
 def index_status(index: Index, book: PriceBook, mode: str = "auto", *, apply: bool = True) -> IndexStatus:

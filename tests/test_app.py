@@ -184,6 +184,21 @@ def test_index_status_and_sync(client: TestClient, tree: Path) -> None:
     }  # fmt: skip
     assert report["files_seen"] == 1
     assert client.get("/api/index/status").json()["calls"] == 4
+    assert client.get("/api/index/rejects").json() == {"total": 0, "rejects": []}
+    size = (tree / "projects" / TRANSCRIPT).stat().st_size
+    append(tree / "projects" / TRANSCRIPT, b"not json\n[1]\n")
+    client.post("/api/index/sync")
+    got = client.get("/api/index/rejects?limit=1").json()
+    assert got == {
+        "total": 2,
+        "rejects": [
+            {"path": str(tree / "projects" / TRANSCRIPT), "offset": size, "reason": got["rejects"][0]["reason"]}
+        ],
+    }
+    assert got["rejects"][0]["reason"].startswith("invalid JSON")
+    for bad in ("limit=0", "limit=x", "lmit=3"):
+        r = client.get(f"/api/index/rejects?{bad}")
+        assert r.status_code == 400 and "limit" in r.json()["error"], bad
     r = client.get("/api/index/sync")
     assert r.status_code == 405 and "error" in r.json()
 
@@ -191,7 +206,7 @@ def test_index_status_and_sync(client: TestClient, tree: Path) -> None:
 def test_internal_endpoints_refuse_remote_clients(service: LiveService) -> None:
     app = create_app(service.context(), service)
     remote = TestClient(app, base_url="http://localhost", client=("192.168.1.9", 40000))
-    for method, path in (("GET", "/api/index/status"), ("POST", "/api/index/sync")):
+    for method, path in (("GET", "/api/index/status"), ("POST", "/api/index/sync"), ("GET", "/api/index/rejects")):
         r = remote.request(method, path)
         assert r.status_code == 403 and "loopback" in r.json()["error"]
 

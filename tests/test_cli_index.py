@@ -156,6 +156,23 @@ def test_status_cost_modes(tmp_path: Path) -> None:
     assert_one_line_error(run_cco("index", "status", "--db", str(db), "--mode", "cheap"), "cheap")
 
 
+def test_rejects_lists_where_each_rejected_line_is(tmp_path: Path) -> None:
+    lines = b'{"a":1}\nnot json\n[1,2]\n'
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": lines})
+    db = str(tmp_path / "i.duckdb")
+    ok("index", "sync", "--source", str(tree), "--db", db)
+    out = ok("index", "rejects", "--db", db).stdout.splitlines()
+    where = str(tree / "projects" / "p" / "s.jsonl")
+    assert len(out) == 3 and out[0].startswith(f"{where}:8  invalid JSON (")  # byte 8: "not json"
+    assert out[1:] == [f"{where}:17  line is not a JSON object", "2 rejected lines"]
+    assert ok("index", "rejects", "-n", "1", "--db", db).stdout.splitlines()[-1] == (
+        "2 rejected lines (the first 1; --limit shows more)"
+    )
+    assert_one_line_error(run_cco("index", "rejects", "-n", "0", "--db", db), "--limit must be between 1 and 10000")
+    missing = run_cco("index", "rejects", "--db", str(tmp_path / "none.duckdb"))
+    assert missing.returncode == 0 and "0 rejected lines" in missing.stdout and "no index at" in missing.stderr
+
+
 def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tree: Path) -> None:
     """While `cco index run` holds the index, sync and status ask it; rebuild refuses clearly."""
     db = tmp_path / "i.duckdb"
@@ -184,6 +201,8 @@ def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tr
             ok("index", "sync", "--db", str(db))  # a pass on the service's ingest thread
             assert status(db)["calls"] == 16
             ok("index", "sync", "--source", str(samples_tree), "--db", str(db))  # the service's own: fine
+            rejects = json.loads(ok("index", "rejects", "--json", "--db", str(db)).stdout)  # asked of the service
+            assert rejects["total"] == status(db)["rejected_lines"] == len(rejects["rejects"])
             other = write_tree(tmp_path / "other", {"p/s.jsonl": ""})
             out = run_cco("index", "sync", "--source", str(other), "--db", str(db))
             assert_one_line_error(out, "reads only its own sources", f"not {other / 'projects'}")

@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.context import AppContext
+from api.routes.params import BadParam, error, int_param, json_response, only_params
 from indexer.activity import ACTIVITY_DEFAULT, ACTIVITY_MAX, EVENT_TYPES, ActivityQuery, activity, current
 from indexer.engine import duckdb
 from indexer.errors import BadInput
@@ -50,40 +50,7 @@ MAX_OFFSET = 1_000_000_000
 Query = Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]
 
 
-class BadParam(Exception):
-    """A query parameter that cannot be used; the message says which and why."""
-
-
-def json_response(data: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
-
-
-def _error(message: str, status_code: int = 400) -> Response:
-    return json_response({"error": message}, status_code)
-
-
-def only_params(request: Request, *known: str) -> None:
-    """BadInput for the first query parameter not in `known` (a typo must not be silently ignored);
-    names may be given with dashes instead of underscores."""
-    for name in request.query_params:
-        if name.replace("-", "_") not in known:
-            raise BadInput(f"unknown parameter {name!r}; use {', '.join(known) or 'none'}")
-
-
 _EDGES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
-
-
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadParam(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadParam(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 def instant_param(request: Request, name: str, *, end: bool = False) -> datetime | None:
@@ -144,7 +111,7 @@ def routes(
                 only_params(request, *known)
                 query = parse(request)
             except (BadParam, BadInput) as exc:
-                return _error(str(exc))
+                return error(400, str(exc))
 
             def run() -> dict[str, Any]:
                 cur = ctx.reader()
@@ -156,7 +123,7 @@ def routes(
             try:
                 return json_response(await run_in_threadpool(run))
             except BadInput as exc:  # a parameter only the index can judge (an ambiguous project)
-                return _error(str(exc))
+                return error(400, str(exc))
 
         return handle
 
@@ -177,7 +144,7 @@ def routes(
     async def tier(request: Request) -> Response:
         name = request.path_params["tier"]
         if name not in TIERS:
-            return _error(f"unknown tier {name!r}; use one of {', '.join(TIERS)}", 404)
+            return error(404, f"unknown tier {name!r}; use one of {', '.join(TIERS)}")
 
         def parse(request: Request) -> Query:
             mode = mode_param(request, ctx)

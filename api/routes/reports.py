@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.context import AppContext
-from api.routes.metrics import only_params
+from api.routes.params import only_params
 from indexer.blocks import block_options, blocks_from_buckets, bucket_rows, settled
 from indexer.errors import BadInput
 from indexer.metrics import Memo

@@ -15,6 +15,7 @@ Endpoints (JSON unless said otherwise; errors are `{"error": "..."}` with 400/40
   GET  /metrics                        Prometheus text: calls, tokens by kind, cost by model/project
   GET  /api/index/status               `cco index status --json`            (loopback only)
   POST /api/index/sync                 one sync pass now; its report         (loopback only)
+  GET  /api/index/rejects?limit=50     `cco index rejects --json`           (loopback only)
 """
 
 from __future__ import annotations
@@ -33,26 +34,16 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from api.context import AppContext
+from api.routes.params import BadParam, error, int_param, json_response, only_params
 from api.security import is_local_client
 from api.service import RING_SIZE, LiveService
 from indexer.engine import duckdb
 from indexer.errors import BadInput, CcoError
 from indexer.pricing import cost_expr
+from indexer.status import REJECTS_DEFAULT, REJECTS_MAX, rejected_lines
 
 HISTORY_RANGES = {"1m": 60, "5m": 300, "10m": 600, "30m": 1800, "1h": 3600}
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def error(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
-
-
-class BadParam(ValueError):
-    """A query parameter is wrong; the message says which and why."""
 
 
 # --- /api/stats ------------------------------------------------------------------------------------
@@ -262,6 +253,24 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         except CcoError as exc:
             return error(503, str(exc))
 
+    async def index_rejects(request: Request) -> Response:
+        if not is_local_client(request.scope):
+            return error(403, "internal endpoint: loopback clients only")
+        try:
+            only_params(request, "limit")
+            limit = int_param(request, "limit", REJECTS_DEFAULT, 1, REJECTS_MAX)
+        except (BadInput, BadParam) as exc:
+            return error(400, str(exc))
+
+        def read() -> dict[str, Any]:
+            con = ctx.reader()
+            try:
+                return rejected_lines(con, limit)
+            finally:
+                con.close()
+
+        return json_response(await run_in_threadpool(read))
+
     async def index_sync(request: Request) -> Response:
         if not is_local_client(request.scope):
             return error(403, "internal endpoint: loopback clients only")
@@ -285,4 +294,5 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"], name="prometheus"),
         Route("/api/index/status", index_status, methods=["GET"], name="index_status"),
         Route("/api/index/sync", index_sync, methods=["POST"], name="index_sync"),
+        Route("/api/index/rejects", index_rejects, methods=["GET"], name="index_rejects"),
     ]
