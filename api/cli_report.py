@@ -279,9 +279,10 @@ def _period(
         "timezone": opts.timezone,
         "mode": opts.mode,
         "order": opts.order,
-        "start_of_week": opts.start_of_week,
         "instances": "true" if opts.instances else "false",
     }
+    if kind == "weekly":
+        params["start_of_week"] = opts.start_of_week
     if opts.since:
         params["since"] = opts.since.isoformat()
     if opts.until:
@@ -480,7 +481,9 @@ def render_blocks(data: dict[str, Any], *, active_only: bool, hours: float = 5) 
         cells = [_local(b["startTime"]), status, "\n".join(_short_model(m) for m in b["models"]), _n(b["totalTokens"])]
         if limited:
             lim = b.get("tokenLimitStatus")
-            cells.append(f"{lim['percentUsed']:.1f}% {lim['status']}" if lim else "")
+            # the active block is judged by its projection to its end (as ccusage does): say so
+            projected = " (projected)" if b["isActive"] and b["projection"] else ""
+            cells.append(f"{lim['percentUsed']:.1f}% {lim['status']}{projected}" if lim else "")
         cells.append(_usd(b["costUSD"]))
         table.add_row(*cells, style="dim" if b["isGap"] else ("bold" if b["isActive"] else None))
     console.print(table)

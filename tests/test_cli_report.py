@@ -233,7 +233,7 @@ def test_active_block_table(db: Path, tmp_path: Path) -> None:
         "burn 100 tok/min ($0.02/h)",
         "projected 24,000 tokens, $0.07",
         "210 min left",
-        "96.0% warning",
+        "96.0% warning (projected)",  # the active block: 24,000 of 25,000 by its end
     ):
         assert part in text
 

@@ -83,6 +83,7 @@ def test_blocks(client: TestClient, index: Index) -> None:
         ("/api/reports/blocks?session_length=-1", "--session-length must be hours from 1 to 168"),
         ("/api/reports/daily?snce=2099-01-01", "unknown parameter 'snce'"),
         ("/api/reports/blocks?since=2099-01-01", "unknown parameter 'since'"),
+        ("/api/reports/daily?start_of_week=monday", "unknown parameter 'start_of_week'"),  # weekly's only
         ("/api/reports/daily?project=", "--project needs a project name or path"),
     ],
 )

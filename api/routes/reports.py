@@ -86,7 +86,7 @@ def routes(ctx: AppContext, memo: Memo | None = None) -> list[BaseRoute]:
         if kind not in PERIODS:
             return JSONResponse({"error": f"unknown report {kind!r}"}, status_code=404)
         try:
-            only_params(request, *PERIOD_PARAMS)
+            only_params(request, *(p for p in PERIOD_PARAMS if kind == "weekly" or p != "start_of_week"))
             opts = report_options(
                 since=_param(request, "since"),
                 until=_param(request, "until"),
