@@ -23,6 +23,7 @@ from indexer.paths import db_path, pricing_file, run_file
 
 if TYPE_CHECKING:
     from api.client import Service
+    from indexer.store import Index
 
 index_app = typer.Typer(help="Build, update and inspect the transcript index.", no_args_is_help=True)
 
@@ -71,6 +72,10 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         roots = roots_of(source)
         with Index(path) as index:
             report = sync(index, roots)
+            _price(index)
+        if roots and not report.files_seen:
+            where = ", ".join(map(str, roots))
+            err_console.print(f"cco: note: no transcripts (*.jsonl) under {where}", highlight=False, soft_wrap=True)
     if warning := unnamed_warning(report.files_unnamed, report.unnamed_example):
         err_console.print(f"cco: warning: {warning}", highlight=False, soft_wrap=True)
     console.print(
@@ -80,6 +85,19 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _price(index: Index) -> None:
+    """Price what the sync added, so the reports that follow open the index read-only (side by side)
+    and do not write it first. A bad price file is left for them to report: a sync needs no prices."""
+    from indexer.errors import BadInput
+    from indexer.pricing import apply_prices, load_book
+
+    try:
+        book = load_book(pricing_file())
+    except BadInput:
+        return
+    apply_prices(index.con, book)
 
 
 _REPORT_FIELDS = (

@@ -195,6 +195,10 @@ def _fetch(db: Path | None, path: str, params: dict[str, str], local: Compute, o
     from indexer.pricing import load_book
 
     book = load_book(pricing_file())
+    if not db_file.exists():  # nothing indexed yet, or a mistyped --db: an empty report, and a hint
+        import sys
+
+        print(f"cco: note: no index at {db_file} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
     quick = _read_quickly(db_file, book, local, opening) if db_file.exists() else None
     return quick if quick is not None else _read_carefully(db_file, book, local)
 

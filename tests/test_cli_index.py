@@ -45,6 +45,13 @@ def test_sync_then_status_on_the_samples(tmp_path: Path, samples_tree: Path) -> 
     db = tmp_path / "i.duckdb"
     out = ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
     assert "45 call lines" in out.stdout and "from 4 of 4 files" in out.stdout
+    # the sync priced what it added: readers need not write first, so they run side by side
+    import duckdb
+
+    from indexer.pricing import load_book, ready_to_read
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert ready_to_read(con, load_book(None))
     got = status(db)
     assert {k: got[k] for k in SAMPLES} == SAMPLES
     assert got["total_cost"] > 0
@@ -52,6 +59,12 @@ def test_sync_then_status_on_the_samples(tmp_path: Path, samples_tree: Path) -> 
     again = ok("index", "sync", "--source", str(samples_tree), "--db", str(db))
     assert "read 0 bytes from 0 of 4 files" in again.stdout
     assert status(db) | {"last_ingest": None, "db_size": 0} == got | {"last_ingest": None, "db_size": 0}
+
+
+def test_sync_says_when_a_source_holds_no_transcripts(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "projects").mkdir(parents=True)
+    out = ok("index", "sync", "--source", str(tmp_path / "empty"), "--db", str(tmp_path / "i.duckdb"))
+    assert out.stderr.strip() == f"cco: note: no transcripts (*.jsonl) under {tmp_path / 'empty' / 'projects'}"
 
 
 def test_source_as_projects_dir_and_default_index_location(isolated_home: Path, samples_tree: Path) -> None:

@@ -161,6 +161,7 @@ def test_empty_index(tmp_path: Path) -> None:
     assert report_json(db, "blocks", "--active") == {"blocks": []}
     done = run_cco("report", "monthly", "--db", str(db))
     assert done.returncode == 0 and "No usage" in done.stdout
+    assert f"cco: note: no index at {db} yet" in done.stderr  # a mistyped --db is not silently empty
     assert not db.exists()
 
 
