@@ -7,6 +7,7 @@ NaN, not a number) gets the same one-line error instead of a usage panel.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -14,9 +15,11 @@ from rich import box
 from rich.table import Table
 
 from api.output import console, err_console, print_fields, print_json
+from indexer.errors import BadInput
 from indexer.paths import config_dir, default_db, pricing_file
 from indexer.pricing import (
     PriceBook,
+    PriceError,
     bundled,
     load_book,
     price_table,
@@ -131,7 +134,13 @@ def update_cmd(
         "tier": tier,
     }
     path = pricing_file()
-    price = update_user_price(path, model, {k: v for k, v in given.items() if v is not None})
+    try:
+        price = update_user_price(path, model, {k: v for k, v in given.items() if v is not None})
+    except PriceError as exc:  # named as the file names it: say the option instead
+        message = str(exc)
+        for key in given:
+            message = re.sub(rf"(?<![\w-]){key}(?![\w-])", "--" + key.replace("_", "-"), message)
+        raise BadInput(message) from None
     table = price_table(price)
     console.print(
         f"saved {price.model} to {path}: "

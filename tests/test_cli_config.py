@@ -85,6 +85,11 @@ BAD_UPDATES = [
     ([OPUS, "--cache-write-1h", "-30"], "--cache-write-1h must not be negative, got '-30'"),
     ([OPUS, "--long-context-input", "x"], "--long-context-input must be a number, got 'x'"),
     ([OPUS, "--tier", "gpt"], "--tier must be one of opus, sonnet, haiku, other, got 'gpt'"),
+    # named by its option, not by the file's key (long_context_output)
+    (
+        ["claude-x", "--input", "1", "--output", "2", "--long-context-input", "9"],
+        "price for 'claude-x': --long-context-output is required",
+    ),
 ]
 
 
