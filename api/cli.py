@@ -40,6 +40,22 @@ def build_app(only: str | None = None) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    def show_version(value: bool) -> None:
+        if value:
+            from importlib.metadata import version
+
+            print(f"cco {version('cco')}")
+            raise typer.Exit()
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", "-V", callback=show_version, is_eager=True, help="Show cco's version and exit."
+        ),
+    ) -> None:
+        """Claude Code usage and cost: a durable index of your transcripts, reports and a live service."""
+
     if only in (None, "index"):
         from api.cli_index import index_app
         from api.cli_rebuild import rebuild_command

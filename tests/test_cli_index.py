@@ -304,3 +304,11 @@ def test_statuses_and_reports_at_once_all_answer(tmp_path: Path, samples_tree: P
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * len(commands), [err for _, err in results]
     assert all(json.loads(out)["calls"] == SAMPLES["calls"] for out, _ in results[:4])
+
+
+def test_version() -> None:
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["version"]
+    for flag in ("--version", "-V"):
+        assert ok(flag).stdout == f"cco {declared}\n"
