@@ -25,8 +25,13 @@ def service_url(url: str | None) -> str:
         if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
             raise ValueError(f"--url must be the service's address, e.g. http://127.0.0.1:3000, got {url!r}")
         return url
+    return running_url() or monitor.DEFAULT_URL
+
+
+def running_url() -> str | None:
+    """Where the default index's service is now (its run file), or None when none runs."""
     info = read_run_file(default_db())
-    return info.url if info is not None else monitor.DEFAULT_URL
+    return info.url if info is not None else None
 
 
 def monitor_cmd(
@@ -42,11 +47,14 @@ def monitor_cmd(
         None, "--token-limit", help="Tokens per 5-hour block to measure the active block against, or 'max'."
     ),
 ) -> None:
-    """Watch a running cco service in the terminal (q or Ctrl-C quits)."""
+    """Watch a running cco service in the terminal (q or Ctrl-C quits).
+
+    A service that requires a token (bound beyond loopback) is asked with CCO_TOKEN.
+    """
     try:
         monitor.parse_token_limit(token_limit)
         base = service_url(url)
     except ValueError as exc:
         fail(str(exc))
     # Without --url, a service restarted (on another port) is found again through its run file.
-    monitor.run(url=base, interval=interval, token_limit=token_limit, locate=None if url else lambda: service_url(None))
+    monitor.run(url=base, interval=interval, token_limit=token_limit, locate=None if url else running_url)

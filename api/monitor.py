@@ -60,7 +60,7 @@ class Client:
         base_url: str,
         token: str | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
-        locate: Callable[[], str] | None = None,
+        locate: Callable[[], str | None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -72,8 +72,8 @@ class Client:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        if self._failed and self._locate is not None:
-            self.base_url = self._locate().rstrip("/")
+        if self._failed and self._locate is not None and (found := self._locate()):
+            self.base_url = found.rstrip("/")  # none found: the service is down; keep its address
         self._failed = True  # until it answers
         url = self.base_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         req = urllib.request.Request(url, headers={"Accept": "application/json"})
@@ -85,6 +85,8 @@ class Client:
                 self._failed = False
                 return data
         except urllib.error.HTTPError as exc:
+            if exc.code == 401 and not self.token:
+                raise Unreachable(f"the service requires a token: set CCO_TOKEN ({path} answered HTTP 401)") from exc
             raise Unreachable(f"{path} answered HTTP {exc.code}{_error_text(exc)}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise Unreachable(describe(getattr(exc, "reason", exc))) from exc
@@ -624,7 +626,7 @@ def run(
     interval: float = DEFAULT_INTERVAL_S,
     token_limit: str | None = None,
     console: Console | None = None,
-    locate: Callable[[], str] | None = None,
+    locate: Callable[[], str | None] | None = None,
 ) -> None:
     """Draw until `q` or Ctrl-C; returns normally either way."""
     from rich.live import Live

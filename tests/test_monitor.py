@@ -287,6 +287,13 @@ def test_client_finds_a_service_restarted_elsewhere() -> None:
 
     class Stats(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/private":  # as a service bound beyond loopback answers without a token
+                body = b'{"error": "missing or wrong bearer token"}'
+                self.send_response(401)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             body = b'{"total_cost": 1.0}'
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -301,17 +308,23 @@ def test_client_finds_a_service_restarted_elsewhere() -> None:
     moved = f"http://127.0.0.1:{server.server_address[1]}"
     asked: list[int] = []
 
-    def locate() -> str:
+    def locate() -> str | None:
         asked.append(1)
-        return moved
+        return moved if len(asked) > 1 else None  # no run file at first: the service is down
 
-    client = Client(f"http://127.0.0.1:{free_port()}", timeout=2, locate=locate)
+    old = f"http://127.0.0.1:{free_port()}"
+    client = Client(old, timeout=2, locate=locate)
     try:
         with pytest.raises(Unreachable):
             client.get("/api/stats")  # the old address: refused
+        with pytest.raises(Unreachable):
+            client.get("/api/stats")
+        assert client.base_url == old  # nothing located: the address shown stays the service's
         assert client.get("/api/stats") == {"total_cost": 1.0} and client.base_url == moved
         client.get("/api/stats")
-        assert len(asked) == 1  # asked only after a failure
+        assert len(asked) == 2  # asked only after a failure
+        with pytest.raises(Unreachable, match="the service requires a token: set CCO_TOKEN"):
+            client.get("/private")
     finally:
         server.shutdown()
         server.server_close()
