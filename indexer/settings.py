@@ -223,7 +223,11 @@ def set_setting(name: str, value: str, path: Path | None = None) -> Setting:
     value = _check(setting, value, setting.name.replace("_", "-"))
     path = path or settings_file()
     with editing(path):
-        current = {**read_settings(path, skip=setting.name), setting.name: value}
+        try:
+            kept = read_settings(path, skip=setting.name)
+        except BadInput as exc:  # not TOML: what else it holds cannot be kept, so nothing is written
+            raise BadInput(f"{exc} (fix that line, or delete {path}: `cco config set` then writes it anew)") from None
+        current = {**kept, setting.name: value}
         lines = ["# cco settings (`cco config set NAME VALUE`, `cco config show`)"]
         lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in current.items()]
         write_atomic(path, "\n".join(lines) + "\n")

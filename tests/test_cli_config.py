@@ -174,6 +174,12 @@ def test_settings_read_as_typed_and_a_bad_value_can_be_set_right(isolated_home: 
     assert ok("config", "set", "cost-mode", "CALCULATE").startswith("cost-mode = calculate")
     assert json.loads(ok("config", "show", "--json"))["cost-mode"] == "calculate"
     assert json.loads(ok("config", "show", "--json"))["index_file"] == str(isolated_home / "index.duckdb")
+    path.write_text("cost_mode = \n")  # not TOML: nothing in it can be kept, so set refuses and says what to do
+    assert fails("config", "set", "cost-mode", "auto") == (
+        f"{path} line 1, column 13: Invalid value (fix that line, or delete {path}: `cco config set` then writes "
+        "it anew)"
+    )
+    assert path.read_text() == "cost_mode = \n"
 
 
 def test_a_file_where_the_config_folder_should_be_is_one_line(tmp_path: Path) -> None:
