@@ -107,6 +107,52 @@ def test_calls_of_files_rewritten_shorter_survive_rebuild(tmp_path: Path) -> Non
     assert rows(db) == before  # call A keeps its final output count (250) and first-line latency
 
 
+def test_salvage_keeps_every_field_the_lost_lines_carried(tmp_path: Path) -> None:
+    """Each call's later line adds one thing (a cache write, costUSD, web searches, fast mode) and is
+    cut off by a rewrite; the main-chain copy of another call is deleted. The rebuilt rows keep what
+    only the old index had, field by field (one field a call, so no other difference merges it)."""
+
+    def line(msg: str, sec: int, usage: dict[str, object], **top: object) -> bytes:
+        message = {"id": msg, "model": "claude-opus-4-6", "usage": {"input_tokens": 10, **usage}}
+        ts = f"2026-01-01T00:00:{sec:02d}.000Z"
+        return orjson.dumps({"type": "assistant", "requestId": f"r-{msg}", "timestamp": ts, "message": message, **top})
+
+    adds: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+        "cache": ({"cache_creation_input_tokens": 500}, {}),
+        "cost": ({}, {"costUSD": 0.5}),
+        "web": ({"server_tool_use": {"web_search_requests": 2}}, {}),
+        "fast": ({"speed": "fast"}, {}),
+    }
+    projects = tmp_path / "claude" / "projects"
+    (projects / "-w").mkdir(parents=True)
+    for n, (name, (usage, top)) in enumerate(adds.items()):
+        first = line(name, 2 * n, {}) + b"\n"
+        (projects / "-w" / f"{name}.jsonl").write_bytes(first + line(name, 2 * n + 1, usage, **top) + b"\n")
+    # the sidechain copy is the earlier line: the call's time and session are the copy's, so only
+    # the main-chain line (deleted below) says it is not a sidechain call
+    (projects / "-w" / "main.jsonl").write_bytes(line("side", 21, {}, isSidechain=False) + b"\n")
+    (projects / "-w" / "side.jsonl").write_bytes(line("side", 20, {}, isSidechain=True) + b"\n")
+    db = tmp_path / "index.duckdb"
+    query = "SELECT cache_5m_tokens, cost_usd, web_searches, fast, sidechain FROM calls ORDER BY ts"
+    with Index(db) as index:
+        sync(index, [projects])
+    expected = [
+        (500, None, 0, False, False),
+        (0, 0.5, 0, False, False),
+        (0, None, 2, False, False),
+        (0, None, 0, True, False),
+        (0, None, 0, False, False),  # a main-chain call: its sidechain copy does not make it one
+    ]
+    assert rows(db, query) == expected
+    for name in adds:  # rewritten shorter: only each call's first line is left
+        path = projects / "-w" / f"{name}.jsonl"
+        path.write_bytes(path.read_bytes().splitlines(keepends=True)[0])
+    (projects / "-w" / "main.jsonl").unlink()  # only the sidechain copy is left on disk
+    report = rebuild(db, [projects])
+    assert report.salvaged_calls == 0  # every call is on disk again, each with less than it had
+    assert rows(db, query) == expected
+
+
 def test_a_call_keeps_its_earliest_line_when_that_file_is_gone(tmp_path: Path) -> None:
     """Salvage merges an old row that holds something the transcripts lost (here the call's first
     line, in a deleted file) and leaves rows the transcripts gave again untouched."""
