@@ -112,6 +112,10 @@ def test_token_limit_statuses(index: Index) -> None:
     assert status["04-02T15:00"]["projectedUsage"] == 24000
     assert status["04-02T15:00"]["status"] == "warning"
     assert status["03-10T04:00"] is None  # gaps have no status
+    # the edges: a warning is above 80%, exceeding above 100% (that block holds 20,100 tokens)
+    for limit, percent, word in ((25125, 80.0, "ok"), (20100, 100.0, "warning"), (20099, 100.005, "exceeds")):
+        edge = {b["startTime"][5:16]: b["tokenLimitStatus"] for b in blocks(index, token_limit=str(limit))}
+        assert (edge["03-09T23:00"]["percentUsed"], edge["03-09T23:00"]["status"]) == (pytest.approx(percent), word)
 
 
 def test_token_limit_max_is_the_largest_past_block(index: Index) -> None:

@@ -199,16 +199,11 @@ def test_every_config_command_has_help() -> None:
 
 
 def test_no_traceback_for_an_unreadable_file(isolated_home: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file")
+    """A folder where pricing.toml should be: unreadable even for root (a file without read permission
+    is not, and these tests often run as root)."""
     path = isolated_home / "pricing.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("")
-    path.chmod(0)
-    try:
-        assert "cannot read" in fails("config", "pricing", "list")
-    finally:
-        path.chmod(0o644)
+    path.mkdir(parents=True)
+    assert fails("config", "pricing", "list") == f"{path}: cannot read (Is a directory)"
 
 
 def test_updates_made_at_once_all_land(isolated_home: Path) -> None:

@@ -29,6 +29,8 @@ RULES = ROOT / "fixtures" / "rules"
 EXPECTED: dict[str, tuple[Any, ...]] = {
     "duplicate_groups": (7, 2, 0, 13, 255, 100, 0, 3000, 0, 0, None, 0, []),
     "fork_copy": (7, 2, 0, 9, 49, 50, 0, 1050, 0, 0, None, 0, []),
+    "fork_copy_web_cost": (3, 1, 0, 20, 180, 0, 0, 0, 3, 0, 0.3, 0, []),
+    "no_message_id": (2, 2, 0, 3, 17, 0, 0, 0, 0, 0, None, 0, []),
     "sidechain_replay": (5, 2, 0, 9, 38, 20, 0, 100, 0, 0, None, 1, []),
     "api_error": (5, 2, 1, 1, 2, 0, 0, 0, 0, 0, None, 0, []),
     "partial_last_line": (1, 1, 0, 1, 1, 0, 0, 0, 0, 0, None, 0, []),
@@ -103,9 +105,31 @@ def index_of(tmp_path: Path, *roots: Path) -> Index:
     return index
 
 
+WRITE_PATHS = ("few", "bulk", "file_by_file", "rebuild")
+
+
+@pytest.mark.parametrize("path", WRITE_PATHS)
 @pytest.mark.parametrize("rule", sorted(EXPECTED))
-def test_rule_fixture_totals(tmp_path: Path, rule: str) -> None:
-    with index_of(tmp_path, RULES / rule) as index:
+def test_rule_fixture_totals(tmp_path: Path, rule: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rule's hand-checked totals, by every way calls reach the index: a few calls probed and
+    inserted one by one (store._write_few_calls), the set-based SQL merge (store._merge_batch), the
+    merge across commits (each file its own pass: a fork copy meets a stored row), and a rebuild's
+    deferred insert."""
+    from indexer import store
+    from indexer.rebuild import rebuild
+
+    root = RULES / rule / "projects"
+    db = tmp_path / "index.duckdb"
+    if path != "few":
+        monkeypatch.setattr(store, "SMALL_BATCH", 0)
+    if path == "rebuild":
+        rebuild(db, [root])
+    with Index(db) as index:
+        if path in ("few", "bulk"):
+            sync(index, [root])
+        elif path == "file_by_file":
+            for f in sorted(str(p) for p in root.rglob("*.jsonl")):
+                sync(index, [root], only={f})
         assert totals(index) == (*EXPECTED[rule][:-1], [tuple(r) for r in EXPECTED[rule][-1]])
 
 
@@ -117,8 +141,8 @@ def test_all_rules_together_sum_up(tmp_path: Path) -> None:
     with index_of(tmp_path, *(RULES / r for r in EXPECTED)) as index:
         got = totals(index)
     want = [sum(e[i] for e in EXPECTED.values()) for i in range(10)]
-    assert list(got[:10]) == want == [58, 25, 1, 222, 929, 1170, 2500, 4550, 3, 1]
-    assert got[10] == pytest.approx(0.0123)
+    assert list(got[:10]) == want == [63, 28, 1, 245, 1126, 1170, 2500, 4550, 6, 1]
+    assert got[10] == pytest.approx(0.0123 + 0.3)
     assert got[11] == 1
     assert len(got[12]) == 14
 
@@ -221,10 +245,22 @@ def test_samples_totals(tmp_path: Path, samples_tree: Path) -> None:
 def test_worker_processes_give_the_same_rows(
     tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    in_workers: list[bool] = []  # per chunk: parsed by worker.read_task (it hands calls over as columns)
+    results = ingest._results
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        for chunk in results(*args, **kwargs):
+            in_workers.append(chunk[1] is not None)
+            yield chunk
+
+    monkeypatch.setattr(ingest, "_results", spy)
     with Index(tmp_path / "a.duckdb") as a, Index(tmp_path / "b.duckdb") as b:
         sync(a, [samples_tree / "projects"], workers=1)
+        assert in_workers and not any(in_workers)
+        in_workers.clear()
         monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
         sync(b, [samples_tree / "projects"], workers=2)
+        assert in_workers and all(in_workers)  # the worker processes ran, not the in-process path
         q = "SELECT * FROM calls ORDER BY key"
         assert a.con.execute(q).fetchall() == b.con.execute(q).fetchall()
 

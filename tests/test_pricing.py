@@ -269,6 +269,17 @@ def test_unknown_models_cost_nothing_and_are_listed(build: Build) -> None:
     assert status.total_cost == approx(0.225)
 
 
+def test_an_unpriced_model_takes_its_tier_from_its_id(build: Build) -> None:
+    index = build(
+        o=call_line("claude-opus-9-20300101"),
+        s=call_line("us.anthropic.claude-sonnet-7-v2:0"),
+        h=call_line("claude-Haiku-6"),
+        x=call_line("gpt-4o"),
+    )
+    tiers = dict(index.con.execute("SELECT session, tier FROM priced_calls WHERE NOT priced").fetchall())
+    assert tiers == {"o": "opus", "s": "sonnet", "h": "haiku", "x": "other"}
+
+
 # --- matching model ids -------------------------------------------------------------------------
 
 

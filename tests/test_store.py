@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -172,10 +173,19 @@ def test_few_row_commit_equals_the_bulk_upsert(
     bounds = sorted({0, len(encoded), *(min(c, len(encoded)) for c in cuts)})
     chunks = [encoded[a:b] for a, b in itertools.pairwise(bounds)]
 
+    few_writes: list[bool] = []  # what each store._write_few_calls answered (True: it wrote the calls)
+    write_few = store.Index._write_few_calls
+
+    def counted(self: Index, calls: Any) -> bool:
+        few_writes.append(write_few(self, calls))
+        return few_writes[-1]
+
     def build(name: str, small: int, updates: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        few_writes.clear()
         projects = tmp / name / "projects"
         saved = store.SMALL_BATCH, store.SMALL_UPDATES
         store.SMALL_BATCH, store.SMALL_UPDATES = small, updates
+        store.Index._write_few_calls = counted  # type: ignore[method-assign]
         try:
             with Index(tmp / f"{name}.duckdb") as index:
                 for i, chunk in enumerate(chunks):
@@ -190,9 +200,12 @@ def test_few_row_commit_equals_the_bulk_upsert(
                 return calls_table(index), files
         finally:
             store.SMALL_BATCH, store.SMALL_UPDATES = saved
+            store.Index._write_few_calls = write_few  # type: ignore[method-assign]
 
     few = build("few", 64, 64)
+    assert any(few_writes) or not encoded  # the probe-and-update path did the writing
     assert few == build("bulk", 0, 0)
+    assert not few_writes  # ... and here the upsert did
     assert few == build("fallback", 64, 1)  # too many updates: falls back to the upsert
 
 
