@@ -144,6 +144,32 @@ class TailMachine(RuleBasedStateMachine):
         self.pending.pop(path, None)
         self.write(path, new)
 
+    @precondition(lambda self: any(self.disk[p] for p in self.paths))
+    @rule(
+        which=st.integers(0, 1),
+        mid=st.sampled_from(IDS),
+        calls=st.lists(st.tuples(st.sampled_from(IDS), st.integers(0, 50), st.integers(0, 1000)), max_size=2),
+    )
+    def rewrite_first_line(self, which: int, mid: str, calls: list[tuple[str, int, int]]) -> None:
+        """The first line replaced in place by another call's line of the same length, the rest kept,
+        maybe lines appended: the size does not shrink and the bytes before the offset are the same,
+        so only the fingerprint of the first bytes shows the rewrite."""
+        path = self.paths[which]
+        content = self.disk[path]
+        lines = self.complete(content or b"").splitlines(keepends=True)
+        if not lines:
+            return
+        first = orjson.loads(lines[0])
+        if first["message"]["id"] == mid:
+            return  # nothing would change that the index could see
+        self.serial += 1
+        first["message"]["id"], first["requestId"] = mid, f"req_{mid}"  # within the first 1 KiB
+        first["uuid"] = f"serial-{self.serial:012d}"
+        new = orjson.dumps(first) + b"\n"
+        assert len(new) == len(lines[0])
+        self.pending.pop(path, None)
+        self.write(path, new + b"".join(lines[1:]) + b"".join(self.line(*c) for c in calls))
+
     @precondition(lambda self: any(self.disk[p] is not None for p in self.paths))
     @rule(
         which=st.integers(0, 1),
