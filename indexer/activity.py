@@ -88,17 +88,18 @@ WHERE prev IS NOT NULL AND prev <> model"""
 
 # The switches among the newest calls (those at the newest counted call's ts): the only ones that
 # can be the newest event, since every switch is a call. Each looks up just its own predecessor.
+# Only the first of them in feed order (the smallest key) can lead. A window over the sessions of
+# the newest calls, not a lookup per newest call: calls sharing one timestamp by the hundred
+# thousand (a generated or corrupted transcript) made that a quadratic join, gigabytes and minutes.
 _NEWEST_OVERRIDES = f"""
-WITH main AS ({_SWITCH_CALLS}), newest AS (
-    SELECT * FROM main WHERE ts = (SELECT max(ts) FROM calls WHERE NOT replay)
+WITH main AS ({_SWITCH_CALLS}), newest AS (SELECT max(ts) AS ts FROM calls WHERE NOT replay),
+ordered AS (
+    SELECT *, lag(model) OVER (PARTITION BY session ORDER BY ts, key) AS prev FROM main
+    WHERE session IN (SELECT session FROM main WHERE ts = (SELECT ts FROM newest))
 )
-SELECT n.ts, n.key, n.session, n.project, n.model, p.model
-FROM newest n, LATERAL (
-    SELECT model FROM main m
-    WHERE m.session = n.session AND (m.ts < n.ts OR (m.ts = n.ts AND m.key < n.key))
-    ORDER BY m.ts DESC, m.key DESC LIMIT 1
-) p
-WHERE p.model <> n.model
+SELECT ts, key, session, project, model, prev FROM ordered
+WHERE ts = (SELECT ts FROM newest) AND prev <> model
+ORDER BY key LIMIT 1
 """
 
 

@@ -257,6 +257,11 @@ def test_current_is_the_first_event_of_the_feed_as_history_grows(tmp_path: Path)
         ("a", call("a", "07", "<synthetic>", "m7", failed=True)),  # an error: never a switch
         ("a", call("a", "09", "claude-sonnet-4-6", "m8")),  # a switch over the error, from opus
         ("b", compaction("b", "11")),  # the newest event is a compaction
+        # three calls at one instant in one session, each another model: which switch leads is
+        # decided by key order among them, as in the feed
+        ("a", call("a", "13", "claude-haiku-4-5", "m9")),
+        ("a", call("a", "13", "claude-opus-4-6", "m10")),
+        ("a", call("a", "13", "claude-sonnet-4-6", "m11")),
     ]
     root = tmp_path / "claude"
     texts = {"a": "", "b": ""}
@@ -274,4 +279,4 @@ def test_current_is_the_first_event_of_the_feed_as_history_grows(tmp_path: Path)
             firsts.append(first["type"])
         # The ties above were met: switches first at 03 and 05, a compaction last.
         assert firsts[:6] == ["api_call", "model_override", "model_override", "api_call"] + ["model_override"] * 2
-        assert firsts[-2:] == ["model_override", "compaction"]
+        assert firsts[-5:] == ["model_override", "compaction"] + ["model_override"] * 3
