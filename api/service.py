@@ -25,14 +25,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import multiprocessing
 import os
 import queue
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,8 +46,8 @@ from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_R
 from api.output import unnamed_warning
 from indexer.activity import current
 from indexer.engine import duckdb
-from indexer.errors import ServiceError
-from indexer.ingest import PARALLEL_BYTES, SyncReport, plan, planned, sync
+from indexer.errors import CcoError, ServiceError
+from indexer.ingest import PARALLEL_BYTES, ParserPool, Stopped, SyncReport, plan, planned, sync
 from indexer.memory import drop_code_pages, release_memory
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
@@ -61,7 +60,6 @@ from indexer.status import index_status
 from indexer.store import Index
 from indexer.tail import FileState
 from indexer.watch import Watcher
-from indexer.worker import start_worker
 
 log = logging.getLogger("cco.service")
 
@@ -76,7 +74,6 @@ MAX_STREAMS = 32
 PING_S = 15.0
 JOIN_S = 0.6  # shutdown waits this long for the ingest thread, then interrupts its query ...
 INTERRUPTED_JOIN_S = 0.5  # ... and waits this much more (the whole shutdown must take < 2 s)
-RESULT_POLL_S = 0.1  # how often a catch-up waiting on worker processes checks for shutdown
 
 
 @dataclass
@@ -206,35 +203,16 @@ class _Job:
     anytime: bool  # may run between reads of a catch-up (does not read transcripts itself)
 
 
-class _Stopping(Exception):
-    """Raised inside a catch-up to abandon it at shutdown (its uncommitted reads are read again later)."""
+_Stopping = Stopped  # raised inside a catch-up to abandon it at shutdown (see ingest.ParserPool)
 
 
-class _StoppablePool(Pool):
-    """A parser pool whose results are awaited in short slices, so a catch-up notices shutdown at once
-    instead of after the worker's current task (seconds for a big file)."""
-
-    def __init__(self, stopping: threading.Event, processes: int | None = None) -> None:
-        super().__init__(
-            processes or os.cpu_count() or 2,
-            initializer=start_worker,
-            initargs=(True,),
-            context=multiprocessing.get_context("spawn"),
-        )
-        self._stopping = stopping
-
-    def imap_unordered(  # type: ignore[override]
-        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
-    ) -> Iterator[T]:
-        results = super().imap_unordered(func, iterable, chunksize)
-        while True:
-            try:
-                yield results.next(timeout=RESULT_POLL_S)
-            except multiprocessing.TimeoutError:
-                if self._stopping.is_set():
-                    raise _Stopping from None
-            except StopIteration:
-                return
+def _log_failure(what: str, exc: Exception) -> None:
+    """One line for a failure the message explains (a CcoError: a parser process died, the disk is
+    full, ...); the traceback for anything else, which is a bug."""
+    if isinstance(exc, CcoError):
+        log.error("%s: %s", what, exc)
+    else:
+        log.exception(what)
 
 
 class _CountingIndex(Index):
@@ -664,13 +642,15 @@ class LiveService:
             cu.files, cu.bytes_total = len(planned.plans), planned.bytes
             cu.running = True
             if cu.bytes_total >= PARALLEL_BYTES:
-                self._pool = _StoppablePool(self._stopping)
+                self._pool = ParserPool(idle=True, stopping=self._stopping)
+            failed = True
             try:
                 report = sync(index, self.config.roots, pool=self._pool, progress=self._progress, planned=planned)
+                failed = False
             finally:
                 if self._pool is not None:
                     pool, self._pool = self._pool, None
-                    if self._stopping.is_set():
+                    if failed:  # stopping, or a worker died: the other workers' tasks are not wanted
                         pool.terminate()
                     else:
                         pool.close()
@@ -690,7 +670,7 @@ class LiveService:
             if self._stopping.is_set():  # interrupted by shutdown: nothing is lost, nothing to report
                 raise _Stopping from None
             self.ingest_error = f"catch-up failed: {exc}"
-            log.exception("catch-up failed")
+            _log_failure("catch-up failed", exc)
         finally:
             cu.running, cu.done = False, not self._stopping.is_set()
             cu.finished, cu.seconds = now_iso(), round(time.perf_counter() - started, 3)
@@ -712,7 +692,7 @@ class LiveService:
             if self._stopping.is_set():
                 raise _Stopping from None
             self.ingest_error = f"sync failed: {exc}"
-            log.exception("sync failed")
+            _log_failure("sync failed", exc)
             return None
         self.ingest_error = None
         self._committed(report)

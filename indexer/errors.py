@@ -4,7 +4,8 @@ CcoError                 base: str(exc) is the whole message shown to the user
 ├── IndexCorrupt         the index file cannot be opened as a DuckDB database
 ├── IndexLocked          another process holds the index (the message names it)
 ├── BadInput             a user-supplied value is invalid (dates, prices, options)
-└── ServiceError         a running service could not be reached or refused a request
+├── ServiceError         a running service could not be reached or refused a request
+└── WorkerDied           a parser process ended in the middle of a pass (killed, out of memory)
 """
 
 from __future__ import annotations
@@ -27,4 +28,8 @@ class BadInput(CcoError):
 
 
 class ServiceError(CcoError):
+    pass
+
+
+class WorkerDied(CcoError):
     pass

@@ -13,13 +13,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.pool import Pool
 from pathlib import Path
+from typing import Any, TypeVar
 
 from indexer.columns import CallColumns
+from indexer.errors import WorkerDied
 from indexer.sources import iter_transcripts
 from indexer.store import Index
 from indexer.tail import FileState, ReadPlan, ReadResult, plan_read, read_plan
@@ -152,12 +155,61 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
     return tasks
 
 
+RESULT_POLL_S = 0.1  # how often a pass waiting on its parser processes looks at them
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """A pass abandoned at shutdown (its uncommitted reads are read again next time)."""
+
+
+class ParserPool(Pool):
+    """Parser processes whose results are awaited in short slices, so that a pass notices at once
+    that one of them died or that it should stop.
+
+    multiprocessing.Pool replaces a worker that dies (killed, out of memory) but loses the task it
+    held: imap_unordered would wait for it forever, holding the index. Here the set of live worker
+    pids is compared with the starting one while waiting: a change raises WorkerDied (what was
+    committed stays, the rest is read again by the next pass). `stopping`, when set, raises Stopped
+    instead of waiting out a worker's current task (seconds for a big file).
+    """
+
+    def __init__(self, processes: int | None = None, idle: bool = False, stopping: threading.Event | None = None):
+        # spawned: safe next to threads and an open DuckDB; see start_worker for `idle`
+        super().__init__(
+            processes or os.cpu_count() or 2,
+            initializer=start_worker,
+            initargs=(idle,),
+            context=multiprocessing.get_context("spawn"),
+        )
+        self._stopping = stopping
+        self._workers = self._live_workers()
+
+    def _live_workers(self) -> set[int | None]:
+        return {p.pid for p in self._pool if p.exitcode is None}  # type: ignore[attr-defined]
+
+    def imap_unordered(  # type: ignore[override]
+        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
+    ) -> Iterator[T]:
+        results = super().imap_unordered(func, iterable, chunksize)
+        while True:
+            try:
+                yield results.next(timeout=RESULT_POLL_S)
+            except multiprocessing.TimeoutError:
+                if self._stopping is not None and self._stopping.is_set():
+                    raise Stopped from None
+                if self._live_workers() != self._workers:
+                    raise WorkerDied(
+                        "a parser process ended in the middle of the pass (killed, or out of memory?); "
+                        "what was committed is kept, run it again for the rest"
+                    ) from None
+            except StopIteration:
+                return
+
+
 def worker_pool(processes: int | None = None, idle: bool = False) -> Pool:
-    """A pool of parser processes (spawned: safe next to threads and an open DuckDB; see start_worker
-    for `idle`)."""
-    return multiprocessing.get_context("spawn").Pool(
-        processes or os.cpu_count() or 2, initializer=start_worker, initargs=(idle,)
-    )
+    """A pool of parser processes (see ParserPool)."""
+    return ParserPool(processes, idle)
 
 
 def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None, idle: bool) -> Iterator[Chunk]:
@@ -172,6 +224,10 @@ def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None, idle
     use = pool if pool is not None else worker_pool(workers, idle)
     try:
         yield from use.imap_unordered(read_task, _tasks(plans))
+    except WorkerDied:
+        if own:
+            use.terminate()  # the other workers' tasks are read again with the rest
+        raise
     finally:
         if own:
             use.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -263,6 +264,30 @@ def test_worker_processes_give_the_same_rows(
         assert in_workers and all(in_workers)  # the worker processes ran, not the in-process path
         q = "SELECT * FROM calls ORDER BY key"
         assert a.con.execute(q).fetchall() == b.con.execute(q).fetchall()
+
+
+def _die(plans: Any) -> None:
+    """A parser task that kills its own worker process (as the OOM killer would)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_parser_process_that_dies_fails_the_pass_and_loses_nothing(
+    tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """multiprocessing.Pool loses a dead worker's task and would wait for it forever, holding the
+    index: the pass fails with WorkerDied instead, and the next pass reads everything."""
+    from indexer.errors import WorkerDied
+
+    monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+    with Index(tmp_path / "i.duckdb") as index:
+        monkeypatch.setattr(ingest, "read_task", _die)  # pickled by reference: the workers import this module
+        with pytest.raises(WorkerDied, match="a parser process ended in the middle of the pass"):
+            sync(index, [samples_tree / "projects"], workers=2)
+        assert index.con.execute("SELECT count(*) FROM calls").fetchone() == (0,)
+        monkeypatch.setattr(ingest, "read_task", worker.read_task)
+        report = sync(index, [samples_tree / "projects"], workers=2)
+        assert report.files_read == 4 and report.call_lines == 45
+        assert index.con.execute("SELECT count(*) FROM calls").fetchone() == (15,)
 
 
 # Peak RSS from /proc: VmHWM starts afresh at exec (ru_maxrss would inherit pytest's own peak).

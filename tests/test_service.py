@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from api.service import LiveService, Ring, StreamHub, _StoppablePool, lag
+from api.service import LiveService, Ring, StreamHub, lag
 from indexer.errors import ServiceError
-from indexer.ingest import sync
+from indexer.ingest import ParserPool, sync
 from indexer.metrics import overall
 from indexer.paths import run_file
 from indexer.runfile import read_run_file
@@ -123,6 +123,31 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
         calls_n = index.con.execute("SELECT count(*) FROM calls").fetchone()
     assert files is not None and calls_n is not None
     assert files[0] < 13 and calls_n[0] == (files[1] or 0)
+
+
+def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_read_later(
+    tree: Path, tmp_path: Path
+) -> None:
+    big_tree(tree, 48)
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()
+    svc.start()
+    try:
+        wait_for(lambda: svc.catch_up.bytes_done > 0, timeout=30)
+        pool = svc._pool
+        assert pool is not None and not svc.catch_up.done
+        os.kill(pool._pool[0].pid, signal.SIGKILL)  # type: ignore[attr-defined]  # as the OOM killer would
+        wait_for(lambda: svc.ingest_error is not None, timeout=30)
+        assert svc.ingest_error is not None and "a parser process ended" in svc.ingest_error
+        assert svc.health()["ok"] is False
+        svc.wake()  # the next pass (a watcher event or the rescan) reads what was not committed
+        wait_for(lambda: svc.ingest_error is None and not svc.health()["files_lagging"], timeout=60)
+        on_disk = [p.read_bytes().count(b"\n") for p in (tree / "projects").rglob("*.jsonl")]
+        with svc.reader() as con:  # every file read whole, and no line counted twice
+            assert con.execute("SELECT count(*), sum(lines) FROM files").fetchone() == (len(on_disk), sum(on_disk))
+            assert con.execute("SELECT count(*) FROM calls").fetchone() == (1000 + 3,)  # big_tree repeats its calls
+    finally:
+        svc.close()
 
 
 def test_appends_wake_the_ingest_and_refresh_the_snapshot(service: LiveService, tree: Path) -> None:
@@ -286,7 +311,7 @@ def test_stream_hub_bounds_clients_and_drops_oldest_for_slow_ones() -> None:
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE here")
 def test_the_services_parsers_run_only_on_idle_cores() -> None:
     """A catch-up's parser processes are scheduled behind everything, the event loop first."""
-    pool = _StoppablePool(threading.Event(), 1)
+    pool = ParserPool(1, idle=True)
     try:
         assert pool.apply(os.sched_getscheduler, (0,)) == os.SCHED_IDLE
     finally:
