@@ -74,6 +74,7 @@ MAX_STREAMS = 32
 PING_S = 15.0
 JOIN_S = 0.6  # shutdown waits this long for the ingest thread, then interrupts its query ...
 INTERRUPTED_JOIN_S = 0.5  # ... and waits this much more (the whole shutdown must take < 2 s)
+SNAPSHOT_JOIN_S = 0.3  # a snapshot query still running at shutdown is interrupted, then waited for this long
 
 
 @dataclass
@@ -272,6 +273,8 @@ class LiveService:
         self._reader_lock = threading.Lock()
         self._snap_con: duckdb.DuckDBPyConnection | None = None
         self._snap_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cco-snapshot")
+        self._snap_lock = threading.Lock()  # held while a snapshot or stream message reads the index
+        self.busy_at_exit = False  # a thread was still inside DuckDB when close() gave up waiting
         self._snap_key: tuple[Any, ...] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._snap_wanted: asyncio.Event | None = None
@@ -380,13 +383,26 @@ class LiveService:
                 self.index.con.interrupt()
                 self._ingest.join(INTERRUPTED_JOIN_S)
             ingest_done = not self._ingest.is_alive()
-        self._snap_pool.shutdown(wait=True, cancel_futures=True)
-        if ingest_done:
-            self._close_index()
-        else:
-            # Closing a connection another thread is using could crash; every commit so far is
-            # durable, the one in flight is rolled back when the index is next opened.
-            log.warning("ingest still busy at shutdown; leaving its last batch for the next run")
+        # A slow snapshot query (any reader query can be slow on odd data) must not hold up shutdown.
+        if self._snap_con is not None:
+            with suppress(duckdb.Error):
+                self._snap_con.interrupt()
+        self._snap_pool.shutdown(wait=False, cancel_futures=True)
+        snapshots_done = self._snap_lock.acquire(timeout=SNAPSHOT_JOIN_S)
+        try:
+            if ingest_done and snapshots_done:
+                self._close_index()  # a snapshot that was waiting for the lock then finds no cursor
+            else:
+                # Closing a connection another thread is using could crash; every commit so far is
+                # durable, the one in flight is rolled back when the index is next opened.
+                self.busy_at_exit = True
+                if not ingest_done:
+                    log.warning("ingest still busy at shutdown; leaving its last batch for the next run")
+                else:
+                    log.warning("a snapshot query still running at shutdown; the index is closed by the exit")
+        finally:
+            if snapshots_done:
+                self._snap_lock.release()
         if self._run_file:
             remove_run_file(self.config.db, os.getpid())
             self._run_file = False
@@ -578,23 +594,25 @@ class LiveService:
 
     def _snapshot(self) -> tuple[float, bytes, bool] | None:
         """(time, snapshot JSON, whether the data changed), computed on the snapshot cursor."""
-        con = self._snap_con
-        if con is None:
-            return None
-        now = datetime.now(UTC)
-        snap = compute_snapshot(
-            con, now=now, uptime_s=self.uptime_s, port=self.port, mode=self.config.cost_mode, memo=self._memo
-        )
+        with self._snap_lock:
+            con = self._snap_con
+            if con is None:
+                return None
+            now = datetime.now(UTC)
+            snap = compute_snapshot(
+                con, now=now, uptime_s=self.uptime_s, port=self.port, mode=self.config.cost_mode, memo=self._memo
+            )
         key = (snap.total_requests, snap.messages_count, snap.total_cost, snap.total_tokens, snap.last_activity)
         changed, self._snap_key = key != self._snap_key, key
         return now.timestamp(), orjson.dumps(snap), changed
 
     def _message(self) -> bytes | None:
         """The stream message: {project, machine, activity} as /api/metrics/current has it."""
-        con = self._snap_con
-        if con is None:
-            return None
-        return orjson.dumps(current(con, machine=self.config.machine, mode=self.config.cost_mode, memo=self._memo))
+        with self._snap_lock:
+            con = self._snap_con
+            if con is None:
+                return None
+            return orjson.dumps(current(con, machine=self.config.machine, mode=self.config.cost_mode, memo=self._memo))
 
     # --- the ingest thread -------------------------------------------------------------------------
 

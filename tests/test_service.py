@@ -150,6 +150,41 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
         svc.close()
 
 
+def test_shutdown_does_not_wait_for_a_snapshot_query_that_will_not_end(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader query can be slow on odd data (an audit met a 340 s one): close() interrupts it and,
+    if it still runs, leaves the index to the exit rather than waiting (or closing it under it)."""
+    import threading
+
+    import api.service
+
+    started, release = threading.Event(), threading.Event()
+    real = api.service.compute_snapshot
+
+    def stuck(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name.startswith("cco-snapshot"):
+            started.set()
+            release.wait(30)  # Python, not DuckDB: the interrupt cannot end it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api.service, "compute_snapshot", stuck)
+    db = tmp_path / "index.duckdb"
+    svc = LiveService(make_config(tree, db))
+    svc.open()
+    svc.write_run_file()
+    svc.start()
+    try:
+        svc._snap_pool.submit(svc._snapshot)  # a snapshot in flight on the snapshot thread
+        assert started.wait(10)
+        svc.close()
+        assert not release.is_set() and svc.busy_at_exit  # returned while the query still ran
+        assert "a snapshot query still running at shutdown" in caplog.text
+        assert not run_file(db).exists()
+    finally:
+        release.set()
+
+
 def test_appends_wake_the_ingest_and_refresh_the_snapshot(service: LiveService, tree: Path) -> None:
     def body() -> None:
         appended = time.perf_counter()
