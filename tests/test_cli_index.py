@@ -80,7 +80,7 @@ def test_claude_config_dir_is_the_default_source(tmp_path: Path, samples_tree: P
     db = tmp_path / "i.duckdb"
     ok("index", "sync", "--db", str(db), env={"CLAUDE_CONFIG_DIR": f"{samples_tree},{rules}"})
     got = status(db)
-    assert got["calls"] == 15 + 25
+    assert got["calls"] == 15 + 28  # the samples and the rule fixtures (fixtures/rules/README.md)
     assert got["failed_calls"] == 1
     assert got["rejected_lines"] == 14
     assert got["total_tokens"] == 685817 + 9371
