@@ -83,8 +83,8 @@ def test_claude_config_dir_is_the_default_source(tmp_path: Path, samples_tree: P
     assert got["calls"] == 15 + 28  # the samples and the rule fixtures (fixtures/rules/README.md)
     assert got["failed_calls"] == 1
     assert got["rejected_lines"] == 14
-    assert got["total_tokens"] == 685817 + 9371
-    assert got["files_live"] == 4 + 18
+    assert got["total_tokens"] == 685817 + 9591
+    assert got["files_live"] == 4 + 21
 
 
 def test_missing_source_is_an_error(tmp_path: Path) -> None:
