@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -291,7 +290,7 @@ class LiveService:
         self._unnamed_logged = 0
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
-        self._pool: Pool | None = None
+        self._pool: ParserPool | None = None
         self._run_file = False
         self._closed = False
 

@@ -10,14 +10,16 @@ Small passes, the common case in a running service, stay in-process.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -163,56 +165,74 @@ class Stopped(Exception):
     """A pass abandoned at shutdown (its uncommitted reads are read again next time)."""
 
 
-class ParserPool(Pool):
-    """Parser processes whose results are awaited in short slices, so that a pass notices at once
-    that one of them died or that it should stop.
+class ParserPool:
+    """Parser processes (spawned: safe next to threads and an open DuckDB; see start_worker for
+    `idle`), whose results are awaited in short slices.
 
-    multiprocessing.Pool replaces a worker that dies (killed, out of memory) but loses the task it
-    held: imap_unordered would wait for it forever, holding the index. Here the set of live worker
-    pids is compared with the starting one while waiting: a change raises WorkerDied (what was
-    committed stays, the rest is read again by the next pass). `stopping`, when set, raises Stopped
-    instead of waiting out a worker's current task (seconds for a big file).
+    Built on ProcessPoolExecutor, not multiprocessing.Pool: a Pool replaces a worker that dies
+    (killed, out of memory) but loses its task, so imap_unordered waits for it forever, and a
+    worker killed while it holds the task queue's lock deadlocks even Pool.terminate. The executor
+    notices a dead worker, ends the others and fails what is pending (BrokenProcessPool), which
+    becomes WorkerDied here: what was committed stays, the next pass reads the rest. `stopping`,
+    when set, raises Stopped instead of waiting out a worker's current task (seconds for a big file).
     """
 
-    def __init__(self, processes: int | None = None, idle: bool = False, stopping: threading.Event | None = None):
-        # spawned: safe next to threads and an open DuckDB; see start_worker for `idle`
-        super().__init__(
+    def __init__(
+        self, processes: int | None = None, idle: bool = False, stopping: threading.Event | None = None
+    ) -> None:
+        self._executor = concurrent.futures.ProcessPoolExecutor(
             processes or os.cpu_count() or 2,
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=start_worker,
             initargs=(idle,),
-            context=multiprocessing.get_context("spawn"),
         )
         self._stopping = stopping
-        self._workers = self._live_workers()
 
-    def _live_workers(self) -> set[int | None]:
-        return {p.pid for p in self._pool if p.exitcode is None}  # type: ignore[attr-defined]
-
-    def imap_unordered(  # type: ignore[override]
-        self, func: Callable[[Any], T], iterable: Iterable[Any], chunksize: int = 1
-    ) -> Iterator[T]:
-        results = super().imap_unordered(func, iterable, chunksize)
-        while True:
-            try:
-                yield results.next(timeout=RESULT_POLL_S)
-            except multiprocessing.TimeoutError:
+    def imap_unordered(self, func: Callable[[Any], T], iterable: Iterable[Any]) -> Iterator[T]:
+        """func(item) for each item, in the order they finish (as multiprocessing.Pool's)."""
+        pending = {self._executor.submit(func, item) for item in iterable}
+        try:
+            while pending:
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=RESULT_POLL_S, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        raise WorkerDied(
+                            "a parser process ended in the middle of the pass (killed, or out of memory?); "
+                            "what was committed is kept, run it again for the rest"
+                        ) from None
+                    yield result
                 if self._stopping is not None and self._stopping.is_set():
-                    raise Stopped from None
-                if self._live_workers() != self._workers:
-                    raise WorkerDied(
-                        "a parser process ended in the middle of the pass (killed, or out of memory?); "
-                        "what was committed is kept, run it again for the rest"
-                    ) from None
-            except StopIteration:
-                return
+                    raise Stopped
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        """No more work: the workers end once idle (join waits for that)."""
+        self._executor.shutdown(wait=False)
+
+    def join(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def terminate(self) -> None:
+        """End the workers now, in the middle of their tasks (shutdown or a failed pass)."""
+        # The executor has no public way to stop a running task; its processes are a stable attribute.
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            with contextlib.suppress(OSError):
+                process.kill()
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def worker_pool(processes: int | None = None, idle: bool = False) -> Pool:
+def worker_pool(processes: int | None = None, idle: bool = False) -> ParserPool:
     """A pool of parser processes (see ParserPool)."""
     return ParserPool(processes, idle)
 
 
-def _results(plans: list[ReadPlan], pool: Pool | None, workers: int | None, idle: bool) -> Iterator[Chunk]:
+def _results(plans: list[ReadPlan], pool: ParserPool | None, workers: int | None, idle: bool) -> Iterator[Chunk]:
     total = sum(p.size - p.start for p in plans)
     if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
         for p in plans:
@@ -239,7 +259,7 @@ def sync(
     roots: Iterable[Path],
     *,
     only: set[str] | None = None,
-    pool: Pool | None = None,
+    pool: ParserPool | None = None,
     workers: int | None = None,
     idle_workers: bool = False,
     progress: Progress | None = None,

@@ -136,7 +136,7 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
         wait_for(lambda: svc.catch_up.bytes_done > 0, timeout=30)
         pool = svc._pool
         assert pool is not None and not svc.catch_up.done
-        os.kill(pool._pool[0].pid, signal.SIGKILL)  # type: ignore[attr-defined]  # as the OOM killer would
+        os.kill(next(iter(pool._executor._processes)), signal.SIGKILL)  # as the OOM killer would
         wait_for(lambda: svc.ingest_error is not None, timeout=30)
         assert svc.ingest_error is not None and "a parser process ended" in svc.ingest_error
         assert svc.health()["ok"] is False
@@ -348,7 +348,7 @@ def test_the_services_parsers_run_only_on_idle_cores() -> None:
     """A catch-up's parser processes are scheduled behind everything, the event loop first."""
     pool = ParserPool(1, idle=True)
     try:
-        assert pool.apply(os.sched_getscheduler, (0,)) == os.SCHED_IDLE
+        assert list(pool.imap_unordered(os.sched_getscheduler, [0])) == [os.SCHED_IDLE]
     finally:
         pool.close()
         pool.join()
