@@ -191,6 +191,10 @@ def main() -> None:
         fail(str(exc))
     except BrokenPipeError:
         raise SystemExit(1) from None  # the reader went away (`| head`)
+    except KeyboardInterrupt:
+        # Ctrl-C: what a sync committed stays (offsets commit with rows); no traceback for it
+        print("cco: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except OSError as exc:
         # A folder that cannot be made or a file that cannot be written (CCO_HOME naming a file, a
         # read-only disk): the system's reason and the path, in one line.

@@ -7,7 +7,11 @@ service instead of opening the file; `rebuild` replaces the file, so it needs th
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -40,6 +44,19 @@ def _service(db: Path) -> Service | None:
     return service_for(db)
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """An event Ctrl-C sets, instead of raising KeyboardInterrupt wherever the main thread is: inside
+    a DuckDB statement that would abort the transaction under the commit's own rollback. The sync
+    stops at its next wait or between commits (ingest.Stopped)."""
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _check_served(service: Service, source: list[Path]) -> None:
     """BadInput unless the service reads every --source: its sync reads its own sources only."""
     from indexer.errors import BadInput
@@ -57,7 +74,7 @@ def _check_served(service: Service, source: list[Path]) -> None:
 @index_app.command("sync")
 def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     """Read new transcript lines into the index once, then exit."""
-    from indexer.ingest import SyncReport, sync
+    from indexer.ingest import Stopped, SyncReport, sync
 
     path = db_path(db)
     service = _service(path)
@@ -70,8 +87,12 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         from indexer.store import Index
 
         roots = roots_of(source)
-        with Index(path) as index:
-            report = sync(index, roots)
+        with Index(path) as index, _interruptible() as stopping:
+            try:
+                report = sync(index, roots, stopping=stopping)
+            except Stopped:
+                print("cco: interrupted; what was committed is kept, a sync reads the rest", file=sys.stderr)
+                raise SystemExit(130) from None
             _price(index)
         if roots and not report.files_seen:
             where = ", ".join(map(str, roots))

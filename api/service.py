@@ -704,7 +704,7 @@ class LiveService:
         index = self._writer()
         try:
             # a pass big enough for parser processes runs them idle-class, as the catch-up's
-            report = sync(index, self.config.roots, only=only, idle_workers=True)
+            report = sync(index, self.config.roots, only=only, idle_workers=True, stopping=self._stopping)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
                 raise _Stopping from None

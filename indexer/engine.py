@@ -9,6 +9,7 @@ Modules write `from indexer.engine import duckdb` and use it as they would the p
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,4 +20,12 @@ else:
     except ImportError:  # pragma: no cover - a duckdb build without a separate engine module
         import duckdb
 
-__all__ = ["duckdb"]
+__all__ = ["duckdb", "rollback"]
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure, leaving that failure the one raised: an interrupted statement (Ctrl-C,
+    shutdown) may have ended the transaction already, and DuckDB then says "no transaction is
+    active", which would hide the real cause behind a false hint that the index is damaged."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")

@@ -227,12 +227,20 @@ class ParserPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def worker_pool(processes: int | None = None, idle: bool = False) -> ParserPool:
+def worker_pool(
+    processes: int | None = None, idle: bool = False, stopping: threading.Event | None = None
+) -> ParserPool:
     """A pool of parser processes (see ParserPool)."""
-    return ParserPool(processes, idle)
+    return ParserPool(processes, idle, stopping)
 
 
-def _results(plans: list[ReadPlan], pool: ParserPool | None, workers: int | None, idle: bool) -> Iterator[Chunk]:
+def _results(
+    plans: list[ReadPlan],
+    pool: ParserPool | None,
+    workers: int | None,
+    idle: bool,
+    stopping: threading.Event | None = None,
+) -> Iterator[Chunk]:
     total = sum(p.size - p.start for p in plans)
     if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
         for p in plans:
@@ -241,12 +249,12 @@ def _results(plans: list[ReadPlan], pool: ParserPool | None, workers: int | None
                 yield [r], None
         return
     own = pool is None
-    use = pool if pool is not None else worker_pool(workers, idle)
+    use = pool if pool is not None else worker_pool(workers, idle, stopping)
     try:
         yield from use.imap_unordered(read_task, _tasks(plans))
-    except WorkerDied:
+    except BaseException:  # a dead worker, shutdown, or the caller gave up: the rest is read next time
         if own:
-            use.terminate()  # the other workers' tasks are read again with the rest
+            use.terminate()
         raise
     finally:
         if own:
@@ -262,6 +270,7 @@ def sync(
     pool: ParserPool | None = None,
     workers: int | None = None,
     idle_workers: bool = False,
+    stopping: threading.Event | None = None,
     progress: Progress | None = None,
     planned: Planned | None = None,
 ) -> SyncReport:
@@ -269,7 +278,8 @@ def sync(
 
     `planned`: what `plan` found just before (a caller that needed the figures first), so the
     tree is not walked twice. `idle_workers`: parser processes this call starts (a big pass) run
-    in the idle scheduling class (the service's), else niced.
+    in the idle scheduling class (the service's), else niced. `stopping`: when set, a pass waiting
+    on parser processes ends them and raises Stopped (the service's shutdown).
     """
     started = time.perf_counter()
     roots = list(roots)
@@ -289,7 +299,7 @@ def sync(
             index.commit(pending, pending_columns)
         pending, pending_columns, pending_bytes, pending_calls = [], [], 0, 0
 
-    for results, columns in _results(plans, pool, workers, idle_workers):
+    for results, columns in _results(plans, pool, workers, idle_workers, stopping):
         if columns is not None:
             pending_columns.append(columns)
         for r in results:
@@ -305,6 +315,8 @@ def sync(
             pending_calls += r.call_lines
         if pending_bytes >= COMMIT_BYTES or pending_calls >= COMMIT_CALLS:
             flush()
+        if stopping is not None and stopping.is_set():
+            raise Stopped  # between commits: what was read and not committed is read again next time
     flush()
     report.seconds = time.perf_counter() - started
     return report

@@ -120,7 +120,9 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None =
             con.execute("INSERT INTO migrations VALUES (?, now())", [name])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            from indexer.engine import rollback  # here: see the TYPE_CHECKING import above
+
+            rollback(con)
             raise
         applied.append(name)
     return applied

@@ -511,7 +511,9 @@ def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models:
             con.execute(f"INSERT INTO prices VALUES {', '.join([row] * len(fresh))}", [v for r in fresh for v in r])
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        from indexer.engine import rollback  # here: reports import the engine apart, in a thread
+
+        rollback(con)
         raise
     return bool(stale or fresh)
 

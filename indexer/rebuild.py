@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.engine import duckdb
-from indexer.errors import CcoError, IndexLocked
+from indexer.engine import duckdb, rollback
+from indexer.errors import CcoError, IndexLocked, WorkerDied
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.pricing import PriceBook, apply_prices
@@ -115,7 +115,7 @@ def _copy_history(
                 con.execute(_from_old(sql, old))
             con.execute("COMMIT")
         except duckdb.Error as exc:
-            con.execute("ROLLBACK")
+            rollback(con)
             problems.append(f"{table}: {str(exc).splitlines()[0]}")
     lost = _files_not_on_disk(con, old) if problems and problems[0].startswith("calls:") else None
     after = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
@@ -199,8 +199,14 @@ def rebuild(
     try:
         new = Index(tmp)
         try:
-            with new.deferred_calls():
-                report = sync(new, roots, progress=progress, workers=workers)
+            try:
+                with new.deferred_calls():
+                    report = sync(new, roots, progress=progress, workers=workers)
+            except WorkerDied:  # its advice is a sync's: here nothing was replaced
+                raise WorkerDied(
+                    f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "
+                    f"{db} is unchanged: run the rebuild again"
+                ) from None
             salvaged, error, lost = 0, None, None
             if held is None and db.exists():  # damaged: read as it can be
                 salvaged, error, lost = _salvage(new, db, old_error)

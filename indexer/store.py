@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
-from indexer.engine import duckdb
+from indexer.engine import duckdb, rollback
 from indexer.errors import IndexCorrupt, IndexLocked
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
 from indexer.migrations import migrate
@@ -215,7 +215,7 @@ class Index:
                 self._merge_batch(CallColumns.concat(parts))
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                rollback(self.con)
                 raise
         finally:
             self._deferred = None
@@ -253,7 +253,7 @@ class Index:
             self._store_states(results)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         if self._deferred is None:
             self._states.update((r.state.path, r.state) for r in results)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 
 from indexer.columns import CallColumns
 from indexer.memory import tune_malloc
@@ -43,6 +44,9 @@ def start_worker(idle: bool = False) -> None:
     loop wait for a scheduler slice.
     """
     tune_malloc()
+    # Ctrl-C reaches the whole process group: the command that started the parsers ends them, and
+    # they print no KeyboardInterrupt tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if idle and hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

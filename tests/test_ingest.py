@@ -408,3 +408,17 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_reported(tmp_path: Path) ->
         calls = index.con.execute("SELECT count(*) FROM calls").fetchone()
     assert (report.files_read, report.files_unnamed, calls) == (1, 1, (1,))
     assert report.unnamed_example is not None and report.unnamed_example.endswith("/s\ufffd.jsonl")
+
+
+def test_a_stopped_sync_keeps_what_it_committed_and_the_next_reads_the_rest(tmp_path: Path, samples_tree: Path) -> None:
+    """Ctrl-C on `cco index sync` sets this event (not a KeyboardInterrupt inside a DuckDB statement)."""
+    import threading
+
+    stopping = threading.Event()
+    stopping.set()
+    with Index(tmp_path / "i.duckdb") as index:
+        with pytest.raises(ingest.Stopped):
+            sync(index, [samples_tree / "projects"], stopping=stopping)
+        report = sync(index, [samples_tree / "projects"])
+        assert index.con.execute("SELECT count(*) FROM calls").fetchone() == (15,)
+        assert report.call_lines <= 45

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -294,3 +296,25 @@ def test_leftovers_of_a_killed_rebuild_are_removed(tmp_path: Path, samples_tree:
     rebuild(db, [samples_tree / "projects"])
     assert not any(f.exists() for f in stale)
     assert rows(db, "SELECT count(*) FROM calls") == [(15,)]
+
+
+def _die(plans: object) -> None:
+    """A parser task that kills its own worker process (as the OOM killer would)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_parser_process_that_dies_leaves_the_old_index_as_it_was(
+    tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer import ingest
+    from indexer.errors import WorkerDied
+
+    db = tmp_path / "index.duckdb"
+    rebuild(db, [samples_tree / "projects"])
+    before = rows(db)
+    monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(ingest, "read_task", _die)  # pickled by reference: the workers import this module
+    with pytest.raises(WorkerDied, match=f"{db} is unchanged: run the rebuild again"):
+        rebuild(db, [samples_tree / "projects"], workers=2)
+    assert rows(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("index")) == ["index.duckdb"]

@@ -150,6 +150,19 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
         svc.close()
 
 
+def test_shutdown_during_a_big_pass_after_the_catch_up_ends_its_parsers(service: LiveService, tree: Path) -> None:
+    """A later pass big enough for parser processes is stopped as the catch-up is: the ingest thread
+    ends them and returns, so close() neither waits for them nor leaves them running."""
+    import multiprocessing
+
+    big_tree(tree, 48)
+    service.wake()
+    wait_for(lambda: multiprocessing.active_children(), timeout=30)  # the pass's parsers are at work
+    service.close()
+    assert not service.busy_at_exit
+    assert multiprocessing.active_children() == []
+
+
 def test_shutdown_does_not_wait_for_a_snapshot_query_that_will_not_end(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -269,7 +269,10 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
             finally:
                 con.close()
 
-        return json_response(await run_in_threadpool(read))
+        try:
+            return json_response(await run_in_threadpool(read))
+        except (duckdb.Error, CcoError) as exc:  # e.g. the service is closing the index
+            return error(503, f"index not readable: {str(exc).splitlines()[0]}")
 
     async def index_sync(request: Request) -> Response:
         if not is_local_client(request.scope):
