@@ -30,7 +30,12 @@ CACHE_TOTAL = "({t}.cache_5m_tokens + {t}.cache_1h_tokens)"
 ANY_ROW = ("failed", "fast")
 ALL_ROWS = ("sidechain",)
 
-_EARLIER = "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND excluded.session < calls.session))"
+# The earlier row, by time, then session, then agent id (none first): the same line in a session's
+# main file and in one of its subagent files must resolve the same way whichever is read first.
+_EARLIER = (
+    "(excluded.ts < calls.ts OR (excluded.ts = calls.ts AND (excluded.session < calls.session "
+    "OR (excluded.session = calls.session AND coalesce(excluded.agent_id, '') < coalesce(calls.agent_id, '')))))"
+)
 # The merge rules in SQL, for a row `excluded` meeting the stored row `calls`: ingest and rebuild's
 # salvage both use them, so the order in which lines (or old and new indexes) meet never changes
 # the result.
@@ -54,6 +59,8 @@ def changes(old: str, new: str) -> str:
         [
             f"{old}.ts < {new}.ts",
             f"({old}.ts = {new}.ts AND {old}.session < {new}.session)",
+            f"({old}.ts = {new}.ts AND {old}.session = {new}.session "
+            f"AND coalesce({old}.agent_id, '') < coalesce({new}.agent_id, ''))",
             *(f"{old}.{c} > {new}.{c}" for c in MAXIMA),
             f"{CACHE_TOTAL.format(t=old)} > {CACHE_TOTAL.format(t=new)}",
             f"{old}.cost_usd > coalesce({new}.cost_usd, -1)",
@@ -66,17 +73,18 @@ def changes(old: str, new: str) -> str:
 def merged_columns(batch: CallColumns) -> CallColumns:
     """Rows of one call identity in `batch` -> one, by the rules of parse.merge_calls, in numpy.
 
-    Rows are sorted by (key, time, session code, arrival), so each identity's rows are a run whose
-    first row is the earliest (session codes order as the names do): the FIRST_ROW fields and the
-    time are taken from it, and the other rules are one `reduceat` per column over the runs. A
-    batch without repeated keys comes back as it is. Workers merge their own batches (a streamed
-    message's lines are in one file) and the writer merges again what meets across batches.
+    Rows are sorted by (key, time, session code, agent id code, arrival), so each identity's rows
+    are a run whose first row is the earliest (codes order as the names do, no agent id first):
+    the FIRST_ROW fields and the time are taken from it, and the other rules are one `reduceat`
+    per column over the runs. A batch without repeated keys comes back as it is. Workers merge
+    their own batches (a streamed message's lines are in one file) and the writer merges again
+    what meets across batches.
     """
     import numpy as np
 
     n = len(batch)
     a = batch.arrays
-    order = np.lexsort((np.arange(n), a["session"], a["ts_ms"], a["key"]))
+    order = np.lexsort((np.arange(n), a["agent_id"], a["session"], a["ts_ms"], a["key"]))
     keys = a["key"][order]
     firsts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if n else np.arange(0)
     if len(firsts) == n:

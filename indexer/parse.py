@@ -523,10 +523,11 @@ def merge_calls(a: CallRow, b: CallRow) -> CallRow:
     its total and its 1-hour part, the 5-minute part being the rest), the timestamp its
     minimum; descriptive fields, the error text and the latency estimate come from the earlier
     row (latency is measured to a call's first line; a tool result can arrive between a call's
-    lines), ties broken by session name, so fork copies resolve the same way on every read order.
+    lines), ties broken by session name, then agent id (none first), so fork copies and a line in
+    both a main file and its subagent file resolve the same way on every read order.
     ("First non-null" would not be: merging in another order can pick another row's value.)
     """
-    first = a if (a.ts_ms, a.session) <= (b.ts_ms, b.session) else b
+    first = a if (a.ts_ms, a.session, a.agent_id or "") <= (b.ts_ms, b.session, b.agent_id or "") else b
     costs = [x for x in (a.cost_usd, b.cost_usd) if x is not None]
     return first._replace(
         sidechain=a.sidechain and b.sidechain,

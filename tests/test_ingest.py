@@ -422,3 +422,43 @@ def test_a_stopped_sync_keeps_what_it_committed_and_the_next_reads_the_rest(tmp_
         report = sync(index, [samples_tree / "projects"])
         assert index.con.execute("SELECT count(*) FROM calls").fetchone() == (15,)
         assert report.call_lines <= 45
+
+
+@pytest.mark.parametrize("path", WRITE_PATHS)
+def test_a_line_in_a_main_file_and_its_subagent_file_resolves_the_same_in_any_order(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same id, request id, time and session (S1.jsonl and S1/subagents/agent-a7.jsonl): the tie on
+    (time, session) is broken by agent id, none first, so the row is the main file's either way."""
+    from indexer import store
+    from indexer.rebuild import rebuild
+
+    line = orjson.dumps(
+        {
+            "type": "assistant",
+            "timestamp": "2026-03-01T10:00:00.000Z",
+            "requestId": "r1",
+            "cwd": "/w",
+            "message": {"id": "m1", "model": "claude-opus-4-6", "usage": {"input_tokens": 1}},
+        }
+    )
+    root = tmp_path / "claude" / "projects"
+    main, side = root / "-w" / "S1.jsonl", root / "-w" / "S1" / "subagents" / "agent-a7.jsonl"
+    side.parent.mkdir(parents=True)
+    main.write_bytes(line + b"\n")
+    side.write_bytes(line + b"\n")
+    if path != "few":
+        monkeypatch.setattr(store, "SMALL_BATCH", 0)
+    got = []
+    for order in ((main, side), (side, main)):
+        db = tmp_path / f"{order[0].stem}.duckdb"
+        if path == "rebuild":
+            rebuild(db, [root])
+        with Index(db) as index:
+            if path == "file_by_file":
+                for f in order:
+                    sync(index, [root], only={str(f)})
+            elif path != "rebuild":
+                sync(index, [root])
+            got.append(index.con.execute("SELECT session, agent_id FROM calls").fetchall())
+    assert got == [[("S1", None)], [("S1", None)]]
