@@ -1,9 +1,10 @@
 """`cco index run`: the live service (issue 4). Parse options, build the service and app, hand them to uvicorn.
 
-The idea: this module only wires things. The order matters: open the index first (its lock is
-the real guard against a second service; the run file names who holds it; the first snapshot is
-taken from what it holds), bind the socket ourselves (so the run file gets the real port and
-"address in use" is a clean error), then serve. Shutdown on SIGINT/SIGTERM: uvicorn stops
+The idea: this module only wires things. The order matters: bind the socket ourselves (so the
+run file gets the real port and "address in use" is a clean error before the index is touched),
+open the index (its lock is the real guard against a second service) and write the run file as
+soon as the lock is taken (it names who holds it, so other commands go through the service at
+once), take the first snapshot from what the index holds, then serve. Shutdown on SIGINT/SIGTERM: uvicorn stops
 accepting, our hook ends SSE streams at once, and `LiveService.close` stops the threads (a batch
 still being written is interrupted and rolled back with its offsets, so it is read again next
 time), checkpoints, closes the index and removes the run file.
@@ -157,14 +158,19 @@ def run_service(
     from api.app import create_app
 
     service = LiveService(config)
+    sock = _bind(host, port)  # first: a busy port is refused before the index is opened (or made)
+    service.port = sock.getsockname()[1]
     try:
-        service.open()
+        # The run file is written as soon as the lock is taken: a command started meanwhile goes
+        # through the service (its request waits in the listening socket) instead of being refused.
+        service.open(locked=service.write_run_file)
     except IndexLocked as exc:
+        sock.close()
         fail(_already_running(path) or str(exc))  # names the holder (a sync, a report, ...)
+    except BaseException:
+        sock.close()
+        raise
     try:
-        sock = _bind(host, port)
-        service.port = sock.getsockname()[1]
-        service.write_run_file()
         service.start()
         server = _server(
             uvicorn.Config(

@@ -296,10 +296,13 @@ class LiveService:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Open the index (taking its lock), price it and take the first snapshot from what it holds."""
+    def open(self, locked: Callable[[], None] | None = None) -> None:
+        """Open the index (taking its lock; then `locked` is called), price it and take the first
+        snapshot from what it holds."""
         self.index = _CountingIndex(self.config.db, self._count_write)
         try:
+            if locked is not None:
+                locked()
             # DuckDB's allocator keeps the pages a query freed until its next allocation; its
             # background thread returns them after about a second, so the peak of a commit or an
             # all-time scan does not stay resident in a process that is mostly idle (~15 MB).
@@ -312,6 +315,9 @@ class LiveService:
                 self.ring.push(first[0], first[1])
         except BaseException:
             self._close_index()
+            if self._run_file:
+                remove_run_file(self.config.db, os.getpid())
+                self._run_file = False
             raise
 
     def write_run_file(self) -> None:

@@ -81,6 +81,7 @@ def test_busy_port_is_a_clean_error(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
     assert not run_file(db).exists()
+    assert not db.exists()  # refused before the index is opened: no file made for nothing
     assert run_cco("index", "status", "--db", str(db)).returncode == 0  # the lock was released
 
 

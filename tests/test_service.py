@@ -150,6 +150,33 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
         svc.close()
 
 
+def test_the_run_file_is_written_once_the_lock_is_taken_before_the_first_snapshot(tree: Path, tmp_path: Path) -> None:
+    """Commands started while the service opens go through it rather than meet a lock with no run
+    file; a failed open takes its run file away again."""
+    db = tmp_path / "index.duckdb"
+    svc = LiveService(make_config(tree, db))
+    seen: list[object] = []
+
+    def locked() -> None:
+        svc.write_run_file()
+        seen.append((run_file(db).exists(), svc.ring.latest_time()))
+
+    svc.open(locked=locked)
+    try:
+        assert seen == [(True, None)] and svc.ring.latest_time() is not None
+    finally:
+        svc.close()
+    again = LiveService(make_config(tree, db))
+
+    def fails() -> None:
+        again.write_run_file()
+        raise RuntimeError("pricing failed")
+
+    with pytest.raises(RuntimeError):
+        again.open(locked=fails)
+    assert not run_file(db).exists()
+
+
 def test_shutdown_during_a_big_pass_after_the_catch_up_ends_its_parsers(service: LiveService, tree: Path) -> None:
     """A later pass big enough for parser processes is stopped as the catch-up is: the ingest thread
     ends them and returns, so close() neither waits for them nor leaves them running."""
