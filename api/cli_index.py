@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from api.options import DB, MODE, SOURCE, roots_of, typer_option
-from api.output import console, err_console, print_fields, print_json, unnamed_warning
+from api.output import console, err_console, note_no_index, print_fields, print_json, unnamed_warning
 from indexer.paths import db_path, pricing_file, run_file
 
 # The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
@@ -150,7 +150,7 @@ def status_cmd(
         from indexer.store import read_priced
 
         if not path.exists():  # nothing indexed yet (or a mistyped --db): zeros, and no file made there
-            print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
+            note_no_index(path)
         book = load_book(pricing_file())
         # read-only when its prices are current, so statuses and reports run side by side
         status = read_priced(path, book, lambda index: index_status(index, book, cost_mode, apply=False))
@@ -183,7 +183,7 @@ def rejects_cmd(
         with Index(path, read_only=True) as index:
             data = rejected_lines(index.con, limit)
     else:
-        print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
+        note_no_index(path)
         data = {"total": 0, "rejects": []}
     if json:
         print_json(data)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.options import DB, MODE, Opt, read, typer_command
-from api.output import load_json, print_json
+from api.output import load_json, note_no_index, print_json
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -196,9 +196,7 @@ def _fetch(db: Path | None, path: str, params: dict[str, str], local: Compute, o
 
     book = load_book(pricing_file())
     if not db_file.exists():  # nothing indexed yet, or a mistyped --db: an empty report, and a hint
-        import sys
-
-        print(f"cco: note: no index at {db_file} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
+        note_no_index(db_file)
     quick = _read_quickly(db_file, book, local, opening) if db_file.exists() else None
     return quick if quick is not None else _read_carefully(db_file, book, local)
 

@@ -12,6 +12,8 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
 # Made on first use (see __getattr__); `from api.output import console` works as usual.
@@ -73,6 +75,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def note_no_index(path: Path) -> None:
+    """What `status`, `rejects` and the reports say when --db (or the default) names no file yet:
+    their answer is empty, and a mistyped path must not pass for an empty history."""
+    print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
 
 
 def unnamed_warning(count: int, example: str | None) -> str | None:

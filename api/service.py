@@ -203,9 +203,6 @@ class _Job:
     anytime: bool  # may run between reads of a catch-up (does not read transcripts itself)
 
 
-_Stopping = Stopped  # raised inside a catch-up to abandon it at shutdown (see ingest.ParserPool)
-
-
 def _log_failure(what: str, exc: Exception) -> None:
     """One line for a failure the message explains (a CcoError: a parser process died, the disk is
     full, ...); the traceback for anything else, which is a bug."""
@@ -646,7 +643,7 @@ class LiveService:
                     self._pass()
                     next_rescan = time.monotonic() + self.config.rescan
                 self._check_prices()
-        except _Stopping:
+        except Stopped:
             pass
         except Exception as exc:
             self.ingest_error = f"ingest stopped: {exc}"
@@ -687,11 +684,11 @@ class LiveService:
             # catalog of built-in functions): unmapped, it stays in the page cache (shared, and the
             # first reclaimed); what later queries run is mapped again from there as they run.
             drop_code_pages()
-        except _Stopping:
+        except Stopped:
             raise
         except Exception as exc:
             if self._stopping.is_set():  # interrupted by shutdown: nothing is lost, nothing to report
-                raise _Stopping from None
+                raise Stopped from None
             self.ingest_error = f"catch-up failed: {exc}"
             _log_failure("catch-up failed", exc)
         finally:
@@ -703,7 +700,7 @@ class LiveService:
         self.catch_up.files_done += 1
         self.catch_up.bytes_done += n
         if self._stopping.is_set():
-            raise _Stopping
+            raise Stopped
         self._run_jobs(catching_up=True)
 
     def _pass(self, only: set[str] | None = None) -> SyncReport | None:
@@ -713,7 +710,7 @@ class LiveService:
             report = sync(index, self.config.roots, only=only, idle_workers=True, stopping=self._stopping)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
-                raise _Stopping from None
+                raise Stopped from None
             self.ingest_error = f"sync failed: {exc}"
             _log_failure("sync failed", exc)
             return None

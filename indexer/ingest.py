@@ -227,13 +227,6 @@ class ParserPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def worker_pool(
-    processes: int | None = None, idle: bool = False, stopping: threading.Event | None = None
-) -> ParserPool:
-    """A pool of parser processes (see ParserPool)."""
-    return ParserPool(processes, idle, stopping)
-
-
 def _results(
     plans: list[ReadPlan],
     pool: ParserPool | None,
@@ -249,7 +242,7 @@ def _results(
                 yield [r], None
         return
     own = pool is None
-    use = pool if pool is not None else worker_pool(workers, idle, stopping)
+    use = pool if pool is not None else ParserPool(workers, idle, stopping)
     try:
         yield from use.imap_unordered(read_task, _tasks(plans))
     except BaseException:  # a dead worker, shutdown, or the caller gave up: the rest is read next time

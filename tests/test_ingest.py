@@ -374,7 +374,7 @@ def test_samples_latency_and_compaction(tmp_path: Path, samples_tree: Path) -> N
 @pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
 def test_worker_processes_run_niced() -> None:
     """Parsers leave the cores to the serving event loop first."""
-    pool = ingest.worker_pool(1)
+    pool = ingest.ParserPool(1)
     try:
         assert list(pool.imap_unordered(os.nice, [0])) == [min(19, os.nice(0) + worker.WORKER_NICE)]
     finally:
@@ -385,7 +385,7 @@ def test_worker_processes_run_niced() -> None:
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no idle scheduling class here")
 def test_idle_worker_processes_run_in_the_idle_class() -> None:
     """The service's parsers (its catch-up, and any later pass big enough) run only on idle cores."""
-    pool = ingest.worker_pool(1, idle=True)
+    pool = ingest.ParserPool(1, idle=True)
     try:
         assert list(pool.imap_unordered(os.sched_getscheduler, [0])) == [os.SCHED_IDLE]
     finally:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from api.security import is_local_client
 from api.service import RING_SIZE, LiveService
 from indexer.engine import duckdb
 from indexer.errors import BadInput, CcoError
-from indexer.pricing import cost_expr
+from indexer.pricing import check_cost_mode, cost_expr
 from indexer.status import REJECTS_DEFAULT, REJECTS_MAX, rejected_lines
 
 HISTORY_RANGES = {"1m": 60, "5m": 300, "10m": 600, "30m": 1800, "1h": 3600}
@@ -223,19 +223,28 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
-    async def metrics(request: Request) -> Response:
-        def scrape() -> bytes:
+    async def on_reader(
+        read: Callable[[duckdb.DuckDBPyConnection], Any], answer: Callable[[Any], Response]
+    ) -> Response:
+        """answer(read(a reader cursor)), read in a worker thread; 503 when the index cannot be read
+        (e.g. the service is closing it)."""
+
+        def run() -> Any:
             con = ctx.reader()
             try:
-                return prometheus_text(con, ctx.cost_mode)
+                return read(con)
             finally:
                 con.close()
 
         try:
-            body = await run_in_threadpool(scrape)
+            return answer(await run_in_threadpool(run))
         except (duckdb.Error, CcoError) as exc:
             return error(503, f"index not readable: {str(exc).splitlines()[0]}")
-        return Response(body, media_type=PROMETHEUS_TYPE)
+
+    async def metrics(request: Request) -> Response:
+        return await on_reader(
+            lambda con: prometheus_text(con, ctx.cost_mode), lambda body: Response(body, media_type=PROMETHEUS_TYPE)
+        )
 
     async def index_status(request: Request) -> Response:
         if not is_local_client(request.scope):
@@ -245,7 +254,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         mode = request.query_params.get("mode")
         if mode is not None:
             try:
-                cost_expr(mode)
+                check_cost_mode(mode, "mode")
             except BadInput as exc:  # names the modes
                 return error(400, str(exc))
         try:
@@ -262,17 +271,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         except (BadInput, BadParam) as exc:
             return error(400, str(exc))
 
-        def read() -> dict[str, Any]:
-            con = ctx.reader()
-            try:
-                return rejected_lines(con, limit)
-            finally:
-                con.close()
-
-        try:
-            return json_response(await run_in_threadpool(read))
-        except (duckdb.Error, CcoError) as exc:  # e.g. the service is closing the index
-            return error(503, f"index not readable: {str(exc).splitlines()[0]}")
+        return await on_reader(lambda con: rejected_lines(con, limit), json_response)
 
     async def index_sync(request: Request) -> Response:
         if not is_local_client(request.scope):
