@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from api.output import fail
-from indexer.errors import CcoError
+from indexer.errors import CcoError, IndexLocked, ServiceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -175,18 +175,32 @@ def _elsewhere(exc: Exception, ctx: Any) -> str | None:
     return f"{flag} is not an option of `cco report {command}`; {', '.join(takers)} {verb} it"
 
 
+def _run(args: list[str]) -> None:
+    from api.options import empty_path
+
+    if flag := empty_path(args):
+        fail(f"{flag} needs a path, got ''")
+    if args[:1] == ["report"] and _run_report(args[1:]):
+        return
+    if args[:1] == ["index"] and _run_index_command(args[1:]):
+        return
+    _run_typer(build_app(args[0] if args[:1] and args[0] in GROUPS else None))
+
+
 def main() -> None:
     args = sys.argv[1:]
     try:
-        from api.options import empty_path
+        try:
+            _run(args)
+        except (IndexLocked, ServiceError) as exc:
+            # A `cco index run` that is starting or stopping holds the index without serving it:
+            # once it serves it (or has let go of it) the command runs again, through it or on the
+            # file. Commands fail on the lock or the connection before they change anything.
+            from api.client import handed_over
 
-        if flag := empty_path(args):
-            fail(f"{flag} needs a path, got ''")
-        if args[:1] == ["report"] and _run_report(args[1:]):
-            return
-        if args[:1] == ["index"] and _run_index_command(args[1:]):
-            return
-        _run_typer(build_app(args[0] if args[:1] and args[0] in GROUPS else None))
+            if not handed_over(exc):
+                raise
+            _run(args)
     except CcoError as exc:
         fail(str(exc))
     except BrokenPipeError:

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,23 @@ def _bind(host: str, port: int) -> socket.socket:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     sock.set_inheritable(True)
     return sock
+
+
+def _open(service: LiveService) -> None:
+    """Open the service's index, writing the run file once its lock is taken. A lock held by another
+    command (a report, a status, a sync) is waited out for up to HANDOVER_S: those end soon, and a
+    service started beside them (a login script, a restart) should not fail for it."""
+    from api.client import HANDOVER_S, is_service
+
+    deadline = time.monotonic() + HANDOVER_S
+    while True:
+        try:
+            service.open(locked=service.write_run_file)
+            return
+        except IndexLocked as exc:
+            if exc.holder is None or is_service(exc.holder) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _already_running(db: Path) -> str | None:
@@ -163,7 +181,7 @@ def run_service(
     try:
         # The run file is written as soon as the lock is taken: a command started meanwhile goes
         # through the service (its request waits in the listening socket) instead of being refused.
-        service.open(locked=service.write_run_file)
+        _open(service)
     except IndexLocked as exc:
         sock.close()
         fail(_already_running(path) or str(exc))  # names the holder (a sync, a report, ...)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import http.client
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from indexer.errors import ServiceError
-from indexer.runfile import RunInfo, read_run_file
+from indexer.errors import IndexLocked, ServiceError
+from indexer.runfile import RunInfo, pid_alive, read_run_file
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -67,6 +68,8 @@ class Service:
             content = response.read()
         except TimeoutError:
             raise ServiceError(f"{who} did not answer {method} {path} in time") from None
+        except ConnectionRefusedError as exc:  # its run file is up, its port closed: it is stopping
+            raise ServiceError(f"cannot reach {who}: {exc}", self.info.pid, self.info.db) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceError(f"cannot reach {who}: {exc or type(exc).__name__}") from None
         finally:
@@ -89,3 +92,39 @@ def service_for(db: Path) -> Service | None:
     if info is None:
         return None
     return Service(info, token=os.environ.get("CCO_TOKEN") or None)
+
+
+HANDOVER_S = 5.0  # how long a command waits for a starting or stopping service (see handed_over)
+
+
+def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) -> bool:
+    """Whether a command that failed with `exc` can run again now, after waiting for a `cco index run`
+    that holds the index without serving it: one starting (it takes the lock, then writes its run
+    file) or stopping (its port closes, then it lets go of the index and removes its run file).
+
+    Waits until the service's run file is up (a lock met) or gone (a connection refused), or the
+    service has ended: True then, False after `timeout` or when the holder is not a `cco index run`
+    (a sync or a rebuild runs for as long as it needs; the user is told to wait for it).
+    """
+    starting = isinstance(exc, IndexLocked)
+    pid = exc.holder if isinstance(exc, IndexLocked) else exc.refused_by
+    if pid is None or not exc.db or not is_service(pid):
+        return False
+    db = Path(exc.db)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_run_file(db)
+        if not pid_alive(pid) or (info is not None and info.pid == pid) == starting:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def is_service(pid: int) -> bool:
+    """Whether process `pid` is a `cco index run` (its command line, where /proc has it; assumed
+    elsewhere: the wait is then bounded by HANDOVER_S)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes()  # NUL-separated arguments
+    except OSError:
+        return not Path("/proc/self").exists()
+    return b"\0index\0run\0" in args

@@ -20,7 +20,12 @@ class IndexCorrupt(CcoError):
 
 
 class IndexLocked(CcoError):
-    pass
+    """`holder`: the pid holding the lock of index file `db`, when DuckDB's message names it."""
+
+    def __init__(self, message: str, holder: int | None = None, db: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.db = db
 
 
 class BadInput(CcoError):
@@ -28,7 +33,13 @@ class BadInput(CcoError):
 
 
 class ServiceError(CcoError):
-    pass
+    """`refused_by`: the pid of the service for index file `db` whose run file is up but whose
+    port refused the connection (it is stopping)."""
+
+    def __init__(self, message: str, refused_by: int | None = None, db: str = "") -> None:
+        super().__init__(message)
+        self.refused_by = refused_by
+        self.db = db
 
 
 class WorkerDied(CcoError):

@@ -119,7 +119,12 @@ def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConne
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
-            raise IndexLocked(f"index {path} is in use by {_holder(text)}; stop it or wait for it to finish") from None
+            m = _LOCK_PID.search(text)
+            raise IndexLocked(
+                f"index {path} is in use by {_holder(text)}; stop it or wait for it to finish",
+                int(m.group(1)) if m else None,
+                str(path),
+            ) from None
         raise IndexCorrupt(f"cannot open index {path}: {_first_line(exc)}{REBUILD_HINT}") from None
     except duckdb.Error as exc:
         raise damaged(path, exc) from None

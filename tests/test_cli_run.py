@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from indexer.paths import run_file
-from tests.conftest import run_cco, write_tree
+from tests.conftest import CCO, run_cco, write_tree
 from tests.live_helpers import calls, free_port, start_cco_run, wait_for_http
 
 
@@ -118,3 +120,40 @@ def test_stale_run_file_does_not_block(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_commands_sent_while_the_service_starts_or_stops_go_through(tmp_path: Path) -> None:
+    """A command that meets the index locked by a service still starting (before its run file) or
+    the closed port of one stopping (before it lets go) waits for the handover instead of failing."""
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls(3)})
+    db = tmp_path / "i.duckdb"
+    assert run_cco("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+
+    def statuses() -> list[subprocess.Popen[str]]:
+        procs = []
+        for _ in range(8):  # spread over the window
+            procs.append(
+                subprocess.Popen(
+                    [CCO, "index", "status", "--db", str(db), "--json"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            time.sleep(0.04)
+        return procs
+
+    port = free_port()
+    service = start_cco_run(tree, db, port)
+    try:
+        starting = statuses()
+        wait_for_http(f"http://127.0.0.1:{port}/api/stats")
+        service.send_signal(signal.SIGTERM)
+        stopping = statuses()
+        assert service.wait(10) == 0
+    finally:
+        service.kill()
+    for proc in starting + stopping:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["calls"] == 3

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from api.app import create_app
-from api.client import Service, service_for
+from api.client import Service, handed_over, service_for
 from api.service import LiveService
-from indexer.errors import ServiceError
-from indexer.runfile import RunInfo, write_run_file
+from indexer.errors import IndexLocked, ServiceError
+from indexer.paths import run_file
+from indexer.runfile import RunInfo, now_iso, write_run_file
 from tests.conftest import write_tree
 from tests.live_helpers import ThreadServer, calls, free_port, make_config, wait_for
 
@@ -102,3 +106,63 @@ def test_the_client_needs_no_test_dependency() -> None:
 
     code = "import sys, api.client; sys.exit('httpx' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.fixture
+def holder(request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[bytes]]:
+    """A live process whose command line reads `… index run` (as a service's does), or not."""
+    argv = ["index", "run"] if getattr(request, "param", True) else ["index", "sync"]
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _later(action: object, delay: float = 0.3) -> threading.Timer:
+    timer = threading.Timer(delay, action)  # type: ignore[arg-type]
+    timer.start()
+    return timer
+
+
+def _info(db: Path, pid: int) -> RunInfo:
+    return RunInfo(pid=pid, port=1, host="127.0.0.1", token=False, started=now_iso(), db=str(db))
+
+
+def test_a_lock_held_by_a_starting_service_is_waited_out(tmp_path: Path, holder: subprocess.Popen[bytes]) -> None:
+    """The service takes the lock, then writes its run file: a command that met the lock waits for it."""
+    db = tmp_path / "index.duckdb"
+    _later(lambda: write_run_file(db, _info(db, holder.pid)))
+    assert handed_over(IndexLocked("in use", holder.pid, str(db)))
+    assert run_file(db).exists()  # it returned because the run file came
+
+
+def test_a_refused_connection_to_a_stopping_service_is_waited_out(
+    tmp_path: Path, holder: subprocess.Popen[bytes]
+) -> None:
+    db = tmp_path / "index.duckdb"
+    write_run_file(db, _info(db, holder.pid))
+    _later(run_file(db).unlink)
+    assert handed_over(ServiceError("refused", holder.pid, str(db)))
+    assert not run_file(db).exists()
+    write_run_file(db, _info(db, holder.pid))
+    _later(lambda: (holder.kill(), holder.wait()))  # or it ends (and its parent reaps it)
+    assert handed_over(ServiceError("refused", holder.pid, str(db)))
+    assert holder.returncode is not None
+
+
+def test_a_service_that_stays_silent_is_not_waited_for_long(tmp_path: Path, holder: subprocess.Popen[bytes]) -> None:
+    db = tmp_path / "index.duckdb"
+    assert not handed_over(IndexLocked("in use", holder.pid, str(db)), timeout=0.3)
+    write_run_file(db, _info(db, holder.pid))
+    assert not handed_over(ServiceError("refused", holder.pid, str(db)), timeout=0.3)
+
+
+@pytest.mark.parametrize("holder", [False], indirect=True)
+def test_other_holders_are_not_waited_for(tmp_path: Path, holder: subprocess.Popen[bytes]) -> None:
+    """A sync or a rebuild holds the index as long as it needs: the command says so at once."""
+    db = tmp_path / "index.duckdb"
+    timer = _later(lambda: write_run_file(db, _info(db, holder.pid)))
+    assert not handed_over(IndexLocked("in use", holder.pid, str(db)))
+    assert not run_file(db).exists()  # it did not wait for the run file
+    timer.join()
+    assert not handed_over(IndexLocked("in use", None, str(db)))  # holder unknown
