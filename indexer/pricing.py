@@ -14,10 +14,12 @@ error notices, model `<synthetic>`) count as calls and cost 0; other `<synthetic
 calls, and the model is priced at 0 should one be.
 
 Matching a model id: exact; then without a provider prefix (`anthropic/`, `anthropic.`, Bedrock's
-`us.anthropic.`) or a date suffix (`-20250929`, Vertex's `@20250929`), in either direction;
-then the longest known id that is a prefix of it (and not followed by a digit, so
-`claude-sonnet-4-60` is not `claude-sonnet-4-6`). No match: cost 0, listed as unpriced, never
-silently.
+`us.anthropic.`) or a date suffix (`-20250929`, Vertex's `@20250929`; also the aliases' `-latest`
+and `-0`: `claude-opus-4-0` is `claude-opus-4-20250514`), in either direction; then the longest
+known id that is a prefix of it, unless what follows is another version: a digit
+(`claude-sonnet-4-60` is not `claude-sonnet-4-6`) or `-` and a number that is not a date
+(`claude-sonnet-5-5` is not `claude-sonnet-5`; `…-20250929-v1:0` is `…-20250929`). No match:
+cost 0, listed as unpriced, never silently.
 
 The user's `pricing.toml` has the bundled file's shape; it is validated as a whole (a bad value
 is an error naming its line) and rewritten whole and atomically by `update_user_price` and
@@ -51,7 +53,8 @@ LONG_CONTEXT_PREFIX = "long_context_"
 MODEL_KEYS = (*RATE_FIELDS, *(LONG_CONTEXT_PREFIX + f for f in RATE_FIELDS), "fast_multiplier", "tier")
 _TOP_KEYS = ("models", "web_search_per_1000")
 # Patterns are compiled on first use (re caches them): a report's models usually match exactly.
-_DATE_SUFFIX = r"[-@]\d{8}$"
+_DATE_SUFFIX = r"(?:[-@]\d{8}|-latest|-0)$"
+_NEXT_VERSION = r"\d|-\d(?!\d{7}(?!\d))"  # after a known id: a version of its own, not a date
 _PROVIDER_PREFIX = r"^(?:[a-z]{2,8}\.)?anthropic[/.]"
 _USER_HEADER = """\
 # cco user prices, USD per million tokens: they override or add to the bundled prices.
@@ -91,7 +94,7 @@ class PriceBook(NamedTuple):
         same = [k for k in models if re.sub(_DATE_SUFFIX, "", k) == undated]
         if same:
             return models[max(same)]
-        prefixes = [k for k in models if bare.startswith(k) and not bare[len(k) : len(k) + 1].isdigit()]
+        prefixes = [k for k in models if bare.startswith(k) and not re.match(_NEXT_VERSION, bare[len(k) :])]
         return models[max(prefixes, key=len)] if prefixes else None
 
 

@@ -298,6 +298,12 @@ def test_an_unpriced_model_takes_its_tier_from_its_id(build: Build) -> None:
         ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5-20250929"),  # Bedrock
         ("claude-sonnet-5-preview", "claude-sonnet-5"),
         ("claude-sonnet-4-60", None),  # a prefix followed by a digit is another model
+        ("claude-haiku-5-5", None),  # ... or by another version number (not claude-haiku-5...)
+        ("claude-sonnet-5-6-20261001", None),
+        ("claude-fable-5-2", None),
+        ("claude-opus-4-0", "claude-opus-4-20250514"),  # the aliases' spellings
+        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet-20241022"),
+        ("claude-opus-4-6[1m]", "claude-opus-4-6"),
         ("claude-opus-4-9", None),
         ("gpt-4o", None),
         ("unknown", None),
@@ -314,8 +320,9 @@ def _price(model: str, rate: float) -> ModelPrice:
 
 def test_matching_prefers_the_longest_prefix_and_the_latest_date() -> None:
     book = PriceBook({m: _price(m, 1.0) for m in ("claude-x", "claude-x-big", "m-20240101", "m-20250101")})
-    assert book.match("claude-x-big-2") == book.models["claude-x-big"]
-    assert book.match("claude-x-2") == book.models["claude-x"]
+    assert book.match("claude-x-big-preview") == book.models["claude-x-big"]
+    assert book.match("claude-x-preview") == book.models["claude-x"]
+    assert book.match("claude-x-2") is None  # another version, not claude-x
     assert book.match("m") == book.models["m-20250101"]
 
 
@@ -413,6 +420,15 @@ def test_bundled_prices_match_the_issue_table() -> None:
         "claude-haiku-4-5-20251001": ((1, 5, 1.25, 2, 0.10), None, 1),
         "claude-sonnet-5": ((2, 10, 2.50, 4, 0.20), None, 1),
         "claude-fable-5": ((10, 50, 12.50, 20, 1.00), None, 1),
+        # added later, from Anthropic's pricing page and model overview (see the file's comments)
+        "claude-opus-5": ((5, 25, 6.25, 10, 0.50), None, 1),
+        "claude-fable-5-1": ((10, 50, 12.50, 20, 0.25), None, 1),
+        "claude-mythos-5": ((10, 50, 12.50, 20, 1.00), None, 1),
+        "claude-mythos-5-1": ((10, 50, 12.50, 20, 0.25), None, 1),
+        "claude-3-opus-20240229": ((15, 75, 18.75, 30, 1.50), None, 1),
+        "claude-3-haiku-20240307": ((0.25, 1.25, 0.30, 0.50, 0.03), None, 1),
+        "claude-opus-5-5": ((4, 20, 5, 8, 0.20), None, 1),
+        "claude-sonnet-5-5": ((2, 10, 2.50, 4, 0.10), None, 1),
     }
     assert set(models) == set(table)
     for model, (rates, long_context, fast) in table.items():
