@@ -80,7 +80,10 @@ class Service:
             data = None
         if response.status >= 400:
             detail = data.get("error") if isinstance(data, dict) else None
-            raise ServiceError(f"{who} refused {method} {path}: {response.status} {detail or response.reason}")
+            message = f"{who} refused {method} {path}: {response.status} {detail or response.reason}"
+            # 503: it cannot answer now (shutting down): the command may go on once it has stopped
+            stopping = (self.info.pid, self.info.db) if response.status == 503 else (None, "")
+            raise ServiceError(message, *stopping)
         if data is None and content:
             raise ServiceError(f"{who} answered {method} {path} with something that is not JSON")
         return data
@@ -100,7 +103,8 @@ HANDOVER_S = 5.0  # how long a command waits for a starting or stopping service 
 def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) -> bool:
     """Whether a command that failed with `exc` can run again now, after waiting for a `cco index run`
     that holds the index without serving it: one starting (it takes the lock, then writes its run
-    file) or stopping (its port closes, then it lets go of the index and removes its run file).
+    file) or stopping (it answers 503 or its port is closed, then it lets go of the index and
+    removes its run file).
 
     Waits until the service's run file is up (a lock met) or gone (a connection refused), or the
     service has ended: True then, False after `timeout` or when the holder is not a `cco index run`

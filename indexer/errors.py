@@ -33,8 +33,8 @@ class BadInput(CcoError):
 
 
 class ServiceError(CcoError):
-    """`refused_by`: the pid of the service for index file `db` whose run file is up but whose
-    port refused the connection (it is stopping)."""
+    """`refused_by`: the pid of the service for index file `db` that refused the connection or
+    answered 503 while its run file is up (it is stopping)."""
 
     def __init__(self, message: str, refused_by: int | None = None, db: str = "") -> None:
         super().__init__(message)
