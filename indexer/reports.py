@@ -205,9 +205,30 @@ def _filters(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> tuple[str, 
         # Match the few distinct projects in Python, then filter by equality (no per-row regex).
         known = [r[0] for r in con.execute("SELECT DISTINCT project FROM calls").fetchall()]
         chosen = [p for p in known if project_matches(p, opts.project)]
-        where.append(f"project IN ({', '.join('?' * len(chosen))})" if chosen else "false")
-        params += chosen
+        sessions = sessions_in_folder(con, opts.project)
+        either = [
+            *([f"project IN ({', '.join('?' * len(chosen))})"] if chosen else []),
+            *([f"session IN ({', '.join('?' * len(sessions))})"] if sessions else []),
+        ]
+        where.append(f"({' OR '.join(either)})" if either else "false")
+        params += chosen + sessions
     return " AND ".join(where), params
+
+
+def sessions_in_folder(con: duckdb.DuckDBPyConnection, folder: str) -> list[str]:
+    """The sessions whose transcripts Claude Code filed in project folder `folder` (`-work-app`).
+
+    A call's project is its line's cwd, so a session that changed directory (`cd frontend`) has
+    calls of several projects; the folder is where its file lives, whichever cwd its lines have.
+    """
+    from indexer.parse import FileContext  # the path rules of sessions and folders
+
+    name = folder.strip()
+    if not name or "/" in name or "\\" in name:
+        return []
+    paths = con.execute("SELECT path FROM files WHERE contains(path, ?)", [f"/{name}/"]).fetchall()
+    found = {ctx.session for (path,) in paths if (ctx := FileContext.for_path(path)).project_fallback == name}
+    return sorted(found)
 
 
 def period_of(day: str, kind: str, start_of_week: str) -> str:

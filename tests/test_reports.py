@@ -15,6 +15,8 @@ from indexer.pricing import apply_prices, load_book
 from indexer.reports import period_of, period_report, report_options, system_timezone, utc_bounds
 from indexer.status import index_status
 from indexer.store import Index
+from tests.conftest import write_tree
+from tests.live_helpers import call_line
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "reports"
 
@@ -340,3 +342,30 @@ def test_session_rows_of_projects_with_one_name(tmp_path: Path) -> None:
         ("s", 7, "-w-a-b"),
         ("t", 8, "-w-b"),
     ]
+
+
+def test_a_folder_name_covers_its_sessions_whatever_their_cwd(tmp_path: Path) -> None:
+    """--project with Claude Code's folder name means the sessions filed there: a call made after
+    `cd frontend` has that cwd as its project, and a 2.0 subagent file is a session of its own."""
+    tree = write_tree(
+        tmp_path / "claude",
+        {
+            "-work-app/s1.jsonl": call_line(cwd="/work/app", input_tokens=100, output_tokens=0)
+            + call_line(cwd="/work/app/frontend", input_tokens=200, output_tokens=0),
+            "-work-app/agent-b2.jsonl": call_line(cwd="/work/app", input_tokens=50, output_tokens=0),
+            "-work-app-frontend/s2.jsonl": call_line(cwd="/work/app-frontend", input_tokens=7, output_tokens=0),
+            "-work-other/s3.jsonl": call_line(cwd="/work/other", input_tokens=1000, output_tokens=0),
+        },
+    )
+    with Index(tmp_path / "i.duckdb") as ix:
+        sync(ix, [tree])
+
+        def tokens(project: str) -> int:
+            totals = period_report(ix.con, "daily", report_options(timezone="UTC", project=project))["totals"]
+            return int(totals["totalTokens"])
+
+        assert tokens("-work-app") == 350  # s1 in both cwds, and agent-b2
+        assert tokens("/work/app") == 150  # the cwd itself: s1's first call and agent-b2
+        assert tokens("frontend") == 200
+        assert tokens("-work-app-frontend") == 207  # its folder, and the cwd that encodes to it
+        assert tokens("-work") == 0
