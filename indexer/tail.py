@@ -15,12 +15,17 @@ import threading
 from dataclasses import dataclass
 
 from indexer.parse import FileContext, ParseResult, hash64, parse_lines
+from schemas.records import RejectRow
 
 FINGERPRINT_BYTES = 1024
 TAIL_BYTES = 64
 CHUNK_BYTES = 4 << 20
 # A read of more than this goes through the thread's reused chunk buffer (see _chunk_buffer).
 REUSE_BYTES = 128 << 10
+# A line longer than this is not read: it is rejected (never a real transcript line, which is
+# megabytes at most; a run of NULs left by a crash can be gigabytes). Reading it whole would take
+# that much memory, and Linux returns at most ~2 GiB per read.
+MAX_LINE_BYTES = 1 << 30
 _local = threading.local()
 
 
@@ -159,6 +164,12 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
                 if not complete:
                     end = line_end
                     break  # a partial last line: wait for its newline
+                if line_end - 1 - pos > MAX_LINE_BYTES:  # its length, without the newline
+                    reason = f"line too long to read ({line_end - 1 - pos:,} bytes; at most {MAX_LINE_BYTES:,})"
+                    parsed.rejects.append(RejectRow(plan.path, pos, reason))
+                    parsed.lines += 1
+                    pos = line_end
+                    continue
                 del chunk
                 chunk = os.pread(fd, line_end - pos, pos)
                 if len(chunk) != line_end - pos or not chunk.endswith(b"\n"):

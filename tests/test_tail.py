@@ -268,3 +268,29 @@ def test_chunk_boundaries_do_not_change_what_is_read(tmp_path: Path, monkeypatch
         got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
         assert got is not None
         assert (got.parsed, got.state.offset, got.state.lines) == (whole, len(data), whole.lines)
+
+
+@pytest.mark.parametrize("reuse", [0, 1 << 40])
+def test_a_line_too_long_to_read_is_rejected_and_the_file_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reuse: int
+) -> None:
+    """A line over MAX_LINE_BYTES (a crash's run of NULs can be gigabytes) is rejected without being
+    read whole; the calls around it count, and the user line before it still times the next call."""
+    monkeypatch.setattr(tail, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(tail, "REUSE_BYTES", reuse)
+    monkeypatch.setattr(tail, "MAX_LINE_BYTES", 10_000)
+    user = orjson.dumps(
+        {"type": "user", "uuid": "5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b", "timestamp": "2026-01-01T00:00:00.500Z"}
+    )
+    path = tmp_path / "p" / "s.jsonl"
+    path.parent.mkdir()
+    long_at = len(call(1)) + len(user) + 1
+    path.write_bytes(call(1) + user + b"\n" + b"\x00" * 10_001 + b"\n" + call(2))
+    got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
+    assert got is not None
+    assert [c.input_tokens for c in got.parsed.calls] == [1, 2]
+    assert got.parsed.calls[1].latency_ms == 1500  # from the user line at 00:00:00.500 to 00:00:02
+    assert [(r.offset, r.reason) for r in got.parsed.rejects] == [
+        (long_at, "line too long to read (10,001 bytes; at most 10,000)")
+    ]
+    assert (got.state.offset, got.parsed.lines) == (path.stat().st_size, 4)
