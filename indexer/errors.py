@@ -3,6 +3,7 @@
 CcoError                 base: str(exc) is the whole message shown to the user
 ├── IndexCorrupt         the index file cannot be opened as a DuckDB database
 ├── IndexLocked          another process holds the index (the message names it)
+├── IndexDenied          the index file or its folder may not be read or written (permissions)
 ├── BadInput             a user-supplied value is invalid (dates, prices, options)
 ├── ServiceError         a running service could not be reached or refused a request
 └── WorkerDied           a parser process ended in the middle of a pass (killed, out of memory)
@@ -26,6 +27,10 @@ class IndexLocked(CcoError):
         super().__init__(message)
         self.holder = holder
         self.db = db
+
+
+class IndexDenied(CcoError):
+    pass
 
 
 class BadInput(CcoError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.engine import duckdb, rollback
-from indexer.errors import CcoError, IndexLocked, WorkerDied
+from indexer.errors import CcoError, IndexDenied, IndexLocked, WorkerDied
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.pricing import PriceBook, apply_prices
@@ -51,13 +51,14 @@ def _hold_old(db: Path) -> tuple[Index | None, str | None]:
     file about to go. (None, why) when it cannot be opened: damaged (then it is read as it can be).
 
     A lock is not such a reason: IndexLocked goes to the caller (replacing an index another
-    process holds would lose its writes).
+    process holds would lose its writes), nor are permissions (IndexDenied: a file the user made
+    read-only is not replaced behind their back).
     """
     if not db.exists():
         return None, None
     try:
         return Index(db), None
-    except IndexLocked:
+    except (IndexLocked, IndexDenied):
         raise
     except CcoError as exc:
         return None, str(exc).removesuffix(REBUILD_HINT)  # we are rebuilding

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb, rollback
-from indexer.errors import IndexCorrupt, IndexLocked
+from indexer.errors import IndexCorrupt, IndexDenied, IndexLocked
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
@@ -103,7 +103,11 @@ def is_damage(exc: duckdb.Error) -> bool:
     return type(exc) is duckdb.Error or isinstance(exc, damage) or "corrupt" in str(exc).lower()
 
 
-def damaged(path: Path, exc: BaseException) -> IndexCorrupt:
+def damaged(path: Path, exc: BaseException) -> IndexCorrupt | IndexDenied:
+    """The error for a file DuckDB cannot use: damaged, or not ours to read or write (which a
+    rebuild would not mend: the message says so instead)."""
+    if "permission denied" in str(exc).lower():
+        return IndexDenied(f"cannot use index {path}: {_first_line(exc)}")
     return IndexCorrupt(f"index {path} is damaged ({_first_line(exc)}){REBUILD_HINT}")
 
 
@@ -116,8 +120,10 @@ def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConne
     """
     try:
         return duckdb.connect(str(path), read_only=read_only, config={"threads": 1})
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
         text = str(exc)
+        if not isinstance(exc, duckdb.IOException) or "permission denied" in text.lower():
+            raise damaged(path, exc) from None
         if "lock" in text.lower():
             m = _LOCK_PID.search(text)
             raise IndexLocked(
@@ -126,8 +132,6 @@ def open_connection(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConne
                 str(path),
             ) from None
         raise IndexCorrupt(f"cannot open index {path}: {_first_line(exc)}{REBUILD_HINT}") from None
-    except duckdb.Error as exc:
-        raise damaged(path, exc) from None
 
 
 class Index:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CCO, index_held_elsewhere, run_cco, write_tree
+from tests.live_helpers import calls as calls_of
 
 RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
 SAMPLES = {
@@ -314,3 +315,46 @@ def test_version() -> None:
     declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["version"]
     for flag in ("--version", "-V"):
         assert ok(flag).stdout == f"cco {declared}\n"
+
+
+def _as_a_user(*args: str) -> subprocess.CompletedProcess[str]:
+    """`cco ARGS` with file permissions enforced: as root, without the capabilities that override them."""
+    import os
+    import shutil
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+        caps = "-dac_override,-dac_read_search"
+        prefix = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    return subprocess.run([*prefix, CCO, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_permission_problems_are_not_called_damage(tmp_path: Path) -> None:
+    """A read-only folder or index file is said to be one; `rebuild` (which would not help) is not
+    suggested, and a rebuild does not replace a file the user made read-only."""
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls_of(2)})
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "i.duckdb"
+    assert run_cco("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+    folder.chmod(0o555)
+    try:
+        for args in (
+            ("index", "sync", "--source", str(tree), "--db", str(db)),  # the log cannot be made
+            ("index", "sync", "--source", str(tree), "--db", str(folder / "new.duckdb")),
+            ("index", "rebuild", "--source", str(tree), "--db", str(db)),
+        ):
+            r = _as_a_user(*args)
+            assert r.returncode == 2 and "Permission denied" in r.stderr, r.stderr
+            assert "damaged" not in r.stderr and "rebuild" not in r.stderr and r.stderr.count("\n") == 1
+    finally:
+        folder.chmod(0o755)
+    db.chmod(0o444)
+    before = db.read_bytes()
+    r = _as_a_user("index", "rebuild", "--source", str(tree), "--db", str(db))
+    assert r.returncode == 2 and "Permission denied" in r.stderr and "damaged" not in r.stderr
+    assert db.read_bytes() == before and not db.stat().st_mode & 0o222
+    report = _as_a_user("report", "daily", "--json", "--db", str(db))  # reading needs no write
+    assert report.returncode == 0 and json.loads(report.stdout)["totals"]["inputTokens"] > 0
