@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from api.options import DB, MODE, SOURCE, roots_of, typer_option
-from api.output import console, err_console, note_no_index, print_fields, print_json, unnamed_warning
+from api.output import console, err_console, note_no_index, print_fields, print_json, skipped_warnings
 from indexer.paths import db_path, pricing_file, run_file
 
 # The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
@@ -97,7 +97,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         if roots and not report.files_seen:
             where = ", ".join(map(str, roots))
             err_console.print(f"cco: note: no transcripts (*.jsonl) under {where}", highlight=False, soft_wrap=True)
-    if warning := unnamed_warning(report.files_unnamed, report.unnamed_example):
+    for warning in skipped_warnings(report):
         err_console.print(f"cco: warning: {warning}", highlight=False, soft_wrap=True)
     console.print(
         f"read {report.bytes_read:,} bytes from {report.files_read} of {report.files_seen} files: "
@@ -123,7 +123,7 @@ def _price(index: Index) -> None:
 
 _REPORT_FIELDS = (
     "files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds",
-    "files_unnamed", "unnamed_example",
+    "files_unnamed", "unnamed_example", "files_unreadable", "unreadable_example",
 )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from api.options import DB, SOURCE, Opt, roots_of, typer_command
-from api.output import unnamed_warning
+from api.output import skipped_warnings
 from indexer.errors import CcoError
 from indexer.paths import db_path, pricing_file
 
@@ -50,7 +50,7 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "
         f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)"
     )
-    if warning := unnamed_warning(s.files_unnamed, s.unnamed_example):
+    for warning in skipped_warnings(s):
         print(f"cco: warning: {warning}", file=sys.stderr)
     if report.salvage_error:
         lost = report.unsalvaged_files

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from indexer.ingest import SyncReport
+
 # Made on first use (see __getattr__); `from api.output import console` works as usual.
 console: Console
 err_console: Console
@@ -83,12 +85,22 @@ def note_no_index(path: Path) -> None:
     print(f"cco: note: no index at {path} yet (`cco index sync` or `cco index run` makes it)", file=sys.stderr)
 
 
-def unnamed_warning(count: int, example: str | None) -> str | None:
-    """The warning for transcripts a pass could not read because their names are not UTF-8 (the
-    commands print it after `cco: warning: `, the service logs it)."""
-    if not count:
-        return None
-    return f"{count} transcript file(s) not read: the name is not UTF-8 (e.g. {example}); rename them to read them"
+def skipped_warnings(report: SyncReport) -> list[str]:
+    """The warnings for transcripts a pass found and could not read: names that are not UTF-8,
+    files or folders without read permission (the commands print each after `cco: warning: `, the
+    service logs them)."""
+    out = []
+    if report.files_unnamed:
+        out.append(
+            f"{report.files_unnamed} transcript file(s) not read: the name is not UTF-8 "
+            f"(e.g. {report.unnamed_example}); rename them to read them"
+        )
+    if report.files_unreadable:
+        out.append(
+            f"{report.files_unreadable} transcript file(s) or folder(s) not read: no permission to read "
+            f"(e.g. {report.unreadable_example}); what the index holds of them is kept"
+        )
+    return out
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -42,7 +42,7 @@ import orjson
 
 from api.context import AppContext
 from api.defaults import DEFAULT_HOST, DEFAULT_INTERVAL, DEFAULT_PORT, DEFAULT_RESCAN
-from api.output import unnamed_warning
+from api.output import skipped_warnings
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import CcoError, ServiceError
@@ -238,6 +238,8 @@ def report_json(report: SyncReport) -> dict[str, Any]:
         "seconds": round(report.seconds, 4),
         "files_unnamed": report.files_unnamed,
         "unnamed_example": report.unnamed_example,
+        "files_unreadable": report.files_unreadable,
+        "unreadable_example": report.unreadable_example,
     }
 
 
@@ -284,7 +286,7 @@ class LiveService:
         # anyway, and loading every row again per health call cost ~5 MB of heap that stayed.
         self._known: dict[str, FileState] | None = None
         self._stopping = threading.Event()
-        self._unnamed_logged = 0
+        self._skipped_logged = (0, 0)
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
         self._pool: ParserPool | None = None
@@ -721,10 +723,11 @@ class LiveService:
     def _committed(self, report: SyncReport) -> None:
         # Logged when a pass finds a new number of such files; a pass that looked at a few files only
         # (a watcher's) finds none and changes nothing, so the rescans do not repeat it.
-        warning = unnamed_warning(report.files_unnamed, report.unnamed_example)
-        if warning and report.files_unnamed != self._unnamed_logged:
-            self._unnamed_logged = report.files_unnamed
-            log.warning("%s", warning)
+        skipped = (report.files_unnamed, report.files_unreadable)
+        if any(skipped) and skipped != self._skipped_logged:
+            self._skipped_logged = skipped
+            for warning in skipped_warnings(report):
+                log.warning("%s", warning)
         self._known = self._writer().file_states()  # a copy: the writer goes on changing its own
         self._lag_cache = None
         if report.files_read or report.files_gone:

@@ -59,6 +59,10 @@ class SyncReport:
     # never names files so): how many, and one of them as the terminal can print it.
     files_unnamed: int = 0
     unnamed_example: str | None = None
+    # Transcripts, or folders of them, that exist but may not be read (permissions): how many, one
+    # of them. Files already indexed below such a folder are not marked gone.
+    files_unreadable: int = 0
+    unreadable_example: str | None = None
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Planned:
     gone: list[str]
     seen: int
     unnamed: list[str] = field(default_factory=list)  # paths skipped: not UTF-8 (see SyncReport)
+    unreadable: list[str] = field(default_factory=list)  # files and folders skipped: no permission
 
     @property
     def bytes(self) -> int:
@@ -87,25 +92,31 @@ def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> P
     def under_roots(path: str) -> bool:
         return any(path.startswith(r + os.sep) for r in root_strs)
 
+    unlisted: list[str] = []
     if only is not None:
         found: Iterable[tuple[str, os.stat_result]] = [
             (p, st) for p in sorted(only) if under_roots(p) and (st := _stat_jsonl(p)) is not None
         ]
         states = index.file_states(p for p in only if under_roots(p))
     else:
-        found = iter_transcripts(roots)
+        found = iter_transcripts(roots, unlisted)
         states = index.file_states()
-    return planned(found, states, under_roots)
+    return planned(found, states, under_roots, unlisted)
 
 
 def planned(
-    found: Iterable[tuple[str, os.stat_result]], states: dict[str, FileState], under_roots: Callable[[str], bool]
+    found: Iterable[tuple[str, os.stat_result]],
+    states: dict[str, FileState],
+    under_roots: Callable[[str], bool],
+    unlisted: list[str] | None = None,
 ) -> Planned:
     """`plan` for files `found` (path, stat) against stored `states`; `under_roots` tells which
-    stored paths this pass covers (those not found are gone)."""
+    stored paths this pass covers (those not found are gone, unless below a folder in `unlisted`,
+    which could not be listed: filled while `found` is consumed)."""
     plans: list[ReadPlan] = []
     seen: set[str] = set()
     unnamed: list[str] = []
+    unreadable: list[str] = []
     for path, st in found:
         if not path.isascii() and not _utf8(path):
             unnamed.append(path)
@@ -113,9 +124,17 @@ def planned(
         seen.add(path)
         p = plan_read(path, st, states.get(path))
         if p is not None:
+            if not os.access(path, os.R_OK):
+                unreadable.append(path)  # kept as it is: read once it may be
+                continue
             plans.append(p)
-    gone = [p for p, s in states.items() if not s.gone and p not in seen and under_roots(p)]
-    return Planned(plans, gone, len(seen), unnamed)
+    out_of_reach = tuple(d.rstrip(os.sep) + os.sep for d in unlisted or ())
+    gone = [
+        p
+        for p, s in states.items()
+        if not s.gone and p not in seen and under_roots(p) and not p.startswith(out_of_reach)
+    ]
+    return Planned(plans, gone, len(seen), unnamed, [*unreadable, *(unlisted or ())])
 
 
 def _utf8(path: str) -> bool:
@@ -278,9 +297,16 @@ def sync(
     roots = list(roots)
     todo = planned if planned is not None else plan(index, roots, only)
     plans = todo.plans
-    report = SyncReport(files_seen=todo.seen, files_gone=len(todo.gone), files_unnamed=len(todo.unnamed))
+    report = SyncReport(
+        files_seen=todo.seen,
+        files_gone=len(todo.gone),
+        files_unnamed=len(todo.unnamed),
+        files_unreadable=len(todo.unreadable),
+    )
     if todo.unnamed:
         report.unnamed_example = todo.unnamed[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if todo.unreadable:
+        report.unreadable_example = todo.unreadable[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     index.mark_gone(todo.gone)
     pending: list[ReadResult] = []
     pending_columns: list[CallColumns] = []

@@ -40,18 +40,24 @@ def resolve_sources(given: Iterable[Path] | None, include_missing: bool = False)
     return [Path(p) for p in _outermost([str(p.resolve()) for p in found])]
 
 
-def iter_transcripts(roots: Iterable[Path]) -> Iterator[tuple[str, os.stat_result]]:
+def iter_transcripts(roots: Iterable[Path], unlisted: list[str] | None = None) -> Iterator[tuple[str, os.stat_result]]:
     """Every *.jsonl file below each root, with its stat (files that vanish mid-scan are skipped).
+
+    Folders that exist but cannot be listed (no permission) are appended to `unlisted`: what the
+    index knows below them is not gone, only out of reach.
 
     Roots inside another root are walked once, as part of it. Folders that are symbolic links are
     followed after every real folder has been walked, skipping those whose target was walked (real
     folders are known by path, folders under links by device and inode): links cannot loop, and a
     folder reached two ways is read once, under its real path. A tree without links costs one set
-    insertion per folder more than a plain walk.
+    insertion per folder more than a plain walk. Files that are links come last, and only those
+    whose target was not read already (by device and inode), so a file is read once too.
     """
     real_dirs: set[str] = set()
     linked_dirs: set[tuple[int, int]] = set()
     later: list[str] = []
+    files: set[tuple[int, int]] = set()  # (device, inode) of every file yielded
+    linked_files: list[tuple[str, os.stat_result]] = []
     stack: list[tuple[str, bool]] = [(top, False) for top in _outermost([str(r) for r in roots])]
     while stack or later:
         if stack:
@@ -69,7 +75,11 @@ def iter_transcripts(roots: Iterable[Path]) -> Iterator[tuple[str, os.stat_resul
             else:
                 real_dirs.add(top)
             entries = list(os.scandir(top))
+        except FileNotFoundError:
+            continue
         except OSError:
+            if unlisted is not None:
+                unlisted.append(top)
             continue
         for entry in entries:
             try:
@@ -77,11 +87,20 @@ def iter_transcripts(roots: Iterable[Path]) -> Iterator[tuple[str, os.stat_resul
                     stack.append((entry.path, via_link))
                 elif entry.name.endswith(".jsonl"):
                     if entry.is_file():
-                        yield entry.path, entry.stat()
+                        st = entry.stat()
+                        if entry.is_symlink():
+                            linked_files.append((entry.path, st))
+                        else:
+                            files.add((st.st_dev, st.st_ino))
+                            yield entry.path, st
                 elif entry.is_symlink() and entry.is_dir():
                     later.append(entry.path)
             except OSError:
                 continue
+    for path, st in linked_files:
+        if (st.st_dev, st.st_ino) not in files:
+            files.add((st.st_dev, st.st_ino))
+            yield path, st
 
 
 def _outermost(tops: list[str]) -> list[str]:

@@ -358,3 +358,25 @@ def test_permission_problems_are_not_called_damage(tmp_path: Path) -> None:
     assert db.read_bytes() == before and not db.stat().st_mode & 0o222
     report = _as_a_user("report", "daily", "--json", "--db", str(db))  # reading needs no write
     assert report.returncode == 0 and json.loads(report.stdout)["totals"]["inputTokens"] > 0
+
+
+def test_transcripts_without_read_permission_are_reported_and_not_gone(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "claude", {"p1/s1.jsonl": calls_of(2), "p2/s2.jsonl": calls_of(1)})
+    db = tmp_path / "i.duckdb"
+    assert _as_a_user("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+    p2, s3 = tree / "projects" / "p2", tree / "projects" / "p1" / "s3.jsonl"
+    s3.write_bytes(calls_of(4))
+    s3.chmod(0)
+    p2.chmod(0)
+    try:
+        r = _as_a_user("index", "sync", "--source", str(tree), "--db", str(db))
+        status = json.loads(_as_a_user("index", "status", "--db", str(db), "--json").stdout)
+    finally:
+        p2.chmod(0o755)
+        s3.chmod(0o644)
+    assert r.returncode == 0
+    assert "cco: warning: 2 transcript file(s) or folder(s) not read: no permission to read" in r.stderr
+    assert (status["calls"], status["files_live"], status["files_gone"]) == (3, 2, 0)  # p2's file is not gone
+    again = _as_a_user("index", "sync", "--source", str(tree), "--db", str(db))
+    assert "warning" not in again.stderr
+    assert json.loads(run_cco("index", "status", "--db", str(db), "--json").stdout)["calls"] == 7

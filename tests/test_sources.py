@@ -91,3 +91,44 @@ def test_symbolic_links_to_folders_are_followed_once(tmp_path: Path) -> None:
     (projects / "-w-alias").symlink_to(projects / "-w-p1")  # a folder reached twice
     found = sorted(p for p, _ in iter_transcripts([projects]))
     assert found == [str(projects / "-w-link" / "s.jsonl"), str(projects / "-w-p1" / "s.jsonl")]
+
+
+def test_a_file_reached_through_links_is_found_once(tmp_path: Path) -> None:
+    """Under its real path when the tree holds it, else under one of the links to it."""
+    cfg = write_tree(tmp_path / "cfg", {"-w-p1/a.jsonl": "", "-w-p1/b.jsonl": ""})
+    outside = write_tree(tmp_path / "out", {"x/c.jsonl": ""}) / "projects" / "x" / "c.jsonl"
+    projects = cfg / "projects"
+    (projects / "-w-p1" / "0-link-to-a.jsonl").symlink_to(projects / "-w-p1" / "a.jsonl")
+    (projects / "-w-p1" / "c.jsonl").symlink_to(outside)
+    (projects / "-w-p2").mkdir()
+    (projects / "-w-p2" / "c-again.jsonl").symlink_to(outside)
+    (projects / "-w-p2" / "dangling.jsonl").symlink_to(tmp_path / "nothing.jsonl")
+    found = sorted(p for p, _ in iter_transcripts([projects]))
+    real = [str(projects / "-w-p1" / "a.jsonl"), str(projects / "-w-p1" / "b.jsonl")]
+    assert found in (
+        sorted([*real, str(projects / "-w-p1" / "c.jsonl")]),
+        sorted([*real, str(projects / "-w-p2" / "c-again.jsonl")]),
+    )
+
+
+def test_folders_that_cannot_be_listed_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Told apart from folders that are gone: what the index knows below them is out of reach, not deleted."""
+    import os
+
+    cfg = write_tree(tmp_path / "cfg", {"-w-p1/a.jsonl": "", "-w-p2/b.jsonl": ""})
+    projects = cfg / "projects"
+    denied = str(projects / "-w-p2")
+    scandir = os.scandir
+
+    def no_entry(path: str) -> object:
+        if path == denied:
+            raise PermissionError(13, "Permission denied", path)
+        if path.endswith("vanished"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", no_entry)
+    (projects / "vanished").mkdir()
+    unlisted: list[str] = []
+    assert [p for p, _ in iter_transcripts([projects], unlisted)] == [str(projects / "-w-p1" / "a.jsonl")]
+    assert unlisted == [denied]
