@@ -504,7 +504,7 @@ class LiveService:
 
     def health(self) -> dict[str, Any]:
         """Everything /api/metrics/health shows; runs in a worker thread with its own cursor."""
-        index: dict[str, Any] = {"ok": True, "path": str(self.config.db), "error": None}
+        index: dict[str, Any] = {"ok": True, "path": str(self.config.db.absolute()), "error": None}
         files_lagging = bytes_lag = rejected = 0
         unpriced: dict[str, int] = {}
         last_ingest = self.last_ingest

@@ -6,6 +6,7 @@ status, the service and reports all read, so their totals agree by construction.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from indexer.engine import duckdb
@@ -49,9 +50,11 @@ def index_status(index: Index, book: PriceBook, mode: str = "auto", *, apply: bo
         """
     ).fetchone() or (0, 0, 0, 0, None)
     rejected = (con.execute("SELECT count(*) FROM rejects").fetchone() or (0,))[0]
-    size = index.path.stat().st_size if index.path.exists() else 0
+    # The file and its write-ahead log: a running service checkpoints rarely, so between checkpoints
+    # its new rows are in the log (the file alone would look almost empty).
+    size = sum(p.stat().st_size for p in (index.path, Path(f"{index.path}.wal")) if p.exists())
     return IndexStatus(
-        db=str(index.path),
+        db=str(index.path.absolute()),
         files_live=live,
         files_gone=gone,
         calls=calls,

@@ -180,7 +180,7 @@ def test_index_status_and_sync(client: TestClient, tree: Path) -> None:
     report = client.post("/api/index/sync").json()
     assert set(report) == {
         "files_seen", "files_read", "files_gone", "bytes_read", "lines", "call_lines", "rejected", "seconds",
-        "files_unnamed", "unnamed_example",
+        "files_unnamed", "unnamed_example", "files_unreadable", "unreadable_example",
     }  # fmt: skip
     assert report["files_seen"] == 1
     assert client.get("/api/index/status").json()["calls"] == 4

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from indexer.ingest import sync
 from indexer.pricing import load_book
 from indexer.status import index_status
@@ -53,3 +55,17 @@ def test_deleted_files_count_as_gone_and_keep_their_calls(tmp_path: Path, sample
         sync(index, [samples_tree / "projects"])
         s = index_status(index, load_book(None))
     assert (s.files_live, s.files_gone, s.calls, s.total_tokens) == (3, 1, 15, 685817)
+
+
+def test_size_counts_the_write_ahead_log_and_the_path_is_absolute(
+    tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a process holds the index (a running service), new rows sit in index.duckdb.wal."""
+    monkeypatch.chdir(tmp_path)
+    with Index(Path("index.duckdb")) as index:
+        sync(index, [samples_tree / "projects"])
+        wal = tmp_path / "index.duckdb.wal"
+        assert wal.stat().st_size > 0
+        s = index_status(index, load_book(None))
+        assert s.db_size == (tmp_path / "index.duckdb").stat().st_size + wal.stat().st_size
+    assert s.db == str(tmp_path / "index.duckdb")
