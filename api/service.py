@@ -149,6 +149,10 @@ class StreamHub:
         self._queues.discard(q)
 
     def publish(self, data: bytes) -> None:
+        """Send `data` to every client, unless it is the message they had last: a commit that
+        changes nothing newer (a fork's copy of old lines) is not a change to show."""
+        if data == self.latest:
+            return
         self.latest = data
         for q in list(self._queues):
             if q.full():  # a stalled client loses its oldest message, never blocks the others

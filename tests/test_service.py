@@ -383,6 +383,20 @@ def test_stream_hub_bounds_clients_and_drops_oldest_for_slow_ones() -> None:
     asyncio.run(main())
 
 
+def test_stream_hub_does_not_repeat_a_message() -> None:
+    """A commit that changes nothing newer (a fork's copy of old lines) sends no second copy."""
+
+    async def main() -> None:
+        hub = StreamHub()
+        q = hub.subscribe()
+        assert q is not None
+        for data in (b"a", b"a", b"b", b"b", b"a"):
+            hub.publish(data)
+        assert [q.get_nowait() for _ in range(q.qsize())] == [b"a", b"b", b"a"]
+
+    asyncio.run(main())
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE here")
 def test_the_services_parsers_run_only_on_idle_cores() -> None:
     """A catch-up's parser processes are scheduled behind everything, the event loop first."""
