@@ -103,6 +103,33 @@ def iter_transcripts(roots: Iterable[Path], unlisted: list[str] | None = None) -
             yield path, st
 
 
+def linked_folders(roots: Iterable[Path]) -> list[tuple[str, str]]:
+    """(link, target) for each folder link below `roots` whose target lies outside them: the folders
+    iter_transcripts reads under the link's path, which a watch on the roots does not see into."""
+    tops = _outermost([str(r) for r in roots])
+    inside = tuple(t.rstrip(os.sep) + os.sep for t in tops)
+    found: list[tuple[str, str]] = []
+    targets: set[str] = set()
+    stack = list(tops)
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_symlink() and entry.is_dir():
+                    target = os.path.realpath(entry.path)
+                    if not (target + os.sep).startswith(inside) and target not in targets:
+                        targets.add(target)
+                        found.append((entry.path, target))
+            except OSError:
+                continue
+    return found
+
+
 def _outermost(tops: list[str]) -> list[str]:
     """`tops` in their order, without repeats and without those inside another."""
     unique = list(dict.fromkeys(tops))

@@ -10,6 +10,9 @@ emitter threads died, it is rebuilt (and the failure logged), and the reader is 
 events were lost meanwhile. If the OS refuses more watches (inotify's ENOSPC / EMFILE limits)
 the watcher falls back to polling and says so in `mode` and `error` (shown in health). Roots that
 do not exist yet are picked up once they appear; recursive watches cover folders created later.
+A watch does not see through a link to a folder outside the roots (the reader follows such links),
+so each target gets a watch of its own whose events are renamed to the paths under the link; the
+links are listed again whenever folders come and go.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
+
+from indexer.sources import linked_folders
 
 log = logging.getLogger("cco.watch")
 
@@ -74,25 +79,43 @@ Wake = Callable[[list[str] | None], None]
 
 
 class _Wake(FileSystemEventHandler):
-    """Turns relevant events into a wake-up call; never raises (that would kill the observer)."""
+    """Turns relevant events into a wake-up call; never raises (that would kill the observer).
 
-    def __init__(self, wake: Wake) -> None:
+    For the watch on a linked folder's target, `via` is (target, link): events name files under
+    the target, the index knows them under the link. `folders_changed` is called when folders (or
+    links to folders) come, go or move, which may add or drop linked folders to watch.
+    """
+
+    def __init__(
+        self, wake: Wake, folders_changed: Callable[[], None] = lambda: None, via: tuple[str, str] | None = None
+    ) -> None:
         super().__init__()
         self._wake = wake
+        self._folders_changed = folders_changed
+        self._via = (via[0] + os.sep, via[1] + os.sep) if via else None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
             kind = event.event_type
             if event.is_directory:
                 if kind in _DIR_EVENTS:
+                    self._folders_changed()
                     self._wake(None)
             elif kind in _FILE_EVENTS:
                 paths = [os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")]
-                changed = [p for p in paths if p.endswith(".jsonl")]
+                changed = [self._seen_as(p) for p in paths if p.endswith(".jsonl")]
                 if changed:
                     self._wake(changed)
+                elif kind == "created" and os.path.islink(paths[0]) and os.path.isdir(paths[0]):
+                    self._folders_changed()  # a link to a folder: inotify reports it as a file
+                    self._wake(None)
         except Exception:  # a broken callback must not take the observer down
             log.exception("file event handler failed")
+
+    def _seen_as(self, path: str) -> str:
+        if self._via is not None and path.startswith(self._via[0]):
+            return self._via[1] + path[len(self._via[0]) :]
+        return path
 
 
 class Watcher:
@@ -110,7 +133,7 @@ class Watcher:
     ) -> None:
         self.roots = [Path(r) for r in roots]
         self._wake = wake
-        self._handler = _Wake(wake)
+        self._handler = _Wake(wake, self._folders_changed)
         self._factory = observer_factory or Observer
         self._poll_s = poll_s
         self._supervise_s = supervise_s
@@ -120,6 +143,8 @@ class Watcher:
         self.restarts = 0
         self._observer: Any = None
         self._watched: set[Path] = set()
+        self._links: list[tuple[str, str]] = []  # (link, target) of the linked folders watched
+        self._relink = False  # folders changed since the links were listed
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
@@ -181,11 +206,17 @@ class Watcher:
         while True:
             observer = self._new_observer()
             watched: set[Path] = set()
+            self._relink = False
+            links = linked_folders(self.roots)
             try:
                 for root in self.roots:
                     if root.is_dir():
                         observer.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
                         watched.add(root)
+                for link, target in links:  # a watch does not follow links: each target gets its own
+                    handler = _Wake(self._wake, self._folders_changed, (target, link))
+                    observer.schedule(handler, target, recursive=True, event_filter=_EVENT_FILTER)
+                    watched.add(Path(target))
                 observer.start()
             except OSError as exc:
                 self._halt(observer, 1.0)
@@ -194,7 +225,11 @@ class Watcher:
                     continue
                 raise
             self._watched = watched
+            self._links = links
             return observer
+
+    def _folders_changed(self) -> None:
+        self._relink = True
 
     def _fall_back(self, exc: BaseException) -> None:
         self.mode = "polling"
@@ -236,7 +271,11 @@ class Watcher:
                 return
             healthy = self._healthy(self._observer)
             appeared = [r for r in self.roots if r not in self._watched and r.is_dir()]
-            if healthy and not appeared:
+            relinked = False
+            if self._relink:
+                self._relink = False
+                relinked = linked_folders(self.roots) != self._links
+            if healthy and not appeared and not relinked:
                 return
             if not healthy:
                 self.restarts += 1

@@ -67,6 +67,32 @@ def test_append_wakes(root: Path, watched: tuple[Watcher, Counter]) -> None:
     assert set(wakes.paths[before:]) == {str(root / "proj" / "s.jsonl")}  # which file, so no tree walk
 
 
+def test_linked_folders_are_watched_under_their_links(tmp_path: Path, root: Path) -> None:
+    """A project folder that links outside the tree (on another disk, say) is read under the link's
+    path; its target's events wake the reader with that path, also for a link made while running."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "a").mkdir(parents=True)
+    (elsewhere / "b").mkdir()
+    (root / "-w-a").symlink_to(elsewhere / "a")
+    (root / "-w-inside").symlink_to(root / "proj")  # inside the tree: the root's watch covers it
+    wakes = Counter()
+    w = Watcher([root], wakes, supervise_s=0.05)
+    w.start()
+    try:
+        assert w.watched == sorted([str(root), str(elsewhere / "a")])
+        for link, target in (("-w-a", elsewhere / "a"), ("-w-b", elsewhere / "b")):
+            if not (root / link).exists():
+                (root / link).symlink_to(target)  # made while running
+                wait_for(lambda target=target: str(target) in w.watched, timeout=5)
+            before = wakes.quiet()
+            with (target / "s.jsonl").open("ab") as f:
+                f.write(b"{}\n")
+            wait_for(lambda before=before: wakes.n > before, timeout=5)
+            assert set(wakes.paths[before:]) == {str(root / link / "s.jsonl")}
+    finally:
+        w.stop()
+
+
 def test_reads_are_not_even_reported(root: Path, watched: tuple[Watcher, Counter]) -> None:
     """Opening and reading transcripts (ours, ccusage's, a rebuild's) must not reach the handler:
     a flood of such events overflows inotify's queue, and every overflow walks the whole tree."""
