@@ -52,6 +52,15 @@ def _price_json(price: ModelPrice, overrides: bool) -> dict[str, Any]:
         "long_context": {f: getattr(lc, f) for f in RATE_FIELDS} if lc else None,
         "fast_multiplier": price.fast_multiplier,
         "tier": price.tier,
+        "earlier": [
+            {
+                "until": e.until.isoformat(),
+                **{f: getattr(e.rates, f) for f in RATE_FIELDS},
+                "long_context": {f: getattr(e.long_context, f) for f in RATE_FIELDS} if e.long_context else None,
+                "fast_multiplier": e.fast_multiplier,
+            }
+            for e in price.earlier
+        ],
     }
 
 
@@ -87,14 +96,32 @@ def list_cmd(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     long_context.add_column("model", no_wrap=True)
     for name in ("in", "out", "w5m", "w1h", "read"):
         long_context.add_column(name, justify="right", no_wrap=True)
+    earlier = Table(
+        title="earlier prices (for calls before the day)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    earlier.add_column("model", no_wrap=True)
+    earlier.add_column("before", no_wrap=True)
+    for name in ("in", "out", "w5m", "w1h", "read", "fast"):
+        earlier.add_column(name, justify="right", no_wrap=True)
     for p in prices:
         source = "user*" if p.source == "user" and p.model in base else p.source
         table.add_row(p.model, source, *(_rate(getattr(p.rates, f)) for f in RATE_FIELDS), _rate(p.fast_multiplier))
         if p.long_context is not None:
             long_context.add_row(p.model, *(_rate(getattr(p.long_context, f)) for f in RATE_FIELDS))
+        for e in p.earlier:
+            cells = (_rate(getattr(e.rates, f)) for f in RATE_FIELDS)
+            earlier.add_row(p.model, e.until.isoformat(), *cells, _rate(e.fast_multiplier))
+            if e.long_context is not None and e.long_context != p.long_context:
+                lc = (_rate(getattr(e.long_context, f)) for f in RATE_FIELDS)
+                earlier.add_row(p.model, f"{e.until.isoformat()}, >200k", *lc, "")
     console.print(table)
     if long_context.row_count:
         console.print(long_context)
+    if earlier.row_count:
+        console.print(earlier)
     if any(p.source == "user" and p.model in base for p in prices):
         console.print("user*: your price replaces the bundled one", highlight=False, soft_wrap=True)
     console.print(f"web search: ${book.web_search_per_1000:g} per 1,000 requests", highlight=False, soft_wrap=True)

@@ -58,7 +58,7 @@ def iso_utc(ts: datetime | None) -> str | None:
 
 _VERSION = """
 SELECT max(ingested_at), coalesce(sum("offset"), 0) + coalesce(sum(lines), 0), count(*),
-       (SELECT coalesce(sum(hash(p)), 0) FROM prices p)
+       (SELECT coalesce(sum(hash(p)), 0) FROM prices p) + (SELECT coalesce(sum(hash(q)), 0) FROM price_periods q)
 FROM files
 """
 

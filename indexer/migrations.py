@@ -97,12 +97,29 @@ def _calls_without_primary_key(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE calls_v2 RENAME TO calls")
 
 
+def _price_periods(con: duckdb.DuckDBPyConnection) -> None:
+    """Earlier prices of a model, each with the time it was in force, [since, until): `prices` keeps
+    one row per model (the price now), so a reader that predates this table prices as before."""
+    con.execute(
+        """
+        CREATE TABLE price_periods (
+            model VARCHAR NOT NULL, matched VARCHAR, tier VARCHAR NOT NULL, priced BOOLEAN NOT NULL,
+            fast_mult DOUBLE NOT NULL, web DOUBLE NOT NULL,
+            p_in DOUBLE, p_out DOUBLE, p_w5m DOUBLE, p_w1h DOUBLE, p_read DOUBLE,
+            has_lc BOOLEAN NOT NULL, l_in DOUBLE, l_out DOUBLE, l_w5m DOUBLE, l_w1h DOUBLE, l_read DOUBLE,
+            since TIMESTAMP, until TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_calls", _calls),
     ("002_files", _files),
     ("003_events_and_rejects", _events_and_rejects),
     ("004_prices", _prices),
     ("005_calls_without_primary_key", _calls_without_primary_key),
+    ("006_price_periods", _price_periods),
 ]
 
 

@@ -6,6 +6,10 @@ call's cost from it at query time. A price change rewrites a few rows, and every
 history, reflects it at the next query. Cost is linear in tokens within one rate set, so
 aggregates stay exact.
 
+A price that changed keeps its earlier values (`earlier`: the day until which they held, UTC, and
+the rates that differed); each call is priced at the rates in force at its time (`price_periods`
+holds the earlier spans beside the one-row-per-model `prices`).
+
 Cost of one call (USD): (input x in + output x out + cache_5m x write_5m + cache_1h x write_1h
 + cache_read x read) / 1e6 + web_searches x web_search_per_1000 / 1000, times the model's fast
 multiplier when the call ran in fast mode. A model with long-context rates prices ALL token kinds
@@ -28,17 +32,20 @@ is an error naming its line) and rewritten whole and atomically by `update_user_
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import math
 import re
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from indexer.errors import BadInput
 from indexer.settings import choice, editing, parse_toml, read_toml, toml_string, toml_value, write_atomic
 from schemas import SYNTHETIC_MODEL
-from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, ModelPrice, Rates
+from schemas.pricing import COST_MODES, RATE_FIELDS, REQUIRED_FIELDS, TIERS, EarlierPrice, ModelPrice, Rates
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,7 +57,9 @@ DEFAULT_WEB_SEARCH_PER_1000 = 10.0
 # Optional rates default to Anthropic's fixed ratios to the input rate.
 DEFAULT_RATIOS = {"cache_write_5m": 1.25, "cache_write_1h": 2.0, "cache_read": 0.1}
 LONG_CONTEXT_PREFIX = "long_context_"
-MODEL_KEYS = (*RATE_FIELDS, *(LONG_CONTEXT_PREFIX + f for f in RATE_FIELDS), "fast_multiplier", "tier")
+MODEL_KEYS = (*RATE_FIELDS, *(LONG_CONTEXT_PREFIX + f for f in RATE_FIELDS), "fast_multiplier", "tier", "earlier")
+# What an `earlier` entry may set: its day, and the rates that differed then.
+EARLIER_KEYS = ("until", *RATE_FIELDS, *(LONG_CONTEXT_PREFIX + f for f in RATE_FIELDS), "fast_multiplier")
 _TOP_KEYS = ("models", "web_search_per_1000")
 # Patterns are compiled on first use (re caches them): a report's models usually match exactly.
 _DATE_SUFFIX = r"(?:[-@]\d{8}|-latest|-0)$"
@@ -60,7 +69,8 @@ _USER_HEADER = """\
 # cco user prices, USD per million tokens: they override or add to the bundled prices.
 # Written by `cco config pricing update|reset`; hand edits are fine (same shape as the bundled
 # list: input, output, cache_write_5m, cache_write_1h, cache_read, long_context_*,
-# fast_multiplier, tier). A running `cco` service reloads this file when it changes.
+# fast_multiplier, tier, and [[models."id".earlier]] tables of what a price was before a day).
+# A running `cco` service reloads this file when it changes.
 """
 
 
@@ -174,7 +184,47 @@ def parse_model(model: str, table: Any, source: str) -> ModelPrice:
         fast_multiplier=1.0 if fast is None else fast,
         tier=tier,
         source=source,
+        earlier=_earlier(model, table),
     )
+
+
+def _earlier(model: str, table: dict[str, Any]) -> tuple[EarlierPrice, ...]:
+    """The `earlier` entries of a model's table: each one's keys over the table's own (a key it does
+    not set is as the current price has it), ordered by day; PriceError says what is wrong."""
+    entries = table.get("earlier", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        shape = '[[models."id".earlier]]'
+        raise PriceError(f"{_where(model)}earlier must be a list of tables ({shape})", model, "earlier")
+    current = {k: v for k, v in table.items() if k not in ("earlier", "tier")}
+    out: list[EarlierPrice] = []
+    for entry in entries:
+        unknown = sorted(set(entry) - set(EARLIER_KEYS))
+        if unknown:
+            raise PriceError(f"{_where(model)}earlier: unknown key {unknown[0]!r}", model, unknown[0])
+        until = _day(entry.get("until"), model)
+        merged = {**current, **{k: v for k, v in entry.items() if k != "until"}}
+        rates = _rates(merged, "", model, required=True)
+        assert rates is not None
+        fast = _number(merged, "fast_multiplier", model)
+        long_context = _rates(merged, LONG_CONTEXT_PREFIX, model, required=False)
+        out.append(EarlierPrice(until, rates, long_context, 1.0 if fast is None else fast))
+    out.sort(key=lambda e: e.until)
+    for a, b in itertools.pairwise(out):
+        if a.until == b.until:
+            raise PriceError(f"{_where(model)}earlier: two entries until {a.until}", model, "until")
+    return tuple(out)
+
+
+def _day(value: Any, model: str) -> date:
+    """An `until` day: a TOML date (2026-10-07) or the same as a string."""
+    if isinstance(value, datetime):  # a date-time: only its day counts, which would mislead
+        raise PriceError(f"{_where(model)}earlier: until must be a day (2026-10-07), got {value}", model, "until")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return date.fromisoformat(value.strip())
+    raise PriceError(f"{_where(model)}earlier: until must be a day (2026-10-07), got {value!r}", model, "until")
 
 
 def parse_book(data: dict[str, Any], source: str) -> tuple[dict[str, ModelPrice], float | None]:
@@ -288,27 +338,42 @@ def load_book(user_path: Path | None, raw: bytes | None = None) -> PriceBook:
 # --- editing the user's file --------------------------------------------------------------------
 
 
-def price_table(price: ModelPrice) -> dict[str, float | str]:
-    """A price as the explicit key/values of a price file (every rate written out)."""
-    r = price.rates
-    out: dict[str, float | str] = {f: getattr(r, f) for f in RATE_FIELDS}
-    if price.long_context is not None:
-        out.update({LONG_CONTEXT_PREFIX + f: getattr(price.long_context, f) for f in RATE_FIELDS})
-    if price.fast_multiplier != 1.0:
-        out["fast_multiplier"] = price.fast_multiplier
+def price_table(price: ModelPrice) -> dict[str, Any]:
+    """A price as the explicit key/values of a price file (every rate written out, earlier ones too)."""
+
+    def rates(r: Rates, lc: Rates | None, fast: float) -> dict[str, Any]:
+        out: dict[str, Any] = {f: getattr(r, f) for f in RATE_FIELDS}
+        if lc is not None:
+            out.update({LONG_CONTEXT_PREFIX + f: getattr(lc, f) for f in RATE_FIELDS})
+        if fast != 1.0:
+            out["fast_multiplier"] = fast
+        return out
+
+    out = rates(price.rates, price.long_context, price.fast_multiplier)
     if price.tier is not None:
         out["tier"] = price.tier
+    if price.earlier:
+        out["earlier"] = [
+            {"until": e.until, **rates(e.rates, e.long_context, e.fast_multiplier)} for e in price.earlier
+        ]
     return out
 
 
 def dump_user(models: dict[str, dict[str, Any]], web: float | None) -> str:
-    """TOML text for a user price file (tables in the given order, keys in MODEL_KEYS order)."""
+    """TOML text for a user price file (tables in the given order, keys in MODEL_KEYS order, each
+    `earlier` entry as a [[models."id".earlier]] table after them)."""
     parts = [_USER_HEADER]
     if web is not None:
         parts.append(f"web_search_per_1000 = {toml_value(web)}\n")
     for model, table in models.items():
-        body = "".join(f"{k} = {toml_value(table[k])}\n" for k in MODEL_KEYS if k in table)
-        parts.append(f"[models.{toml_string(model)}]\n{body}")
+        name = f"models.{toml_string(model)}"
+        body = "".join(f"{k} = {toml_value(table[k])}\n" for k in MODEL_KEYS if k in table and k != "earlier")
+        for entry in table.get("earlier", []):
+            until = entry.get("until")
+            keys = "".join(f"{k} = {toml_value(entry[k])}\n" for k in EARLIER_KEYS if k in entry and k != "until")
+            day = until.isoformat() if isinstance(until, date) else toml_value(until)
+            body += f"\n[[{name}.earlier]]\nuntil = {day}\n{keys}"
+        parts.append(f"[{name}]\n{body}")
     return "\n".join(parts)
 
 
@@ -412,10 +477,24 @@ _PRICE_COLUMNS = (
 # `rates` expands each `prices` row into 8 variants, one per (above 200k context, fast, failed),
 # each with its rates already chosen, multiplied by the fast multiplier and divided by 1e6 (0 for
 # failed or unpriced). A call joins its variant, and its cost is a plain sum of products.
+_SPAN_COLUMNS = ", ".join(_PRICE_COLUMNS)
 PRICED_VIEW = f"""
 CREATE OR REPLACE VIEW priced_calls AS
-WITH rates AS (
-    SELECT p.model, v.variant, p.tier, p.priced, coalesce(p.has_lc AND v.over, false) AS long_context,
+WITH spans AS (  -- each price with the time it was in force: [since, until)
+    SELECT * REPLACE (
+        coalesce(since, TIMESTAMP '1970-01-01') AS since, coalesce(until, TIMESTAMP '9999-12-31') AS until
+    )
+    FROM (
+        SELECT {_SPAN_COLUMNS}, (SELECT max(q.until) FROM price_periods q WHERE q.model = p.model) AS since,
+            NULL::TIMESTAMP AS until
+        FROM prices p
+        UNION ALL BY NAME
+        SELECT {_SPAN_COLUMNS}, since, until FROM price_periods
+    )
+),
+rates AS (
+    SELECT p.model, p.since, p.until, v.variant, p.tier, p.priced,
+        coalesce(p.has_lc AND v.over, false) AS long_context,
         CASE WHEN v.failed OR NOT p.priced THEN 0.0 WHEN v.fast THEN p.fast_mult ELSE 1.0 END AS m,
         coalesce(CASE WHEN p.has_lc AND v.over THEN p.l_in ELSE p.p_in END * m / 1e6, 0.0) AS r_in,
         coalesce(CASE WHEN p.has_lc AND v.over THEN p.l_out ELSE p.p_out END * m / 1e6, 0.0) AS r_out,
@@ -423,7 +502,7 @@ WITH rates AS (
         coalesce(CASE WHEN p.has_lc AND v.over THEN p.l_w1h ELSE p.p_w1h END * m / 1e6, 0.0) AS r_w1h,
         coalesce(CASE WHEN p.has_lc AND v.over THEN p.l_read ELSE p.p_read END * m / 1e6, 0.0) AS r_read,
         coalesce(p.web * m, 0.0) AS r_web
-    FROM prices p,
+    FROM spans p,
         (SELECT k AS variant, k >= 4 AS over, k % 4 >= 2 AS fast, k % 2 = 1 AS failed FROM range(8) AS t(k)) v
 )
 SELECT c.*,
@@ -444,6 +523,7 @@ SELECT c.*,
 FROM calls c LEFT JOIN rates r ON r.model = c.model AND r.variant =
     (c.input_tokens + c.cache_5m_tokens + c.cache_1h_tokens + c.cache_read_tokens > {LONG_CONTEXT_TOKENS})::INTEGER * 4
     + c.fast::INTEGER * 2 + c.failed::INTEGER
+    AND c.ts >= r.since AND c.ts < r.until
 WHERE NOT c.replay
 """
 
@@ -462,39 +542,57 @@ def cost_expr(mode: str) -> str:
     }[check_cost_mode(mode, "cost mode")]
 
 
-def _price_row(model: str, book: PriceBook) -> tuple[Any, ...]:
+Rows = tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]  # a model's `prices` row, its `price_periods` rows
+
+
+def _price_rows(model: str, book: PriceBook) -> Rows:
     web = book.web_search_per_1000 / 1000
     if model == SYNTHETIC_MODEL:  # Claude Code's own notices: free, and not "unpriced"
-        return (model, None, "other", True, 1.0, 0.0, *([0.0] * 5), False, *([None] * 5))
+        return (model, None, "other", True, 1.0, 0.0, *([0.0] * 5), False, *([None] * 5)), ()
     price = book.match(model)
     if price is None:
-        return (model, None, tier_of(model), False, 1.0, web, *([None] * 5), False, *([None] * 5))
-    r, lc = price.rates, price.long_context
-    lc_vals = (lc.input, lc.output, lc.cache_write_5m, lc.cache_write_1h, lc.cache_read) if lc else (None,) * 5
-    return (
-        model, price.model, price.tier or tier_of(model), True, price.fast_multiplier, web,
-        r.input, r.output, r.cache_write_5m, r.cache_write_1h, r.cache_read, lc is not None, *lc_vals,
-    )  # fmt: skip
+        return (model, None, tier_of(model), False, 1.0, web, *([None] * 5), False, *([None] * 5)), ()
+    head = (model, price.model, price.tier or tier_of(model), True)
+
+    def rates(r: Rates, lc: Rates | None, fast: float) -> tuple[Any, ...]:
+        lc_vals = (lc.input, lc.output, lc.cache_write_5m, lc.cache_write_1h, lc.cache_read) if lc else (None,) * 5
+        return (
+            *head, fast, web, r.input, r.output, r.cache_write_5m, r.cache_write_1h, r.cache_read, lc is not None,
+            *lc_vals,
+        )  # fmt: skip
+
+    periods = []
+    since: datetime | None = None
+    for e in price.earlier:
+        until = datetime(e.until.year, e.until.month, e.until.day)  # the index's naive UTC
+        periods.append((*rates(e.rates, e.long_context, e.fast_multiplier), since, until))
+        since = until
+    return rates(price.rates, price.long_context, price.fast_multiplier), tuple(periods)
 
 
-def _price_changes(
-    con: duckdb.DuckDBPyConnection, book: PriceBook, all_models: bool
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(models whose stored row is stale, rows to insert) for `prices` to hold `book`'s rows.
+def _price_changes(con: duckdb.DuckDBPyConnection, book: PriceBook, all_models: bool) -> tuple[list[str], list[Rows]]:
+    """(models whose stored rows are stale, rows to insert) for `prices` and `price_periods` to hold
+    `book`'s rows.
 
     Rows already in `prices` are always checked against `book` (a few rows, no scan), so a
     changed book is seen either way; all_models=True also re-lists every model from `calls`
     instead of only adding the ones not seen before.
     """
-    current = {r[0]: tuple(r) for r in con.execute(f"SELECT {', '.join(_PRICE_COLUMNS)} FROM prices").fetchall()}
+    columns = ", ".join(_PRICE_COLUMNS)
+    periods: dict[str, list[tuple[Any, ...]]] = {}
+    for r in con.execute(f"SELECT {columns}, since, until FROM price_periods ORDER BY model, until").fetchall():
+        periods.setdefault(r[0], []).append(tuple(r))
+    current: dict[str, Rows] = {
+        r[0]: (tuple(r), tuple(periods.get(r[0], ()))) for r in con.execute(f"SELECT {columns} FROM prices").fetchall()
+    }
     if all_models:
         models = [r[0] for r in con.execute("SELECT DISTINCT model FROM calls").fetchall()]
     else:
         new = con.execute("SELECT DISTINCT model FROM calls WHERE model NOT IN (SELECT model FROM prices)")
         models = [*current, *(r[0] for r in new.fetchall())]
-    wanted = {m: _price_row(m, book) for m in models}
-    stale = [m for m, row in current.items() if wanted.get(m) != row]
-    fresh = [row for m, row in wanted.items() if current.get(m) != row]
+    wanted = {m: _price_rows(m, book) for m in models}
+    stale = [m for m, rows in current.items() if wanted.get(m) != rows]
+    fresh = [rows for m, rows in wanted.items() if current.get(m) != rows]
     return stale, fresh
 
 
@@ -509,9 +607,16 @@ def apply_prices(con: duckdb.DuckDBPyConnection, book: PriceBook, *, all_models:
         # one statement each (not one per row): a reload's whole cost is a few milliseconds
         if stale:
             con.execute("DELETE FROM prices WHERE list_contains(?, model)", [stale])
+            con.execute("DELETE FROM price_periods WHERE list_contains(?, model)", [stale])
         if fresh:
             row = "(" + ", ".join("?" * len(_PRICE_COLUMNS)) + ")"
-            con.execute(f"INSERT INTO prices VALUES {', '.join([row] * len(fresh))}", [v for r in fresh for v in r])
+            con.execute(f"INSERT INTO prices VALUES {', '.join([row] * len(fresh))}", [v for r, _ in fresh for v in r])
+        spans = [p for _, ps in fresh for p in ps]
+        if spans:
+            row = "(" + ", ".join("?" * (len(_PRICE_COLUMNS) + 2)) + ")"
+            names = f"{', '.join(_PRICE_COLUMNS)}, since, until"
+            values = [v for p in spans for v in p]
+            con.execute(f"INSERT INTO price_periods ({names}) VALUES {', '.join([row] * len(spans))}", values)
         con.execute("COMMIT")
     except BaseException:
         from indexer.engine import rollback  # here: reports import the engine apart, in a thread

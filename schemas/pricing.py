@@ -7,6 +7,7 @@ indexer.pricing from the bundled list or the user's file, so the API, CLI and te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 REQUIRED_FIELDS = ("input", "output")
@@ -24,10 +25,21 @@ class Rates:
 
 
 @dataclass(frozen=True)
+class EarlierPrice:
+    """What a model cost before `until` (a UTC day), from the end of the entry before it."""
+
+    until: date
+    rates: Rates
+    long_context: Rates | None
+    fast_multiplier: float
+
+
+@dataclass(frozen=True)
 class ModelPrice:
     model: str
-    rates: Rates
+    rates: Rates  # in force since the last `earlier` entry's day (all along without one)
     long_context: Rates | None = None  # applies to the whole call above LONG_CONTEXT_TOKENS
     fast_multiplier: float = 1.0
     tier: str | None = None  # None: derived from the model id
     source: str = "bundled"  # or "user"
+    earlier: tuple[EarlierPrice, ...] = ()  # by `until`, oldest first

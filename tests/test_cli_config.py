@@ -62,7 +62,21 @@ def test_list_marks_where_each_price_comes_from(isolated_home: Path) -> None:
         "long_context": None,
         "fast_multiplier": 1.0,
         "tier": "sonnet",
+        "earlier": [],
     }
+    assert models["claude-sonnet-5-5"]["earlier"] == [
+        {
+            "until": "2026-10-07",
+            "input": 2.0,
+            "output": 10.0,
+            "cache_write_5m": 2.5,
+            "cache_write_1h": 4.0,
+            "cache_read": 0.2,  # 0.10 since that day
+            "long_context": None,
+            "fast_multiplier": 1.0,
+        }
+    ]
+    assert "claude-sonnet-5-5   2026-10-07" in ok("config", "pricing", "list")
     sonnet = models["claude-sonnet-4-5-20250929"]
     assert sonnet["source"] == "bundled"
     assert sonnet["long_context"] == {

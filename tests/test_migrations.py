@@ -36,9 +36,19 @@ COLUMNS = {
         ("p_w5m", "DOUBLE"), ("p_w1h", "DOUBLE"), ("p_read", "DOUBLE"), ("has_lc", "BOOLEAN"),
         ("l_in", "DOUBLE"), ("l_out", "DOUBLE"), ("l_w5m", "DOUBLE"), ("l_w1h", "DOUBLE"), ("l_read", "DOUBLE"),
     ],
+    "price_periods": [
+        ("model", "VARCHAR"), ("matched", "VARCHAR"), ("tier", "VARCHAR"), ("priced", "BOOLEAN"),
+        ("fast_mult", "DOUBLE"), ("web", "DOUBLE"), ("p_in", "DOUBLE"), ("p_out", "DOUBLE"),
+        ("p_w5m", "DOUBLE"), ("p_w1h", "DOUBLE"), ("p_read", "DOUBLE"), ("has_lc", "BOOLEAN"),
+        ("l_in", "DOUBLE"), ("l_out", "DOUBLE"), ("l_w5m", "DOUBLE"), ("l_w1h", "DOUBLE"), ("l_read", "DOUBLE"),
+        ("since", "TIMESTAMP"), ("until", "TIMESTAMP"),
+    ],
     "migrations": [("name", "VARCHAR"), ("applied_at", "TIMESTAMP")],
 }  # fmt: skip
-NAMES = ["001_calls", "002_files", "003_events_and_rejects", "004_prices", "005_calls_without_primary_key"]
+NAMES = [
+    "001_calls", "002_files", "003_events_and_rejects", "004_prices", "005_calls_without_primary_key",
+    "006_price_periods",
+]  # fmt: skip
 
 
 def schema(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:

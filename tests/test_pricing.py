@@ -8,9 +8,11 @@ definition every total uses. Rates are USD per million tokens; the arithmetic is
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime, time, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from indexer.pricing import (
     cost_expr,
     dump_user,
     load_book,
+    parse_book,
+    prices_current,
     reset_user_price,
     update_user_price,
 )
@@ -50,6 +54,7 @@ def call_line(
     speed: str | None = None,
     cost_usd: float | None = None,
     failed: bool = False,
+    ts: str = "2026-01-01T00:00:00.000Z",
 ) -> str:
     """One assistant line as Claude Code writes it (only the fields cost depends on)."""
     n = next(_ids)
@@ -66,7 +71,7 @@ def call_line(
     obj: dict[str, Any] = {
         "type": "assistant",
         "uuid": f"00000000-0000-0000-0000-{n:012d}",
-        "timestamp": "2026-01-01T00:00:00.000Z",
+        "timestamp": ts,
         "requestId": f"req_{n}",
         "cwd": "/work/demo",
         "isSidechain": False,
@@ -535,12 +540,17 @@ def reference_cost(book: PriceBook, row: dict[str, Any]) -> tuple[float, float, 
     price = book.match(row["model"])
     if price is None or row["model"] == "<synthetic>":
         return 0.0, 0.0, False
+    # the rates in force at the call's time (UTC): the first earlier entry whose day is still ahead
+    then = next((e for e in price.earlier if row["ts"] < datetime.combine(e.until, time())), None)
+    rates, lc, fast = (then.rates, then.long_context, then.fast_multiplier) if then else (
+        price.rates, price.long_context, price.fast_multiplier
+    )  # fmt: skip
     context = row["input_tokens"] + row["cache_5m_tokens"] + row["cache_1h_tokens"] + row["cache_read_tokens"]
-    long_context = price.long_context is not None and context > 200_000  # a fact about the call, failed or not
+    long_context = lc is not None and context > 200_000  # a fact about the call, failed or not
     if row["failed"]:
         return 0.0, 0.0, long_context
-    r = price.long_context if long_context and price.long_context else price.rates
-    mult = price.fast_multiplier if row["fast"] else 1.0
+    r = lc if long_context and lc else rates
+    mult = fast if row["fast"] else 1.0
     web = row["web_searches"] * book.web_search_per_1000 / 1000
     tokens = (
         row["input_tokens"] * r.input
@@ -562,14 +572,19 @@ def test_the_view_agrees_with_the_rules_on_random_calls(tmp_path: Path) -> None:
     import random
 
     rnd = random.Random(20260101)
+    book = _book(EARLIER)  # the bundled prices and `m`, whose earlier entries change its long-context rates too
     models = [*bundled().models, "anthropic/claude-sonnet-4-5-20250929", "claude-opus-4-1", "gpt-4o", "<synthetic>"]
     models += ["claude-sonnet-4-5-20250929", "claude-sonnet-4-20250514"] * 3  # the models with long-context rates
+    models += ["m", "claude-sonnet-5-5"] * 3  # models with earlier prices
+    days = [datetime(2025, 12, 31), datetime(2026, 1, 1), datetime(2026, 2, 1), datetime(2026, 10, 7)]
     rows = []
-    for key in range(600):
+    for key in range(800):
         near = rnd.random() < 0.5  # half of the calls sit around the 200k line
+        ts = rnd.choice(days) + timedelta(milliseconds=rnd.choice([-1, 0, 1, rnd.randint(-(10**10), 10**10)]))
         rows.append(
             {
                 "key": key,
+                "ts": ts,
                 "model": rnd.choice(models),
                 "failed": rnd.random() < 0.05,
                 "input_tokens": rnd.randint(0, 120_000 if near else 5_000),
@@ -585,11 +600,11 @@ def test_the_view_agrees_with_the_rules_on_random_calls(tmp_path: Path) -> None:
     with Index(tmp_path / "index.duckdb") as index:
         con = index.con
         con.executemany(
-            "INSERT INTO calls VALUES (?, 0, TIMESTAMP '2026-01-01', ?, 's', 'p', NULL, NULL, NULL, false, ?, false, "
+            "INSERT INTO calls VALUES (?, 0, ?, ?, 's', 'p', NULL, NULL, NULL, false, ?, false, "
             "?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-            [[r[name] for name in ("key", "model", "failed", *TOKEN_COLUMNS, "fast", "cost_usd")] for r in rows],
+            [[r[name] for name in ("key", "ts", "model", "failed", *TOKEN_COLUMNS, "fast", "cost_usd")] for r in rows],
         )
-        apply_prices(con, bundled())
+        apply_prices(con, book)
         got = {
             k: rest
             for k, *rest in con.execute(
@@ -603,9 +618,114 @@ def test_the_view_agrees_with_the_rules_on_random_calls(tmp_path: Path) -> None:
         assert any(r["fast"] and r["model"] == "claude-opus-4-6" and not r["failed"] for r in rows)
         assert any(r["web_searches"] for r in rows) and any(r["failed"] for r in rows)
         assert any(r["cost_usd"] is not None for r in rows) and any(r["model"] == "gpt-4o" for r in rows)
+        # ... and every span of the models with earlier prices, on both sides of each day
+        assert {(r["model"], r["ts"] < d) for r in rows for d in days if r["model"] in ("m", "claude-sonnet-5-5")} >= {
+            (m, side) for m in ("m", "claude-sonnet-5-5") for side in (True, False)
+        }
         for r in rows:
-            cost, would_be, long_context = reference_cost(bundled(), r)
+            cost, would_be, long_context = reference_cost(book, r)
             auto = 0.0 if r["failed"] else (r["cost_usd"] if r["cost_usd"] is not None else cost)
             display = 0.0 if r["failed"] else (r["cost_usd"] or 0.0)
             expected = [approx(cost), approx(would_be), approx(would_be - cost), long_context, approx(auto)]
             assert got[r["key"]] == [*expected, approx(display)], r
+
+
+# --- earlier prices: a call is priced at the rates of its time ----------------------------------
+
+
+def test_sonnet_5_5_cache_reads_cost_what_they_did_that_day(build: Build) -> None:
+    index = build(
+        before=call_line("claude-sonnet-5-5", input=1_000, cache_read=1_000_000, ts="2026-10-06T23:59:59.999Z"),
+        after=call_line("claude-sonnet-5-5", input=1_000, cache_read=1_000_000, ts="2026-10-07T00:00:00.000Z"),
+    )
+    # 1,000 x $2 + 1,000,000 x $0.20 (before the cut) or $0.10 (from 2026-10-07, UTC), per million
+    assert costs(index) == {"before": approx(0.202), "after": approx(0.102)}
+
+
+EARLIER = """
+[models."m"]
+input = 1.0
+output = 2.0
+
+[[models."m".earlier]]
+until = 2026-02-01
+input = 3.0
+long_context_input = 6.0
+long_context_output = 9.0
+
+[[models."m".earlier]]
+until = "2026-01-01"
+output = 5.0
+"""
+
+
+def _book(text: str) -> PriceBook:
+    models, web = parse_book(tomllib.loads(text), "user")
+    return PriceBook({**bundled().models, **models}, web or 10.0)
+
+
+def test_earlier_entries_take_the_current_keys_they_do_not_set(build: Build) -> None:
+    index = build(
+        _book(EARLIER),
+        # until 2026-01-01: input $1 (current), output $5 -> 1,000 x 1 + 1,000 x 5 = $0.006
+        a=call_line("m", input=1_000, output=1_000, ts="2025-12-31T12:00:00.000Z"),
+        # until 2026-02-01: input $3, output $2 (current) -> $0.005
+        b=call_line("m", input=1_000, output=1_000, ts="2026-01-15T00:00:00.000Z"),
+        # same span above 200k: the whole call at $6 / $9 -> 300,000 x 6 + 1,000 x 9 = $1.809
+        c=call_line("m", input=300_000, output=1_000, ts="2026-01-20T00:00:00.000Z"),
+        # from 2026-02-01, the current price, which has no long-context rates -> 0.3 + 0.002 = $0.302
+        d=call_line("m", input=300_000, output=1_000, ts="2026-02-01T00:00:00.000Z"),
+    )
+    assert costs(index) == {"a": approx(0.006), "b": approx(0.005), "c": approx(1.809), "d": approx(0.302)}
+    spans = index.con.execute("SELECT since, until, p_in, p_out FROM price_periods ORDER BY until").fetchall()
+    assert [(str(s), str(u), i, o) for s, u, i, o in spans] == [
+        ("None", "2026-01-01 00:00:00", 1.0, 5.0),
+        ("2026-01-01 00:00:00", "2026-02-01 00:00:00", 3.0, 2.0),
+    ]
+
+
+def test_a_change_to_earlier_prices_reaches_every_total(build: Build) -> None:
+    index = build(old=call_line("claude-sonnet-5-5", cache_read=1_000_000, ts="2026-09-01T00:00:00.000Z"))
+    assert costs(index) == {"old": approx(0.20)}
+    flat = _book('[models."claude-sonnet-5-5"]\ninput = 2.0\noutput = 10.0\ncache_read = 0.10\n')
+    assert not prices_current(index.con, flat)
+    assert apply_prices(index.con, flat)
+    assert costs(index) == {"old": approx(0.10)}
+    assert index.con.execute("SELECT count(*) FROM price_periods").fetchone() == (0,)
+    assert prices_current(index.con, flat) and not apply_prices(index.con, flat)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("until = 2026-10-07\nspeed = 1", "earlier: unknown key 'speed'"),
+        ("cache_read = 0.2", "until must be a day"),
+        ("until = 2026-10-07T00:00:00Z\ncache_read = 0.2", "until must be a day"),
+        ("until = 'October'", "until must be a day"),
+        ("until = 2026-10-07\ncache_read = -1", "cache_read must not be negative"),
+    ],
+)
+def test_bad_earlier_entries_are_refused(tmp_path: Path, entry: str, message: str) -> None:
+    path = tmp_path / "pricing.toml"
+    path.write_text(f'[models."m"]\ninput = 1.0\noutput = 2.0\n\n[[models."m".earlier]]\n{entry}\n')
+    with pytest.raises(BadInput, match=message) as info:
+        load_book(path)
+    assert re.search(r"pricing.toml line \d+: price for 'm': ", str(info.value))  # where to look
+
+
+def test_two_earlier_entries_for_one_day_are_refused() -> None:
+    twice = '[models."m"]\ninput = 1.0\noutput = 2.0\n' + '[[models."m".earlier]]\nuntil = 2026-01-01\n' * 2
+    with pytest.raises(BadInput, match="two entries until 2026-01-01"):
+        _book(twice)
+    with pytest.raises(BadInput, match="earlier must be a list of tables"):
+        _book('[models."m"]\ninput = 1.0\noutput = 2.0\nearlier = 3\n')
+
+
+def test_updating_a_model_keeps_what_it_cost_before(tmp_path: Path) -> None:
+    """A user price for a bundled model changes today's rates; the earlier entries come along."""
+    path = tmp_path / "pricing.toml"
+    update_user_price(path, "claude-sonnet-5-5", {"input": "2.5"})
+    price = load_book(path).models["claude-sonnet-5-5"]
+    assert price.source == "user" and price.rates.input == 2.5
+    assert price.earlier == bundled().models["claude-sonnet-5-5"].earlier  # input 2.0, cache reads 0.20
+    assert '[[models."claude-sonnet-5-5".earlier]]\nuntil = 2026-10-07\n' in path.read_text()
