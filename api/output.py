@@ -51,7 +51,13 @@ def print_json(data: Any) -> None:
 
     sys.stdout.flush()
     out = sys.stdout.buffer
-    out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a sum past 64 bits (an index an older version filled with absurd counts)
+        import json
+
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str).encode()
+    out.write(text)
     out.write(b"\n")
     out.flush()
 

@@ -380,3 +380,22 @@ def test_transcripts_without_read_permission_are_reported_and_not_gone(tmp_path:
     again = _as_a_user("index", "sync", "--source", str(tree), "--db", str(db))
     assert "warning" not in again.stderr
     assert json.loads(run_cco("index", "status", "--db", str(db), "--json").stdout)["calls"] == 7
+
+
+def test_status_prints_sums_past_64_bits(tmp_path: Path) -> None:
+    """An index an older version filled with absurd counts: status still prints JSON (the sums are
+    128-bit in DuckDB), and a rebuild, which copies no such row back, repairs the index."""
+    from indexer.store import Index
+
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls_of(1)})
+    db = tmp_path / "i.duckdb"
+    assert run_cco("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+    with Index(db) as index:
+        huge = "INSERT INTO calls SELECT * REPLACE (? AS key, 9223372036854775807 AS output_tokens) FROM calls LIMIT 1"
+        for key in (1, 2):
+            index.con.execute(huge, [key])
+    r = run_cco("index", "status", "--db", str(db), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output_tokens"] == 2 * (2**63 - 1) + 20
+    assert run_cco("index", "rebuild", "--source", str(tree), "--db", str(db)).returncode == 0
+    assert json.loads(run_cco("index", "status", "--db", str(db), "--json").stdout)["output_tokens"] == 20

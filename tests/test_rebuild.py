@@ -94,6 +94,31 @@ def test_calls_of_deleted_files_survive_rebuild(tmp_path: Path, samples_tree: Pa
     assert rows(db) == before
 
 
+def test_salvage_copies_only_history_the_transcripts_cannot_give_again(tmp_path: Path, samples_tree: Path) -> None:
+    """Rows an older version stored that this one would not (a line it now rejects): a session whose
+    transcripts are all on disk, whole, is recounted, not copied back; and no row with a count over
+    10^9 or a time outside 2000-2100 is copied, even from a deleted file's session."""
+    db = tmp_path / "index.duckdb"
+    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
+    lost, whole = "ae4a77f8-aedd-4bc1-888f-c94edc91af04", "fed8ce56-bc79-401f-a83e-af084253362f"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+        fresh = index.con.execute("SELECT count(*) FROM calls").fetchone()
+        like = "INSERT INTO calls SELECT * REPLACE (? AS key, ? AS session, ? AS output_tokens, ?::TIMESTAMP AS ts) "
+        for key, session, output, ts in [
+            (1, whole, 5, "2026-01-01"),  # a line of a file still on disk: read again, and not there
+            (2, lost, 5_000_000_000, "2026-01-01"),
+            (3, lost, 5, "2026-01-01"),  # only the old index has it: salvaged
+            (4, lost, 5, "1900-01-01"),
+        ]:
+            index.con.execute(like + "FROM calls LIMIT 1", [key, session, output, ts])
+    subagent.unlink()
+    report = rebuild(db, [samples_tree / "projects"])
+    assert report.salvaged_calls == 3 + 1  # the subagent's calls, and key 3
+    assert fresh is not None and rows(db, "SELECT count(*) FROM calls") == [(fresh[0] + 1,)]
+    assert rows(db, "SELECT key FROM calls WHERE key IN (1, 2, 3, 4)") == [(3,)]
+
+
 def test_calls_of_files_rewritten_shorter_survive_rebuild(tmp_path: Path) -> None:
     tree = tmp_path / "claude"
     shutil.copytree(RULES / "duplicate_groups", tree)
