@@ -4,6 +4,7 @@ CcoError                 base: str(exc) is the whole message shown to the user
 ├── IndexCorrupt         the index file cannot be opened as a DuckDB database
 ├── IndexLocked          another process holds the index (the message names it)
 ├── IndexDenied          the index file or its folder may not be read or written (permissions)
+├── IndexNewer           the index was written by a newer cco (a schema this version does not know)
 ├── BadInput             a user-supplied value is invalid (dates, prices, options)
 ├── ServiceError         a running service could not be reached or refused a request
 └── WorkerDied           a parser process ended in the middle of a pass (killed, out of memory)
@@ -30,6 +31,10 @@ class IndexLocked(CcoError):
 
 
 class IndexDenied(CcoError):
+    pass
+
+
+class IndexNewer(CcoError):
     pass
 
 

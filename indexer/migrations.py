@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from indexer.errors import IndexNewer
+
 if TYPE_CHECKING:  # only the connection's type: a report process imports DuckDB's lighter core alone
     import duckdb
 
@@ -123,10 +125,22 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+def check_known(done: set[str]) -> None:
+    """IndexNewer when the index had migrations this version does not know: a newer cco wrote it,
+    and this one would misread or overwrite what it added (a downgrade)."""
+    unknown = sorted(done - {name for name, _ in MIGRATIONS})
+    if unknown:
+        raise IndexNewer(
+            f"the index was written by a newer version of cco (schema step {unknown[-1]} is unknown here); "
+            "upgrade cco to use it"
+        )
+
+
 def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply pending migrations in order; returns the names applied."""
     con.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
     done = {row[0] for row in con.execute("SELECT name FROM migrations").fetchall()}
+    check_known(done)
     applied = []
     for name, step in migrations if migrations is not None else MIGRATIONS:
         if name in done:

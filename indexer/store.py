@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb, rollback
-from indexer.errors import IndexCorrupt, IndexDenied, IndexLocked
+from indexer.errors import IndexCorrupt, IndexDenied, IndexLocked, IndexNewer
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
@@ -154,6 +154,9 @@ class Index:
             except duckdb.Error as exc:
                 self.con.close()
                 raise damaged(path, exc) from None
+            except IndexNewer as exc:
+                self.con.close()
+                raise IndexNewer(f"index {path}: {exc}") from None
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):

@@ -127,3 +127,17 @@ def test_calls_lose_their_primary_key_and_keep_their_rows_in_time_order(tmp_path
             "0 AS web_searches, false AS fast"
         )
         assert index.con.execute("SELECT replay FROM calls WHERE key = 8").fetchone() == (False,)
+
+
+def test_an_index_from_a_newer_version_is_refused_not_misread(tmp_path: Path) -> None:
+    """A downgraded cco would misread or overwrite what a newer schema step added: it says so instead."""
+    from tests.conftest import run_cco
+
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        index.con.execute("INSERT INTO migrations VALUES ('999_from_the_future', now())")
+    for args in (("index", "sync", "--source", str(tmp_path)), ("index", "status"), ("report", "daily", "--json")):
+        r = run_cco(*args, "--db", str(db))
+        assert r.returncode == 2, (args, r.stderr)
+        assert "written by a newer version of cco (schema step 999_from_the_future is unknown here)" in r.stderr
+        assert r.stderr.count("\n") == 1
