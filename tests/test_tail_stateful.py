@@ -163,8 +163,11 @@ class TailMachine(RuleBasedStateMachine):
         if first["message"]["id"] == mid:
             return  # nothing would change that the index could see
         self.serial += 1
-        first["message"]["id"], first["requestId"] = mid, f"req_{mid}"  # within the first 1 KiB
-        first["uuid"] = f"serial-{self.serial:012d}"
+        first["message"]["id"], first["requestId"] = mid, f"req_{mid}"
+        # Its unique bytes first, within the 1 KiB fingerprint: at the end of a long line (beyond it)
+        # a rewrite back to an id synced before (msg_1 -> msg_0 -> msg_1) would differ from the
+        # synced bytes only where neither the fingerprint nor the tail hash looks, and change no call.
+        first = {"uuid": f"serial-{self.serial:012d}", **{k: v for k, v in first.items() if k != "uuid"}}
         new = orjson.dumps(first) + b"\n"
         assert len(new) == len(lines[0])
         self.pending.pop(path, None)
