@@ -644,8 +644,6 @@ def ready_to_read(con: duckdb.DuckDBPyConnection, book: PriceBook) -> bool:
     from indexer.migrations import MIGRATIONS, check_known
 
     temp_view = PRICED_VIEW.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
-    if temp_view == PRICED_VIEW:
-        return False
     done = {r[0] for r in con.execute("SELECT name FROM migrations").fetchall()}
     check_known(done)
     if done >= {name for name, _ in MIGRATIONS} and prices_current(con, book):
