@@ -29,11 +29,14 @@ DEFAULT_TIMEOUT = 30.0
 class Service:
     """A running service, reached over loopback HTTP."""
 
-    def __init__(self, info: RunInfo, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, info: RunInfo, token: str | None = None, timeout: float = DEFAULT_TIMEOUT, db: Path | None = None
+    ) -> None:
         self.info = info
         self.token = token
         self.timeout = timeout
         self.base_url = info.url
+        self.db = str(db) if db is not None else info.db  # the path its run file was found beside
 
     def __repr__(self) -> str:
         return f"Service(pid={self.info.pid}, url={self.base_url!r})"
@@ -69,7 +72,7 @@ class Service:
         except TimeoutError:
             raise ServiceError(f"{who} did not answer {method} {path} in time") from None
         except ConnectionRefusedError as exc:  # its run file is up, its port closed: it is stopping
-            raise ServiceError(f"cannot reach {who}: {exc}", self.info.pid, self.info.db) from None
+            raise ServiceError(f"cannot reach {who}: {exc}", self.info.pid, self.db) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceError(f"cannot reach {who}: {exc or type(exc).__name__}") from None
         finally:
@@ -81,9 +84,9 @@ class Service:
         if response.status >= 400:
             detail = data.get("error") if isinstance(data, dict) else None
             message = f"{who} refused {method} {path}: {response.status} {detail or response.reason}"
-            # 503: it cannot answer now (shutting down): the command may go on once it has stopped
-            stopping = (self.info.pid, self.info.db) if response.status == 503 else (None, "")
-            raise ServiceError(message, *stopping)
+            # a 503 marked `stopping`: the command may go on once the service has let go of the index
+            stopping = isinstance(data, dict) and data.get("stopping") is True
+            raise ServiceError(message, *((self.info.pid, self.db) if stopping else (None, "")))
         if data is None and content:
             raise ServiceError(f"{who} answered {method} {path} with something that is not JSON")
         return data
@@ -94,7 +97,7 @@ def service_for(db: Path) -> Service | None:
     info = read_run_file(db)
     if info is None:
         return None
-    return Service(info, token=os.environ.get("CCO_TOKEN") or None)
+    return Service(info, token=os.environ.get("CCO_TOKEN") or None, db=db)
 
 
 HANDOVER_S = 5.0  # how long a command waits for a starting or stopping service (see handed_over)

@@ -76,6 +76,9 @@ INTERRUPTED_JOIN_S = 0.5  # ... and waits this much more (the whole shutdown mus
 SNAPSHOT_JOIN_S = 0.3  # a snapshot query still running at shutdown is interrupted, then waited for this long
 
 
+STOPPING = "the service is shutting down"
+
+
 @dataclass
 class ServiceConfig:
     """Everything `cco index run` was told; defaults as its options."""
@@ -481,11 +484,17 @@ class LiveService:
             paths, self._dirty, self._dirty_paths = self._dirty_paths, False, set()
         return paths
 
+    @property
+    def stopping(self) -> bool:
+        """Shutdown has begun: a request it cannot answer now is answered 503 and marked so (a
+        command then waits for the service to let go of the index and reads the file itself)."""
+        return self._stopping.is_set()
+
     async def call_writer(self, fn: Callable[[], T], *, anytime: bool = False) -> T:
         """Run `fn` on the ingest thread (the only one that may write) and wait for its result."""
         ingest = self._ingest
         if self._stopping.is_set() or ingest is None or not ingest.is_alive():
-            raise ServiceError("the service is shutting down")
+            raise ServiceError(STOPPING)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._jobs.put(_Job(fn, future, anytime))
         self._signal.set()
@@ -783,7 +792,7 @@ class LiveService:
             except queue.Empty:
                 return
             if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(ServiceError("the service is shutting down"))
+                job.future.set_exception(ServiceError(STOPPING))
 
 
 def _wildcard(host: str) -> bool:

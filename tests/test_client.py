@@ -166,3 +166,39 @@ def test_other_holders_are_not_waited_for(tmp_path: Path, holder: subprocess.Pop
     assert not run_file(db).exists()  # it did not wait for the run file
     timer.join()
     assert not handed_over(IndexLocked("in use", None, str(db)))  # holder unknown
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+def test_only_a_stopping_services_503_is_waited_out(tmp_path: Path, stopping: bool) -> None:
+    """A service shutting down marks its 503 answers; any other 503 (a failed sync, an unreadable
+    index) is reported at once, not after the handover's wait."""
+    import http.server
+    import json
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": "nope", **({"stopping": True} if stopping else {})}).encode()
+            self.send_response(503)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        db = tmp_path / "index.duckdb"
+        port = server.server_address[1]
+        info = RunInfo(pid=os.getpid(), port=port, host="127.0.0.1", token=False, started=now_iso(), db="elsewhere")
+        write_run_file(db, info)
+        service = service_for(db)
+        assert service is not None
+        with pytest.raises(ServiceError, match="503 nope") as info:
+            service.get_json("/api/index/status")
+        assert (info.value.refused_by, info.value.db) == ((os.getpid(), str(db)) if stopping else (None, ""))
+    finally:
+        server.shutdown()
+        server.server_close()

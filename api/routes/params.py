@@ -28,6 +28,12 @@ def error(status: int, message: str) -> Response:
     return json_response({"error": message}, status)
 
 
+def unavailable(message: str, stopping: bool) -> Response:
+    """503; `stopping` marks the answer of a service that is shutting down (api/client.py waits for
+    such a service to let go of the index instead of reporting the error)."""
+    return json_response({"error": message, **({"stopping": True} if stopping else {})}, 503)
+
+
 def only_params(request: Request, *known: str) -> None:
     """BadInput for the first query parameter not in `known` (a typo must not be silently ignored);
     names may be given with dashes instead of underscores."""

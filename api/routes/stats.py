@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from api.context import AppContext
-from api.routes.params import BadParam, error, int_param, json_response, only_params
+from api.routes.params import BadParam, error, int_param, json_response, only_params, unavailable
 from api.security import is_local_client
 from api.service import RING_SIZE, LiveService
 from indexer.engine import duckdb
@@ -239,7 +239,9 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return answer(await run_in_threadpool(run))
         except (duckdb.Error, CcoError) as exc:
-            return error(503, f"index not readable: {str(exc).splitlines()[0]}")
+            return unavailable(
+                f"index not readable: {str(exc).splitlines()[0]}", service is not None and service.stopping
+            )
 
     async def metrics(request: Request) -> Response:
         return await on_reader(
@@ -260,7 +262,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return json_response(await service.call_writer(lambda: service.status_json(mode), anytime=True))
         except CcoError as exc:
-            return error(503, str(exc))
+            return unavailable(str(exc), service.stopping)
 
     async def index_rejects(request: Request) -> Response:
         if not is_local_client(request.scope):
@@ -281,7 +283,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return json_response(await service.call_writer(service.sync_now))
         except CcoError as exc:
-            return error(503, str(exc))
+            return unavailable(str(exc), service.stopping)
 
     stats_route: BaseRoute = (
         Route("/api/stats", LatestStats(service), methods=["GET"], name="stats")
