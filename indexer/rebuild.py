@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.engine import duckdb, rollback
-from indexer.errors import CcoError, IndexDenied, IndexLocked, WorkerDied
+from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COUNT, FileContext
@@ -65,13 +65,13 @@ def _hold_old(db: Path) -> tuple[Index | None, str | None]:
 
     A lock is not such a reason: IndexLocked goes to the caller (replacing an index another
     process holds would lose its writes), nor are permissions (IndexDenied: a file the user made
-    read-only is not replaced behind their back).
+    read-only is not replaced behind their back), nor a newer cco's schema (IndexNewer).
     """
     if not db.exists():
         return None, None
     try:
         return Index(db), None
-    except (IndexLocked, IndexDenied):
+    except (IndexLocked, IndexDenied, IndexNewer):
         raise
     except CcoError as exc:
         return None, str(exc).removesuffix(REBUILD_HINT)  # we are rebuilding

@@ -136,8 +136,16 @@ def test_an_index_from_a_newer_version_is_refused_not_misread(tmp_path: Path) ->
     db = tmp_path / "index.duckdb"
     with Index(db) as index:
         index.con.execute("INSERT INTO migrations VALUES ('999_from_the_future', now())")
-    for args in (("index", "sync", "--source", str(tmp_path)), ("index", "status"), ("report", "daily", "--json")):
+    for args in (
+        ("index", "sync", "--source", str(tmp_path)),
+        ("index", "status"),
+        ("report", "daily", "--json"),
+        ("index", "rebuild", "--source", str(tmp_path)),  # not replaced by this version's schema
+    ):
         r = run_cco(*args, "--db", str(db))
         assert r.returncode == 2, (args, r.stderr)
         assert "written by a newer version of cco (schema step 999_from_the_future is unknown here)" in r.stderr
         assert r.stderr.count("\n") == 1
+    con = duckdb.connect(str(db), read_only=True)
+    assert ("999_from_the_future",) in con.execute("SELECT name FROM migrations").fetchall()
+    con.close()
