@@ -17,28 +17,23 @@ from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
-from indexer.parse import MAX_COUNT, FileContext
+from indexer.parse import MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
 from indexer.runfile import pid_alive
 from indexer.store import REBUILD_HINT, Index
 
-# Calls only the old index has go in as they are, unless their session's transcripts are all on
-# disk and whole (TRUSTED, a temporary table): those were just read again under this version's
-# rules, so a call missing from them is one this version rejects (an older one took it), not lost
-# history. A call both have is merged only where the merge rules would take something from the old
-# row (an earlier first line, a larger count, a flag), whatever its session: its lines may have come
-# from several files (a fork's copy, a sidechain copy) of which one is gone, and the old row is all
-# that is left of them. A row whose counts or time this version would reject (see parse.py) is
-# never copied.
-_TRUSTED = "salvage_trusted"
+# Calls only the old index has go in as they are: their lines are gone from the transcripts
+# (deleted, or rewritten in place, even into a file as long as before: the index cannot tell which
+# lines a file held before it was rewritten). A call both have is merged only where the merge
+# rules would take something from the old row (an earlier first line, a larger count, a flag):
+# its lines may have come from several files (a fork's copy, a sidechain copy) of which one is
+# gone. A row whose counts or time this version would reject (see parse.py; an older version took
+# such lines) is never copied.
 _VALID = f"""o.ts >= TIMESTAMP '2000-01-01' AND o.ts < TIMESTAMP '2100-01-01'
     AND {" AND ".join(f"o.{c} BETWEEN 0 AND {MAX_COUNT}" for c in (
         "input_tokens", "output_tokens", "cache_5m_tokens", "cache_1h_tokens", "cache_read_tokens", "web_searches"
     ))}"""  # fmt: skip
-_SALVAGE_MISSING = f"""
-INSERT INTO calls SELECT * FROM old.calls AS o ANTI JOIN calls USING (key)
-WHERE o.session NOT IN (SELECT session FROM {_TRUSTED}) AND {_VALID}
-"""
+_SALVAGE_MISSING = f"INSERT INTO calls SELECT * FROM old.calls AS o ANTI JOIN calls USING (key) WHERE {_VALID}"
 _SALVAGE_MERGE = f"""
 MERGE INTO calls USING (
     SELECT o.* FROM old.calls AS o JOIN calls AS c ON o.key = c.key WHERE ({changes("o", "c")}) AND {_VALID}
@@ -121,9 +116,6 @@ def _copy_history(
     transcripts no longer hold whole.
     """
     before = (con.execute("SELECT count(*) FROM calls").fetchone() or (0,))[0]
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_TRUSTED} AS SELECT unnest(?::VARCHAR[]) AS session", [_trusted(con, old)]
-    )
     problems: list[str] = []
     for table, statements in _SALVAGE_STEPS:
         con.execute("BEGIN TRANSACTION")
@@ -139,28 +131,6 @@ def _copy_history(
     if not problems:
         return after - before, None, None
     return after - before, "; ".join(([old_error] if old_error else []) + problems), lost
-
-
-def _trusted(con: duckdb.DuckDBPyConnection, old: str) -> list[str]:
-    """Sessions whose transcripts are all on disk and hold at least what the old index read of them
-    (same first bytes, no shorter), as just read into the new index; none when the old index's
-    file list cannot be read (a damaged index: then everything it holds is salvaged)."""
-    try:
-        rows = con.execute(
-            _from_old(
-                """
-                SELECT o.path, n.path IS NOT NULL AND NOT o.gone AND n."offset" >= o."offset"
-                    AND (n.fp_hash = o.fp_hash OR o.fp_len = 0)
-                FROM old.files AS o LEFT JOIN files AS n ON n.path = o.path AND NOT n.gone
-                """,
-                old,
-            )
-        ).fetchall()
-        on_disk = [r[0] for r in con.execute("SELECT path FROM files WHERE NOT gone").fetchall()]
-    except duckdb.Error:
-        return []
-    lost = {FileContext.for_path(path).session for path, whole in rows if not whole}
-    return sorted({FileContext.for_path(path).session for path in on_disk} - lost)
 
 
 def _sql_text(path: Path) -> str:

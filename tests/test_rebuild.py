@@ -94,10 +94,9 @@ def test_calls_of_deleted_files_survive_rebuild(tmp_path: Path, samples_tree: Pa
     assert rows(db) == before
 
 
-def test_salvage_copies_only_history_the_transcripts_cannot_give_again(tmp_path: Path, samples_tree: Path) -> None:
-    """Rows an older version stored that this one would not (a line it now rejects): a session whose
-    transcripts are all on disk, whole, is recounted, not copied back; and no row with a count over
-    10^9 or a time outside 2000-2100 is copied, even from a deleted file's session."""
+def test_salvage_copies_no_row_this_version_would_reject(tmp_path: Path, samples_tree: Path) -> None:
+    """Rows an older version stored from lines this one rejects (a count over 10^9, a time outside
+    2000-2100) are not copied back, from any session; other rows only the old index has are."""
     db = tmp_path / "index.duckdb"
     (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
     lost, whole = "ae4a77f8-aedd-4bc1-888f-c94edc91af04", "fed8ce56-bc79-401f-a83e-af084253362f"
@@ -106,17 +105,41 @@ def test_salvage_copies_only_history_the_transcripts_cannot_give_again(tmp_path:
         fresh = index.con.execute("SELECT count(*) FROM calls").fetchone()
         like = "INSERT INTO calls SELECT * REPLACE (? AS key, ? AS session, ? AS output_tokens, ?::TIMESTAMP AS ts) "
         for key, session, output, ts in [
-            (1, whole, 5, "2026-01-01"),  # a line of a file still on disk: read again, and not there
+            (1, whole, 5, "2026-01-01"),  # a line rewritten away in a file still on disk: history
             (2, lost, 5_000_000_000, "2026-01-01"),
-            (3, lost, 5, "2026-01-01"),  # only the old index has it: salvaged
-            (4, lost, 5, "1900-01-01"),
+            (3, lost, 5, "2026-01-01"),
+            (4, whole, 5, "1900-01-01"),
         ]:
             index.con.execute(like + "FROM calls LIMIT 1", [key, session, output, ts])
     subagent.unlink()
     report = rebuild(db, [samples_tree / "projects"])
-    assert report.salvaged_calls == 3 + 1  # the subagent's calls, and key 3
-    assert fresh is not None and rows(db, "SELECT count(*) FROM calls") == [(fresh[0] + 1,)]
-    assert rows(db, "SELECT key FROM calls WHERE key IN (1, 2, 3, 4)") == [(3,)]
+    assert report.salvaged_calls == 3 + 2  # the subagent's calls, and keys 1 and 3
+    assert fresh is not None and rows(db, "SELECT count(*) FROM calls") == [(fresh[0] + 2,)]
+    assert rows(db, "SELECT key FROM calls WHERE key IN (1, 2, 3, 4) ORDER BY key") == [(1,), (3,)]
+
+
+def test_calls_of_a_file_rewritten_in_place_survive_rebuild(tmp_path: Path) -> None:
+    """Rewritten with the same first bytes and no shorter (a /rewind, then more turns): the index
+    keeps the calls the old lines held, and so does a rebuild, though the file is whole on disk."""
+
+    def call(n: int) -> bytes:
+        message = {"id": f"m{n}", "model": "claude-opus-4-6", "usage": {"input_tokens": n}}
+        ts = f"2026-01-01T00:00:{n:02d}.000Z"
+        return orjson.dumps({"type": "assistant", "requestId": f"r{n}", "timestamp": ts, "message": message}) + b"\n"
+
+    path = tmp_path / "projects" / "p" / "s.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(call(1) + call(2) + call(3))
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [tmp_path / "projects"])
+    path.write_bytes(call(1) + call(12) + call(13) + call(14))
+    with Index(db) as index:
+        sync(index, [tmp_path / "projects"])
+    expected = [(1,), (2,), (3,), (12,), (13,), (14,)]
+    assert rows(db, "SELECT input_tokens FROM calls ORDER BY 1") == expected
+    assert rebuild(db, [tmp_path / "projects"]).salvaged_calls == 2
+    assert rows(db, "SELECT input_tokens FROM calls ORDER BY 1") == expected
 
 
 def test_calls_of_files_rewritten_shorter_survive_rebuild(tmp_path: Path) -> None:
