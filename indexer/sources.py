@@ -40,11 +40,14 @@ def resolve_sources(given: Iterable[Path] | None, include_missing: bool = False)
     return [Path(p) for p in _outermost([str(p.resolve()) for p in found])]
 
 
-def iter_transcripts(roots: Iterable[Path], unlisted: list[str] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+def iter_transcripts(
+    roots: Iterable[Path], unlisted: list[str] | None = None, links: dict[str, str] | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
     """Every *.jsonl file below each root, with its stat (files that vanish mid-scan are skipped).
 
     Folders that exist but cannot be listed (no permission) are appended to `unlisted`: what the
-    index knows below them is not gone, only out of reach.
+    index knows below them is not gone, only out of reach. Each folder link walked is put in
+    `links` (its path -> its target's real path): the files below it are named under the link.
 
     Roots inside another root are walked once, as part of it. Folders that are symbolic links are
     followed after every real folder has been walked, skipping those whose target was walked (real
@@ -60,6 +63,7 @@ def iter_transcripts(roots: Iterable[Path], unlisted: list[str] | None = None) -
     linked_files: list[tuple[str, os.stat_result]] = []
     stack: list[tuple[str, bool]] = [(top, False) for top in _outermost([str(r) for r in roots])]
     while stack or later:
+        link = not stack  # a folder link, walked after every real folder
         if stack:
             top, via_link = stack.pop()
         else:
@@ -81,6 +85,8 @@ def iter_transcripts(roots: Iterable[Path], unlisted: list[str] | None = None) -
             if unlisted is not None:
                 unlisted.append(top)
             continue
+        if link and links is not None:
+            links[top] = os.path.realpath(top)
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
@@ -104,30 +110,14 @@ def iter_transcripts(roots: Iterable[Path], unlisted: list[str] | None = None) -
 
 
 def linked_folders(roots: Iterable[Path]) -> list[tuple[str, str]]:
-    """(link, target) for each folder link below `roots` whose target lies outside them: the folders
-    iter_transcripts reads under the link's path, which a watch on the roots does not see into."""
-    tops = _outermost([str(r) for r in roots])
-    inside = tuple(t.rstrip(os.sep) + os.sep for t in tops)
-    found: list[tuple[str, str]] = []
-    targets: set[str] = set()
-    stack = list(tops)
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.is_symlink() and entry.is_dir():
-                    target = os.path.realpath(entry.path)
-                    if not (target + os.sep).startswith(inside) and target not in targets:
-                        targets.add(target)
-                        found.append((entry.path, target))
-            except OSError:
-                continue
-    return found
+    """(link, target) for each folder link iter_transcripts walks below `roots` (their targets lie
+    outside them, or it would not): it names the files there under the link, and a watch on the
+    roots does not see into them. Found by that walk itself, so the link chosen for a target
+    reached by several, and links inside linked folders, are the walk's."""
+    links: dict[str, str] = {}
+    for _ in iter_transcripts(roots, links=links):
+        pass
+    return sorted(links.items())
 
 
 def _outermost(tops: list[str]) -> list[str]:

@@ -109,6 +109,8 @@ class _Wake(FileSystemEventHandler):
                 elif kind == "created" and os.path.islink(paths[0]) and os.path.isdir(paths[0]):
                     self._folders_changed()  # a link to a folder: inotify reports it as a file
                     self._wake(None)
+                elif kind in ("deleted", "moved"):
+                    self._folders_changed()  # maybe a folder link gone: its target's watch goes too
         except Exception:  # a broken callback must not take the observer down
             log.exception("file event handler failed")
 
@@ -277,7 +279,7 @@ class Watcher:
                 relinked = linked_folders(self.roots) != self._links
             if healthy and not appeared and not relinked:
                 return
-            if not healthy:
+            if not healthy and not relinked:  # a linked folder removed ends its emitter: no failure
                 self.restarts += 1
                 self.last_failure = "file watcher thread died; restarted"
                 log.warning("file watcher thread died; restarting it (restart %d)", self.restarts)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 from watchdog.observers import Observer
 
+from indexer.sources import iter_transcripts, linked_folders
 from indexer.watch import Watcher, is_watch_limit
 from tests.live_helpers import wait_for
 
@@ -270,3 +273,44 @@ def test_stopped_before_started_never_watches(root: Path) -> None:
     w.start()
     assert w.observer is None and not w.alive
     w.stop()
+
+
+def test_a_folder_reached_by_several_links_is_watched_under_the_one_it_is_read_through(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "projects", tmp_path / "elsewhere"
+    (elsewhere / "deeper").mkdir(parents=True)
+    (elsewhere / "s.jsonl").write_bytes(b"{}\n")
+    (elsewhere / "deeper" / "t.jsonl").write_bytes(b"{}\n")
+    root.mkdir()
+    for name in ("-d", "-a", "-c", "-b"):
+        (root / name).symlink_to(elsewhere)
+    (elsewhere / "deeper" / "inner").symlink_to(tmp_path / "inner")  # a link inside a linked folder
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "u.jsonl").write_bytes(b"{}\n")
+    read = sorted(p for p, _ in iter_transcripts([root]))
+    links = dict(linked_folders([root]))
+    assert len(read) == 3 and len(links) == 2
+    # each file is read under the link whose target is watched (the events are renamed to it)
+    assert all(any(p.startswith(link + os.sep) for link in links) for p in read), (read, links)
+    assert sorted(links.values()) == [str(elsewhere), str(tmp_path / "inner")]
+
+
+def test_links_that_go_away_take_their_watch_along_and_are_no_failure(tmp_path: Path, root: Path) -> None:
+    gone, removed = tmp_path / "gone", tmp_path / "removed"
+    gone.mkdir()
+    removed.mkdir()
+    (root / "-gone").symlink_to(gone)
+    (root / "-removed").symlink_to(removed)
+    wakes = Counter()
+    w = Watcher([root], wakes, supervise_s=0.05)
+    w.start()
+    try:
+        assert {str(gone), str(removed)} <= set(w.watched)
+        (root / "-gone").unlink()  # the link removed
+        shutil.rmtree(removed)  # the target removed: its watch ends
+        wait_for(lambda: str(gone) not in w.watched and str(removed) not in w.watched, timeout=5)
+        before = wakes.quiet()
+        (gone / "s.jsonl").write_bytes(b"{}\n")
+        assert wakes.quiet() == before  # no wake naming a path under a link that is gone
+        assert (w.restarts, w.last_failure, w.alive) == (0, None, True)
+    finally:
+        w.stop()
