@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from indexer.engine import duckdb
-from indexer.metrics import Memo, Row, call_id, db_time, iso_utc, memoized, priced_rows
+from indexer.metrics import Memo, Row, call_id, db_time, iso_utc, memoized, priced_rows, project_where
 from indexer.pricing import cost_expr
 
 EVENT_TYPES = ("api_call", "cache_hit", "error", "model_override", "compaction")
@@ -47,6 +47,7 @@ class ActivityQuery:
     offset: int = 0
     types: frozenset[str] = field(default_factory=lambda: frozenset(EVENT_TYPES))
     project: str | None = None
+    sessions: tuple[str, ...] = ()  # with `project`: the sessions filed in its folder (project_named)
     start: datetime | None = None
     end: datetime | None = None
 
@@ -54,8 +55,8 @@ class ActivityQuery:
         """SQL conditions on project and time (for `calls` and `events`), with parameters."""
         sql, params = "", list[Any]()
         if self.project is not None:
-            sql += " AND project = ?"
-            params.append(self.project)
+            condition, params = project_where(self.project, self.sessions)
+            sql += f" AND {condition}"
         if self.start is not None:
             sql += " AND ts >= ?"
             params.append(db_time(self.start))

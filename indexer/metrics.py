@@ -191,18 +191,27 @@ def combine(aggs: Iterable[Agg]) -> Agg:
     return out
 
 
-def project_named(con: duckdb.DuckDBPyConnection, name: str, memo: Memo | None = None) -> str:
-    """The project `?project=NAME` means, matched as `cco report --project` matches (its path, the
-    path's last folder, or Claude Code's folder name); BadInput when NAME fits several."""
-    from indexer.reports import project_matches
+def project_named(con: duckdb.DuckDBPyConnection, name: str, memo: Memo | None = None) -> tuple[str, tuple[str, ...]]:
+    """What `?project=NAME` means, as `cco report --project` takes it: (the project, matched by its
+    path, the path's last folder or Claude Code's folder name; the sessions filed in the folder
+    NAME, whatever their cwd, see reports.sessions_in_folder). BadInput when NAME fits several."""
+    from indexer.reports import project_matches, sessions_in_folder
 
+    sessions = tuple(sessions_in_folder(con, name))
     known = by_project(con, "auto", memo)
     if name in known:
-        return name
+        return name, sessions
     found = sorted(p for p in known if project_matches(p, name))
     if len(found) > 1:
         raise BadInput(f"project {name!r} could be any of {', '.join(found)}; give its path")
-    return found[0] if found else name
+    return (found[0] if found else name), sessions
+
+
+def project_where(project: str, sessions: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """SQL condition (and parameters) for the calls or events of `project_named`'s answer."""
+    if not sessions:
+        return "project = ?", [project]
+    return "(project = ? OR session IN (SELECT unnest(?::VARCHAR[])))", [project, list(sessions)]
 
 
 def by_project(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None) -> dict[str, Agg]:
@@ -217,12 +226,18 @@ def by_project(con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | 
 
 
 def by_model(
-    con: duckdb.DuckDBPyConnection, mode: str = "auto", memo: Memo | None = None, project: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    mode: str = "auto",
+    memo: Memo | None = None,
+    project: tuple[str, tuple[str, ...]] | None = None,
 ) -> dict[str, tuple[str, Agg]]:
-    """All-time aggregate per model id (of one project's calls, if given): model -> (tier, agg);
-    tiers are sums of these."""
+    """All-time aggregate per model id (of one project's calls, if given as project_named answers):
+    model -> (tier, agg); tiers are sums of these."""
     cost_expr(mode)
-    source, params = (priced(mode, "WHERE project = ?"), [project]) if project is not None else (priced(mode), [])
+    source, params = priced(mode), list[Any]()
+    if project is not None:
+        where, params = project_where(*project)
+        source = priced(mode, f"WHERE {where}")
 
     def compute() -> dict[str, tuple[str, Agg]]:
         sql = f"SELECT model, any_value(tier), {AGG_SQL} FROM {source} GROUP BY model"
@@ -501,7 +516,11 @@ def project_stats(con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: M
 
 
 def model_stats(
-    con: duckdb.DuckDBPyConnection, *, mode: str = "auto", memo: Memo | None = None, project: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    *,
+    mode: str = "auto",
+    memo: Memo | None = None,
+    project: tuple[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """GET /api/metrics/models: every model id as transcripts spell it, most requests first (of
     one project's calls, `?project=` as /api/metrics/projects names it).

@@ -268,16 +268,42 @@ def test_memo_follows_commits_and_prices(fresh: Index, tmp_path: Path) -> None:
 
 def test_a_project_is_named_as_report_options_name_it(fresh: Index, tmp_path: Path) -> None:
     """?project= takes what `cco report --project` takes; a last folder two projects share is refused."""
-    assert metrics.project_named(fresh.con, "/work/beta") == "/work/beta"
-    assert metrics.project_named(fresh.con, "beta") == "/work/beta"
-    assert metrics.project_named(fresh.con, "-work-beta") == "/work/beta"
-    assert metrics.project_named(fresh.con, "nowhere") == "nowhere"  # matches nothing: an empty answer
+    for name in ("/work/beta", "beta", "-work-beta"):
+        assert metrics.project_named(fresh.con, name)[0] == "/work/beta"
+    assert metrics.project_named(fresh.con, "nowhere") == ("nowhere", ())  # matches nothing: an empty answer
     line = (FIXTURES / "service" / "projects" / "-work-alpha" / "sa2.jsonl").read_text()
     other = line.replace("msg_o1", "msg_x1").replace('"/work/alpha"', '"/other/alpha"')
     sync(fresh, [write_tree(tmp_path / "more", {"-other-alpha/sx.jsonl": other}) / "projects"])
     with pytest.raises(BadInput, match="project 'alpha' could be any of /other/alpha, /work/alpha; give its path"):
         metrics.project_named(fresh.con, "alpha")
-    assert metrics.project_named(fresh.con, "-other-alpha") == "/other/alpha"
+    assert metrics.project_named(fresh.con, "-other-alpha") == ("/other/alpha", ("sx",))
+
+
+def test_a_folder_name_covers_its_sessions_in_models_and_activity(tmp_path: Path) -> None:
+    """As in reports: a call made after `cd frontend` is filed in the session's folder."""
+    from indexer.activity import ActivityQuery, activity
+    from tests.live_helpers import call_line
+
+    tree = write_tree(
+        tmp_path / "claude",
+        {
+            "-work-app/s1.jsonl": call_line(cwd="/work/app", input_tokens=100, output_tokens=0)
+            + call_line(cwd="/work/app/frontend", input_tokens=200, output_tokens=0),
+            "-work-other/s3.jsonl": call_line(cwd="/work/other", input_tokens=1000, output_tokens=0),
+        },
+    )
+    with Index(tmp_path / "i.duckdb") as index:
+        sync(index, [tree / "projects"])
+        named = metrics.project_named(index.con, "-work-app")
+        assert named == ("/work/app", ("s1",))
+        (model,) = metrics.model_stats(index.con, project=named)["models"]
+        assert (model["requests"], model["tokens"]) == (2, 300)
+        assert (
+            metrics.model_stats(index.con, project=metrics.project_named(index.con, "/work/app"))["models"][0]["tokens"]
+            == 100
+        )  # a path is the cwd only (no folder of that name)
+        feed = activity(index.con, ActivityQuery(project=named[0], sessions=named[1]))
+        assert feed["total"] == 2 and {e["project"] for e in feed["events"]} == {"/work/app", "/work/app/frontend"}
 
 
 @pytest.mark.parametrize(

@@ -188,8 +188,10 @@ def routes(
         mode = mode_param(request, ctx)
 
         def answer(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-            named = project_named(con, query.project, memo) if query.project else None
-            return activity(con, dataclasses.replace(query, project=named), mode=mode, memo=memo)
+            if query.project:
+                named, sessions = project_named(con, query.project, memo)
+                return activity(con, dataclasses.replace(query, project=named, sessions=sessions), mode=mode, memo=memo)
+            return activity(con, query, mode=mode, memo=memo)
 
         return answer
 
