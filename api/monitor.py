@@ -428,7 +428,7 @@ def _top(rows: list[Json], name_key: str, calls_key: str, title: str, stale: boo
     for r in top:
         name = str(r.get(name_key) or "-")
         table.add_row(
-            labels.get(name, name),
+            Text(labels.get(name, name)),  # a name as it is: not read as rich markup ('[bold]', 'x[/]')
             format_int(r.get(calls_key)),
             format_cost(r.get("cost")),
             style="yellow" if stale else None,
@@ -656,6 +656,9 @@ def run(
                 pressed = keys.read(FRAME_S)
                 if "q" in pressed.lower():
                     break
-                live.update(frame(), refresh=True)
+                try:
+                    live.update(frame(), refresh=True)  # drawing happens here, outside frame()'s guard
+                except Exception as exc:
+                    live.update(Text(f"cco monitor: cannot draw this answer ({exc}); still polling"), refresh=True)
     except KeyboardInterrupt:
         pass

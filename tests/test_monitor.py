@@ -88,6 +88,22 @@ def test_frame_shows_the_numbers() -> None:
     assert "stale" not in text.lower()
 
 
+def test_names_are_shown_as_they_are_not_as_markup() -> None:
+    """A model or project name holding rich markup ('x[/]' once ended the monitor with a traceback,
+    '[bold red]alarm' showed as a bold 'alarm')."""
+    sample = Sample(
+        stats=STATS,
+        block=BLOCK,
+        block_known=True,
+        health={"ok": True},
+        projects=[{"name": "/home/me/[bold red]alarm", "calls": 1, "cost": 2.0}],
+        models=[{"model": "claude-x[/]", "requests": 1, "cost": 50.0}],
+        fetched_at=99.5,
+    )
+    text = draw(view(PollState(sample=sample)), width=140)
+    assert "claude-x[/]" in text and "[bold red]alarm" in text
+
+
 def test_narrow_terminal_stacks_panels_and_never_cuts_numbers() -> None:
     stats = {**STATS, "total_tokens": 1_234_567_890, "total_cost": 12_345.678}
     poll = PollState(sample=Sample(stats=stats, fetched_at=99.5))
