@@ -50,9 +50,10 @@ from indexer.ingest import PARALLEL_BYTES, ParserPool, Stopped, SyncReport, plan
 from indexer.memory import drop_code_pages, release_memory
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
-from indexer.price_watch import PriceWatcher
+from indexer.price_watch import PriceWatcher, file_signature
 from indexer.pricing import apply_prices, unpriced_models
 from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
+from indexer.settings import load_settings, settings_file
 from indexer.snapshot import compute_snapshot
 from indexer.sources import iter_transcripts
 from indexer.status import index_status
@@ -266,6 +267,10 @@ class LiveService:
         self.hub = StreamHub(MAX_STREAMS)
         self.catch_up = CatchUp()
         self.prices = PriceWatcher(pricing_file())
+        # The cost mode follows `cco config set cost-mode` while running, as prices follow pricing.toml.
+        self._settings = settings_file()
+        self._settings_seen = file_signature(self._settings)
+        self._context: AppContext | None = None
         self.watcher = Watcher(config.roots, self.wake, supervise_s=config.supervise_s)
         self.index: Index | None = None
         self.last_ingest: str | None = None
@@ -438,7 +443,8 @@ class LiveService:
             return self._reader_root.cursor()
 
     def context(self) -> AppContext:
-        return AppContext(
+        """What the app's routes read (kept: a changed cost mode reaches them through it)."""
+        self._context = AppContext(
             db_path=self.config.db,
             reader=self.reader,
             book=lambda: self.prices.book,
@@ -451,6 +457,7 @@ class LiveService:
             token=self.config.token,
             memo=self._memo,
         )
+        return self._context
 
     @property
     def uptime_s(self) -> float:
@@ -658,6 +665,7 @@ class LiveService:
                     self._pass()
                     next_rescan = time.monotonic() + self.config.rescan
                 self._check_prices()
+                self._check_settings()
         except Stopped:
             pass
         except Exception as exc:
@@ -756,6 +764,24 @@ class LiveService:
                 self._changed()
         except Exception:
             log.exception("applying new prices failed")
+
+    def _check_settings(self) -> None:
+        """Take up a changed default cost mode (config.toml), for every answer not given ?mode."""
+        seen = file_signature(self._settings)
+        if seen == self._settings_seen:
+            return
+        self._settings_seen = seen
+        try:
+            mode = load_settings(self._settings)["cost_mode"]
+        except CcoError as exc:
+            log.warning("%s; keeping cost mode %s", exc, self.config.cost_mode)
+            return
+        if mode != self.config.cost_mode:
+            self.config.cost_mode = mode
+            if self._context is not None:
+                self._context.cost_mode = mode
+            log.info("cost mode is now %s (%s)", mode, self._settings)
+            self._changed()
 
     def _count_write(self) -> None:
         """A commit or price change is done: answers memoized before it are stale from now on."""

@@ -21,7 +21,8 @@ from indexer.pricing import PriceBook, bundled, load_book
 Signature = tuple[int, int, int, int, int] | None
 
 
-def _signature(path: Path) -> Signature:
+def file_signature(path: Path) -> Signature:
+    """What changes when the file is written (or made, or removed): a stat, no read."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -37,12 +38,12 @@ class PriceWatcher:
         self.book: PriceBook = bundled()
         self.error: str | None = None  # the last reload problem, None once a good file is read
         self._digest: bytes | None = None  # of the last good file's bytes (None: no file)
-        self._seen: Signature = _signature(path)
+        self._seen: Signature = file_signature(path)
         self._load()
 
     def check(self) -> bool:
         """Reload if the file changed since the last look; True when the prices in force changed."""
-        sig = _signature(self.path)
+        sig = file_signature(self.path)
         if sig == self._seen:
             return False
         self._seen = sig

@@ -305,6 +305,22 @@ def test_price_file_change_reprices_everything(service: LiveService) -> None:
     assert service.health()["prices"]["error"] is not None
 
 
+def test_a_changed_cost_mode_reaches_every_answer(service: LiveService) -> None:
+    """`cco config set cost-mode` while the service runs: its snapshots and its routes (the context
+    the app was built with) take it up, as the commands that read the setting themselves do."""
+    from indexer.settings import set_setting
+
+    ctx = service.context()  # what create_app is given
+
+    def body() -> None:
+        assert wait_for(lambda: latest(service)["total_cost"], timeout=5) > 0
+        set_setting("cost_mode", "display")  # costUSD only: these calls have none
+        wait_for(lambda: latest(service)["total_cost"] == 0, timeout=5)
+        assert (ctx.cost_mode, service.config.cost_mode) == ("display", "display")
+
+    with_loop(service, body)
+
+
 def test_writer_jobs_run_on_the_ingest_thread(service: LiveService) -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         status = await service.call_writer(service.status_json, anytime=True)
