@@ -52,6 +52,7 @@ from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
 from indexer.price_watch import PriceWatcher, file_signature
 from indexer.pricing import apply_prices, unpriced_models
+from indexer.reports import system_timezone
 from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
 from indexer.settings import load_settings, settings_file
 from indexer.snapshot import compute_snapshot
@@ -271,6 +272,7 @@ class LiveService:
         self._settings = settings_file()
         self._settings_seen = file_signature(self._settings)
         self._context: AppContext | None = None
+        self._zone = system_timezone()
         self.watcher = Watcher(config.roots, self.wake, supervise_s=config.supervise_s)
         self.index: Index | None = None
         self.last_ingest: str | None = None
@@ -561,6 +563,7 @@ class LiveService:
             "catch_up": self.catch_up.as_json(),
             "prices": {"file": str(self.prices.path), "error": self.prices.error},
             "sources": [str(r) for r in self.config.roots],
+            "timezone": self._zone,  # the zone of /api/stats' `today` (the dashboard compares its own)
             "ingest_error": self.ingest_error,
             "snapshots": {
                 "count": len(self.ring),

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import CCO, ROOT
@@ -200,8 +201,8 @@ def browser() -> Iterator[Any]:
 class Watched:
     """A page whose console errors, uncaught exceptions and outside requests are collected."""
 
-    def __init__(self, browser: Any, base: str, width: int, height: int) -> None:
-        self.page = browser.new_page(viewport={"width": width, "height": height})
+    def __init__(self, browser: Any, base: str, width: int, height: int, timezone: str | None = None) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": height}, timezone_id=timezone)
         self.page.set_default_timeout(TIMEOUT_MS)
         self.problems: list[str] = []
         self.page.on("console", self._console)
@@ -464,3 +465,32 @@ def test_dashboard_survives_a_service_restart(browser: Any, samples_tree: Path, 
     )
     assert [p for p in w.problems if not any(r in p for r in refused)] == []
     page.close()
+
+
+def test_today_is_the_browsers_day_when_the_service_is_elsewhere(
+    browser: Any, service: Service, samples_tree: Path
+) -> None:
+    """/api/stats' today is the service's local day; a browser in another zone shows its own day on
+    the whole card (as yesterday and the chart), never a mix. A call is put in the service's today
+    that is not in the browser's: 00:00:30 UTC is yesterday in Kiritimati (UTC+14) once UTC is past
+    10:00, and 23:59:30 UTC is tomorrow in Pago Pago (UTC-11) before 11:00 UTC."""
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    zone, when = (
+        ("Pacific/Kiritimati", day + timedelta(seconds=30))
+        if now.hour >= 10
+        else ("Pacific/Pago_Pago", day + timedelta(hours=23, minutes=59, seconds=30))
+    )
+    before = service.stats()
+    append(samples_tree, SPOTTER_FILE, assistant_line(when))
+    stats = service.wait_for(lambda s: s["total_requests"] == before["total_requests"] + 1, "the appended call")
+    assert get_json(service.url + "/api/metrics/health")["timezone"] != zone
+    local_today = now.astimezone(ZoneInfo(zone)).date().isoformat()
+    daily = get_json(f"{service.url}/api/reports/daily?since={local_today}&until={local_today}&timezone={zone}")
+    expected = daily["daily"][0]["totalCost"] if daily["daily"] else 0
+    assert expected != stats["today_cost"]  # the two days differ by the appended call
+    w = Watched(browser, service.url, 1280, 900, timezone=zone)
+    w.page.goto(service.url + "/")
+    w.wait_value("#total-calls", stats["total_requests"])
+    w.wait_value("#today-cost", js_number(expected))
+    assert w.problems == []

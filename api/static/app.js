@@ -267,9 +267,11 @@ function renderStats() {
   if (!s) return;
   if (!state.project) {
     setValue("total-cost", s.total_cost, fmtCost(s.total_cost));
-    setValue("today-cost", s.today_cost, fmtCost(s.today_cost));
     setValue("total-tokens", s.total_tokens, fmtInt(s.total_tokens));
-    setValue("today-tokens", s.today_tokens, fmtInt(s.today_tokens));
+    if (todayFromStats()) {
+      setValue("today-cost", s.today_cost, fmtCost(s.today_cost));
+      setValue("today-tokens", s.today_tokens, fmtInt(s.today_tokens));
+    }
     setValue("total-calls", s.total_requests, fmtInt(s.total_requests));
     setValue("failed-calls", s.failed_requests, fmtInt(s.failed_requests));
     setValue("cache-savings", s.cache_savings, fmtCost(s.cache_savings));
@@ -481,6 +483,13 @@ function renderTiers(rows) {
   $("tiers").replaceChildren(box);
 }
 
+// /api/stats' `today` is the service's local day: it is used (updated every 2 s) when that day is
+// this browser's, else "today" comes from the daily report in the browser's zone, like
+// "yesterday" and the chart, so the card never mixes two days.
+function todayFromStats() {
+  return !state.project && (state.serverTz === undefined || state.serverTz === TZ);
+}
+
 async function refreshDaily() {
   const since = new Date();
   since.setDate(since.getDate() - 29);
@@ -496,12 +505,13 @@ async function refreshDaily() {
   const yc = yesterday ? yesterday.totalCost : 0;
   const yt = yesterday ? yesterday.totalTokens : 0;
   $("yesterday-cost").textContent = fmtCost(yc);
-  if (state.project) {
+  const fromStats = todayFromStats();
+  if (!fromStats) {
     setValue("today-cost", today ? today.totalCost : 0, fmtCost(today ? today.totalCost : 0));
     setValue("today-tokens", today ? today.totalTokens : 0, fmtInt(today ? today.totalTokens : 0));
   }
-  const tc = state.project ? (today ? today.totalCost : 0) : state.stats ? state.stats.today_cost : 0;
-  const tt = state.project ? (today ? today.totalTokens : 0) : state.stats ? state.stats.today_tokens : 0;
+  const tc = !fromStats ? (today ? today.totalCost : 0) : state.stats ? state.stats.today_cost : 0;
+  const tt = !fromStats ? (today ? today.totalTokens : 0) : state.stats ? state.stats.today_tokens : 0;
   renderTrend("trend-cost", tc, yc);
   renderTrend("trend-tokens", tt, yt);
 }
@@ -780,7 +790,11 @@ function renderCurrent(c) {
 
 async function refreshHealth() {
   try {
-    renderHealth(await getJSON("/api/metrics/health"));
+    const health = await getJSON("/api/metrics/health");
+    const zoneKnown = state.serverTz !== undefined;
+    state.serverTz = health.timezone || "UTC";
+    if (!zoneKnown && state.serverTz !== TZ) refreshDaily().catch(() => {});  // today from the report now
+    renderHealth(health);
   } catch (err) {
     if (state.statsOk) renderHealth({ ok: false, index: { ok: false, error: `health check failed: ${err.message}` } });
   }
