@@ -378,8 +378,14 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     page.close()
 
 
-def test_dashboard_phone_width_and_health_banner(browser: Any, service: Service, tmp_path: Path) -> None:
-    """At 390 px nothing scrolls sideways; every control has an accessible name; no console noise."""
+def test_dashboard_phone_width_and_health_banner(
+    browser: Any, service: Service, tmp_path: Path, samples_tree: Path
+) -> None:
+    """At 390 px nothing scrolls sideways, a long project name included; every control has an
+    accessible name; no console noise."""
+    before = service.stats()["total_requests"]
+    append(samples_tree, SPOTTER_FILE, assistant_line(datetime.now(UTC), cwd="/home/u/" + "long-project-name-" * 12))
+    service.wait_for(lambda s: s["total_requests"] == before + 1, "the call of the long-named project")
     w = Watched(browser, service.url, 390, 844)
     page = w.page
     page.goto(service.url + "/")
