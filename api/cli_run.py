@@ -83,7 +83,7 @@ def _open(service: LiveService) -> None:
             service.open(locked=service.write_run_file)
             return
         except IndexLocked as exc:
-            if exc.holder is None or is_service(exc.holder) or time.monotonic() > deadline:
+            if exc.holder is None or is_service(exc.holder) is True or time.monotonic() > deadline:
                 raise
         time.sleep(0.05)
 

@@ -115,7 +115,7 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
     """
     starting = isinstance(exc, IndexLocked)
     pid = exc.holder if isinstance(exc, IndexLocked) else exc.refused_by
-    if pid is None or not exc.db or not is_service(pid):
+    if pid is None or not exc.db or is_service(pid) is False:
         return False
     db = Path(exc.db)
     deadline = time.monotonic() + timeout
@@ -127,11 +127,11 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
     return False
 
 
-def is_service(pid: int) -> bool:
-    """Whether process `pid` is a `cco index run` (its command line, where /proc has it; assumed
-    elsewhere: the wait is then bounded by HANDOVER_S)."""
+def is_service(pid: int) -> bool | None:
+    """Whether process `pid` is a `cco index run`, by its command line; None where /proc cannot say
+    (another system: the waits that depend on it are bounded by HANDOVER_S either way)."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes()  # NUL-separated arguments
     except OSError:
-        return not Path("/proc/self").exists()
+        return False if Path("/proc/self").exists() else None
     return b"\0index\0run\0" in args
