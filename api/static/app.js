@@ -591,7 +591,7 @@ function renderChart() {
     bars = state.hourly.map((b) => ({
       value: b.value,
       tick: `${String(b.start.getHours()).padStart(2, "0")}:00`,
-      title: `${shortDateTimeFmt.format(b.start)}: ${fmtCost(b.value)}, ${b.calls} calls`,
+      title: `${shortDateTimeFmt.format(b.start)}: ${fmtCost(b.value)}, ${b.calls} call${b.calls === 1 ? "" : "s"}`,
     }));
     const total = state.hourly.reduce((a, b) => a + b.value, 0);
     summary = `Last 24 hours, per hour: ${fmtCost(total)} in total.`;
@@ -768,7 +768,8 @@ function renderFeed(events, total, hasMore) {
   const firstLoad = list.children.length === 0;
   list.replaceChildren(...events.map((e) => feedItem(e, !firstLoad && !seen.has(eventKey(e)))));
   if (!events.length) list.append(el("li", { class: "muted", text: "No activity matches these filters." }));
-  $("feed-count").textContent = total === undefined ? "" : `${fmtInt(total)} events${hasMore ? `, newest ${events.length} shown` : ""}`;
+  const noun = total === 1 ? "event" : "events";
+  $("feed-count").textContent = total === undefined ? "" : `${fmtInt(total)} ${noun}${hasMore ? `, newest ${events.length} shown` : ""}`;
   $("feed-more").hidden = !hasMore;
 }
 
