@@ -249,11 +249,12 @@ def _number(value: object) -> float | None:
 
 
 def format_cost(value: object) -> str:
-    """Dollars: cents from $1 up, four decimals below (small sessions cost fractions of a cent)."""
+    """Dollars: cents from $1 up, four decimals below (small sessions cost fractions of a cent),
+    unless they would round up to $1 ($0.99996 is "$1.00", not "$1.0000"; as the dashboard)."""
     v = _number(value)
     if v is None:
         return "-"
-    return f"${v:,.2f}" if abs(v) >= 1 else f"${v:.4f}"
+    return f"${v:,.2f}" if abs(v) >= 0.99995 else f"${v:.4f}"
 
 
 def format_int(value: object) -> str:

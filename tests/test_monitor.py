@@ -514,3 +514,9 @@ def test_without_url_the_default_index_service_is_watched(tmp_path: Path) -> Non
         db, RunInfo(pid=os.getpid(), port=4321, host="127.0.0.1", token=False, started=now_iso(), db=str(db))
     )
     assert service_url(None) == "http://127.0.0.1:4321"
+
+
+def test_costs_never_read_as_four_decimals_of_a_dollar() -> None:
+    assert [format_cost(v) for v in (0.04199, 0.99994, 0.99996, 1.0, 1234.5)] == [
+        "$0.0420", "$0.9999", "$1.00", "$1.00", "$1,234.50",
+    ]  # fmt: skip

@@ -111,7 +111,8 @@ const cost2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximum
 
 function fmtCost(v) {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
-  return Math.abs(v) >= 1 ? `$${cost2.format(v)}` : `$${v.toFixed(4)}`;
+  // four decimals below $1, unless they would round up to it ($0.99996 -> "$1.00", not "$1.0000")
+  return Math.abs(v) >= 0.99995 ? `$${cost2.format(v)}` : `$${v.toFixed(4)}`;
 }
 function fmtInt(v) {
   return v === null || v === undefined ? "–" : intFmt.format(v);
@@ -119,9 +120,10 @@ function fmtInt(v) {
 function fmtCompact(v) {
   if (v === null || v === undefined) return "–";
   const a = Math.abs(v);
-  if (a >= 1e9) return `${(v / 1e9).toFixed(2)}B`;
-  if (a >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
-  if (a >= 1e3) return `${(v / 1e3).toFixed(1)}K`;
+  // each unit from where the one below would round up to 1000 of it (999,950 -> "1.00M", not "1000.0K")
+  if (a >= 999.995e6) return `${(v / 1e9).toFixed(2)}B`;
+  if (a >= 999.95e3) return `${(v / 1e6).toFixed(2)}M`;
+  if (a >= 999.5) return `${(v / 1e3).toFixed(1)}K`;
   return String(Math.round(v));
 }
 function fmtRate(v) {
