@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from api.context import AppContext
 from api.routes import dashboard, metrics, reports, stats
+from api.routes.params import unavailable
 from api.security import SecurityMiddleware
 from api.service import LiveService
 
@@ -48,6 +49,11 @@ def create_app(ctx: AppContext, service: LiveService | None = None) -> Starlette
         async with service.running():
             yield
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        if service is not None and service.stopping:  # a reader closed under a request: say so, marked
+            return unavailable("the service is shutting down", True)
+        return await _server_error(request, exc)
+
     return Starlette(
         routes=[
             *stats.routes(ctx, service),
@@ -56,6 +62,6 @@ def create_app(ctx: AppContext, service: LiveService | None = None) -> Starlette
             *dashboard.routes(ctx),
         ],
         middleware=[Middleware(SecurityMiddleware, allowed_hosts=ctx.allowed_hosts, token=ctx.token)],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={HTTPException: _http_error, Exception: server_error},
         lifespan=lifespan,
     )

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -273,6 +274,7 @@ class LiveService:
         self._settings_seen = file_signature(self._settings)
         self._context: AppContext | None = None
         self._zone = system_timezone()
+        self._tz = ZoneInfo(self._zone)
         self.watcher = Watcher(config.roots, self.wake, supervise_s=config.supervise_s)
         self.index: Index | None = None
         self.last_ingest: str | None = None
@@ -627,7 +629,13 @@ class LiveService:
                 return None
             now = datetime.now(UTC)
             snap = compute_snapshot(
-                con, now=now, uptime_s=self.uptime_s, port=self.port, mode=self.config.cost_mode, memo=self._memo
+                con,
+                now=now,
+                uptime_s=self.uptime_s,
+                port=self.port,
+                mode=self.config.cost_mode,
+                tz=self._tz,  # the zone health names, so a browser can tell whose day `today` is
+                memo=self._memo,
             )
         key = (snap.total_requests, snap.messages_count, snap.total_cost, snap.total_tokens, snap.last_activity)
         changed, self._snap_key = key != self._snap_key, key
@@ -769,15 +777,16 @@ class LiveService:
             log.exception("applying new prices failed")
 
     def _check_settings(self) -> None:
-        """Take up a changed default cost mode (config.toml), for every answer not given ?mode."""
-        seen = file_signature(self._settings)
-        if seen == self._settings_seen:
-            return
-        self._settings_seen = seen
+        """Take up a changed default cost mode (config.toml), for every answer not given ?mode; a file
+        that cannot be read or is wrong keeps the mode in force (and is logged), never the thread."""
         try:
+            seen = file_signature(self._settings)
+            if seen == self._settings_seen:
+                return
+            self._settings_seen = seen
             mode = load_settings(self._settings)["cost_mode"]
-        except CcoError as exc:
-            log.warning("%s; keeping cost mode %s", exc, self.config.cost_mode)
+        except (OSError, CcoError) as exc:
+            log.warning("%s: %s; keeping cost mode %s", self._settings, exc, self.config.cost_mode)
             return
         if mode != self.config.cost_mode:
             self.config.cost_mode = mode

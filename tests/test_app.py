@@ -285,3 +285,20 @@ def test_app_without_a_service(tmp_path: Path, tree: Path) -> None:
             r = client.get(path)
             assert r.status_code == 503 and "not running" in r.json()["error"], path
         assert client.get("/metrics").status_code == 200
+
+
+def test_a_stopping_service_marks_what_it_cannot_answer(client: TestClient, service: LiveService) -> None:
+    """While shutting down every endpoint that cannot answer says so with a 503 marked `stopping`
+    (a command then waits for the service to let go of the index); reads still possible answer."""
+    service.begin_shutdown()
+    r = client.get("/api/index/status")
+    assert (r.status_code, r.json()) == (503, {"error": "the service is shutting down", "stopping": True})
+    assert client.get("/api/reports/daily").status_code == 200  # the index is still open
+    wait_for(lambda: service._ingest is None or not service._ingest.is_alive())
+    service._close_index()  # as close() does next: every reader is gone
+    served = TestClient(
+        client.app, base_url="http://localhost", client=("127.0.0.1", 50000), raise_server_exceptions=False
+    )
+    for path in ("/api/reports/daily", "/api/metrics/projects", "/metrics", "/api/index/rejects"):
+        r = served.get(path)
+        assert r.status_code == 503 and r.json()["stopping"] is True, (path, r.text)

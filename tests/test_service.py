@@ -321,6 +321,16 @@ def test_a_changed_cost_mode_reaches_every_answer(service: LiveService) -> None:
     with_loop(service, body)
 
 
+def test_a_settings_file_that_cannot_be_read_keeps_the_mode_and_the_ingest(
+    service: LiveService, tmp_path: Path
+) -> None:
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)  # stat fails with ELOOP, not "no such file"
+    service._settings = loop
+    service._check_settings()  # logged, not raised: on the ingest thread it would end the thread
+    assert service.config.cost_mode == "auto"
+
+
 def test_writer_jobs_run_on_the_ingest_thread(service: LiveService) -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         status = await service.call_writer(service.status_json, anytime=True)
