@@ -17,7 +17,7 @@ from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
 from indexer.ingest import Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
-from indexer.parse import MAX_COUNT
+from indexer.parse import MAX_COST_USD, MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
 from indexer.runfile import pid_alive
 from indexer.store import REBUILD_HINT, Index
@@ -28,15 +28,17 @@ from indexer.store import REBUILD_HINT, Index
 # rules would take something from the old row (an earlier first line, a larger count, a flag):
 # its lines may have come from several files (a fork's copy, a sidechain copy) of which one is
 # gone. A row whose counts or time this version would reject (see parse.py; an older version took
-# such lines) is never copied.
+# such lines) is never copied, and a costUSD it would not use is read as none.
+_OLD = f"""(SELECT * REPLACE (CASE WHEN cost_usd BETWEEN 0 AND {MAX_COST_USD} THEN cost_usd END AS cost_usd)
+    FROM old.calls)"""
 _VALID = f"""o.ts >= TIMESTAMP '2000-01-01' AND o.ts < TIMESTAMP '2100-01-01'
     AND {" AND ".join(f"o.{c} BETWEEN 0 AND {MAX_COUNT}" for c in (
         "input_tokens", "output_tokens", "cache_5m_tokens", "cache_1h_tokens", "cache_read_tokens", "web_searches"
     ))}"""  # fmt: skip
-_SALVAGE_MISSING = f"INSERT INTO calls SELECT * FROM old.calls AS o ANTI JOIN calls USING (key) WHERE {_VALID}"
+_SALVAGE_MISSING = f"INSERT INTO calls SELECT * FROM {_OLD} AS o ANTI JOIN calls USING (key) WHERE {_VALID}"
 _SALVAGE_MERGE = f"""
 MERGE INTO calls USING (
-    SELECT o.* FROM old.calls AS o JOIN calls AS c ON o.key = c.key WHERE ({changes("o", "c")}) AND {_VALID}
+    SELECT o.* FROM {_OLD} AS o JOIN calls AS c ON o.key = c.key WHERE ({changes("o", "c")}) AND {_VALID}
 ) AS excluded ON calls.key = excluded.key
 WHEN MATCHED THEN UPDATE SET {MERGE_SET}
 """

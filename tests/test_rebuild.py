@@ -118,6 +118,22 @@ def test_salvage_copies_no_row_this_version_would_reject(tmp_path: Path, samples
     assert rows(db, "SELECT key FROM calls WHERE key IN (1, 2, 3, 4) ORDER BY key") == [(1,), (3,)]
 
 
+def test_salvage_reads_a_cost_this_version_would_not_use_as_none(tmp_path: Path, samples_tree: Path) -> None:
+    """An older version kept any costUSD >= 0; this one takes none over $10,000 (see parse.py), so
+    a rebuild must not put $50,000,000 back into a call the transcripts still hold."""
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+        (key,) = index.con.execute("SELECT min(key) FROM calls").fetchone() or (None,)
+        index.con.execute("UPDATE calls SET cost_usd = 5e7 WHERE key = ?", [key])
+        index.con.execute(
+            "INSERT INTO calls SELECT * REPLACE (1 AS key, 5e7 AS cost_usd) FROM calls WHERE key = ?", [key]
+        )  # and one only the old index has
+    rebuild(db, [samples_tree / "projects"])
+    assert rows(db, "SELECT cost_usd FROM calls WHERE key = 1") == [(None,)]  # salvaged, without the cost
+    assert rows(db, "SELECT count(*) FROM calls WHERE cost_usd > 10000") == [(0,)]
+
+
 def test_calls_of_a_file_rewritten_in_place_survive_rebuild(tmp_path: Path) -> None:
     """Rewritten with the same first bytes and no shorter (a /rewind, then more turns): the index
     keeps the calls the old lines held, and so does a rebuild, though the file is whole on disk."""
