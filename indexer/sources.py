@@ -41,13 +41,17 @@ def resolve_sources(given: Iterable[Path] | None, include_missing: bool = False)
 
 
 def iter_transcripts(
-    roots: Iterable[Path], unlisted: list[str] | None = None, links: dict[str, str] | None = None
+    roots: Iterable[Path],
+    unlisted: list[str] | None = None,
+    links: dict[str, str] | None = None,
+    with_files: bool = True,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Every *.jsonl file below each root, with its stat (files that vanish mid-scan are skipped).
 
     Folders that exist but cannot be listed (no permission) are appended to `unlisted`: what the
     index knows below them is not gone, only out of reach. Each folder link walked is put in
     `links` (its path -> its target's real path): the files below it are named under the link.
+    With `with_files` False only folders are walked (for `links`): no file is looked at or yielded.
 
     Roots inside another root are walked once, as part of it. Folders that are symbolic links are
     followed after every real folder has been walked, skipping those whose target was walked (real
@@ -92,7 +96,7 @@ def iter_transcripts(
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, via_link))
                 elif entry.name.endswith(".jsonl"):
-                    if entry.is_file():
+                    if with_files and entry.is_file():
                         st = entry.stat()
                         if entry.is_symlink():
                             linked_files.append((entry.path, st))
@@ -115,7 +119,7 @@ def linked_folders(roots: Iterable[Path]) -> list[tuple[str, str]]:
     roots does not see into them. Found by that walk itself, so the link chosen for a target
     reached by several, and links inside linked folders, are the walk's."""
     links: dict[str, str] = {}
-    for _ in iter_transcripts(roots, links=links):
+    for _ in iter_transcripts(roots, links=links, with_files=False):
         pass
     return sorted(links.items())
 

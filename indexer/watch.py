@@ -81,18 +81,21 @@ Wake = Callable[[list[str] | None], None]
 class _Wake(FileSystemEventHandler):
     """Turns relevant events into a wake-up call; never raises (that would kill the observer).
 
-    For the watch on a linked folder's target, `via` is (target, link): events name files under
-    the target, the index knows them under the link. `folders_changed` is called when folders (or
-    links to folders) come, go or move, which may add or drop linked folders to watch.
+    For the watches on linked folders' targets, `rename` turns a path under a target into the path
+    the index knows (under its link). `folders_changed` is called when folders (or links to
+    folders) come, go or move, which may add or drop linked folders to watch.
     """
 
     def __init__(
-        self, wake: Wake, folders_changed: Callable[[], None] = lambda: None, via: tuple[str, str] | None = None
+        self,
+        wake: Wake,
+        folders_changed: Callable[[], None] = lambda: None,
+        rename: Callable[[str], str] | None = None,
     ) -> None:
         super().__init__()
         self._wake = wake
         self._folders_changed = folders_changed
-        self._via = (via[0] + os.sep, via[1] + os.sep) if via else None
+        self._rename = rename
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
@@ -115,9 +118,7 @@ class _Wake(FileSystemEventHandler):
             log.exception("file event handler failed")
 
     def _seen_as(self, path: str) -> str:
-        if self._via is not None and path.startswith(self._via[0]):
-            return self._via[1] + path[len(self._via[0]) :]
-        return path
+        return self._rename(path) if self._rename is not None else path
 
 
 class Watcher:
@@ -215,8 +216,18 @@ class Watcher:
                     if root.is_dir():
                         observer.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
                         watched.add(root)
-                for link, target in links:  # a watch does not follow links: each target gets its own
-                    handler = _Wake(self._wake, self._folders_changed, (target, link))
+                # A watch does not follow links: each target gets its own. One target may lie inside
+                # another (both get events then): a path goes by the deepest target holding it.
+                by_depth = sorted(((t + os.sep, link + os.sep) for link, t in links), key=lambda v: -len(v[0]))
+
+                def rename(path: str, by_depth: list[tuple[str, str]] = by_depth) -> str:
+                    for target, link in by_depth:
+                        if path.startswith(target):
+                            return link + path[len(target) :]
+                    return path
+
+                handler = _Wake(self._wake, self._folders_changed, rename)
+                for _, target in links:
                     observer.schedule(handler, target, recursive=True, event_filter=_EVENT_FILTER)
                     watched.add(Path(target))
                 observer.start()

@@ -314,3 +314,42 @@ def test_links_that_go_away_take_their_watch_along_and_are_no_failure(tmp_path: 
         assert (w.restarts, w.last_failure, w.alive) == (0, None, True)
     finally:
         w.stop()
+
+
+def test_a_target_inside_another_names_its_files_as_the_reader_does(tmp_path: Path) -> None:
+    """-a links to E/deeper and -b to E: E/deeper's events reach both watches; each must name the
+    file as the reader does, whichever link it was read through."""
+    root, e = tmp_path / "projects", tmp_path / "E"
+    (e / "deeper").mkdir(parents=True)
+    root.mkdir()
+    (root / "-a").symlink_to(e / "deeper")
+    (root / "-b").symlink_to(e)
+    (e / "deeper" / "x.jsonl").write_bytes(b"{}\n")
+    read = [p for p, _ in iter_transcripts([root])]
+    assert len(read) == 1  # read once, under one of the links
+    wakes = Counter()
+    w = Watcher([root], wakes, supervise_s=0.05)
+    w.start()
+    try:
+        before = wakes.quiet()
+        with (e / "deeper" / "x.jsonl").open("ab") as f:
+            f.write(b"{}\n")
+        wait_for(lambda: wakes.n > before, timeout=5)
+        wakes.quiet()
+        assert {p for p in wakes.paths[before:] if p is not None} == set(read)
+    finally:
+        w.stop()
+
+
+def test_removing_a_link_alone_drops_its_watch(tmp_path: Path, root: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "-l").symlink_to(elsewhere)
+    w = Watcher([root], Counter(), supervise_s=0.05)
+    w.start()
+    try:
+        assert str(elsewhere) in w.watched
+        (root / "-l").unlink()  # nothing else changes in the tree
+        wait_for(lambda: str(elsewhere) not in w.watched, timeout=5)
+    finally:
+        w.stop()
