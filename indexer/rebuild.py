@@ -1,9 +1,9 @@
 """`cco index rebuild`: a fresh index from the transcripts, plus the history only the old index has.
 
 The idea: build into a temporary file beside the index, copy in what the old index still knows
-and the transcripts no longer hold (files deleted by Claude Code's cleanup, files rewritten
-shorter), merging by call identity with the same rules as ingest, then atomically rename the new
-file over the old one. A crash at any point leaves the old index untouched.
+and the transcripts no longer hold (files deleted by Claude Code's cleanup, files rewritten),
+merging by call identity with the same rules as ingest, then atomically rename the new file over
+the old one. A crash at any point leaves the old index untouched.
 """
 
 from __future__ import annotations

@@ -820,7 +820,9 @@ function healthProblems(h) {
   if (h.rejected_lines) out.push(`${fmtInt(h.rejected_lines)} transcript line${h.rejected_lines === 1 ? "" : "s"} rejected`);
   // Files are briefly behind after every write; only a lag that lasts is worth showing.
   const lagging = h.files_lagging || 0;
-  if (lagging && state.lastLagging) out.push(`${fmtInt(lagging)} files behind by ${fmtCompact(h.bytes_behind || 0)} bytes`);
+  if (lagging && state.lastLagging) {
+    out.push(`${fmtInt(lagging)} file${lagging === 1 ? "" : "s"} behind by ${fmtCompact(h.bytes_behind || 0)} bytes`);
+  }
   state.lastLagging = lagging;
   if (h.ok === false && !out.length) out.push("not ok");
   return out;
