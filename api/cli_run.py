@@ -55,6 +55,25 @@ def _server(config: Any, service: LiveService) -> Any:
     return Server(config)
 
 
+class _Stop:
+    """The SIGINT/SIGTERM handler from the start of `cco index run` until uvicorn installs its own
+    (and again after: uvicorn re-raises the signals it caught once it has stopped). A signal in
+    that window used to be lost (a no-op handler: the service ran on, holding the index) or fatal
+    (the default action: no cleanup, a stale run file)."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self.service: LiveService | None = None
+        self.server: Any = None
+
+    def __call__(self, sig: int, frame: FrameType | None) -> None:
+        self.signals.append(sig)
+        if self.service is not None:
+            self.service.begin_shutdown()
+        if self.server is not None:
+            self.server.should_exit = True
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it
@@ -144,6 +163,11 @@ def run_service(
     token = (token or "").strip() or None
     if not is_loopback_address(host) and token is None:
         fail(f"listening on {host} (not loopback) needs a token: pass --token or set CCO_TOKEN")
+    # From here a SIGINT/SIGTERM stops the service at whatever point of its start it comes: noted,
+    # passed on to what exists (the service's threads, uvicorn's loop), never lost, never fatal.
+    stopping = _Stop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
     # Before any thread starts: glibc gives a thread its arena at its first allocation.
     tune_malloc()
     # The ingest thread holds the GIL between DuckDB calls during a catch-up; a shorter switch
@@ -175,7 +199,7 @@ def run_service(
 
     from api.app import create_app
 
-    service = LiveService(config)
+    service = stopping.service = LiveService(config)
     sock = _bind(host, port)  # first: a busy port is refused before the index is opened (or made)
     service.port = sock.getsockname()[1]
     try:
@@ -202,12 +226,11 @@ def run_service(
             ),
             service,
         )
-        # uvicorn re-raises a caught signal after serving; with these no-op handlers that re-raise is
-        # harmless, so our cleanup below runs and the exit status is 0.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: None)
+        stopping.server = server
         roots = ", ".join(f"{r}{'' if r.is_dir() else ' (not there yet)'}" for r in config.roots) or "none found"
         log.info("serving http://%s:%d (index %s; transcripts: %s)", host, service.port, path, roots)
+        if stopping.signals:
+            server.should_exit = True  # stopped while starting: uvicorn starts, sees it, and stops
         server.run(sockets=[sock])
     finally:
         service.close()

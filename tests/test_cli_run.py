@@ -157,3 +157,32 @@ def test_commands_sent_while_the_service_starts_or_stops_go_through(tmp_path: Pa
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert json.loads(out)["calls"] == 3
+
+
+def test_a_signal_at_any_point_of_the_start_stops_the_service_cleanly(tmp_path: Path) -> None:
+    """SIGTERM the moment it says 'serving' (before uvicorn had its own handlers, it was lost: the
+    service ran on holding the index), or as soon as its run file is there (the default action
+    killed it, leaving the file): either way it stops, exits 0 and leaves nothing behind."""
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls(3)})
+    db = tmp_path / "i.duckdb"
+    assert run_cco("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+    for when in ("serving", "run file", "serving", "run file"):
+        proc = subprocess.Popen(
+            [CCO, "index", "run", "--source", str(tree), "--db", str(db), "--port", str(free_port())],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        if when == "serving":
+            for line in proc.stderr:
+                if "serving" in line:
+                    break
+        else:
+            deadline = time.monotonic() + 15
+            while not run_file(db).exists() and time.monotonic() < deadline:
+                time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=15)[1]
+        assert proc.returncode == 0, (when, rest)
+        assert not run_file(db).exists(), when
+        assert "Traceback" not in rest
