@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 
 GROUPS = ("index", "report", "config")  # `monitor` is a lone command: typer would run it without its name
+HANDOVERS = 4  # tries of a command that meets the index held by another cco process (see main)
 
 
 def build_app(only: str | None = None) -> typer.Typer:
@@ -190,17 +191,19 @@ def _run(args: list[str]) -> None:
 def main() -> None:
     args = sys.argv[1:]
     try:
-        try:
-            _run(args)
-        except (IndexLocked, ServiceError) as exc:
-            # A `cco index run` that is starting or stopping holds the index without serving it:
-            # once it serves it (or has let go of it) the command runs again, through it or on the
-            # file. Commands fail on the lock or the connection before they change anything.
-            from api.client import handed_over
+        # A `cco index run` that is starting or stopping holds the index without serving it, and
+        # other cco commands hold it for a moment: once it is served (or let go of) the command
+        # runs again, through the service or on the file, a few times if others take it meanwhile.
+        # Commands fail on the lock or the connection before they change anything.
+        for attempt in range(HANDOVERS):
+            try:
+                _run(args)
+                break
+            except (IndexLocked, ServiceError) as exc:
+                from api.client import handed_over
 
-            if not handed_over(exc):
-                raise
-            _run(args)
+                if attempt == HANDOVERS - 1 or not handed_over(exc):
+                    raise
     except CcoError as exc:
         fail(str(exc))
     except BrokenPipeError:

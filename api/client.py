@@ -104,27 +104,43 @@ HANDOVER_S = 5.0  # how long a command waits for a starting or stopping service 
 
 
 def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) -> bool:
-    """Whether a command that failed with `exc` can run again now, after waiting for a `cco index run`
-    that holds the index without serving it: one starting (it takes the lock, then writes its run
-    file) or stopping (it answers 503 or its port is closed, then it lets go of the index and
-    removes its run file).
+    """Whether a command that failed with `exc` can run again now, after waiting for the process
+    that holds the index: a `cco index run` starting (it takes the lock, then writes its run file)
+    or stopping (it answers 503 or its port is closed, then lets go of the index and removes its
+    run file), or another `cco` command (a status, a report, a sync: they end soon).
 
     Waits until the service's run file is up (a lock met) or gone (a connection refused), or the
-    service has ended: True then, False after `timeout` or when the holder is not a `cco index run`
-    (a sync or a rebuild runs for as long as it needs; the user is told to wait for it).
+    holder has ended: True then, False after `timeout` (a long sync or rebuild: the user is told to
+    wait for it) or when the holder is no cco process.
     """
     starting = isinstance(exc, IndexLocked)
     pid = exc.holder if isinstance(exc, IndexLocked) else exc.refused_by
-    if pid is None or not exc.db or is_service(pid) is False:
+    if pid is None or not exc.db:
+        return False
+    service = is_service(pid)
+    command = service is False and starting and _is_cco(pid)
+    if service is False and not command:
         return False
     db = Path(exc.db)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = read_run_file(db)
-        if not pid_alive(pid) or (info is not None and info.pid == pid) == starting:
+        if not pid_alive(pid):
             return True
+        if not command:
+            info = read_run_file(db)
+            if (info is not None and info.pid == pid) == starting:
+                return True
         time.sleep(0.05)
     return False
+
+
+def _is_cco(pid: int) -> bool:
+    """Whether process `pid` is a `cco` command (its program, or `python -m api.cli`), by /proc."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a == b"cco" or a.endswith(b"/cco") or a == b"api.cli" for a in args[:3])
 
 
 def is_service(pid: int) -> bool | None:

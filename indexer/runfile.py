@@ -47,7 +47,8 @@ def connect_host(host: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists (signal 0 checks without sending anything)."""
+    """True if a process with this pid exists (signal 0 checks without sending anything) and has not
+    ended: a zombie (ended, not yet reaped by its parent) holds no lock and serves nothing."""
     if pid <= 0:
         return False
     try:
@@ -58,7 +59,11 @@ def pid_alive(pid: int) -> bool:
         return True  # it exists but belongs to someone else
     except OSError:
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # field 3: the state
+    except (OSError, IndexError):
+        return True  # no /proc here: alive, as signal 0 says
 
 
 def now_iso() -> str:

@@ -399,3 +399,19 @@ def test_status_prints_sums_past_64_bits(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["output_tokens"] == 2 * (2**63 - 1) + 20
     assert run_cco("index", "rebuild", "--source", str(tree), "--db", str(db)).returncode == 0
     assert json.loads(run_cco("index", "status", "--db", str(db), "--json").stdout)["output_tokens"] == 20
+
+
+def test_commands_wait_out_each_others_lock(tmp_path: Path) -> None:
+    """No service: a sync and readers started together meet each other's lock, and wait for the
+    other cco command to end instead of failing."""
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls_of(3)})
+    db = tmp_path / "i.duckdb"
+    assert run_cco("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+    for _ in range(3):
+        procs = [
+            subprocess.Popen([CCO, "index", *args, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for args in (("sync", "--source", str(tree)), ("status", "--json"), ("status", "--json"), ("rejects",))
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err

@@ -202,3 +202,16 @@ def test_only_a_stopping_services_503_is_waited_out(tmp_path: Path, stopping: bo
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_cco_command_holding_the_index_is_waited_for_and_nothing_else(tmp_path: Path) -> None:
+    """A status or a sync holds the index for a moment: waited out. A process that is no cco (a
+    user's own script) may hold it for good: the command says so at once."""
+    db = tmp_path / "index.duckdb"
+    for name, waited in (("cco", True), ("my-script", False)):
+        holder = subprocess.Popen(["bash", "-c", f"exec -a {name} sleep 1"])  # named as given
+        try:
+            wait_for(lambda h=holder, n=name: Path(f"/proc/{h.pid}/cmdline").read_bytes().startswith(n.encode()))
+            assert handed_over(IndexLocked("in use", holder.pid, str(db))) is waited, name
+        finally:
+            holder.wait()
