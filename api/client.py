@@ -71,8 +71,10 @@ class Service:
             content = response.read()
         except TimeoutError:
             raise ServiceError(f"{who} did not answer {method} {path} in time") from None
-        except ConnectionRefusedError as exc:  # its run file is up, its port closed: it is stopping
-            raise ServiceError(f"cannot reach {who}: {exc}", self.info.pid, self.db) from None
+        except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected) as exc:
+            # its run file is up, its port closed (stopping) or the connection dropped (it stopped,
+            # or ended, while the request waited): a command may go on once it has let go
+            raise ServiceError(f"cannot reach {who}: {exc or type(exc).__name__}", self.info.pid, self.db) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceError(f"cannot reach {who}: {exc or type(exc).__name__}") from None
         finally:

@@ -215,3 +215,29 @@ def test_a_cco_command_holding_the_index_is_waited_for_and_nothing_else(tmp_path
             assert handed_over(IndexLocked("in use", holder.pid, str(db))) is waited, name
         finally:
             holder.wait()
+
+
+def test_a_connection_dropped_without_an_answer_is_waited_out(tmp_path: Path) -> None:
+    """A service that stops or ends while a request waits in its socket drops the connection: the
+    command may go on once it has let go, as after a refused connection."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def drop() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.close()  # no answer
+
+    threading.Thread(target=drop, daemon=True).start()
+    try:
+        db = tmp_path / "index.duckdb"
+        port = listener.getsockname()[1]
+        write_run_file(db, RunInfo(pid=os.getpid(), port=port, host="127.0.0.1", token=False, started=now_iso(), db=""))
+        service = service_for(db)
+        assert service is not None
+        with pytest.raises(ServiceError, match="cannot reach") as info:
+            service.get_json("/api/index/status")
+        assert (info.value.refused_by, info.value.db) == (os.getpid(), str(db))
+    finally:
+        listener.close()

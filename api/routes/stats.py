@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 from api.context import AppContext
 from api.routes.params import BadParam, error, int_param, json_response, only_params, unavailable
 from api.security import is_local_client
-from api.service import RING_SIZE, LiveService
+from api.service import RING_SIZE, STOPPING, LiveService
 from indexer.engine import duckdb
 from indexer.errors import BadInput, CcoError
 from indexer.pricing import check_cost_mode, cost_expr
@@ -262,7 +262,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return json_response(await service.call_writer(lambda: service.status_json(mode), anytime=True))
         except CcoError as exc:
-            return unavailable(str(exc), service.stopping)
+            return unavailable(str(exc), service.stopping or str(exc) == STOPPING)
 
     async def index_rejects(request: Request) -> Response:
         if not is_local_client(request.scope):
@@ -283,7 +283,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return json_response(await service.call_writer(service.sync_now))
         except CcoError as exc:
-            return unavailable(str(exc), service.stopping)
+            return unavailable(str(exc), service.stopping or str(exc) == STOPPING)
 
     stats_route: BaseRoute = (
         Route("/api/stats", LatestStats(service), methods=["GET"], name="stats")
