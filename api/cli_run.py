@@ -90,20 +90,27 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _open(service: LiveService) -> None:
+def _open(service: LiveService, stopping: _Stop) -> None:
     """Open the service's index, writing the run file once its lock is taken. A lock held by another
     command (a report, a status, a sync) is waited out for up to HANDOVER_S: those end soon, and a
-    service started beside them (a login script, a restart) should not fail for it."""
+    service started beside them (a login script, a restart) should not fail for it. A stop asked
+    for meanwhile ends the wait (SystemExit 0)."""
     from api.client import HANDOVER_S, is_service
 
     deadline = time.monotonic() + HANDOVER_S
+    told = False
     while True:
         try:
             service.open(locked=service.write_run_file)
             return
         except IndexLocked as exc:
+            if stopping.signals:
+                raise SystemExit(0) from None
             if exc.holder is None or is_service(exc.holder) is True or time.monotonic() > deadline:
                 raise
+            if not told:
+                log.info("waiting for process %d to let go of the index", exc.holder)
+                told = True
         time.sleep(0.05)
 
 
@@ -205,7 +212,7 @@ def run_service(
     try:
         # The run file is written as soon as the lock is taken: a command started meanwhile goes
         # through the service (its request waits in the listening socket) instead of being refused.
-        _open(service)
+        _open(service, stopping)
     except IndexLocked as exc:
         sock.close()
         fail(_already_running(path) or str(exc))  # names the holder (a sync, a report, ...)

@@ -119,6 +119,8 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
     pid = exc.holder if isinstance(exc, IndexLocked) else exc.refused_by
     if pid is None or not exc.db:
         return False
+    if not pid_alive(pid):
+        return True  # ended between the failed attempt and now (its /proc entry says nothing more)
     service = is_service(pid)
     command = service is False and starting and _is_cco(pid)
     if service is False and not command:

@@ -271,7 +271,7 @@ class LiveService:
         self.prices = PriceWatcher(pricing_file())
         # The cost mode follows `cco config set cost-mode` while running, as prices follow pricing.toml.
         self._settings = settings_file()
-        self._settings_seen = file_signature(self._settings)
+        self._settings_seen: object = file_signature(self._settings)  # a signature, or the error of a stat
         self._context: AppContext | None = None
         self._zone = system_timezone()
         self._tz = ZoneInfo(self._zone)
@@ -780,13 +780,18 @@ class LiveService:
         """Take up a changed default cost mode (config.toml), for every answer not given ?mode; a file
         that cannot be read or is wrong keeps the mode in force (and is logged), never the thread."""
         try:
-            seen = file_signature(self._settings)
-            if seen == self._settings_seen:
-                return
-            self._settings_seen = seen
+            seen: object = file_signature(self._settings)
+        except OSError as exc:
+            seen = str(exc)  # the same failure is logged once, not at every look
+        if seen == self._settings_seen:
+            return
+        self._settings_seen = seen
+        try:
+            if isinstance(seen, str):
+                raise CcoError(seen)
             mode = load_settings(self._settings)["cost_mode"]
-        except (OSError, CcoError) as exc:
-            log.warning("%s: %s; keeping cost mode %s", self._settings, exc, self.config.cost_mode)
+        except CcoError as exc:
+            log.warning("%s; keeping cost mode %s", exc, self.config.cost_mode)
             return
         if mode != self.config.cost_mode:
             self.config.cost_mode = mode

@@ -186,3 +186,25 @@ def test_a_signal_at_any_point_of_the_start_stops_the_service_cleanly(tmp_path: 
         assert proc.returncode == 0, (when, rest)
         assert not run_file(db).exists(), when
         assert "Traceback" not in rest
+
+
+def test_a_stop_asked_while_waiting_for_the_index_ends_the_wait(tmp_path: Path) -> None:
+    """`cco index run` waits up to 5 s for a lock another process holds; a SIGTERM meanwhile ends
+    it at once (exit 0), not after the wait with an 'in use' error."""
+    from tests.conftest import index_held_elsewhere
+
+    tree = write_tree(tmp_path / "claude", {"p/s.jsonl": calls(1)})
+    db = tmp_path / "i.duckdb"
+    assert run_cco("index", "sync", "--source", str(tree), "--db", str(db)).returncode == 0
+    with index_held_elsewhere(db) as holder:
+        proc = subprocess.Popen(
+            [CCO, "index", "run", "--source", str(tree), "--db", str(db), "--port", str(free_port())],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        assert f"waiting for process {holder} to let go of the index" in proc.stderr.readline()
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, rest  # not 2, 'in use', once the wait is over
+    assert not run_file(db).exists()

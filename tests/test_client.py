@@ -241,3 +241,10 @@ def test_a_connection_dropped_without_an_answer_is_waited_out(tmp_path: Path) ->
         assert (info.value.refused_by, info.value.db) == (os.getpid(), str(db))
     finally:
         listener.close()
+
+
+def test_a_holder_that_has_ended_is_no_reason_to_fail(tmp_path: Path) -> None:
+    """The holder may end between the failed open and the look at it (its /proc entry gone)."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    assert handed_over(IndexLocked("in use", ended.pid, str(tmp_path / "index.duckdb")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -322,13 +323,16 @@ def test_a_changed_cost_mode_reaches_every_answer(service: LiveService) -> None:
 
 
 def test_a_settings_file_that_cannot_be_read_keeps_the_mode_and_the_ingest(
-    service: LiveService, tmp_path: Path
+    service: LiveService, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     loop = tmp_path / "loop.toml"
     loop.symlink_to(loop)  # stat fails with ELOOP, not "no such file"
     service._settings = loop
-    service._check_settings()  # logged, not raised: on the ingest thread it would end the thread
+    with caplog.at_level(logging.WARNING, logger="cco.service"):
+        for _ in range(3):  # logged once, not raised: on the ingest thread it would end the thread
+            service._check_settings()
     assert service.config.cost_mode == "auto"
+    assert len([r for r in caplog.records if "keeping cost mode auto" in r.getMessage()]) == 1
 
 
 def test_writer_jobs_run_on_the_ingest_thread(service: LiveService) -> None:
