@@ -188,7 +188,8 @@ def test_shutdown_during_a_big_pass_after_the_catch_up_ends_its_parsers(service:
     wait_for(lambda: multiprocessing.active_children(), timeout=30)  # the pass's parsers are at work
     service.close()
     assert not service.busy_at_exit
-    assert multiprocessing.active_children() == []
+    # killed: gone as soon as the kernel has ended them (on a loaded machine, not always at once)
+    wait_for(lambda: multiprocessing.active_children() == [], timeout=5)
 
 
 def test_shutdown_does_not_wait_for_a_snapshot_query_that_will_not_end(
