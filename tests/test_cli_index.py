@@ -412,6 +412,5 @@ def test_commands_wait_out_each_others_lock(tmp_path: Path) -> None:
             subprocess.Popen([CCO, "index", *args, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for args in (("sync", "--source", str(tree)), ("status", "--json"), ("status", "--json"), ("rejects",))
         ]
-        for proc in procs:
-            _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
+        errors = [proc.communicate(timeout=60)[1] for proc in procs]  # every pipe read and closed first
+        assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors
