@@ -379,8 +379,12 @@ class LiveService:
             self._loop = None
 
     def begin_shutdown(self) -> None:
-        """Safe from a signal handler or any thread: end streams, tell the threads to stop."""
+        """Safe from a signal handler or any thread: end streams, tell the threads to stop, and
+        answer the writer jobs still queued (marked 503 to their requests) now rather than when
+        the ingest thread has stopped, which may be after uvicorn's graceful timeout (a request it
+        then cancels gets a bare 500)."""
         self._stopping.set()
+        self._fail_jobs()
         self._signal.set()
         loop = self._loop
         if loop is not None:

@@ -437,3 +437,23 @@ def test_the_services_parsers_run_only_on_idle_cores() -> None:
     finally:
         pool.close()
         pool.join()
+
+
+def test_shutdown_answers_the_writer_jobs_still_queued_at_once(tree: Path, tmp_path: Path) -> None:
+    """A sync asked for during a catch-up waits for its end; at shutdown it is told 'shutting down'
+    at once (a marked 503: the command then waits for the handover), not when the ingest thread
+    has stopped, which uvicorn's graceful timeout may not wait for."""
+    import concurrent.futures
+
+    from api.service import _Job
+
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()  # no ingest thread: nothing would take the job
+    try:
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        svc._jobs.put(_Job(lambda: 1, future, False))
+        svc.begin_shutdown()
+        with pytest.raises(ServiceError, match="shutting down"):
+            future.result(timeout=1)
+    finally:
+        svc.close()
