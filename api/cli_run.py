@@ -106,10 +106,10 @@ def _open(service: LiveService, stopping: _Stop) -> None:
         except IndexLocked as exc:
             if stopping.signals:
                 raise SystemExit(0) from None
-            if exc.holder is None or is_service(exc.holder) is True or time.monotonic() > deadline:
+            if exc.pid is None or is_service(exc.pid) is True or time.monotonic() > deadline:
                 raise
             if not told:
-                log.info("waiting for process %d to let go of the index", exc.holder)
+                log.info("waiting for process %d to let go of the index", exc.pid)
                 told = True
         time.sleep(0.05)
 

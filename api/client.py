@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 
 from indexer.errors import IndexLocked, ServiceError
-from indexer.runfile import RunInfo, pid_alive, read_run_file
+from indexer.runfile import RunInfo, command_line, pid_alive, read_run_file
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -116,7 +116,7 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
     wait for it) or when the holder is no cco process.
     """
     starting = isinstance(exc, IndexLocked)
-    pid = exc.holder if isinstance(exc, IndexLocked) else exc.refused_by
+    pid = exc.pid
     if pid is None or not exc.db:
         return False
     if not pid_alive(pid):
@@ -140,18 +140,14 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
 
 def _is_cco(pid: int) -> bool:
     """Whether process `pid` is a `cco` command (its program, or `python -m api.cli`), by /proc."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    args = (command_line(pid) or b"").split(b"\0")
     return any(a == b"cco" or a.endswith(b"/cco") or a == b"api.cli" for a in args[:3])
 
 
 def is_service(pid: int) -> bool | None:
     """Whether process `pid` is a `cco index run`, by its command line; None where /proc cannot say
     (another system: the waits that depend on it are bounded by HANDOVER_S either way)."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes()  # NUL-separated arguments
-    except OSError:
+    args = command_line(pid)
+    if args is None:
         return False if Path("/proc/self").exists() else None
     return b"\0index\0run\0" in args

@@ -21,13 +21,18 @@ class IndexCorrupt(CcoError):
     pass
 
 
-class IndexLocked(CcoError):
-    """`holder`: the pid holding the lock of index file `db`, when DuckDB's message names it."""
+class _Held(CcoError):
+    """An error caused by process `pid` holding index file `db` (None, "": not known), which a
+    command may wait out (api/client.handed_over)."""
 
-    def __init__(self, message: str, holder: int | None = None, db: str = "") -> None:
+    def __init__(self, message: str, pid: int | None = None, db: str = "") -> None:
         super().__init__(message)
-        self.holder = holder
+        self.pid = pid
         self.db = db
+
+
+class IndexLocked(_Held):
+    """`pid`: the process holding the lock, when DuckDB's message names it."""
 
 
 class IndexDenied(CcoError):
@@ -42,14 +47,9 @@ class BadInput(CcoError):
     pass
 
 
-class ServiceError(CcoError):
-    """`refused_by`: the pid of the service for index file `db` that refused the connection or
-    answered 503 while its run file is up (it is stopping)."""
-
-    def __init__(self, message: str, refused_by: int | None = None, db: str = "") -> None:
-        super().__init__(message)
-        self.refused_by = refused_by
-        self.db = db
+class ServiceError(_Held):
+    """`pid`: the service that dropped or refused the connection, or answered 503 marked stopping,
+    while its run file is up (it is stopping); None for any other failure."""
 
 
 class WorkerDied(CcoError):

@@ -66,6 +66,15 @@ def pid_alive(pid: int) -> bool:
         return True  # no /proc here: alive, as signal 0 says
 
 
+def command_line(pid: int) -> bytes | None:
+    """Process `pid`'s arguments, NUL-separated, as /proc has them (empty for a zombie); None where
+    /proc has no entry for it."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
 def now_iso() -> str:
     """Now as ISO-8601 UTC with milliseconds and Z, as the service's answers print instants."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -26,6 +26,7 @@ from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMN
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW, apply_prices, ready_to_read
+from indexer.runfile import command_line
 from indexer.tail import FileState, ReadResult
 from schemas.records import CallRow, EventRow
 
@@ -79,11 +80,8 @@ def _holder(text: str) -> str:
     if not m:
         return "another process"
     pid = m.group(1)
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        cmd = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())  # one line, whatever it held
-    except OSError:
-        cmd = ""
+    raw = command_line(int(pid)) or b""
+    cmd = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())  # one line, whatever it held
     if not cmd:
         held = _LOCK_EXE.search(text)
         cmd = held.group(1) if held else ""

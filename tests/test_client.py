@@ -198,7 +198,7 @@ def test_only_a_stopping_services_503_is_waited_out(tmp_path: Path, stopping: bo
         assert service is not None
         with pytest.raises(ServiceError, match="503 nope") as info:
             service.get_json("/api/index/status")
-        assert (info.value.refused_by, info.value.db) == ((os.getpid(), str(db)) if stopping else (None, ""))
+        assert (info.value.pid, info.value.db) == ((os.getpid(), str(db)) if stopping else (None, ""))
     finally:
         server.shutdown()
         server.server_close()
@@ -238,7 +238,7 @@ def test_a_connection_dropped_without_an_answer_is_waited_out(tmp_path: Path) ->
         assert service is not None
         with pytest.raises(ServiceError, match="cannot reach") as info:
             service.get_json("/api/index/status")
-        assert (info.value.refused_by, info.value.db) == (os.getpid(), str(db))
+        assert (info.value.pid, info.value.db) == (os.getpid(), str(db))
     finally:
         listener.close()
 
