@@ -22,7 +22,7 @@ from api.context import AppContext
 from api.routes import dashboard, metrics, reports, stats
 from api.routes.params import unavailable
 from api.security import SecurityMiddleware
-from api.service import LiveService
+from api.service import STOPPING, LiveService
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -51,7 +51,7 @@ def create_app(ctx: AppContext, service: LiveService | None = None) -> Starlette
 
     async def server_error(request: Request, exc: Exception) -> Response:
         if service is not None and service.stopping:  # a reader closed under a request: say so, marked
-            return unavailable("the service is shutting down", True)
+            return unavailable(STOPPING, True)
         return await _server_error(request, exc)
 
     return Starlette(

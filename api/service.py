@@ -271,7 +271,7 @@ class LiveService:
         self.prices = PriceWatcher(pricing_file())
         # The cost mode follows `cco config set cost-mode` while running, as prices follow pricing.toml.
         self._settings = settings_file()
-        self._settings_seen: object = file_signature(self._settings)  # a signature, or the error of a stat
+        self._settings_seen = file_signature(self._settings)
         self._context: AppContext | None = None
         self._zone = system_timezone()
         self._tz = ZoneInfo(self._zone)
@@ -783,15 +783,12 @@ class LiveService:
     def _check_settings(self) -> None:
         """Take up a changed default cost mode (config.toml), for every answer not given ?mode; a file
         that cannot be read or is wrong keeps the mode in force (and is logged), never the thread."""
-        try:
-            seen: object = file_signature(self._settings)
-        except OSError as exc:
-            seen = str(exc)  # the same failure is logged once, not at every look
+        seen = file_signature(self._settings)
         if seen == self._settings_seen:
             return
         self._settings_seen = seen
         try:
-            if isinstance(seen, str):
+            if isinstance(seen, str):  # cannot be looked at: told once, as the signature stays
                 raise CcoError(seen)
             mode = load_settings(self._settings)["cost_mode"]
         except CcoError as exc:

@@ -17,16 +17,19 @@ from pathlib import Path
 from indexer.errors import BadInput
 from indexer.pricing import PriceBook, bundled, load_book
 
-# (device, inode, size, mtime_ns, ctime_ns), or None when there is no file.
-Signature = tuple[int, int, int, int, int] | None
+# (device, inode, size, mtime_ns, ctime_ns); None when there is no file; the reason when it cannot
+# be looked at (a symlink loop, no permission), so the same failure is seen, and told, once.
+Signature = tuple[int, int, int, int, int] | str | None
 
 
 def file_signature(path: Path) -> Signature:
-    """What changes when the file is written (or made, or removed): a stat, no read."""
+    """What changes when the file is written (or made, or removed): a stat, no read. Never raises."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 

@@ -125,3 +125,12 @@ def test_a_bad_file_at_start_up_is_reported_and_bundled_prices_are_used() -> Non
     assert watcher.error == (
         f"{path} line 2: price for '{OPUS}': input must be a number, got 'cheap'; keeping the last good prices"
     )
+
+
+def test_a_file_that_cannot_be_looked_at_is_told_and_kept_at_the_last_good_prices(tmp_path: Path) -> None:
+    """A symlink loop (stat fails with ELOOP, not 'no such file'): said once, never raised."""
+    path = tmp_path / "pricing.toml"
+    path.symlink_to(path)
+    watcher = PriceWatcher(path)
+    assert watcher.book == bundled() and watcher.error is not None
+    assert watcher.check() is False and watcher.check() is False

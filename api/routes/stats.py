@@ -248,6 +248,11 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
             lambda con: prometheus_text(con, ctx.cost_mode), lambda body: Response(body, media_type=PROMETHEUS_TYPE)
         )
 
+    def writer_failed(exc: CcoError) -> Response:
+        """503 for a writer job that could not run; marked stopping when the writer is gone."""
+        assert service is not None
+        return unavailable(str(exc), service.stopping or str(exc) == STOPPING)
+
     async def index_status(request: Request) -> Response:
         if not is_local_client(request.scope):
             return error(403, "internal endpoint: loopback clients only")
@@ -262,7 +267,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return json_response(await service.call_writer(lambda: service.status_json(mode), anytime=True))
         except CcoError as exc:
-            return unavailable(str(exc), service.stopping or str(exc) == STOPPING)
+            return writer_failed(exc)
 
     async def index_rejects(request: Request) -> Response:
         if not is_local_client(request.scope):
@@ -283,7 +288,7 @@ def routes(ctx: AppContext, service: LiveService | None) -> list[BaseRoute]:
         try:
             return json_response(await service.call_writer(service.sync_now))
         except CcoError as exc:
-            return unavailable(str(exc), service.stopping or str(exc) == STOPPING)
+            return writer_failed(exc)
 
     stats_route: BaseRoute = (
         Route("/api/stats", LatestStats(service), methods=["GET"], name="stats")
