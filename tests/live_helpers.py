@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,31 @@ def wait_for_http(url: str, timeout: float = 15.0, headers: dict[str, str] | Non
         return r.json() if r.status_code == 200 else None
 
     return wait_for(attempt, timeout=timeout, step=0.05)
+
+
+@contextlib.contextmanager
+def json_server(answer: Callable[[str], tuple[int, bytes]]) -> Iterator[int]:
+    """A loopback HTTP server whose GET of a path answers `answer(path)`: (status, JSON body).
+    Yields its port; stands in for a service at one moment of its life."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answer(self.path)
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

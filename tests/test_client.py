@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from api.app import create_app
@@ -18,7 +19,7 @@ from indexer.errors import IndexLocked, ServiceError
 from indexer.paths import run_file
 from indexer.runfile import RunInfo, now_iso, write_run_file
 from tests.conftest import write_tree
-from tests.live_helpers import ThreadServer, calls, free_port, make_config, wait_for
+from tests.live_helpers import ThreadServer, calls, free_port, json_server, make_config, wait_for
 
 # watchdog's inotify thread warns when fast nested mkdirs race its recursive watch; under
 # filterwarnings=error that warning would kill the thread, so it is only a warning here, as in use.
@@ -172,26 +173,9 @@ def test_other_holders_are_not_waited_for(tmp_path: Path, holder: subprocess.Pop
 def test_only_a_stopping_services_503_is_waited_out(tmp_path: Path, stopping: bool) -> None:
     """A service shutting down marks its 503 answers; any other 503 (a failed sync, an unreadable
     index) is reported at once, not after the handover's wait."""
-    import http.server
-    import json
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"error": "nope", **({"stopping": True} if stopping else {})}).encode()
-            self.send_response(503)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    body = orjson.dumps({"error": "nope", **({"stopping": True} if stopping else {})})
+    with json_server(lambda path: (503, body)) as port:
         db = tmp_path / "index.duckdb"
-        port = server.server_address[1]
         info = RunInfo(pid=os.getpid(), port=port, host="127.0.0.1", token=False, started=now_iso(), db="elsewhere")
         write_run_file(db, info)
         service = service_for(db)
@@ -199,9 +183,6 @@ def test_only_a_stopping_services_503_is_waited_out(tmp_path: Path, stopping: bo
         with pytest.raises(ServiceError, match="503 nope") as info:
             service.get_json("/api/index/status")
         assert (info.value.pid, info.value.db) == ((os.getpid(), str(db)) if stopping else (None, ""))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_cco_command_holding_the_index_is_waited_for_and_nothing_else(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from test_dashboard import SPOTTER_FILE, Service, append, assistant_line, free_p
 
 from api import monitor
 from api.monitor import Client, Keys, Poller, PollState, Sample, Unreachable, View, format_cost, format_int, render
+from tests.live_helpers import json_server
 
 STATS = {
     "timestamp": "2026-11-23T02:00:00.000Z",
@@ -298,39 +299,22 @@ def test_client_reports_a_closed_port_as_unreachable() -> None:
 
 def test_client_finds_a_service_restarted_elsewhere() -> None:
     """After a failed request the client asks `locate` (the run file) where the service is now."""
-    import http.server
-    import threading
 
-    class Stats(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/private":  # as a service bound beyond loopback answers without a token
-                body = b'{"error": "missing or wrong bearer token"}'
-                self.send_response(401)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            body = b'{"total_cost": 1.0}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def stats(path: str) -> tuple[int, bytes]:
+        if path == "/private":  # as a service bound beyond loopback answers without a token
+            return 401, b'{"error": "missing or wrong bearer token"}'
+        return 200, b'{"total_cost": 1.0}'
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    with json_server(stats) as port:
+        moved = f"http://127.0.0.1:{port}"
+        asked: list[int] = []
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Stats)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    moved = f"http://127.0.0.1:{server.server_address[1]}"
-    asked: list[int] = []
+        def locate() -> str | None:
+            asked.append(1)
+            return moved if len(asked) > 1 else None  # no run file at first: the service is down
 
-    def locate() -> str | None:
-        asked.append(1)
-        return moved if len(asked) > 1 else None  # no run file at first: the service is down
-
-    old = f"http://127.0.0.1:{free_port()}"
-    client = Client(old, timeout=2, locate=locate)
-    try:
+        old = f"http://127.0.0.1:{free_port()}"
+        client = Client(old, timeout=2, locate=locate)
         with pytest.raises(Unreachable):
             client.get("/api/stats")  # the old address: refused
         with pytest.raises(Unreachable):
@@ -341,9 +325,6 @@ def test_client_finds_a_service_restarted_elsewhere() -> None:
         assert len(asked) == 2  # asked only after a failure
         with pytest.raises(Unreachable, match="the service requires a token: set CCO_TOKEN"):
             client.get("/private")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- keys -----------------------------------------------------------------------------------------
