@@ -273,8 +273,7 @@ class LiveService:
         self._settings = settings_file()
         self._settings_seen = file_signature(self._settings)
         self._context: AppContext | None = None
-        self._zone = system_timezone()
-        self._tz = ZoneInfo(self._zone)
+        self._tz = ZoneInfo(system_timezone())  # the day of `today`; health names it (its key)
         self.watcher = Watcher(config.roots, self.wake, supervise_s=config.supervise_s)
         self.index: Index | None = None
         self.last_ingest: str | None = None
@@ -569,7 +568,7 @@ class LiveService:
             "catch_up": self.catch_up.as_json(),
             "prices": {"file": str(self.prices.path), "error": self.prices.error},
             "sources": [str(r) for r in self.config.roots],
-            "timezone": self._zone,  # the zone of /api/stats' `today` (the dashboard compares its own)
+            "timezone": self._tz.key,  # the zone of /api/stats' `today` (the dashboard compares its own)
             "ingest_error": self.ingest_error,
             "snapshots": {
                 "count": len(self.ring),
