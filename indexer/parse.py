@@ -23,6 +23,11 @@ import orjson
 
 from schemas.records import SYNTHETIC_MODEL, CallRow, EventRow, RejectRow
 
+try:  # the compiled fast path (indexer/_scan.c), built on install where a C compiler is present
+    from indexer import _scan
+except ImportError:  # pragma: no cover - then this module does all the work, the same way
+    _scan = None  # type: ignore[assignment]
+
 # A longer gap between a user line and the next call is not a response time (a resumed session,
 # lines out of order): the estimate is left unknown rather than skewing averages by hours.
 MAX_LATENCY_MS = 15 * 60 * 1000
@@ -177,6 +182,10 @@ def parse_lines(
     if data.find(b"\x00", 0, end) >= 0:
         _parse_each_line(data, end, base_offset, ctx, out)
         return out
+    if _scan is not None and use_scanner:
+        scanned = _parse_scanned(data, end, base_offset, ctx, last_user_ms)
+        if scanned is not None:
+            return scanned
     out.lines = _count_lines(data, end, base_offset, ctx, out)
     counted = len(out.rejects)  # odd lines', in offset order; the needles' rejects follow
     find = data.find
@@ -210,6 +219,61 @@ def parse_lines(
     if 0 < counted < len(out.rejects):
         out.rejects.sort(key=_offset)  # both kinds: in file order
     return out
+
+
+use_scanner = True  # tests switch the compiled fast path off to compare it with this module's
+
+
+def _parse_scanned(
+    data: Bytes, end: int, base_offset: int, ctx: FileContext, last_user_ms: int | None
+) -> ParseResult | None:
+    """parse_lines through the compiled scanner (indexer/_scan.c); None when it gives the chunk back.
+
+    The scanner does the common lines and stops at any line it cannot decide; that line is parsed
+    here (_parse_full: the same reasons, the same values) and the scan goes on after it.
+    """
+    out = ParseResult(last_user_ms=last_user_ms)
+    found: list[tuple[Any, ...]] = []
+    odd: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        lines, out.last_user_ms, stop = _scan.scan(data, pos, end, out.last_user_ms, found, odd)
+        if stop == -2:
+            return None
+        out.lines += lines
+        for start, nl in odd:
+            if reason := _odd_reason(data, start, nl):
+                out.rejects.append(RejectRow(ctx.path, base_offset + start, reason))
+        odd.clear()
+        if found:
+            _add_scanned(found, data, ctx, out.calls)
+            found.clear()
+        if stop < 0:
+            return out
+        nl = data.find(b"\n", stop)
+        out.lines += 1
+        try:
+            _parse_full(data, stop, nl, ctx, out)
+        except Rejected as exc:
+            out.rejects.append(RejectRow(ctx.path, base_offset + stop, str(exc)))
+        pos = nl + 1
+
+
+def _add_scanned(found: list[tuple[Any, ...]], data: Bytes, ctx: FileContext, calls: list[CallRow]) -> None:
+    """The scanner's call tuples -> CallRows, as _call builds them. A tuple holds start, end,
+    message id, request id, uuid, cwd, agent id, then CallRow's fields from ts_ms to sidechain
+    that a line gives, then those from input_tokens to latency_ms."""
+    session, fallback, file_agent = ctx.session, ctx.project_fallback, ctx.agent_id
+    append = calls.append
+    for t in found:
+        start, nl, msg_id, request_id, uid, cwd, agent = t[:7]
+        if msg_id is not None:
+            key, msg_hash = _id_keys(msg_id, request_id)
+        else:
+            key, msg_hash = hash64(b"line\x1f" + (uid.encode() if uid else data[start:nl])), 0
+        ts, model, branch, version, sidechain = t[7:12]
+        row = (key, msg_hash, ts, model, session, cwd or fallback, branch, version, agent or file_agent, sidechain)
+        append(_new_tuple(CallRow, (*row, False, *t[12:], None)))
 
 
 def _offset(reject: RejectRow) -> int:

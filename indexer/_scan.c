@@ -1,0 +1,806 @@
+/* indexer._scan: the compiled fast path of indexer/parse.py's parse_lines.
+
+The idea: the Python parser (parse.py) is the reference and decides every unusual case; this
+scanner only does, in one C pass, what parse.py does for the lines Claude Code actually writes,
+and hands back the rest. For each chunk of complete lines it counts lines, finds the lines that
+hold a needle ("usage" or compact_boundary), tracks the last user line's timestamp (the same
+byte patterns as parse._last_user_ms) and fully parses a needle line with a strict, validating
+JSON reader that keeps only the metadata fields. A line it cannot decide with certainty (an
+escape in a key, a lone surrogate, a count that is not a plain small integer, an API error, a
+timestamp not in the plain ISO form, invalid JSON of any kind...) is deferred: scanning stops
+there and parse.py parses that line, then calls again after it. A user timestamp it cannot parse
+makes it give up on the whole chunk (parse.py redoes it). So a line this scanner accepts is
+one orjson accepts, with the values parse.py would compute; tests/test_scan.py checks both
+paths against each other on fixtures and on generated lines.
+
+Never stored and never returned: message content. Only spans, numbers and the metadata strings.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef unsigned char uc;
+typedef Py_ssize_t ssize;
+
+#define OK 0
+#define DEFER 1   /* parse.py decides this line */
+#define NOTHING 2 /* parsed: neither a call nor a user line */
+#define CALL 3
+#define USER 4
+#define MAX_DEPTH 128 /* deeper lines are deferred (orjson's own limit is higher) */
+#define MAX_COUNT 1000000000LL
+#define MAX_COST_USD 10000.0
+#define FIRST_MS 946684800000LL /* 2000-01-01T00:00:00Z, as parse._FIRST_MS */
+#define LAST_MS 4102444800000LL /* 2100-01-01T00:00:00Z, as parse._LAST_MS */
+#define MAX_LATENCY_MS (15LL * 60 * 1000)
+
+/* ---- strict JSON reading ------------------------------------------------------------------ */
+
+enum { T_NONE = 0, T_STR, T_INT, T_NUM, T_TRUE, T_FALSE, T_NULL, T_OBJ, T_ARR };
+
+typedef struct {
+    int type;          /* T_NONE: the key is absent */
+    ssize start, end;  /* strings: the bytes inside the quotes; numbers: the token */
+    int escaped;       /* strings: holds a backslash escape */
+    int small;         /* T_INT: 0 <= value <= MAX_COUNT, written without a sign */
+    int64_t ival;      /* T_INT and small */
+} Val;
+
+/* The fields kept, in one flat array; each object level knows which of its keys are fields. */
+enum {
+    F_MESSAGE, F_ERROR, F_TIMESTAMP, F_COST, F_REQUEST, F_UUID, F_CWD, F_AGENT, F_BRANCH,
+    F_VERSION, F_SIDECHAIN, F_TYPE, F_SUBTYPE,
+    F_MODEL, F_ID, F_USAGE,
+    F_INPUT, F_OUTPUT, F_CACHE_TOTAL, F_CACHE_READ, F_CREATION, F_SERVER, F_SPEED,
+    F_1H, F_5M,
+    F_WEB,
+    N_FIELDS
+};
+
+typedef struct {
+    const char *name;
+    int len;
+    int field;
+    int child; /* the level an object value is read with, or -1 */
+} Key;
+
+enum { L_TOP, L_MSG, L_USAGE, L_CREATION, L_SERVER, N_LEVELS };
+
+#define K(s, f, c) {s, sizeof(s) - 1, f, c}
+static const Key top_keys[] = {
+    K("message", F_MESSAGE, L_MSG), K("isApiErrorMessage", F_ERROR, -1), K("timestamp", F_TIMESTAMP, -1),
+    K("costUSD", F_COST, -1), K("requestId", F_REQUEST, -1), K("uuid", F_UUID, -1), K("cwd", F_CWD, -1),
+    K("agentId", F_AGENT, -1), K("gitBranch", F_BRANCH, -1), K("version", F_VERSION, -1),
+    K("isSidechain", F_SIDECHAIN, -1), K("type", F_TYPE, -1), K("subtype", F_SUBTYPE, -1)};
+static const Key msg_keys[] = {K("model", F_MODEL, -1), K("id", F_ID, -1), K("usage", F_USAGE, L_USAGE)};
+static const Key usage_keys[] = {
+    K("input_tokens", F_INPUT, -1), K("output_tokens", F_OUTPUT, -1),
+    K("cache_creation_input_tokens", F_CACHE_TOTAL, -1), K("cache_read_input_tokens", F_CACHE_READ, -1),
+    K("cache_creation", F_CREATION, L_CREATION), K("server_tool_use", F_SERVER, L_SERVER), K("speed", F_SPEED, -1)};
+static const Key creation_keys[] = {K("ephemeral_1h_input_tokens", F_1H, -1), K("ephemeral_5m_input_tokens", F_5M, -1)};
+static const Key server_keys[] = {K("web_search_requests", F_WEB, -1)};
+#undef K
+
+static const struct {
+    const Key *keys;
+    int n;
+} levels[N_LEVELS] = {
+    {top_keys, sizeof(top_keys) / sizeof(Key)},
+    {msg_keys, sizeof(msg_keys) / sizeof(Key)},
+    {usage_keys, sizeof(usage_keys) / sizeof(Key)},
+    {creation_keys, sizeof(creation_keys) / sizeof(Key)},
+    {server_keys, sizeof(server_keys) / sizeof(Key)},
+};
+
+typedef struct {
+    const uc *d;
+    ssize p, e;
+    Val f[N_FIELDS];
+} Reader;
+
+static uc plain[256]; /* string bytes needing no check: printable ASCII but '"' and '\\' */
+
+static inline void skip_ws(Reader *r) {
+    while (r->p < r->e) {
+        uc c = r->d[r->p];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return;
+        r->p++;
+    }
+}
+
+static inline int hexval(uc c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* One UTF-8 sequence starting at d[p] (a byte >= 0x80): its length, or 0 if invalid. */
+static inline int utf8_len(const uc *d, ssize p, ssize e) {
+    uc c = d[p];
+    int n;
+    uc lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        else if (c == 0xED) hi = 0x9F; /* no encoded surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        else if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (p + n > e) return 0;
+    if (d[p + 1] < lo || d[p + 1] > hi) return 0;
+    for (int i = 2; i < n; i++)
+        if (d[p + i] < 0x80 || d[p + i] > 0xBF) return 0;
+    return n;
+}
+
+/* A string at r->p (its opening quote). Escapes are checked; \u escapes of surrogates defer. */
+static int read_string(Reader *r, Val *v) {
+    const uc *d = r->d;
+    ssize p = r->p + 1, e = r->e;
+    int escaped = 0;
+    ssize start = p;
+    for (;;) {
+        while (p < e && plain[d[p]]) p++;
+        if (p >= e) return DEFER;
+        uc c = d[p];
+        if (c == '"') break;
+        if (c == '\\') {
+            escaped = 1;
+            if (p + 1 >= e) return DEFER;
+            uc x = d[p + 1];
+            if (x == 'u') {
+                if (p + 6 > e) return DEFER;
+                int cp = 0;
+                for (int i = 2; i < 6; i++) {
+                    int h = hexval(d[p + i]);
+                    if (h < 0) return DEFER;
+                    cp = cp * 16 + h;
+                }
+                if (cp >= 0xD800 && cp <= 0xDFFF) return DEFER;
+                p += 6;
+            } else if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' || x == 'r' ||
+                       x == 't') {
+                p += 2;
+            } else return DEFER;
+        } else if (c < 0x20) {
+            return DEFER;
+        } else { /* >= 0x80 */
+            int n = utf8_len(d, p, e);
+            if (!n) return DEFER;
+            p += n;
+        }
+    }
+    if (v) {
+        v->type = T_STR;
+        v->start = start;
+        v->end = p;
+        v->escaped = escaped;
+    }
+    r->p = p + 1;
+    return OK;
+}
+
+/* A number at r->p, by JSON's grammar; unusually long ones (huge values, infinities) defer. */
+static int read_number(Reader *r, Val *v) {
+    const uc *d = r->d;
+    ssize p = r->p, e = r->e, start = p;
+    int neg = 0, is_int = 1;
+    if (p < e && d[p] == '-') {
+        neg = 1;
+        p++;
+    }
+    ssize digits = p;
+    if (p >= e || d[p] < '0' || d[p] > '9') return DEFER;
+    if (d[p] == '0') p++;
+    else
+        while (p < e && d[p] >= '0' && d[p] <= '9') p++;
+    ssize int_end = p;
+    if (p < e && d[p] == '.') {
+        is_int = 0;
+        p++;
+        if (p >= e || d[p] < '0' || d[p] > '9') return DEFER;
+        while (p < e && d[p] >= '0' && d[p] <= '9') p++;
+    }
+    if (p < e && (d[p] == 'e' || d[p] == 'E')) {
+        is_int = 0;
+        p++;
+        if (p < e && (d[p] == '+' || d[p] == '-')) p++;
+        ssize exp = p;
+        if (p >= e || d[p] < '0' || d[p] > '9') return DEFER;
+        while (p < e && d[p] >= '0' && d[p] <= '9') p++;
+        if (p - exp > 2) return DEFER;
+    }
+    if (p - start > 40) return DEFER;
+    if (v) {
+        v->type = is_int ? T_INT : T_NUM;
+        v->start = start;
+        v->end = p;
+        v->small = 0;
+        if (is_int && !neg && int_end - digits <= 10) {
+            int64_t x = 0;
+            for (ssize i = digits; i < int_end; i++) x = x * 10 + (d[i] - '0');
+            if (x <= MAX_COUNT) {
+                v->small = 1;
+                v->ival = x;
+            }
+        }
+    }
+    r->p = p;
+    return OK;
+}
+
+static int read_value(Reader *r, int depth, int level, Val *v);
+
+#define CONTINUE (-1)
+
+/* After an object member or array item: CONTINUE past a comma, OK past `close`, else DEFER. */
+static inline int after_item(Reader *r, uc close) {
+    skip_ws(r);
+    if (r->p >= r->e) return DEFER;
+    uc c = r->d[r->p++];
+    if (c == ',') {
+        skip_ws(r);
+        return CONTINUE;
+    }
+    return c == close ? OK : DEFER;
+}
+
+/* An object at r->p. With `level` >= 0, the values of that level's keys are kept in r->f (a key
+   seen twice defers: orjson keeps the last, and the fields read inside the first would linger). */
+static int read_object(Reader *r, int depth, int level) {
+    const uc *d = r->d;
+    if (depth > MAX_DEPTH) return DEFER;
+    r->p++;
+    skip_ws(r);
+    if (r->p < r->e && d[r->p] == '}') {
+        r->p++;
+        return OK;
+    }
+    for (;;) {
+        if (r->p >= r->e || d[r->p] != '"') return DEFER;
+        Val key;
+        if (read_string(r, &key) != OK) return DEFER;
+        const Key *match = NULL;
+        if (level >= 0) {
+            if (key.escaped) return DEFER; /* it might spell a kept key */
+            ssize klen = key.end - key.start;
+            for (int i = 0; i < levels[level].n; i++) {
+                const Key *k = &levels[level].keys[i];
+                if (k->len == klen && memcmp(d + key.start, k->name, (size_t)klen) == 0) {
+                    match = k;
+                    break;
+                }
+            }
+        }
+        skip_ws(r);
+        if (r->p >= r->e || d[r->p] != ':') return DEFER;
+        r->p++;
+        skip_ws(r);
+        if (match) {
+            Val *v = &r->f[match->field];
+            if (v->type != T_NONE) return DEFER;
+            if (read_value(r, depth + 1, match->child, v) != OK) return DEFER;
+        } else if (read_value(r, depth + 1, -1, NULL) != OK) {
+            return DEFER;
+        }
+        int next = after_item(r, '}');
+        if (next != CONTINUE) return next;
+    }
+}
+
+static int read_array(Reader *r, int depth) {
+    const uc *d = r->d;
+    if (depth > MAX_DEPTH) return DEFER;
+    r->p++;
+    skip_ws(r);
+    if (r->p < r->e && d[r->p] == ']') {
+        r->p++;
+        return OK;
+    }
+    for (;;) {
+        if (read_value(r, depth + 1, -1, NULL) != OK) return DEFER;
+        int next = after_item(r, ']');
+        if (next != CONTINUE) return next;
+    }
+}
+
+static inline int literal(Reader *r, const char *word, int n, int type, Val *v) {
+    if (r->e - r->p < n || memcmp(r->d + r->p, word, (size_t)n) != 0) return DEFER;
+    if (v) {
+        v->type = type;
+        v->start = r->p;
+        v->end = r->p + n;
+    }
+    r->p += n;
+    return OK;
+}
+
+/* Any value at r->p; `v` (may be NULL) receives its kind and span; an object is read with `level`. */
+static int read_value(Reader *r, int depth, int level, Val *v) {
+    if (r->p >= r->e) return DEFER;
+    uc c = r->d[r->p];
+    switch (c) {
+    case '"':
+        return read_string(r, v);
+    case '{': {
+        ssize start = r->p;
+        if (read_object(r, depth, level) != OK) return DEFER;
+        if (v) {
+            v->type = T_OBJ;
+            v->start = start;
+            v->end = r->p;
+        }
+        return OK;
+    }
+    case '[': {
+        ssize start = r->p;
+        if (read_array(r, depth) != OK) return DEFER;
+        if (v) {
+            v->type = T_ARR;
+            v->start = start;
+            v->end = r->p;
+        }
+        return OK;
+    }
+    case 't':
+        return literal(r, "true", 4, T_TRUE, v);
+    case 'f':
+        return literal(r, "false", 5, T_FALSE, v);
+    case 'n':
+        return literal(r, "null", 4, T_NULL, v);
+    default:
+        if (c == '-' || (c >= '0' && c <= '9')) return read_number(r, v);
+        return DEFER;
+    }
+}
+
+/* ---- values as parse.py computes them ----------------------------------------------------- */
+
+/* A string value's decoded UTF-8 bytes, into buf (at least the raw length); its length. */
+static ssize decode(const uc *d, const Val *v, uc *buf) {
+    ssize n = 0;
+    for (ssize p = v->start; p < v->end;) {
+        uc c = d[p];
+        if (c != '\\') {
+            buf[n++] = c;
+            p++;
+            continue;
+        }
+        uc x = d[p + 1];
+        p += 2;
+        switch (x) {
+        case 'b': buf[n++] = '\b'; break;
+        case 'f': buf[n++] = '\f'; break;
+        case 'n': buf[n++] = '\n'; break;
+        case 'r': buf[n++] = '\r'; break;
+        case 't': buf[n++] = '\t'; break;
+        case 'u': {
+            int cp = 0;
+            for (int i = 0; i < 4; i++) cp = cp * 16 + hexval(d[p + i]);
+            p += 4;
+            if (cp < 0x80) buf[n++] = (uc)cp;
+            else if (cp < 0x800) {
+                buf[n++] = (uc)(0xC0 | (cp >> 6));
+                buf[n++] = (uc)(0x80 | (cp & 0x3F));
+            } else {
+                buf[n++] = (uc)(0xE0 | (cp >> 12));
+                buf[n++] = (uc)(0x80 | ((cp >> 6) & 0x3F));
+                buf[n++] = (uc)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default: buf[n++] = x; /* '"', '\\', '/' */
+        }
+    }
+    return n;
+}
+
+/* A new str of a string value, or NULL with an exception set. */
+static PyObject *to_str(const uc *d, const Val *v) {
+    if (!v->escaped) return PyUnicode_DecodeUTF8((const char *)d + v->start, v->end - v->start, NULL);
+    ssize raw = v->end - v->start;
+    uc stack[512];
+    uc *buf = raw <= (ssize)sizeof(stack) ? stack : PyMem_Malloc((size_t)raw);
+    if (!buf) return PyErr_NoMemory();
+    ssize n = decode(d, v, buf);
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)buf, n, NULL);
+    if (buf != stack) PyMem_Free(buf);
+    return s;
+}
+
+/* Whether a string value decodes to exactly `word`. */
+static int str_is(const uc *d, const Val *v, const char *word) {
+    size_t n = strlen(word);
+    if (v->type != T_STR) return 0;
+    if (!v->escaped) return (size_t)(v->end - v->start) == n && memcmp(d + v->start, word, n) == 0;
+    /* An escape is at most 6 bytes for 1: a longer text cannot decode to `word` (at most 32 bytes). */
+    if (n > 32 || (size_t)(v->end - v->start) > 6 * n) return 0;
+    uc buf[6 * 32];
+    ssize got = decode(d, v, buf);
+    return (size_t)got == n && memcmp(buf, word, n) == 0;
+}
+
+/* A usage count as parse._count accepts it without rejecting: absent -> dflt, a plain integer in
+   0..MAX_COUNT -> it; anything else (null, a string, a float, negative, too large) defers. */
+static inline int count(const Val *v, int64_t dflt, int64_t *out) {
+    if (v->type == T_NONE) {
+        *out = dflt;
+        return OK;
+    }
+    if (v->type == T_INT && v->small) {
+        *out = v->ival;
+        return OK;
+    }
+    return DEFER;
+}
+
+static inline int digits(const uc *s, int n, int *out) {
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        x = x * 10 + (s[i] - '0');
+    }
+    *out = x;
+    return 1;
+}
+
+static int64_t days_from_civil(int y, int m, int d) { /* days since 1970-01-01, proleptic Gregorian */
+    y -= m <= 2;
+    int era = (y >= 0 ? y : y - 399) / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (int64_t)era * 146097 + doe - 719468;
+}
+
+/* An ISO-8601 time in the plain form Claude Code writes (YYYY-MM-DDTHH:MM:SS, 1-6 fraction digits,
+   then Z, +HH:MM, -HH:MM or nothing for UTC) -> ms since the epoch, floored like parse.parse_ts.
+   0 when the text has another form (datetime.fromisoformat may still accept it: the caller defers). */
+static int iso_ms(const uc *s, ssize n, int64_t *out) {
+    int y, mo, da, h, mi, se, frac_us = 0, off_min = 0;
+    if (n < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':') return 0;
+    if (!digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &da) || !digits(s + 11, 2, &h) ||
+        !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &se))
+        return 0;
+    ssize p = 19;
+    if (p < n && s[p] == '.') {
+        p++;
+        int nd = 0;
+        while (p < n && s[p] >= '0' && s[p] <= '9' && nd < 7) {
+            frac_us = frac_us * 10 + (s[p] - '0');
+            p++;
+            nd++;
+        }
+        if (nd < 1 || nd > 6) return 0;
+        for (; nd < 6; nd++) frac_us *= 10;
+    }
+    if (p < n) {
+        if (s[p] == 'Z' && p + 1 == n) {
+            p++;
+        } else if ((s[p] == '+' || s[p] == '-') && p + 6 == n && s[p + 3] == ':') {
+            int oh, om;
+            if (!digits(s + p + 1, 2, &oh) || !digits(s + p + 4, 2, &om) || oh > 23 || om > 59) return 0;
+            off_min = (oh * 60 + om) * (s[p] == '-' ? -1 : 1);
+            p += 6;
+        } else return 0;
+    }
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || h > 23 || mi > 59 || se > 59 || da < 1) return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (da > mdays[mo - 1] + (mo == 2 && leap)) return 0;
+    int64_t secs = days_from_civil(y, mo, da) * 86400 + h * 3600 + mi * 60 + se - (int64_t)off_min * 60;
+    *out = secs * 1000 + frac_us / 1000;
+    return 1;
+}
+
+/* ---- lines -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const uc *d;
+    int has_user;  /* whether last_user holds a value */
+    int64_t last_user;
+} Scan;
+
+static inline const uc *find(const uc *hay, ssize from, ssize to, const char *needle, size_t n) {
+    if (to - from < (ssize)n) return NULL;
+    return memmem(hay + from, (size_t)(to - from), needle, n);
+}
+
+static inline const uc *last_nl(const uc *p, ssize n) {
+#ifdef __GLIBC__
+    return memrchr(p, '\n', (size_t)n);
+#else
+    while (n > 0)
+        if (p[--n] == '\n') return p + n;
+    return NULL;
+#endif
+}
+
+#define USER_TS_AT 44 /* len('"uuid":"') + 36: where parse._USER_TS's timestamp key begins */
+
+/* parse._last_user_ms over d[start:end]: 1 (updated or kept), or 0 to give the chunk back. */
+static int last_user_ms(Scan *s, ssize start, ssize end) {
+    const uc *d = s->d;
+    ssize le = end - 1;
+    while (le >= start) {
+        const uc *nlp = le > start ? last_nl(d + start, le - start) : NULL;
+        ssize ls = nlp ? (nlp - d) + 1 : start;
+        const uc *k = find(d, ls, le, "\"type\":\"", 8);
+        if (k) {
+            ssize kind = k - d, value = kind + 8;
+            int user = (value + 5 <= le && memcmp(d + value, "user\"", 5) == 0) ||
+                       (!(value + 9 <= le && memcmp(d + value, "progress\"", 9) == 0) &&
+                        find(d, kind, le, "\"type\":\"user\"", 13) && !find(d, kind, le, "\"type\":\"progress\"", 17));
+            if (user) {
+                const uc *at = find(d, ls + USER_TS_AT, le, "\",\"timestamp\":\"", 15);
+                while (at) {
+                    ssize a = at - d, m = a - USER_TS_AT;
+                    int ok = memcmp(d + m, "\"uuid\":\"", 8) == 0;
+                    for (ssize i = m + 8; ok && i < a; i++) {
+                        uc c = d[i];
+                        ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '-';
+                    }
+                    if (ok) {
+                        ssize g = a + 15, q = g;
+                        while (q < le && q - g <= 40) {
+                            uc c = d[q];
+                            if (!((c >= '0' && c <= '9') || c == 'T' || c == ':' || c == '.' || c == '+' ||
+                                  c == 'Z' || c == '-'))
+                                break;
+                            q++;
+                        }
+                        ok = q - g >= 19 && q - g <= 40 && q < le && d[q] == '"';
+                        if (ok) {
+                            int64_t ms;
+                            if (!iso_ms(d + g, q - g, &ms)) return 0;
+                            if (ms < FIRST_MS || ms >= LAST_MS) break; /* parse_ts rejects: try earlier lines */
+                            s->has_user = 1;
+                            s->last_user = ms;
+                            return 1;
+                        }
+                    }
+                    at = find(d, a + 1, le, "\",\"timestamp\":\"", 15);
+                }
+            }
+        }
+        le = ls - 1;
+    }
+    return 1;
+}
+
+static PyObject *opt_str(const uc *d, const Val *v, int *err) { /* a non-empty string, else None */
+    if (v->type == T_STR && v->end > v->start) {
+        PyObject *o = to_str(d, v);
+        if (!o) *err = 1;
+        return o;
+    }
+    Py_RETURN_NONE;
+}
+
+/* parse._parse_full for the line d[start:end]: CALL (a tuple in *call), USER, NOTHING or DEFER;
+   -1 with an exception set. */
+static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
+    Reader r;
+    memset(r.f, 0, sizeof(r.f));
+    r.d = s->d;
+    r.p = start;
+    r.e = end;
+    const uc *d = s->d;
+    skip_ws(&r);
+    if (r.p >= r.e || d[r.p] != '{') return DEFER;
+    if (read_object(&r, 1, L_TOP) != OK) return DEFER;
+    skip_ws(&r);
+    if (r.p != r.e) return DEFER;
+    Val *f = r.f;
+
+    if (!(f[F_MESSAGE].type == T_OBJ && f[F_USAGE].type == T_OBJ)) {
+        if (str_is(d, &f[F_TYPE], "user")) {
+            Val *t = &f[F_TIMESTAMP];
+            if (t->type != T_STR) return NOTHING; /* parse_ts rejects; the rejection is suppressed */
+            if (t->escaped) return DEFER;
+            int64_t ms;
+            if (!iso_ms(d + t->start, t->end - t->start, &ms)) return DEFER;
+            if (ms < FIRST_MS || ms >= LAST_MS) return NOTHING;
+            s->has_user = 1;
+            s->last_user = ms;
+            return USER;
+        }
+        if (str_is(d, &f[F_TYPE], "system") && str_is(d, &f[F_SUBTYPE], "compact_boundary")) return DEFER;
+        return NOTHING;
+    }
+
+    if (f[F_ERROR].type == T_TRUE) return DEFER; /* a failed call: parse.py takes its error text */
+    if (str_is(d, &f[F_MODEL], "<synthetic>")) return NOTHING;
+    int64_t inp, outp, cache_read, cache_total = -1, c1h = 0, c5m = 0, web = 0;
+    if (count(&f[F_INPUT], 0, &inp) || count(&f[F_OUTPUT], 0, &outp) || count(&f[F_CACHE_READ], 0, &cache_read))
+        return DEFER;
+    if (f[F_CACHE_TOTAL].type != T_NONE && count(&f[F_CACHE_TOTAL], 0, &cache_total)) return DEFER;
+    int ct = f[F_CREATION].type;
+    if (ct == T_OBJ) {
+        if (count(&f[F_1H], 0, &c1h) || count(&f[F_5M], 0, &c5m)) return DEFER;
+    } else if (ct != T_NONE && ct != T_NULL) {
+        return DEFER;
+    }
+    if (cache_total < 0) cache_total = c1h + c5m;
+    if (c1h > cache_total) c1h = cache_total;
+    int st = f[F_SERVER].type;
+    if (st == T_OBJ) {
+        if (count(&f[F_WEB], 0, &web)) return DEFER;
+    } else if (st != T_NONE && st != T_NULL) {
+        return DEFER;
+    }
+    Val *t = &f[F_TIMESTAMP];
+    int64_t ts;
+    if (t->type != T_STR || t->escaped || !iso_ms(d + t->start, t->end - t->start, &ts) || ts < FIRST_MS ||
+        ts >= LAST_MS)
+        return DEFER;
+
+    PyObject *cost;
+    Val *c = &f[F_COST];
+    if (c->type == T_INT || c->type == T_NUM) {
+        char num[48];
+        ssize n = c->end - c->start; /* at most 40 (read_number) */
+        memcpy(num, d + c->start, (size_t)n);
+        num[n] = 0;
+        double x = c->type == T_INT && c->small ? (double)c->ival : strtod(num, NULL);
+        if (c->type == T_INT && !c->small && x == 0) x = 0.0; /* "-0" is int 0 to orjson */
+        if (x >= 0 && x <= MAX_COST_USD) cost = PyFloat_FromDouble(x);
+        else cost = Py_NewRef(Py_None);
+    } else {
+        cost = Py_NewRef(Py_None);
+    }
+    if (!cost) return -1;
+    PyObject *latency;
+    int64_t gap = ts - s->last_user;
+    if (s->has_user && gap >= 0 && gap <= MAX_LATENCY_MS) latency = PyLong_FromLongLong(gap);
+    else latency = Py_NewRef(Py_None);
+    if (!latency) {
+        Py_DECREF(cost);
+        return -1;
+    }
+    int err = 0;
+    PyObject *model = f[F_MODEL].type == T_STR && f[F_MODEL].end > f[F_MODEL].start
+                          ? to_str(d, &f[F_MODEL])
+                          : PyUnicode_FromString("unknown");
+    if (!model) err = 1;
+    PyObject *msg_id = opt_str(d, &f[F_ID], &err);
+    PyObject *request = f[F_REQUEST].type == T_STR ? to_str(d, &f[F_REQUEST]) : Py_NewRef(Py_None);
+    if (!request) err = 1;
+    PyObject *uuid = opt_str(d, &f[F_UUID], &err);
+    PyObject *cwd = opt_str(d, &f[F_CWD], &err);
+    PyObject *branch = opt_str(d, &f[F_BRANCH], &err);
+    PyObject *version = opt_str(d, &f[F_VERSION], &err);
+    PyObject *agent = opt_str(d, &f[F_AGENT], &err);
+    if (err) {
+        Py_XDECREF(model);
+        Py_XDECREF(msg_id);
+        Py_XDECREF(request);
+        Py_XDECREF(uuid);
+        Py_XDECREF(cwd);
+        Py_XDECREF(branch);
+        Py_XDECREF(version);
+        Py_XDECREF(agent);
+        Py_DECREF(cost);
+        Py_DECREF(latency);
+        return -1;
+    }
+    /* The order parse._add_scanned reads. "N" steals the new references. */
+    *call = Py_BuildValue("(nnNNNNNLNNNOLLLLLLONN)", start, end, msg_id, request, uuid, cwd, agent, (long long)ts,
+                          model, branch, version, f[F_SIDECHAIN].type == T_TRUE ? Py_True : Py_False,
+                          (long long)inp, (long long)outp, (long long)(cache_total - c1h), (long long)c1h,
+                          (long long)cache_read, (long long)web, str_is(d, &f[F_SPEED], "fast") ? Py_True : Py_False,
+                          cost, latency);
+    return *call ? CALL : -1;
+}
+
+/* The next occurrence of either needle in d[from:to], or -1; *usage and *compact keep each needle's
+   next occurrence (-1: none left, -2: not searched yet), searched again only once passed. */
+static ssize next_needle(const uc *d, ssize from, ssize to, ssize *usage, ssize *compact) {
+    if (*usage == -2 || (*usage >= 0 && *usage < from)) {
+        const uc *u = find(d, from, to, "\"usage\"", 7);
+        *usage = u ? u - d : -1;
+    }
+    if (*compact == -2 || (*compact >= 0 && *compact < from)) {
+        const uc *c = find(d, from, to, "compact_boundary", 16);
+        *compact = c ? c - d : -1;
+    }
+    ssize hit = *usage;
+    if (*compact >= 0 && (hit < 0 || *compact < hit)) hit = *compact;
+    return hit;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer buf;
+    ssize pos, end;
+    PyObject *last, *calls, *odd;
+    if (!PyArg_ParseTuple(args, "y*nnOO!O!", &buf, &pos, &end, &last, &PyList_Type, &calls, &PyList_Type, &odd))
+        return NULL;
+    PyObject *result = NULL;
+    if (pos < 0 || end > buf.len || pos > end || (end > 0 && ((const uc *)buf.buf)[end - 1] != '\n')) {
+        PyErr_SetString(PyExc_ValueError, "scan needs complete lines: data[pos:end] must end with a newline");
+        goto done;
+    }
+    Scan s = {.d = buf.buf, .has_user = last != Py_None, .last_user = 0};
+    if (s.has_user) {
+        s.last_user = PyLong_AsLongLong(last);
+        if (s.last_user == -1 && PyErr_Occurred()) goto done;
+    }
+    const uc *d = s.d;
+    ssize lines = 0, stop = -1, region = pos;
+    ssize usage = -2, compact = -2; /* not searched yet */
+    ssize hit = next_needle(d, pos, end, &usage, &compact);
+    while (pos < end) {
+        const uc *nlp = memchr(d + pos, '\n', (size_t)(end - pos));
+        ssize nl = nlp - d;
+        uc first = d[pos];
+        if (first == ' ' || first == '\t' || first == '\r' || first == '\n') {
+            ssize i = pos;
+            while (i < nl && (d[i] == ' ' || d[i] == '\t' || d[i] == '\r')) i++;
+            if (i == nl) { /* blank: not a line */
+                pos = nl + 1;
+                continue;
+            }
+        }
+        if (hit >= 0 && hit < nl) {
+            if (region < pos && !last_user_ms(&s, region, pos)) {
+                stop = -2;
+                break;
+            }
+            PyObject *call = NULL;
+            int got = parse_line(&s, pos, nl, &call);
+            if (got < 0) goto done;
+            if (got == DEFER) {
+                stop = pos;
+                break;
+            }
+            lines++;
+            if (got == CALL) {
+                int bad = PyList_Append(calls, call);
+                Py_DECREF(call);
+                if (bad) goto done;
+            }
+            region = nl + 1;
+            hit = next_needle(d, nl + 1, end, &usage, &compact);
+        } else {
+            lines++;
+            if (first != '{' || d[nl - 1] != '}') {
+                PyObject *item = Py_BuildValue("(nn)", pos, nl);
+                if (!item) goto done;
+                int bad = PyList_Append(odd, item);
+                Py_DECREF(item);
+                if (bad) goto done;
+            }
+        }
+        pos = nl + 1;
+    }
+    if (stop == -1 && region < end && !last_user_ms(&s, region, end)) stop = -2;
+    if (s.has_user) result = Py_BuildValue("(nLn)", lines, (long long)s.last_user, stop);
+    else result = Py_BuildValue("(nOn)", lines, Py_None, stop);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(data, pos, end, last_user_ms, calls, odd) -> (lines, last_user_ms, stop)\n\n"
+     "Scan the complete lines of data[pos:end]: append call tuples to `calls` and the (start, end) of\n"
+     "lines that are not JSON objects to `odd`. stop is -1 when done, -2 when parse.py must redo the\n"
+     "chunk, else the start of a line parse.py must parse (lines and last_user_ms count up to it)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_scan", .m_doc = "The compiled fast path of parse_lines.", .m_size = -1,
+    .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    for (int c = 0x20; c < 0x80; c++) plain[c] = c != '"' && c != '\\';
+    return PyModule_Create(&module);
+}
