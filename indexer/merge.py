@@ -100,10 +100,10 @@ def merged_columns(batch: CallColumns) -> CallColumns:
     return CallColumns(out, batch.vocab)
 
 
-def decoded(relation: str) -> str:
-    """The rows of `relation` (a batch's arrays, registered; its vocabulary the parameter $1) as
-    `calls` rows."""
-    return f"SELECT * EXCLUDE (ts_ms), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation)})"
+def decoded(relation: str, codes: bool = True) -> str:
+    """The rows of `relation` (a batch's arrays, registered; its vocabulary the parameter $1, or,
+    without `codes`, its text columns as strings) as `calls` rows."""
+    return f"SELECT * EXCLUDE (ts_ms), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation, codes)})"
 
 
 # A registered batch (merged_columns: one row per key; its vocabulary the parameter) merged into

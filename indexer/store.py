@@ -299,7 +299,8 @@ class Index:
         """Insert the calls of `parts` (emptied) into an empty `calls`, time-ordered.
 
         The merging and the ordering are numeric (numpy, on the batch arrays: no SQL hash table of
-        every line), and decoding is a projection that keeps the rows' order (no sort in SQL).
+        every line), and the text columns go in as strings (CallColumns.texts: a rebuild has no
+        event loop that DuckDB's GIL-holding reads would stall), in the rows' order (no SQL sort).
         About DEFERRED_SLICE_ROWS calls at a time are decoded and inserted, each slice in a
         transaction of its own: DuckDB then holds one slice's uncommitted rows at a time, not
         every call (the file is a rebuild's fresh one, which a crash discards, so it needs no
@@ -314,14 +315,13 @@ class Index:
         if not len(batch):
             return
         order = np.argsort(batch.arrays["ts_ms"], kind="stable")
-        calls = {c: a[order] for c, a in batch.arrays.items()}
-        vocab = batch.vocab
+        calls = {c: a[order] for c, a in batch.texts().items()}
         del batch, order
         con = self.con
         for start in range(0, len(calls["key"]), DEFERRED_SLICE_ROWS):
             con.register("batch_calls", {c: a[start : start + DEFERRED_SLICE_ROWS] for c, a in calls.items()})
             try:
-                con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls')}", [vocab])
+                con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls', codes=False)}")
             finally:
                 con.unregister("batch_calls")
         con.execute(MARK_REPLAYS.format(msg_hashes="SELECT msg_hash FROM calls"))

@@ -42,3 +42,12 @@ def test_repeated_strings_are_stored_once_in_a_pickle() -> None:
     assert len({id(r.project) for r in rows}) == 500
     size = len(pickle.dumps(CallColumns.from_rows(rows)))
     assert size < 500 * 200  # the 240-character path is pickled once, not 500 times
+
+
+def test_texts_decode_as_the_vocabulary_does() -> None:
+    """The rebuild's insert (strings, no $1 lookups) reads the same rows as the codes do."""
+    rows = [row(1, "/p/a", 120, None), row(2, "/p/b", None, 0.25)._replace(error="API Error: 500", agent_id="x")]
+    cols = CallColumns.from_rows(rows)
+    con = duckdb.connect()
+    con.register("batch_calls", cols.texts())
+    assert [CallRow(*r) for r in con.execute(decoded_calls("batch_calls", codes=False)).fetchall()] == rows
