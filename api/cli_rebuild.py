@@ -33,18 +33,33 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     from indexer.memory import tune_malloc
 
     tune_malloc()  # before the parser pool's threads start: fewer arenas, freed blocks returned
+    import numpy  # noqa: F401  # for the parsers' columns: loaded once, before they are forked
+
+    from indexer.ingest import ParserPool
     from indexer.pricing import PriceBook, load_book
     from indexer.rebuild import rebuild
 
-    roots = roots_of(source)
-    path = db_path(db)
-    book: PriceBook | None = None
-    with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
-        book = load_book(pricing_file())
-    if sys.stderr.isatty():
-        report = _with_progress_bar(lambda progress: rebuild(path, roots, progress=progress, book=book), roots)
-    else:  # no stray output into logs and pipes
-        report = rebuild(path, roots, book=book)
+    # The parsers start first, forked while this process has no other thread (ParserPool), and
+    # meanwhile the index is opened and the tree walked. A small tree leaves them idle.
+    pool = ParserPool(fork=True)
+    pool.warm()
+    try:
+        roots = roots_of(source)
+        path = db_path(db)
+        book: PriceBook | None = None
+        with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
+            book = load_book(pricing_file())
+        if sys.stderr.isatty():
+            report = _with_progress_bar(
+                lambda progress: rebuild(path, roots, progress=progress, book=book, pool=pool), roots
+            )
+        else:  # no stray output into logs and pipes
+            report = rebuild(path, roots, book=book, pool=pool)
+    except BaseException:
+        pool.terminate()
+        raise
+    pool.close()
+    pool.join()
     s = report.sync
     print(
         f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "

@@ -15,6 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from indexer.errors import WorkerDied
 from indexer.sources import iter_transcripts
 from indexer.store import Index
 from indexer.tail import FileState, ReadPlan, ReadResult, plan_read, read_plan
-from indexer.worker import Chunk, read_task, start_worker
+from indexer.worker import Chunk, read_task, start_worker, warm_up
 
 PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
 TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes ...
@@ -184,9 +185,23 @@ class Stopped(Exception):
     """A pass abandoned at shutdown (its uncommitted reads are read again next time)."""
 
 
+def can_fork() -> bool:
+    """Whether this process may fork parser processes: Linux, and no other thread, Python's or a
+    library's (a thread holding a lock at the fork leaves it locked forever in the child)."""
+    try:
+        return sys.platform == "linux" and len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
 class ParserPool:
     """Parser processes (spawned: safe next to threads and an open DuckDB; see start_worker for
     `idle`), whose results are awaited in short slices.
+
+    With `fork` (a command that makes its pool before anything starts a thread: a rebuild), they
+    are forked instead where can_fork allows: a fork has cco's modules loaded already, while a
+    spawned process starts an interpreter and imports them. In a 1 GiB rebuild the parsers used
+    0.3-0.7 s less CPU and 37 MB less memory each, and the first results came 0.2 s sooner.
 
     Built on ProcessPoolExecutor, not multiprocessing.Pool: a Pool replaces a worker that dies
     (killed, out of memory) but loses its task, so imap_unordered waits for it forever, and a
@@ -197,15 +212,27 @@ class ParserPool:
     """
 
     def __init__(
-        self, processes: int | None = None, idle: bool = False, stopping: threading.Event | None = None
+        self,
+        processes: int | None = None,
+        idle: bool = False,
+        stopping: threading.Event | None = None,
+        fork: bool = False,
     ) -> None:
+        self.processes = processes or os.cpu_count() or 2
+        self.forked = fork and can_fork()
         self._executor = concurrent.futures.ProcessPoolExecutor(
-            processes or os.cpu_count() or 2,
-            mp_context=multiprocessing.get_context("spawn"),
+            self.processes,
+            mp_context=multiprocessing.get_context("fork" if self.forked else "spawn"),
             initializer=start_worker,
             initargs=(idle,),
         )
         self._stopping = stopping
+
+    def warm(self) -> None:
+        """Start the processes now (a forked pool starts them all at its first task), not at the
+        first real task; their answers are not waited for."""
+        for _ in range(self.processes):
+            self._executor.submit(warm_up)
 
     def imap_unordered(self, func: Callable[[Any], T], iterable: Iterable[Any]) -> Iterator[T]:
         """func(item) for each item, in the order they finish (as multiprocessing.Pool's)."""

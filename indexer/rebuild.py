@@ -15,7 +15,7 @@ from pathlib import Path
 
 from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
-from indexer.ingest import Progress, SyncReport, sync
+from indexer.ingest import ParserPool, Progress, SyncReport, sync
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
@@ -197,11 +197,13 @@ def rebuild(
     progress: Progress | None = None,
     workers: int | None = None,
     book: PriceBook | None = None,
+    pool: ParserPool | None = None,
 ) -> RebuildReport:
     """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically.
 
     With `book`, the new index's `prices` rows are written too, so the first command to read it
-    finds nothing to write (a report can then open it read-only).
+    finds nothing to write (a report can then open it read-only). `pool`: parser processes the
+    caller started (and ends), else the pass starts its own if it is big.
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
@@ -212,7 +214,7 @@ def rebuild(
         try:
             try:
                 with new.deferred_calls():
-                    report = sync(new, roots, progress=progress, workers=workers)
+                    report = sync(new, roots, progress=progress, workers=workers, pool=pool)
             except WorkerDied:  # its advice is a sync's: here nothing was replaced
                 raise WorkerDied(
                     f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "

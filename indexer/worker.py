@@ -29,6 +29,12 @@ def read_task(plans: list[ReadPlan]) -> Chunk:
     return results, calls
 
 
+def warm_up() -> None:
+    """A parser process's first task when its pool starts ahead of the work: what the first real
+    task would import (numpy, for the columns) is then loaded."""
+    import numpy  # noqa: F401
+
+
 WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
 
 

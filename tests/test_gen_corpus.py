@@ -25,7 +25,7 @@ def _load_gen() -> ModuleType:
 
 
 gen = _load_gen()
-SIZE = 3 << 20
+SIZE = 12 << 20  # above ingest.PARALLEL_BYTES: `cco index rebuild` parses it in its (forked) parser processes
 
 
 def _tree_digest(root: Path) -> str:

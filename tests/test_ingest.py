@@ -382,6 +382,24 @@ def test_worker_processes_run_niced() -> None:
         pool.join()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="forked parsers: Linux only")
+def test_parsers_are_forked_only_from_a_process_without_other_threads() -> None:
+    """A fork copies one thread: a lock another thread held stays locked in the child forever."""
+    code = """
+import threading
+from indexer import ingest, worker
+pool = ingest.ParserPool(1, fork=True)
+print(pool.forked, list(pool.imap_unordered(len, ["abc"])))
+pool.close(); pool.join()
+threading.Thread(target=threading.Event().wait, args=(5,), daemon=True).start()
+pool = ingest.ParserPool(1, fork=True)
+print(pool.forked, list(pool.imap_unordered(len, ["abcd"])))
+pool.close(); pool.join()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[:2] == ["True [3]", "False [4]"]
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no idle scheduling class here")
 def test_idle_worker_processes_run_in_the_idle_class() -> None:
     """The service's parsers (its catch-up, and any later pass big enough) run only on idle cores."""
