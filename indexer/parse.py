@@ -233,11 +233,12 @@ def _parse_scanned(
     here (_parse_full: the same reasons, the same values) and the scan goes on after it.
     """
     out = ParseResult(last_user_ms=last_user_ms)
-    found: list[tuple[Any, ...]] = []
     odd: list[tuple[int, int]] = []
     pos = 0
     while True:
-        lines, out.last_user_ms, stop = _scan.scan(data, pos, end, out.last_user_ms, found, odd)
+        lines, out.last_user_ms, stop = _scan.scan(
+            data, pos, end, out.last_user_ms, out.calls, odd, CallRow, ctx.session, ctx.project_fallback, ctx.agent_id
+        )
         if stop == -2:
             return None
         out.lines += lines
@@ -245,9 +246,6 @@ def _parse_scanned(
             if reason := _odd_reason(data, start, nl):
                 out.rejects.append(RejectRow(ctx.path, base_offset + start, reason))
         odd.clear()
-        if found:
-            _add_scanned(found, data, ctx, out.calls)
-            found.clear()
         if stop < 0:
             return out
         nl = data.find(b"\n", stop)
@@ -257,23 +255,6 @@ def _parse_scanned(
         except Rejected as exc:
             out.rejects.append(RejectRow(ctx.path, base_offset + stop, str(exc)))
         pos = nl + 1
-
-
-def _add_scanned(found: list[tuple[Any, ...]], data: Bytes, ctx: FileContext, calls: list[CallRow]) -> None:
-    """The scanner's call tuples -> CallRows, as _call builds them. A tuple holds start, end,
-    message id, request id, uuid, cwd, agent id, then CallRow's fields from ts_ms to sidechain
-    that a line gives, then those from input_tokens to latency_ms."""
-    session, fallback, file_agent = ctx.session, ctx.project_fallback, ctx.agent_id
-    append = calls.append
-    for t in found:
-        start, nl, msg_id, request_id, uid, cwd, agent = t[:7]
-        if msg_id is not None:
-            key, msg_hash = _id_keys(msg_id, request_id)
-        else:
-            key, msg_hash = hash64(b"line\x1f" + (uid.encode() if uid else data[start:nl])), 0
-        ts, model, branch, version, sidechain = t[7:12]
-        row = (key, msg_hash, ts, model, session, cwd or fallback, branch, version, agent or file_agent, sidechain)
-        append(_new_tuple(CallRow, (*row, False, *t[12:], None)))
 
 
 def _offset(reject: RejectRow) -> int:

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer import parse
-from indexer.parse import FileContext, ParseResult, parse_lines
+from indexer.parse import FileContext, ParseResult, hash64, parse_lines
+from schemas.records import CallRow
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CTX = FileContext.for_path("/home/u/.claude/projects/-home-u-p/s.jsonl")
@@ -57,7 +58,7 @@ def test_real_lines_need_no_python(name: str) -> None:
     data = (FIXTURES / "samples" / name).read_bytes()
     calls: list[tuple[Any, ...]] = []
     odd: list[tuple[int, int]] = []
-    lines, last_user_ms, stop = _scan.scan(data, 0, len(data), None, calls, odd)
+    lines, last_user_ms, stop = _scan.scan(data, 0, len(data), None, calls, odd, CallRow, "s", "p", None)
     assert stop == -1
     parse.use_scanner = False
     try:
@@ -92,9 +93,17 @@ def test_lines_it_cannot_decide_are_handed_back(line: bytes, why: str) -> None:
 
     data = b'{"a":1}\n' + line + b"\n"
     calls: list[tuple[Any, ...]] = []
-    lines, _, stop = _scan.scan(data, 0, len(data), None, calls, [])
+    lines, _, stop = _scan.scan(data, 0, len(data), None, calls, [], CallRow, "s", "p", None)
     assert (lines, stop, calls) == (1, 8, []), why
     both(data, 0, CTX, None)
+
+
+@given(st.binary(max_size=600) | st.sampled_from([b"", b"x" * 127, b"x" * 128, b"x" * 129, b"y" * 256, b"z" * 257]))
+def test_the_c_identity_hash_is_parse_hash64(data: bytes) -> None:
+    """BLAKE2b written from RFC 7693 for the scanner's call keys: the same values as hashlib's."""
+    from indexer import _scan
+
+    assert _scan.hash64(data) == hash64(data)
 
 
 # -- generated lines -------------------------------------------------------------------------------
@@ -311,7 +320,7 @@ def test_chunk_given_back_is_parsed_by_python(no_scanner: None) -> None:
     user = b'{"type":"user","uuid":"5b0a7f9e-1c2d-4e3f-8a9b-0c1d2e3f4a5b","timestamp":"2026-01-01T00:00:00.000+0100"}\n'
     from indexer import _scan
 
-    assert _scan.scan(user, 0, len(user), None, [], [])[2] == -2
+    assert _scan.scan(user, 0, len(user), None, [], [], CallRow, "s", "p", None)[2] == -2
     assert parse_lines(user, 0, CTX, None).last_user_ms == 1767222000000
     parse.use_scanner = True
     assert parse_lines(user, 0, CTX, None).last_user_ms == 1767222000000
