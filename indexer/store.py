@@ -17,7 +17,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb, rollback
@@ -68,6 +68,35 @@ _FILE_COLUMNS = tuple(f'"{n}"' for n in _FILE_FIELDS)  # "offset" is an SQL keyw
 # Every stored file state, as FileState(*row) reads it.
 _state_row = operator.attrgetter("path", *_FILE_FIELDS)  # a FileState as a `files` row (one C call)
 FILE_STATES = f"SELECT path, {', '.join(_FILE_COLUMNS)}, gone FROM files"
+NO_USER = -1  # last_user_ms of a file state in column arrays: none yet (a time is 2000-2100)
+_INSERT_FILES = f"""
+INSERT INTO files
+SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, nullif(last_user_ms, {NO_USER}),
+       lines, false, now()::TIMESTAMP
+FROM batch_files
+"""
+_FILE_UPSERT = """
+ON CONFLICT (path) DO UPDATE SET
+    device = excluded.device, inode = excluded.inode, fp_len = excluded.fp_len, fp_hash = excluded.fp_hash,
+    size = excluded.size, mtime_ns = excluded.mtime_ns, "offset" = excluded."offset", tail_hash = excluded.tail_hash,
+    last_user_ms = excluded.last_user_ms, lines = excluded.lines, gone = false, ingested_at = excluded.ingested_at
+"""
+
+
+def _state_arrays(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """`files` rows (_state_row) as typed column arrays: DuckDB copies numbers from them without
+    converting a Python object per value (and without the GIL); only paths stay objects."""
+    import numpy as np
+
+    cols = list(zip(*rows, strict=True))
+    arrays: dict[str, Any] = {"path": np.array(cols[0], dtype=object)}
+    for name, values in zip(_FILE_FIELDS, cols[1:], strict=True):
+        if name == "last_user_ms":
+            values = tuple([NO_USER if v is None else v for v in values])
+        arrays[name] = np.array(values, dtype="uint64" if name in ("device", "inode") else "int64")
+    return arrays
+
+
 REBUILD_HINT = "; run `cco index rebuild`"
 _LOCK_PID = re.compile(r"PID (\d+)")
 _LOCK_EXE = re.compile(r"held in (.+?) \(PID")
@@ -250,8 +279,8 @@ class Index:
                 con.unregister("batch_events")
             # Only a re-read (a rewritten or re-created file) can meet its own old rejects: an append
             # read starts at the committed offset, and rejects commit with it. One statement for all.
-            rereads = [(r.plan.path,) for r in results if r.plan.reset]
-            if rereads:
+            rereads = [(r.plan.path,) for r in results if r.plan.reset and self._deferred is None]
+            if rereads:  # (a rebuild's fresh file has no rejects before its files' first reads)
                 con.register("batch_rereads", column_arrays(rereads, ("path",)))
                 con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM batch_rereads)")
                 con.unregister("batch_rereads")
@@ -380,22 +409,10 @@ class Index:
                 values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, now()::TIMESTAMP)"] * len(fresh))
                 self.con.execute(f"INSERT INTO files VALUES {values}", [v for row in fresh for v in row])
             return
-        self.con.register("batch_files", column_arrays(rows, ("path", *_FILE_FIELDS)))
-        self.con.execute(
-            """
-            INSERT INTO files
-            SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, last_user_ms,
-                   lines, false, now()::TIMESTAMP
-            FROM batch_files
-            ON CONFLICT (path) DO UPDATE SET
-                device = excluded.device, inode = excluded.inode, fp_len = excluded.fp_len,
-                fp_hash = excluded.fp_hash, size = excluded.size, mtime_ns = excluded.mtime_ns,
-                "offset" = excluded."offset", tail_hash = excluded.tail_hash,
-                last_user_ms = excluded.last_user_ms,
-                lines = excluded.lines,
-                gone = false, ingested_at = excluded.ingested_at
-            """
-        )
+        self.con.register("batch_files", _state_arrays(rows))
+        # A rebuild's fresh file (deferred_calls) meets each path once: a plain insert, at a third of
+        # the upsert's cost (6,908 files in 16 batches: ~70 vs 150-220 ms).
+        self.con.execute(_INSERT_FILES if self._deferred is not None else _INSERT_FILES + _FILE_UPSERT)
         self.con.unregister("batch_files")
 
 
