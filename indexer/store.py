@@ -344,8 +344,10 @@ class Index:
         if not len(batch):
             return
         order = np.argsort(batch.arrays["ts_ms"], kind="stable")
-        calls = {c: a[order] for c, a in batch.texts().items()}
-        del batch, order
+        unsorted = batch.texts()
+        del batch
+        calls = {c: unsorted.pop(c)[order] for c in list(unsorted)}  # one column's copy at a time
+        del order
         con = self.con
         for start in range(0, len(calls["key"]), DEFERRED_SLICE_ROWS):
             con.register("batch_calls", {c: a[start : start + DEFERRED_SLICE_ROWS] for c, a in calls.items()})
