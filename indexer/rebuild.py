@@ -16,6 +16,7 @@ from pathlib import Path
 from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
 from indexer.ingest import ParserPool, Progress, SyncReport, sync
+from indexer.memory import drop_code_pages
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
@@ -211,6 +212,9 @@ def rebuild(
     held, old_error = _hold_old(db)
     try:
         new = Index(tmp)
+        # The engine's code that only ran to open it (its catalog of built-in functions) leaves the
+        # resident set, as the service's does: the rebuild's peak RSS 141 -> 130 MB (1 GiB tree).
+        drop_code_pages()
         try:
             try:
                 with new.deferred_calls():

@@ -67,7 +67,7 @@ class Run:
     wall: float
     cpu: float
     maxrss_mb: float  # largest single process: ru_maxrss of the command and its waited-for children (LAUNCHER)
-    tree_rss_mb: float  # largest sum of RSS over the process tree, sampled every 20 ms
+    tree_pss_mb: float  # largest sum of PSS over the process tree, sampled every 20 ms
     stdout: str
     stderr: str
 
@@ -87,6 +87,22 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
             out += [int(x) for x in f.read().split()]
     return out
+
+
+def _tree_pss(pid: int) -> int:
+    """Proportional set size summed over `pid` and its descendants: pages shared between them (a
+    forked parser's inherited libraries) count once in all, where summed RSS counts them per process."""
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{p}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        stack += _children(p)
+    return total
 
 
 def _tree_rss(pid: int) -> int:
@@ -127,7 +143,7 @@ def run(cmd: Sequence[str], env: dict[str, str] | None = None, sample: bool = Tr
 
         def sampler() -> None:  # the command's process tree, without the launcher
             while not done.wait(0.02):
-                peak[0] = max(peak[0], sum(_tree_rss(c) for c in _children(proc.pid)))
+                peak[0] = max(peak[0], sum(_tree_pss(c) for c in _children(proc.pid)))
 
         thread = threading.Thread(target=sampler, daemon=True)
         if sample:
@@ -323,7 +339,7 @@ def bench(args: argparse.Namespace) -> Results:
     reb_wall = median([r.wall for r in rebuilds])
     reb_cpu = median([r.cpu for r in rebuilds])
     reb_rss = max(r.maxrss_mb for r in rebuilds)
-    reb_tree_rss = max(r.tree_rss_mb for r in rebuilds)
+    reb_tree_pss = max(r.tree_pss_mb for r in rebuilds)
     res.add(
         "byte-scan reference (1 thread, in-process)",
         f"{scan_med:.2f} s ({scan_lines:,} lines, {scan_parsed:,} parsed)",
@@ -337,9 +353,9 @@ def bench(args: argparse.Namespace) -> Results:
     res.add("`cco index rebuild` CPU (all processes)", f"{reb_cpu:.2f} s ({reb_cpu / reb_wall:.2f} cores busy)")
     res.add(
         "`cco index rebuild` peak RSS",
-        f"{reb_rss:.0f} MB largest process; {reb_tree_rss:.0f} MB summed over its process tree",
+        f"{reb_rss:.0f} MB largest process (RSS); {reb_tree_pss:.0f} MB over its process tree (PSS)",
         "<= 150 MB",
-        reb_tree_rss <= 150,
+        reb_rss <= 150 and reb_tree_pss <= 150,
     )
     if ccus:
         ccu_wall = median([r.wall for r in ccus])
