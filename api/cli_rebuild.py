@@ -8,6 +8,7 @@ mistakes. rich is imported only to draw the progress bar on a terminal.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from contextlib import suppress
@@ -41,6 +42,12 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
 
     # The parsers start first, forked while this process has no other thread (ParserPool), and
     # meanwhile the index is opened and the tree walked. A small tree leaves them idle.
+    # Fewer garbage collections: a rebuild makes millions of short-lived objects and few cycles
+    # (still collected, less often). What is loaded by now is frozen: neither this process nor
+    # the parsers forked from it scan it again (which would also copy its pages into each fork).
+    # 1 GiB tree, 8 interleaved pairs: median 1.60 s against 1.68.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     pool = ParserPool(fork=True)
     pool.warm()
     try:
