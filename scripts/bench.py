@@ -332,28 +332,32 @@ def bench(args: argparse.Namespace) -> Results:
         scans.append(t)
         for stale in (db, Path(str(db) + ".wal")):
             stale.unlink(missing_ok=True)
-        rebuilds.append(run([CCO, "index", "rebuild", "--source", str(tree), "--db", str(db)], env).check())
+        # Timed unsampled: reading smaps every 20 ms would take CPU from what is measured.
+        rebuilds.append(run([CCO, "index", "rebuild", "--source", str(tree), "--db", str(db)], env, False).check())
         if ccu_cmd:
-            ccus.append(run(ccu_cmd, ccu_env).check())
+            ccus.append(run(ccu_cmd, ccu_env, False).check())
+    for stale in (db, Path(str(db) + ".wal")):
+        stale.unlink(missing_ok=True)
+    sampled = run([CCO, "index", "rebuild", "--source", str(tree), "--db", str(db)], env).check()
     scan_med = median(scans)
     reb_wall = median([r.wall for r in rebuilds])
     reb_cpu = median([r.cpu for r in rebuilds])
-    reb_rss = max(r.maxrss_mb for r in rebuilds)
-    reb_tree_pss = max(r.tree_pss_mb for r in rebuilds)
+    reb_rss = max(r.maxrss_mb for r in [*rebuilds, sampled])
+    reb_tree_pss = sampled.tree_pss_mb
     res.add(
         "byte-scan reference (1 thread, in-process)",
         f"{scan_med:.2f} s ({scan_lines:,} lines, {scan_parsed:,} parsed)",
     )
     res.add(
         "`cco index rebuild` wall (fresh index)",
-        f"{reb_wall:.2f} s (min {min(r.wall for r in rebuilds):.2f}; {reb_wall / scan_med:.1f}x byte scan)",
+        f"{reb_wall:.2f} s (min {min(r.wall for r in rebuilds):.2f}; {reb_wall / scan_med:.2f}x byte scan)",
         "<= 1.0 s",
         reb_wall <= 1.0,
     )
     res.add("`cco index rebuild` CPU (all processes)", f"{reb_cpu:.2f} s ({reb_cpu / reb_wall:.2f} cores busy)")
     res.add(
         "`cco index rebuild` peak RSS",
-        f"{reb_rss:.0f} MB largest process (RSS); {reb_tree_pss:.0f} MB over its process tree (PSS)",
+        f"{reb_rss:.0f} MB largest process (RSS); {reb_tree_pss:.0f} MB over its process tree (PSS, one more run)",
         "<= 150 MB",
         reb_rss <= 150 and reb_tree_pss <= 150,
     )
