@@ -40,6 +40,10 @@ TASK_FILES = 48
 # main process peaked at ~225 MB with 256 MiB / 200 k, ~185 MB now, rebuild time unchanged).
 COMMIT_BYTES = 64 << 20  # commit after about this many bytes read ...
 COMMIT_CALLS = 50_000  # ... or this many call lines, whichever first
+# A rebuild's fresh file (Index.deferring) sets its calls aside until the end, so a commit holds
+# only file states, rejects and events: fewer, bigger ones (4 instead of 16 for 1 GiB) save the
+# writer ~8 ms each. 1 GiB tree, 7 interleaved pairs: median 1.62 s against 1.69 s.
+DEFERRED_COMMIT_BYTES = 256 << 20
 
 Progress = Callable[[int], None]
 
@@ -335,6 +339,7 @@ def sync(
     if todo.unreadable:
         report.unreadable_example = todo.unreadable[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     index.mark_gone(todo.gone)
+    commit_bytes = DEFERRED_COMMIT_BYTES if index.deferring else COMMIT_BYTES
     pending: list[ReadResult] = []
     pending_columns: list[CallColumns] = []
     pending_bytes = pending_calls = 0
@@ -359,7 +364,7 @@ def sync(
                 progress(r.bytes_read)
             pending_bytes += r.bytes_read
             pending_calls += r.call_lines
-        if pending_bytes >= COMMIT_BYTES or pending_calls >= COMMIT_CALLS:
+        if pending_bytes >= commit_bytes or (pending_calls >= COMMIT_CALLS and not index.deferring):
             flush()
         if stopping is not None and stopping.is_set():
             raise Stopped  # between commits: what was read and not committed is read again next time

@@ -259,6 +259,11 @@ class Index:
         finally:
             self._deferred = None
 
+    @property
+    def deferring(self) -> bool:
+        """Whether commits set their calls aside (inside deferred_calls: a rebuild's fresh file)."""
+        return self._deferred is not None
+
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
         rows = [c for r in results for c in r.parsed.calls]
