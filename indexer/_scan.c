@@ -5,7 +5,8 @@ scanner only does, in one C pass, what parse.py does for the lines Claude Code a
 and hands back the rest. For each chunk of complete lines it counts lines, finds the lines that
 hold a needle ("usage" or compact_boundary), tracks the last user line's timestamp (the same
 byte patterns as parse._last_user_ms) and fully parses a needle line with a strict, validating
-JSON reader that keeps only the metadata fields. A line it cannot decide with certainty (an
+JSON reader that keeps only the metadata fields, building its CallRow (identity keys hashed with
+BLAKE2b, 8 bytes, as parse.hash64). A line it cannot decide with certainty (an
 escape in a key, a lone surrogate, a count that is not a plain small integer, an API error, a
 timestamp not in the plain ISO form, invalid JSON of any kind...) is deferred: scanning stops
 there and parse.py parses that line, then calls again after it. A user timestamp it cannot parse
@@ -18,7 +19,6 @@ Never stored and never returned: message content. Only spans, numbers and the me
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -834,7 +834,9 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
         ssize n = c->end - c->start; /* at most 40 (read_number) */
         memcpy(num, d + c->start, (size_t)n);
         num[n] = 0;
-        double x = c->type == T_INT && c->small ? (double)c->ival : strtod(num, NULL);
+        /* Python's own conversion: strtod would follow the C locale's decimal point. */
+        double x = c->type == T_INT && c->small ? (double)c->ival : PyOS_string_to_double(num, NULL, NULL);
+        if (x == -1.0 && PyErr_Occurred()) return -1;
         if (c->type == T_INT && !c->small && x == 0) x = 0.0; /* "-0" is int 0 to orjson */
         if (x >= 0 && x <= MAX_COST_USD) cost = PyFloat_FromDouble(x);
         else cost = Py_NewRef(Py_None);
@@ -843,8 +845,9 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
     }
     if (!cost) return -1;
     PyObject *latency;
-    int64_t gap = ts - s->last_user;
-    if (s->has_user && gap >= 0 && gap <= MAX_LATENCY_MS) latency = PyLong_FromLongLong(gap);
+    /* Unsigned: a last_user_ms from a damaged index may be any 64-bit value (no signed overflow). */
+    uint64_t gap = (uint64_t)ts - (uint64_t)s->last_user;
+    if (s->has_user && ts >= s->last_user && gap <= (uint64_t)MAX_LATENCY_MS) latency = PyLong_FromLongLong((long long)gap);
     else latency = Py_NewRef(Py_None);
     if (!latency) {
         Py_DECREF(cost);
@@ -964,9 +967,13 @@ static PyObject *scan(PyObject *self, PyObject *args) {
               .fallback = fallback,
               .file_agent = file_agent,
               .last_id_len = -1};
-    if (s.has_user) {
-        s.last_user = PyLong_AsLongLong(last);
-        if (s.last_user == -1 && PyErr_Occurred()) goto done;
+    if (s.has_user) { /* anything but a plain 64-bit int (never given by cco): parse.py's chunk */
+        int overflow = 0;
+        s.last_user = PyLong_CheckExact(last) ? PyLong_AsLongLongAndOverflow(last, &overflow) : 0;
+        if (!PyLong_CheckExact(last) || overflow) {
+            result = Py_BuildValue("(nOn)", (ssize)0, last, (ssize)-2);
+            goto done;
+        }
     }
     const uc *d = s.d;
     ssize lines = 0, stop = -1, region = pos;

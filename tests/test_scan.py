@@ -324,3 +324,11 @@ def test_chunk_given_back_is_parsed_by_python(no_scanner: None) -> None:
     assert parse_lines(user, 0, CTX, None).last_user_ms == 1767222000000
     parse.use_scanner = True
     assert parse_lines(user, 0, CTX, None).last_user_ms == 1767222000000
+
+
+@pytest.mark.parametrize("last_user_ms", [-(2**63), 2**63, 2**70, True, 1.7e12])
+def test_a_last_user_time_from_a_damaged_index_reads_as_python_does(last_user_ms: Any) -> None:
+    """A file state's last_user_ms is a stored BIGINT: any value, even one cco never writes."""
+    line = b'{"type":"assistant","message":{"id":"m","usage":{"input_tokens":1}},"timestamp":"2026-01-01T00:01:00Z"}\n'
+    got = both(line, 0, CTX, last_user_ms)
+    assert got.calls[0].latency_ms is None
