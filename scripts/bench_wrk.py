@@ -56,9 +56,15 @@ def main() -> int:
     ap.add_argument("--db", type=Path, required=True, help="an index file (a copy: the service writes to it)")
     ap.add_argument("--tree", type=Path, required=True, help="the transcripts it indexes")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--seconds", type=float, default=3.0, help="each wrk run's length")
+    ap.add_argument(
+        "--seconds",
+        type=int,
+        help="each wrk run's length, whole seconds (default 3; 1 with --catch-up, which lasts 4-6 s)",
+    )
     ap.add_argument("--catch-up", action="store_true", help="measure while an empty index catches up")
     args = ap.parse_args()
+    if args.seconds is None:
+        args.seconds = 1 if args.catch_up else 3
     if args.catch_up and args.db.exists():
         print(f"--catch-up starts from no index: {args.db} exists", file=sys.stderr)
         return 2
