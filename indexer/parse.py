@@ -6,6 +6,10 @@ compaction boundary. User lines only lend their timestamp (for latency estimates
 found with a byte pattern. The byte tests run over a whole chunk at once (bytes.find jumps to
 the few candidate lines), so the bulk of the bytes costs a handful of C scans, not Python per line.
 Lines are split on b"\\n" only: JSON strings may hold U+2028.
+
+The same work has a compiled fast path, indexer/_scan.c (parse_lines uses it when it is built):
+it does the lines Claude Code writes and hands every other line back to this module, which stays
+the reference for what a line means.
 """
 
 from __future__ import annotations
