@@ -44,6 +44,9 @@ COMMIT_CALLS = 50_000  # ... or this many call lines, whichever first
 # only file states, rejects and events: fewer, bigger ones (4 instead of 16 for 1 GiB) save the
 # writer ~8 ms each. 1 GiB tree, 7 interleaved pairs: median 1.62 s against 1.69 s.
 DEFERRED_COMMIT_BYTES = 256 << 20
+# ... and any pass commits once this many rejected lines wait: a damaged tree's short bad lines
+# (1.5 M in 24 MiB) held ~22 bytes of memory per byte read until the next commit.
+COMMIT_REJECTS = 50_000
 
 Progress = Callable[[int], None]
 
@@ -240,23 +243,24 @@ class ParserPool:
 
     def imap_unordered(self, func: Callable[[Any], T], iterable: Iterable[Any]) -> Iterator[T]:
         """func(item) for each item, in the order they finish (as multiprocessing.Pool's)."""
-        pending = {self._executor.submit(func, item) for item in iterable}
+        pending: set[concurrent.futures.Future[T]] = set()
         try:
+            # Inside the try: a pool started ahead of its work (warm) may have lost a process
+            # already, and then submit itself raises BrokenProcessPool.
+            pending = {self._executor.submit(func, item) for item in iterable}
             while pending:
                 done, pending = concurrent.futures.wait(
                     pending, timeout=RESULT_POLL_S, return_when=concurrent.futures.FIRST_COMPLETED
                 )
                 for future in done:
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        raise WorkerDied(
-                            "a parser process ended in the middle of the pass (killed, or out of memory?); "
-                            "what was committed is kept, run it again for the rest"
-                        ) from None
-                    yield result
+                    yield future.result()
                 if self._stopping is not None and self._stopping.is_set():
                     raise Stopped
+        except BrokenProcessPool:
+            raise WorkerDied(
+                "a parser process ended in the middle of the pass (killed, or out of memory?); "
+                "what was committed is kept, run it again for the rest"
+            ) from None
         finally:
             for future in pending:
                 future.cancel()
@@ -342,13 +346,13 @@ def sync(
     commit_bytes = DEFERRED_COMMIT_BYTES if index.deferring else COMMIT_BYTES
     pending: list[ReadResult] = []
     pending_columns: list[CallColumns] = []
-    pending_bytes = pending_calls = 0
+    pending_bytes = pending_calls = pending_rejects = 0
 
     def flush() -> None:
-        nonlocal pending, pending_columns, pending_bytes, pending_calls
+        nonlocal pending, pending_columns, pending_bytes, pending_calls, pending_rejects
         if pending:
             index.commit(pending, pending_columns)
-        pending, pending_columns, pending_bytes, pending_calls = [], [], 0, 0
+        pending, pending_columns, pending_bytes, pending_calls, pending_rejects = [], [], 0, 0, 0
 
     for results, columns in _results(plans, pool, workers, idle_workers, stopping):
         if columns is not None:
@@ -359,12 +363,17 @@ def sync(
             report.lines += r.parsed.lines
             report.call_lines += r.call_lines
             report.rejected += len(r.parsed.rejects)
+            pending_rejects += len(r.parsed.rejects)
             pending.append(r)
             if progress:
                 progress(r.bytes_read)
             pending_bytes += r.bytes_read
             pending_calls += r.call_lines
-        if pending_bytes >= commit_bytes or (pending_calls >= COMMIT_CALLS and not index.deferring):
+        if (
+            pending_bytes >= commit_bytes
+            or pending_rejects >= COMMIT_REJECTS
+            or (pending_calls >= COMMIT_CALLS and not index.deferring)
+        ):
             flush()
         if stopping is not None and stopping.is_set():
             raise Stopped  # between commits: what was read and not committed is read again next time

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
-from indexer.ingest import ParserPool, Progress, SyncReport, sync
+from indexer.ingest import ParserPool, Progress, Stopped, SyncReport, sync
 from indexer.memory import drop_code_pages
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
@@ -199,12 +200,15 @@ def rebuild(
     workers: int | None = None,
     book: PriceBook | None = None,
     pool: ParserPool | None = None,
+    stopping: threading.Event | None = None,
 ) -> RebuildReport:
     """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically.
 
     With `book`, the new index's `prices` rows are written too, so the first command to read it
     finds nothing to write (a report can then open it read-only). `pool`: parser processes the
-    caller started (and ends), else the pass starts its own if it is big.
+    caller started (and ends), else the pass starts its own if it is big. `stopping`: when set
+    (Ctrl-C), the rebuild raises Stopped at its next wait, between commits or before the old index
+    is touched, leaving it as it was.
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
@@ -218,12 +222,14 @@ def rebuild(
         try:
             try:
                 with new.deferred_calls():
-                    report = sync(new, roots, progress=progress, workers=workers, pool=pool)
+                    report = sync(new, roots, progress=progress, workers=workers, pool=pool, stopping=stopping)
             except WorkerDied:  # its advice is a sync's: here nothing was replaced
                 raise WorkerDied(
                     f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "
                     f"{db} is unchanged: run the rebuild again"
                 ) from None
+            if stopping is not None and stopping.is_set():
+                raise Stopped  # before anything of the old index is read or replaced
             salvaged, error, lost = 0, None, None
             if held is None and db.exists():  # damaged: read as it can be
                 salvaged, error, lost = _salvage(new, db, old_error)

@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from indexer import ingest, worker
+from indexer.errors import WorkerDied
 from indexer.ingest import sync
 from indexer.parse import hash64
 from indexer.store import Index
@@ -380,6 +381,39 @@ def test_worker_processes_run_niced() -> None:
     finally:
         pool.close()
         pool.join()
+
+
+def test_a_parser_lost_before_its_first_task_is_a_worker_died_error() -> None:
+    """A pool started ahead of its work (a rebuild's) can lose a process while idle: its first
+    submit then raises BrokenProcessPool, which must read as WorkerDied, not a traceback."""
+    pool = ingest.ParserPool(1)
+    pool.warm()
+    try:
+        (process,) = list(pool._executor._processes.values())  # type: ignore[attr-defined]
+        process.kill()
+        process.join(10)
+        with pytest.raises(WorkerDied):
+            for _ in range(50):  # until the executor has noticed the death
+                list(pool.imap_unordered(len, ["abc"]))
+    finally:
+        pool.terminate()
+
+
+def test_rejected_lines_waiting_for_a_commit_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged tree's many short bad lines would otherwise wait in memory for the byte threshold."""
+    projects = tmp_path / "projects" / "p"
+    projects.mkdir(parents=True)
+    for i in range(3):
+        (projects / f"s{i}.jsonl").write_bytes(b"not json\n" * 2)
+    monkeypatch.setattr(ingest, "COMMIT_REJECTS", 2)
+    commits: list[int] = []
+    with Index(tmp_path / "index.duckdb") as index:
+        original = index.commit
+        monkeypatch.setattr(
+            index, "commit", lambda results, columns=(): (commits.append(len(results)), original(results, columns))
+        )
+        report = sync(index, [tmp_path / "projects"])
+    assert (report.rejected, commits) == (6, [1, 1, 1])
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="forked parsers: Linux only")

@@ -382,3 +382,24 @@ def test_a_parser_process_that_dies_leaves_the_old_index_as_it_was(
         rebuild(db, [samples_tree / "projects"], workers=2)
     assert rows(db) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("index")) == ["index.duckdb"]
+
+
+def test_an_interrupted_rebuild_leaves_the_old_index_as_it_was(tmp_path: Path, samples_tree: Path) -> None:
+    """Ctrl-C (the stopping event `cco index rebuild` sets) ends the rebuild before it replaces anything."""
+    import threading
+
+    from indexer.ingest import Stopped
+
+    db = tmp_path / "index.duckdb"
+    with Index(db) as index:
+        sync(index, [samples_tree / "projects"])
+    before = rows(db)
+    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
+    subagent.unlink()  # a rebuild would now mark it gone
+    stopping = threading.Event()
+    stopping.set()
+    with pytest.raises(Stopped):
+        rebuild(db, [samples_tree / "projects"], stopping=stopping)
+    assert rows(db) == before
+    assert rows(db, "SELECT count(*) FROM files WHERE gone") == [(0,)]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("index.duckdb")) == ["index.duckdb"]
