@@ -53,8 +53,9 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     # Ctrl-C sets an event the rebuild checks (between waits and commits; the old index is never
     # touched before the end) instead of raising inside a DuckDB statement, which surfaced as
     # "Query interrupted" with a traceback (1 run in 7 in an audit).
+    # SIGTERM (a `timeout`, a service manager) alike, so the temporary file goes too.
     stopping = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     pool = ParserPool(fork=True, stopping=stopping)
     pool.warm()
     try:
@@ -78,7 +79,8 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         pool.terminate()
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     pool.close()
     pool.join()
     s = report.sync

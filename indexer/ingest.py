@@ -231,7 +231,8 @@ class ParserPool:
             self.processes,
             mp_context=multiprocessing.get_context("fork" if self.forked else "spawn"),
             initializer=start_worker,
-            initargs=(idle,),
+            # Forked parsers end with this process (its main thread forks them all at once).
+            initargs=(idle, os.getpid() if self.forked else None),
         )
         self._stopping = stopping
 

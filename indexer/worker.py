@@ -8,6 +8,7 @@ DuckDB or the store, which would cost every worker start-up time and memory for 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 
@@ -38,7 +39,19 @@ def warm_up() -> None:
 WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
 
 
-def start_worker(idle: bool = False) -> None:
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _end_with(parent: int) -> None:
+    """Linux: have the kernel SIGKILL this process when `parent` (the command that forked it) ends,
+    so a parser never outlives a killed command, still holding its output pipes."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the request took effect
+        os._exit(1)
+
+
+def start_worker(idle: bool = False, parent: int | None = None) -> None:
     """Set up a parser process: glibc tuned as the writer's is, and run behind the others.
 
     Tuned, glibc returns each freed big block (a line longer than the read buffer, a task's
@@ -47,9 +60,11 @@ def start_worker(idle: bool = False) -> None:
     PSS instead of 173-177 (about 5 MB less per parser).
     Behind the others: niced, or with `idle` (the service's parsers) in Linux's SCHED_IDLE class,
     which runs only on a core nothing else wants, so a catch-up never makes the serving event
-    loop wait for a scheduler slice.
+    loop wait for a scheduler slice. With `parent` (a forked pool's command), it ends with it.
     """
     tune_malloc()
+    if parent is not None:
+        _end_with(parent)
     # Ctrl-C reaches the whole process group: the command that started the parsers ends them, and
     # they print no KeyboardInterrupt tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

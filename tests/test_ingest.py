@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,36 @@ pool.close(); pool.join()
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split("\n")[:2] == ["True [3]", "False [4]"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forked parsers: Linux only")
+def test_forked_parsers_end_with_a_killed_command() -> None:
+    """A SIGKILLed rebuild must not leave its parsers running (they would hold its output pipes)."""
+    code = """
+import os, signal
+from indexer import ingest
+pool = ingest.ParserPool(2, fork=True)
+assert list(pool.imap_unordered(len, ["ab"])) == [2]
+print(" ".join(str(p) for p in pool._executor._processes), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    # Parsers left running would hold the pipes open: run() would wait for them (its timeout).
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    pids = [int(p) for p in out.stdout.split()]
+    assert out.returncode == -signal.SIGKILL and len(pids) == 2
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    for _ in range(100):
+        alive = [p for p in pids if running(p)]
+        if not alive:
+            break
+        time.sleep(0.05)
+    assert alive == []
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no idle scheduling class here")
