@@ -7,17 +7,14 @@ service instead of opening the file; `rebuild` replaces the file, so it needs th
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from api.interrupt import interruptible
 from api.options import DB, MODE, SOURCE, roots_of, typer_option
 from api.output import console, err_console, note_no_index, print_fields, print_json, skipped_warnings
 from indexer.paths import db_path, pricing_file, run_file
@@ -42,19 +39,6 @@ def _service(db: Path) -> Service | None:
     from api.client import service_for
 
     return service_for(db)
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[threading.Event]:
-    """An event Ctrl-C sets, instead of raising KeyboardInterrupt wherever the main thread is: inside
-    a DuckDB statement that would abort the transaction under the commit's own rollback. The sync
-    stops at its next wait or between commits (ingest.Stopped)."""
-    stopping = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    try:
-        yield stopping
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _check_served(service: Service, source: list[Path]) -> None:
@@ -87,7 +71,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
         from indexer.store import Index
 
         roots = roots_of(source)
-        with Index(path) as index, _interruptible() as stopping:
+        with Index(path) as index, interruptible() as stopping:
             try:
                 report = sync(index, roots, stopping=stopping)
             except Stopped:

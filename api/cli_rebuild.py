@@ -11,12 +11,12 @@ from __future__ import annotations
 import gc
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from api.interrupt import interruptible
 from api.options import DB, SOURCE, Opt, roots_of, typer_command
 from api.output import skipped_warnings
 from indexer.errors import CcoError
@@ -50,37 +50,33 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     # 1 GiB tree, 8 interleaved pairs: median 1.60 s against 1.68.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    # Ctrl-C sets an event the rebuild checks (between waits and commits; the old index is never
-    # touched before the end) instead of raising inside a DuckDB statement, which surfaced as
-    # "Query interrupted" with a traceback (1 run in 7 in an audit).
-    # SIGTERM (a `timeout`, a service manager) alike, so the temporary file goes too.
-    stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pool = ParserPool(fork=True, stopping=stopping)
-    pool.warm()
-    try:
-        roots = roots_of(source)
-        path = db_path(db)
-        book: PriceBook | None = None
-        with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
-            book = load_book(pricing_file())
-        if sys.stderr.isatty():
-            report = _with_progress_bar(
-                lambda progress: rebuild(path, roots, progress=progress, book=book, pool=pool, stopping=stopping),
-                roots,
-            )
-        else:  # no stray output into logs and pipes
-            report = rebuild(path, roots, book=book, pool=pool, stopping=stopping)
-    except Stopped:
-        pool.terminate()
-        print(f"cco: interrupted; {path} is unchanged", file=sys.stderr)
-        raise SystemExit(130) from None
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # Ctrl-C, and SIGTERM (a `timeout`, a service manager), set an event the rebuild checks
+    # (between waits and commits; the old index is never touched before the end): a
+    # KeyboardInterrupt inside a DuckDB statement surfaced as "Query interrupted" with a traceback
+    # (1 run in 7 in an audit), and SIGTERM left the temporary file behind.
+    with interruptible(signal.SIGINT, signal.SIGTERM) as stopping:
+        pool = ParserPool(fork=True, stopping=stopping)
+        pool.warm()
+        try:
+            roots = roots_of(source)
+            path = db_path(db)
+            book: PriceBook | None = None
+            with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
+                book = load_book(pricing_file())
+            if sys.stderr.isatty():
+                report = _with_progress_bar(
+                    lambda progress: rebuild(path, roots, progress=progress, book=book, pool=pool, stopping=stopping),
+                    roots,
+                )
+            else:  # no stray output into logs and pipes
+                report = rebuild(path, roots, book=book, pool=pool, stopping=stopping)
+        except Stopped:
+            pool.terminate()
+            print(f"cco: interrupted; {path} is unchanged", file=sys.stderr)
+            raise SystemExit(130) from None
+        except BaseException:
+            pool.terminate()
+            raise
     pool.close()
     pool.join()
     s = report.sync
