@@ -26,7 +26,8 @@ OWN_PAGES = ("Anonymous:", "Private_Dirty:", "Shared_Dirty:")  # smaps fields of
 
 
 @cache
-def _libc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """glibc, loaded once; None elsewhere (not Linux, or another C library such as musl)."""
     if sys.platform != "linux":
         return None
     try:
@@ -49,7 +50,7 @@ def tune_malloc() -> None:
     # algebra): in a 1 GiB rebuild those threads spun for ~5% of all CPU samples (perf, 3
     # processes). Read when the library loads, and inherited by the parser processes.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    libc = _libc()
+    libc = glibc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
         libc.mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD)
@@ -58,7 +59,7 @@ def tune_malloc() -> None:
 
 def release_memory() -> None:
     """Give freed heap back to the OS after a big catch-up (glibc keeps it otherwise)."""
-    libc = _libc()
+    libc = glibc()
     if libc is not None:
         libc.malloc_trim(0)
 
@@ -91,7 +92,7 @@ def drop_code_pages(fragment: str = ENGINE_LIBRARY) -> int:
     just forgets the mapping of each page (never data: a private page of its own would be lost,
     so mappings with any are skipped).
     """
-    libc = _libc()
+    libc = glibc()
     if libc is None:
         return 0
     dropped = 0

@@ -8,12 +8,11 @@ DuckDB or the store, which would cost every worker start-up time and memory for 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 
 from indexer.columns import CallColumns
-from indexer.memory import tune_malloc
+from indexer.memory import glibc, tune_malloc
 from indexer.merge import merged_columns
 from indexer.tail import ReadPlan, ReadResult, read_plan
 
@@ -45,8 +44,9 @@ PR_SET_PDEATHSIG = 1  # prctl(2)
 def _end_with(parent: int) -> None:
     """Linux: have the kernel SIGKILL this process when `parent` (the command that forked it) ends,
     so a parser never outlives a killed command, still holding its output pipes."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc = glibc()
+    if libc is not None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it ended before the request took effect
         os._exit(1)
 
