@@ -344,7 +344,8 @@ def sync(
     if todo.unreadable:
         report.unreadable_example = todo.unreadable[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     index.mark_gone(todo.gone)
-    commit_bytes = DEFERRED_COMMIT_BYTES if index.deferring else COMMIT_BYTES
+    deferring = index.deferring
+    commit_bytes = DEFERRED_COMMIT_BYTES if deferring else COMMIT_BYTES
     pending: list[ReadResult] = []
     pending_columns: list[CallColumns] = []
     pending_bytes = pending_calls = pending_rejects = 0
@@ -373,7 +374,7 @@ def sync(
         if (
             pending_bytes >= commit_bytes
             or pending_rejects >= COMMIT_REJECTS
-            or (pending_calls >= COMMIT_CALLS and not index.deferring)
+            or (pending_calls >= COMMIT_CALLS and not deferring)
         ):
             flush()
         if stopping is not None and stopping.is_set():
