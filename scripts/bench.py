@@ -89,31 +89,30 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _tree_pss(pid: int) -> int:
-    """Proportional set size summed over `pid` and its descendants: pages shared between them (a
-    forked parser's inherited libraries) count once in all, where summed RSS counts them per process."""
-    total = 0
-    stack = [pid]
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    out, stack = [], [pid]
     while stack:
         p = stack.pop()
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{p}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
+        out.append(p)
         stack += _children(p)
-    return total
+    return out
 
 
-def _tree_rss(pid: int) -> int:
-    total = 0
-    stack = [pid]
-    while stack:
-        p = stack.pop()
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{p}/statm") as f:
-            total += int(f.read().split()[1]) * PAGE
-        stack += _children(p)
-    return total
+def _pss(pid: int) -> int:
+    """Proportional set size: pages shared with other processes (a forked parser's inherited
+    libraries) count once in a sum over them all, where summed RSS counts them per process."""
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _rss(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+    return 0
 
 
 # Runs `cmd` and writes its wall, CPU and ru_maxrss to the file named first. The measured command
@@ -143,7 +142,7 @@ def run(cmd: Sequence[str], env: dict[str, str] | None = None, sample: bool = Tr
 
         def sampler() -> None:  # the command's process tree, without the launcher
             while not done.wait(0.02):
-                peak[0] = max(peak[0], sum(_tree_pss(c) for c in _children(proc.pid)))
+                peak[0] = max(peak[0], sum(_pss(p) for c in _children(proc.pid) for p in _tree(c)))
 
         thread = threading.Thread(target=sampler, daemon=True)
         if sample:
@@ -501,7 +500,7 @@ def api_stats(res: Results, tree: Path, db: Path, env: dict[str, str], log: Call
         )
         res.add("hello-world Starlette p50 / p99, same run", f"{h50:.3f} / {h99:.3f} ms")
         res.add("/api/stats / hello-world (p50 ratio)", f"{p50 / h50:.2f}x", "<= 1.3x", p50 / h50 <= 1.3)
-        rss = _tree_rss(service.pid) / 2**20
+        rss = sum(_rss(p) for p in _tree(service.pid)) / 2**20
         res.add("`cco index run` RSS (1 GiB tree indexed, steady)", f"{rss:.0f} MB", "<= 100 MB", rss <= 100)
     finally:
         stop(service)
