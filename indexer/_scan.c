@@ -268,17 +268,25 @@ static inline int after_item(Reader *r, uc close) {
     return c == close ? OK : DEFER;
 }
 
+/* Past the opening bracket at r->p: OK when `close` follows (empty), CONTINUE when items do, DEFER
+   when nested deeper than MAX_DEPTH. */
+static inline int open_container(Reader *r, int depth, uc close) {
+    if (depth > MAX_DEPTH) return DEFER;
+    r->p++;
+    skip_ws(r);
+    if (r->p < r->e && r->d[r->p] == close) {
+        r->p++;
+        return OK;
+    }
+    return CONTINUE;
+}
+
 /* An object at r->p. With `level` >= 0, the values of that level's keys are kept in r->f (a key
    seen twice defers: orjson keeps the last, and the fields read inside the first would linger). */
 static int read_object(Reader *r, int depth, int level) {
     const uc *d = r->d;
-    if (depth > MAX_DEPTH) return DEFER;
-    r->p++;
-    skip_ws(r);
-    if (r->p < r->e && d[r->p] == '}') {
-        r->p++;
-        return OK;
-    }
+    int first = open_container(r, depth, '}');
+    if (first != CONTINUE) return first;
     for (;;) {
         if (r->p >= r->e || d[r->p] != '"') return DEFER;
         Val key;
@@ -312,14 +320,8 @@ static int read_object(Reader *r, int depth, int level) {
 }
 
 static int read_array(Reader *r, int depth) {
-    const uc *d = r->d;
-    if (depth > MAX_DEPTH) return DEFER;
-    r->p++;
-    skip_ws(r);
-    if (r->p < r->e && d[r->p] == ']') {
-        r->p++;
-        return OK;
-    }
+    int first = open_container(r, depth, ']');
+    if (first != CONTINUE) return first;
     for (;;) {
         if (read_value(r, depth + 1, -1, NULL) != OK) return DEFER;
         int next = after_item(r, ']');
