@@ -76,14 +76,19 @@ def test_rebuild_setting_calls_aside_equals_a_plain_sync(tmp_path: Path, monkeyp
     assert stored == sorted(stored)
 
 
-def test_calls_of_deleted_files_survive_rebuild(tmp_path: Path, samples_tree: Path) -> None:
+def _indexed_then_subagent_deleted(tmp_path: Path, samples_tree: Path) -> tuple[Path, list[tuple[object, ...]], Path]:
+    """The samples indexed, then Claude Code's 30-day cleanup deletes the subagent transcript (3
+    calls): (index, its calls, the deleted file)."""
     db = tmp_path / "index.duckdb"
     with Index(db) as index:
         sync(index, [samples_tree / "projects"])
-    before = rows(db)
-    # Claude Code's 30-day cleanup deletes the subagent transcript (3 calls).
     (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
     subagent.unlink()
+    return db, rows(db), subagent
+
+
+def test_calls_of_deleted_files_survive_rebuild(tmp_path: Path, samples_tree: Path) -> None:
+    db, before, subagent = _indexed_then_subagent_deleted(tmp_path, samples_tree)
     report = rebuild(db, [samples_tree / "projects"])
     assert report.salvaged_calls == 3
     assert report.salvage_error is None
@@ -390,12 +395,7 @@ def test_an_interrupted_rebuild_leaves_the_old_index_as_it_was(tmp_path: Path, s
 
     from indexer.ingest import Stopped
 
-    db = tmp_path / "index.duckdb"
-    with Index(db) as index:
-        sync(index, [samples_tree / "projects"])
-    before = rows(db)
-    (subagent,) = samples_tree.rglob("agent-aac57f5.jsonl")
-    subagent.unlink()  # a rebuild would now mark it gone
+    db, before, _ = _indexed_then_subagent_deleted(tmp_path, samples_tree)  # a rebuild would mark it gone
     stopping = threading.Event()
     stopping.set()
     with pytest.raises(Stopped):
