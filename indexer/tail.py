@@ -22,6 +22,11 @@ TAIL_BYTES = 64
 CHUNK_BYTES = 4 << 20
 # A read of more than this goes through the thread's reused chunk buffer (see _chunk_buffer).
 REUSE_BYTES = 128 << 10
+# A smaller read asks for the bytes its plan saw plus this much: a pread allocates what it asks
+# for, and asking for a whole chunk put a fresh 4 MiB block (mapped, faulted, unmapped) under
+# every small file read (~45,000 page faults and 0.15 s of system time per parser in a 1 GiB
+# rebuild).
+SMALL_READ_SLACK = 4096
 # A line longer than this is not read: it is rejected (never a real transcript line, which is
 # megabytes at most; a run of NULs left by a crash can be gigabytes). Reading it whole would take
 # that much memory, and Linux returns at most ~2 GiB per read.
@@ -150,16 +155,20 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         buf = _chunk_buffer() if plan.size - plan.start > REUSE_BYTES else None
         while True:
             chunk: bytes | bytearray
-            if buf is None:
-                chunk = os.pread(fd, CHUNK_BYTES, pos)
+            if buf is None:  # asks for what the plan saw, plus room to see the end of file
+                want = min(CHUNK_BYTES, max(plan.size - pos, 0) + SMALL_READ_SLACK)
+                chunk = os.pread(fd, want, pos)
                 n = len(chunk)
             else:  # only chunk[:n] is this read's
+                want = CHUNK_BYTES
                 chunk, n = buf, os.preadv(fd, [buf], pos)
             end = pos + n
             if not n:
                 break
+            at_end = n < want  # a short read of a regular file: its end, no need to read again
             cut = chunk.rfind(b"\n", 0, n) + 1  # the chunk's complete lines are parsed in place
             if not cut:
+                at_end = False  # the file's end was looked for anew below
                 complete, line_end = _line_end(fd, end)
                 if not complete:
                     end = line_end
@@ -178,6 +187,8 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
             _add(parsed, parse_lines(chunk, pos, ctx, parsed.last_user_ms, cut))
             del chunk
             pos += cut
+            if at_end:
+                break
         fp_len = min(FINGERPRINT_BYTES, pos)  # read bytes only: a partial line may yet be cut off
         tail_start = max(0, pos - TAIL_BYTES)
         state = FileState(

@@ -262,12 +262,38 @@ def test_chunk_boundaries_do_not_change_what_is_read(tmp_path: Path, monkeypatch
     path.write_bytes(data + call(99)[:-1])  # a partial last line waits
     whole = parse_lines(data, 0, FileContext.for_path(str(path)), None)
     assert len(whole.calls) == 29
-    for chunk, reuse in itertools.product((64, 333, 1000, 4096, CHUNK_BYTES), (0, 1 << 40)):
+    size = path.stat().st_size
+    # A plan's size older than the file (it grew since): the small reads ask for less than is there.
+    for chunk, reuse, seen in itertools.product((64, 333, 1000, 4096, CHUNK_BYTES), (0, 1 << 40), (0, 700, size)):
         monkeypatch.setattr(tail, "CHUNK_BYTES", chunk)
         monkeypatch.setattr(tail, "REUSE_BYTES", reuse)
-        got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
+        monkeypatch.setattr(tail, "SMALL_READ_SLACK", 100)
+        got = read_plan(ReadPlan(str(path), 0, True, None, seen))
         assert got is not None
         assert (got.parsed, got.state.offset, got.state.lines) == (whole, len(data), whole.lines)
+        assert got.state.size == size
+
+
+def test_a_small_file_is_read_in_one_read_of_about_its_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pread allocates what it asks for: a small file's read asks for the size its plan saw plus
+    a little, not a whole chunk, and a short read (the end of the file) is not followed by another."""
+    path = tmp_path / "p" / "s.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(call(1) + call(2) + call(3)[:-1])
+    asked: list[int] = []
+    real = os.pread
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        asked.append(n)
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(tail.os, "pread", pread)
+    got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
+    assert got is not None
+    assert [c.input_tokens for c in got.parsed.calls] == [1, 2]
+    # one read of the data; then the fingerprint and the tail hash
+    assert asked[0] == path.stat().st_size + tail.SMALL_READ_SLACK
+    assert len(asked) == 3
 
 
 @pytest.mark.parametrize("reuse", [0, 1 << 40])
