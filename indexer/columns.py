@@ -19,6 +19,11 @@ from schemas.records import CallRow
 if TYPE_CHECKING:
     import numpy as np
 
+try:  # the compiled transpose (indexer/_columns.c), built on install where a C compiler is present
+    from indexer import _columns
+except ImportError:  # pragma: no cover - no compiler at install: from_rows transposes in Python
+    _columns = None  # type: ignore[assignment]
+
 # numpy is imported where arrays are made: only writers need it (readers, such as a report
 # process, skip its ~0.2 s import).
 Arrays = dict[str, "np.ndarray[Any, Any]"]
@@ -32,6 +37,13 @@ _DTYPES = {
     "cost_usd": "float64",
 }
 NO_LATENCY = -1
+# The compiled transpose's kind of each column (see _columns.c): None reads as -1 (latency, text)
+# or NaN (cost_usd), as in from_rows.
+_KINDS = "".join(
+    "t" if c in TEXT_COLUMNS else "l" if c == "latency_ms" else "d" if c == "cost_usd" else "?" if t == "bool" else "q"
+    for c, t in ((c, _DTYPES[c]) for c in CALL_COLUMNS)
+)
+use_compiled = True  # tests switch the compiled transpose off to compare it with the Python one
 
 
 def decoded_calls(relation: str, codes: bool = True) -> str:
@@ -82,10 +94,24 @@ class CallColumns:
     def from_rows(cls, rows: Sequence[CallRow]) -> CallColumns:
         import numpy as np
 
+        if _columns is not None and use_compiled and rows:
+            try:
+                buffers, seen = _columns.transpose(rows if isinstance(rows, list) else list(rows), _KINDS)
+            except (TypeError, OverflowError):
+                pass  # a field the compiled transpose does not take: the reference below decides
+            else:
+                vocab = sorted(seen)
+                position = {v: i for i, v in enumerate(vocab)}
+                renumber = np.array([position[v] for v in seen] + [-1], dtype="int32")  # code -1 stays -1
+                arrays: Arrays = {}
+                for name, buffer in zip(CALL_COLUMNS, buffers, strict=True):
+                    column = np.frombuffer(buffer, dtype=_DTYPES[name])
+                    arrays[name] = renumber[column] if name in TEXT_COLUMNS else column
+                return cls(arrays, vocab)
         cols = dict(zip(CALL_COLUMNS, zip(*rows, strict=True) if rows else [() for _ in CALL_COLUMNS], strict=True))
         vocab = sorted({v for c in TEXT_COLUMNS for v in cols[c] if v is not None})
         code = {v: i for i, v in enumerate(vocab)}
-        arrays: Arrays = {}
+        arrays = {}
         for name, values in cols.items():
             if name in TEXT_COLUMNS:
                 values = tuple([-1 if v is None else code[v] for v in values])

@@ -5,9 +5,14 @@ from __future__ import annotations
 import pickle
 
 import duckdb
+import numpy as np
+import pytest
 
-from indexer.columns import CallColumns, decoded_calls
+from indexer import columns
+from indexer.columns import CALL_COLUMNS, CallColumns, decoded_calls
+from indexer.tail import ReadPlan, read_plan
 from schemas.records import CallRow
+from tests.conftest import FIXTURES
 
 
 def row(key: int, project: str, latency: int | None, cost: float | None) -> CallRow:
@@ -51,3 +56,52 @@ def test_texts_decode_as_the_vocabulary_does() -> None:
     con = duckdb.connect()
     con.register("batch_calls", cols.texts())
     assert [CallRow(*r) for r in con.execute(decoded_calls("batch_calls", codes=False)).fetchall()] == rows
+
+
+def fixture_rows() -> list[CallRow]:
+    """Every call row the fixtures' transcripts hold (as parsed, before merging)."""
+    rows: list[CallRow] = []
+    for path in sorted(FIXTURES.rglob("*.jsonl")):
+        got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
+        assert got is not None
+        rows += got.parsed.calls
+    return rows
+
+
+def python_columns(rows: list[CallRow], monkeypatch: pytest.MonkeyPatch) -> CallColumns:
+    with monkeypatch.context() as m:
+        m.setattr(columns, "use_compiled", False)
+        return CallColumns.from_rows(rows)
+
+
+def same(a: CallColumns, b: CallColumns) -> bool:
+    return a.vocab == b.vocab and all(
+        a.arrays[c].dtype == b.arrays[c].dtype and np.array_equal(a.arrays[c], b.arrays[c], equal_nan=True)
+        for c in CALL_COLUMNS
+    )
+
+
+@pytest.mark.skipif(columns._columns is None, reason="the compiled transpose is not built (no C compiler)")
+def test_the_compiled_transpose_gives_the_python_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On every fixture row (errors, agents, costUSD, missing latencies, non-ASCII), and on rows whose
+    optional fields are all missing or all present."""
+    rows = fixture_rows()
+    assert len(rows) > 100 and {r.error is None for r in rows} == {True, False}
+    extremes = [
+        row(1, "/p", None, None)._replace(key=-(2**63), msg_hash=2**63 - 1, branch="é", agent_id="🚀", version=None),
+        row(2, "", 0, 1e-9)._replace(key=2**63 - 1, msg_hash=0, model="", session="é", fast=True, sidechain=True),
+    ]
+    for sample in (rows, extremes, rows[:1]):
+        compiled = CallColumns.from_rows(sample)
+        assert same(compiled, python_columns(sample, monkeypatch))
+        assert back_to_rows(compiled) == sample
+
+
+def test_a_field_the_compiled_transpose_does_not_take_is_transposed_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A float where a count belongs (parse.py never makes one) gives what numpy's conversion gives."""
+    rows = [row(1, "/p/a", 3, None), row(2, "/p/b", None, None)._replace(input_tokens=2.0)]  # type: ignore[arg-type]
+    got = CallColumns.from_rows(rows)
+    assert same(got, python_columns(rows, monkeypatch))
+    assert got.arrays["input_tokens"].tolist() == [1, 2]

@@ -1,0 +1,3 @@
+from typing import Any
+
+def transpose(rows: list[Any], kinds: str) -> tuple[list[bytearray], list[str]]: ...
