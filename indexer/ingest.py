@@ -112,6 +112,12 @@ def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> P
     return planned(found, states, under_roots, unlisted)
 
 
+def plan_fresh(roots: Iterable[Path]) -> Planned:
+    """`plan` for an index that holds nothing yet (a rebuild's fresh file): every transcript, whole."""
+    unlisted: list[str] = []
+    return planned(iter_transcripts(roots, unlisted), {}, lambda _: False, unlisted)
+
+
 def planned(
     found: Iterable[tuple[str, os.stat_result]],
     states: dict[str, FileState],
@@ -185,6 +191,10 @@ def _tasks(plans: list[ReadPlan]) -> list[list[ReadPlan]]:
 
 
 RESULT_POLL_S = 0.1  # how often a pass waiting on its parser processes looks at them
+WORKER_DIED = (
+    "a parser process ended in the middle of the pass (killed, or out of memory?); "
+    "what was committed is kept, run it again for the rest"
+)
 T = TypeVar("T")
 
 
@@ -243,12 +253,21 @@ class ParserPool:
             self._executor.submit(warm_up)
 
     def imap_unordered(self, func: Callable[[Any], T], iterable: Iterable[Any]) -> Iterator[T]:
-        """func(item) for each item, in the order they finish (as multiprocessing.Pool's)."""
-        pending: set[concurrent.futures.Future[T]] = set()
+        """func(item) for each item, in the order they finish (as multiprocessing.Pool's).
+
+        Every item is submitted now, before the first result is asked for: a caller can start
+        the work and then do its own (a rebuild opens its index files meanwhile).
+        """
         try:
-            # Inside the try: a pool started ahead of its work (warm) may have lost a process
-            # already, and then submit itself raises BrokenProcessPool.
+            # A pool started ahead of its work (warm) may have lost a process already, and then
+            # submit itself raises BrokenProcessPool.
             pending = {self._executor.submit(func, item) for item in iterable}
+        except BrokenProcessPool:
+            raise WorkerDied(WORKER_DIED) from None
+        return self._finished(pending)
+
+    def _finished(self, pending: set[concurrent.futures.Future[T]]) -> Iterator[T]:
+        try:
             while pending:
                 done, pending = concurrent.futures.wait(
                     pending, timeout=RESULT_POLL_S, return_when=concurrent.futures.FIRST_COMPLETED
@@ -258,10 +277,7 @@ class ParserPool:
                 if self._stopping is not None and self._stopping.is_set():
                     raise Stopped
         except BrokenProcessPool:
-            raise WorkerDied(
-                "a parser process ended in the middle of the pass (killed, or out of memory?); "
-                "what was committed is kept, run it again for the rest"
-            ) from None
+            raise WorkerDied(WORKER_DIED) from None
         finally:
             for future in pending:
                 future.cancel()
@@ -282,32 +298,36 @@ class ParserPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _results(
+def start_reading(
     plans: list[ReadPlan],
-    pool: ParserPool | None,
-    workers: int | None,
-    idle: bool,
+    pool: ParserPool | None = None,
+    workers: int | None = None,
+    idle: bool = False,
     stopping: threading.Event | None = None,
 ) -> Iterator[Chunk]:
+    """The reads of `plans` as they finish: by this process (a small pass), or by `pool`, whose
+    parsers are given every task now (before the first result is asked for), or by a pool of
+    its own, started at the first result asked for and ended after the last."""
     total = sum(p.size - p.start for p in plans)
     if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
-        for p in plans:
-            r = read_plan(p)
-            if r is not None:
-                yield [r], None
-        return
-    own = pool is None
-    use = pool if pool is not None else ParserPool(workers, idle, stopping)
+        return (([r], None) for r in map(read_plan, plans) if r is not None)
+    if pool is not None:
+        return pool.imap_unordered(read_task, _tasks(plans))
+    return _read_by_own_pool(plans, workers, idle, stopping)
+
+
+def _read_by_own_pool(
+    plans: list[ReadPlan], workers: int | None, idle: bool, stopping: threading.Event | None
+) -> Iterator[Chunk]:
+    pool = ParserPool(workers, idle, stopping)
     try:
-        yield from use.imap_unordered(read_task, _tasks(plans))
+        yield from pool.imap_unordered(read_task, _tasks(plans))
     except BaseException:  # a dead worker, shutdown, or the caller gave up: the rest is read next time
-        if own:
-            use.terminate()
+        pool.terminate()
         raise
     finally:
-        if own:
-            use.close()
-            use.join()
+        pool.close()
+        pool.join()
 
 
 def sync(
@@ -321,13 +341,16 @@ def sync(
     stopping: threading.Event | None = None,
     progress: Progress | None = None,
     planned: Planned | None = None,
+    chunks: Iterator[Chunk] | None = None,
 ) -> SyncReport:
     """Read every new complete line under `roots` into `index` (only paths in `only`, if given).
 
     `planned`: what `plan` found just before (a caller that needed the figures first), so the
-    tree is not walked twice. `idle_workers`: parser processes this call starts (a big pass) run
-    in the idle scheduling class (the service's), else niced. `stopping`: when set, a pass waiting
-    on parser processes ends them and raises Stopped (the service's shutdown).
+    tree is not walked twice; `chunks`: its reads, already under way (start_reading), as a
+    rebuild starts them before it opens its index files. `idle_workers`: parser processes this
+    call starts (a big pass) run in the idle scheduling class (the service's), else niced.
+    `stopping`: when set, a pass waiting on parser processes ends them and raises Stopped (the
+    service's shutdown).
     """
     started = time.perf_counter()
     roots = list(roots)
@@ -356,7 +379,9 @@ def sync(
             index.commit(pending, pending_columns)
         pending, pending_columns, pending_bytes, pending_calls, pending_rejects = [], [], 0, 0, 0
 
-    for results, columns in _results(plans, pool, workers, idle_workers, stopping):
+    if chunks is None:
+        chunks = start_reading(plans, pool, workers, idle_workers, stopping)
+    for results, columns in chunks:
         if columns is not None:
             pending_columns.append(columns)
         for r in results:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
-from indexer.ingest import ParserPool, Progress, Stopped, SyncReport, sync
+from indexer.ingest import ParserPool, Progress, Stopped, SyncReport, plan_fresh, start_reading, sync
 from indexer.memory import drop_code_pages
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
@@ -193,6 +193,14 @@ def _remove_stale(db: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def _rebuild_worker_died(db: Path) -> WorkerDied:
+    """WorkerDied, with a rebuild's advice instead of a sync's: here nothing was replaced."""
+    return WorkerDied(
+        f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "
+        f"{db} is unchanged: run the rebuild again"
+    )
+
+
 def rebuild(
     db: Path,
     roots: list[Path],
@@ -213,6 +221,13 @@ def rebuild(
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
     _remove_stale(db)
+    try:
+        # The tree is planned, and `pool`'s parsers given their tasks, before the index files are
+        # opened: the parsers work while this process opens them (~0.1 s for a 1 GiB tree).
+        todo = plan_fresh(roots)
+        chunks = start_reading(todo.plans, pool, workers, stopping=stopping)
+    except WorkerDied:
+        raise _rebuild_worker_died(db) from None
     held, old_error = _hold_old(db)
     try:
         new = Index(tmp)
@@ -222,12 +237,9 @@ def rebuild(
         try:
             try:
                 with new.deferred_calls():
-                    report = sync(new, roots, progress=progress, workers=workers, pool=pool, stopping=stopping)
-            except WorkerDied:  # its advice is a sync's: here nothing was replaced
-                raise WorkerDied(
-                    f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "
-                    f"{db} is unchanged: run the rebuild again"
-                ) from None
+                    report = sync(new, roots, progress=progress, stopping=stopping, planned=todo, chunks=chunks)
+            except WorkerDied:
+                raise _rebuild_worker_died(db) from None
             if stopping is not None and stopping.is_set():
                 raise Stopped  # before anything of the old index is read or replaced
             salvaged, error, lost = 0, None, None

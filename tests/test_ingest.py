@@ -249,14 +249,14 @@ def test_worker_processes_give_the_same_rows(
     tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_workers: list[bool] = []  # per chunk: parsed by worker.read_task (it hands calls over as columns)
-    results = ingest._results
+    results = ingest.start_reading
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         for chunk in results(*args, **kwargs):
             in_workers.append(chunk[1] is not None)
             yield chunk
 
-    monkeypatch.setattr(ingest, "_results", spy)
+    monkeypatch.setattr(ingest, "start_reading", spy)
     with Index(tmp_path / "a.duckdb") as a, Index(tmp_path / "b.duckdb") as b:
         sync(a, [samples_tree / "projects"], workers=1)
         assert in_workers and not any(in_workers)
