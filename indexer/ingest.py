@@ -44,6 +44,9 @@ COMMIT_CALLS = 50_000  # ... or this many call lines, whichever first
 # only file states, rejects and events: fewer, bigger ones (4 instead of 16 for 1 GiB) save the
 # writer ~8 ms each. 1 GiB tree, 7 interleaved pairs: median 1.62 s against 1.69 s.
 DEFERRED_COMMIT_BYTES = 256 << 20
+# ... or after this many files: the last 256 MiB of a tree, its small files read last (largest
+# first), would otherwise leave thousands of file states to the commit after the last read.
+DEFERRED_COMMIT_FILES = 1_000
 # ... and any pass commits once this many rejected lines wait: a damaged tree's short bad lines
 # (1.5 M in 24 MiB) held ~22 bytes of memory per byte read until the next commit.
 COMMIT_REJECTS = 50_000
@@ -400,6 +403,7 @@ def sync(
             pending_bytes >= commit_bytes
             or pending_rejects >= COMMIT_REJECTS
             or (pending_calls >= COMMIT_CALLS and not deferring)
+            or (len(pending) >= DEFERRED_COMMIT_FILES and deferring)
         ):
             flush()
         if stopping is not None and stopping.is_set():
