@@ -79,8 +79,13 @@ class ReadResult:
     call_lines: int
 
 
+def _hash(data: bytes) -> int:
+    """A FileState hash: of no bytes, 0."""
+    return hash64(data) if data else 0
+
+
 def _hash_range(fd: int, start: int, length: int) -> int:
-    return hash64(os.pread(fd, length, start)) if length > 0 else 0
+    return _hash(os.pread(fd, length, start)) if length > 0 else 0
 
 
 def plan_read(path: str, st: os.stat_result, state: FileState | None) -> ReadPlan | None:
@@ -152,6 +157,10 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         st = os.fstat(fd)
         parsed = ParseResult(last_user_ms=plan.last_user_ms)
         pos = end = plan.start
+        # Copies of the bytes the fingerprint and the tail hash cover, kept as they pass by
+        # (FileState): read again only where they did not (a line too long to read ends the file).
+        head = b""
+        tail, tail_end = b"", -1
         buf = _chunk_buffer() if plan.size - plan.start > REUSE_BYTES else None
         while True:
             chunk: bytes | bytearray
@@ -185,6 +194,9 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
                     break  # the file changed under us; the next pass sees it
                 cut = len(chunk)
             _add(parsed, parse_lines(chunk, pos, ctx, parsed.last_user_ms, cut))
+            if pos == 0:
+                head = bytes(chunk[: min(cut, FINGERPRINT_BYTES)])
+            tail, tail_end = bytes(chunk[max(0, cut - TAIL_BYTES) : cut]), pos + cut
             del chunk
             pos += cut
             if at_end:
@@ -196,11 +208,13 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
             device=st.st_dev,
             inode=st.st_ino,
             fp_len=fp_len,
-            fp_hash=_hash_range(fd, 0, fp_len),
+            fp_hash=_hash(head[:fp_len]) if len(head) >= fp_len else _hash_range(fd, 0, fp_len),
             size=end,
             mtime_ns=st.st_mtime_ns,
             offset=pos,
-            tail_hash=_hash_range(fd, tail_start, pos - tail_start),
+            tail_hash=_hash(tail)
+            if tail_end == pos and len(tail) == pos - tail_start
+            else _hash_range(fd, tail_start, pos - tail_start),
             last_user_ms=parsed.last_user_ms,
             lines=plan.prev_lines + parsed.lines,
         )

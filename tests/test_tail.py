@@ -12,7 +12,7 @@ import pytest
 
 from indexer import tail
 from indexer.ingest import sync
-from indexer.parse import FileContext, parse_lines
+from indexer.parse import FileContext, hash64, parse_lines
 from indexer.store import Index
 from indexer.tail import CHUNK_BYTES, FINGERPRINT_BYTES, ReadPlan, plan_read, read_plan
 
@@ -272,6 +272,9 @@ def test_chunk_boundaries_do_not_change_what_is_read(tmp_path: Path, monkeypatch
         assert got is not None
         assert (got.parsed, got.state.offset, got.state.lines) == (whole, len(data), whole.lines)
         assert got.state.size == size
+        # the hashes cover the bytes read, whether they are taken as they pass by or read again
+        assert (got.state.fp_len, got.state.fp_hash) == (FINGERPRINT_BYTES, hash64(data[:FINGERPRINT_BYTES]))
+        assert got.state.tail_hash == hash64(data[-tail.TAIL_BYTES :])
 
 
 def test_a_small_file_is_read_in_one_read_of_about_its_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -279,7 +282,8 @@ def test_a_small_file_is_read_in_one_read_of_about_its_size(tmp_path: Path, monk
     a little, not a whole chunk, and a short read (the end of the file) is not followed by another."""
     path = tmp_path / "p" / "s.jsonl"
     path.parent.mkdir()
-    path.write_bytes(call(1) + call(2) + call(3)[:-1])
+    lines = call(1, pad="x" * 700) + call(2)
+    path.write_bytes(lines + call(3)[:-1])
     asked: list[int] = []
     real = os.pread
 
@@ -291,9 +295,13 @@ def test_a_small_file_is_read_in_one_read_of_about_its_size(tmp_path: Path, monk
     got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
     assert got is not None
     assert [c.input_tokens for c in got.parsed.calls] == [1, 2]
-    # one read of the data; then the fingerprint and the tail hash
-    assert asked[0] == path.stat().st_size + tail.SMALL_READ_SLACK
-    assert len(asked) == 3
+    # one read: the fingerprint and the tail hash are of bytes it read
+    assert asked == [path.stat().st_size + tail.SMALL_READ_SLACK]
+    assert got.state == tail.FileState(
+        got.state.path, got.state.device, got.state.inode, fp_len=FINGERPRINT_BYTES,
+        fp_hash=hash64(lines[:FINGERPRINT_BYTES]), size=path.stat().st_size, mtime_ns=got.state.mtime_ns,
+        offset=len(lines), tail_hash=hash64(lines[-tail.TAIL_BYTES :]), last_user_ms=None, lines=2,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("reuse", [0, 1 << 40])
@@ -320,3 +328,8 @@ def test_a_line_too_long_to_read_is_rejected_and_the_file_goes_on(
         (long_at, "line too long to read (10,001 bytes; at most 10,000)")
     ]
     assert (got.state.offset, got.parsed.lines) == (path.stat().st_size, 4)
+    assert got.state.tail_hash == hash64(path.read_bytes()[-tail.TAIL_BYTES :])
+    path.write_bytes(call(1) + b"\x00" * 10_001 + b"\n")  # ending with it: the tail hash is of its bytes
+    got = read_plan(ReadPlan(str(path), 0, True, None, path.stat().st_size))
+    assert got is not None and len(got.parsed.rejects) == 1
+    assert (got.state.offset, got.state.tail_hash) == (path.stat().st_size, hash64(b"\x00" * 63 + b"\n"))
