@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import signal
 import sys
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -33,17 +34,18 @@ def rebuild_command() -> Callable[..., None]:
 
 def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     """Rebuild the index at `db` (default: the data folder's) from `source`, and say what it did."""
+    began = time.perf_counter()
     from indexer.memory import tune_malloc
 
     tune_malloc()  # before the parser pool's threads start: fewer arenas, freed blocks returned
     import numpy  # noqa: F401  # for the parsers' columns: loaded once, before they are forked
 
-    from indexer.ingest import ParserPool, Stopped
-    from indexer.pricing import PriceBook, load_book
-    from indexer.rebuild import rebuild
+    from indexer.errors import WorkerDied
+    from indexer.ingest import ParserPool, Stopped, plan_fresh, start_reading
 
     # The parsers start first, forked while this process has no other thread (ParserPool), and
-    # meanwhile the index is opened and the tree walked. A small tree leaves them idle.
+    # before DuckDB is loaded (they never use it). The tree is walked and the parsers given their
+    # tasks; meanwhile this process loads DuckDB and opens the index files.
     # Fewer garbage collections: a rebuild makes millions of short-lived objects and few cycles
     # (still collected, less often). What is loaded by now is frozen: neither this process nor
     # the parsers forked from it scan it again (which would also copy its pages into each fork).
@@ -60,16 +62,26 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         try:
             roots = roots_of(source)
             path = db_path(db)
+            todo = plan_fresh(roots)
+            try:
+                started = todo, start_reading(todo.plans, pool, stopping=stopping)
+            except WorkerDied:
+                raise WorkerDied.in_rebuild(path) from None
+            from indexer.pricing import PriceBook, load_book
+            from indexer.rebuild import rebuild
+
             book: PriceBook | None = None
             with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
                 book = load_book(pricing_file())
             if sys.stderr.isatty():
                 report = _with_progress_bar(
-                    lambda progress: rebuild(path, roots, progress=progress, book=book, pool=pool, stopping=stopping),
-                    roots,
+                    lambda progress: rebuild(
+                        path, roots, progress=progress, book=book, pool=pool, stopping=stopping, started=started
+                    ),
+                    todo.bytes,
                 )
             else:  # no stray output into logs and pipes
-                report = rebuild(path, roots, book=book, pool=pool, stopping=stopping)
+                report = rebuild(path, roots, book=book, pool=pool, stopping=stopping, started=started)
         except Stopped:
             pool.terminate()
             print(f"cco: interrupted; {path} is unchanged", file=sys.stderr)
@@ -80,9 +92,10 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     pool.close()
     pool.join()
     s = report.sync
+    took = time.perf_counter() - began
     print(
         f"rebuilt {path}: {s.files_read} files, {s.bytes_read:,} bytes, {s.call_lines:,} call lines, "
-        f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({s.seconds:.2f} s)"
+        f"{s.rejected} rejected, {report.salvaged_calls:,} calls salvaged from the old index ({took:.2f} s)"
     )
     for warning in skipped_warnings(s):
         print(f"cco: warning: {warning}", file=sys.stderr)
@@ -101,14 +114,12 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         )
 
 
-def _with_progress_bar(run: Callable[[Callable[[int], None]], Any], roots: list[Path]) -> Any:
-    """`run(progress)` under a rich progress bar on stderr, sized by the bytes under `roots`."""
+def _with_progress_bar(run: Callable[[Callable[[int], None]], Any], total: int) -> Any:
+    """`run(progress)` under a rich progress bar on stderr, for `total` bytes."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     from api.output import err_console
-    from indexer.sources import iter_transcripts
 
-    total = sum(st.st_size for _, st in iter_transcripts(roots))
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress("[progress.description]{task.description}", *columns, console=err_console, transient=True) as bar:
         task = bar.add_task("indexing", total=total)

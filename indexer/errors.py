@@ -53,4 +53,10 @@ class ServiceError(_Held):
 
 
 class WorkerDied(CcoError):
-    pass
+    @classmethod
+    def in_rebuild(cls, db: object) -> WorkerDied:
+        """The error with a rebuild's advice instead of a sync's: nothing of `db` was replaced."""
+        return cls(
+            f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "
+            f"{db} is unchanged: run the rebuild again"
+        )

@@ -22,14 +22,16 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.columns import CallColumns
 from indexer.errors import WorkerDied
 from indexer.sources import iter_transcripts
-from indexer.store import Index
 from indexer.tail import FileState, ReadPlan, ReadResult, plan_read, read_plan
 from indexer.worker import Chunk, read_task, start_worker, warm_up
+
+if TYPE_CHECKING:  # the store (and DuckDB) load only where an index is opened: a rebuild's parsers
+    from indexer.store import Index  # are forked, and given their work, before it loads them
 
 PARALLEL_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
 TASK_BYTES = 8 << 20  # small files are grouped into tasks of about this many bytes ...

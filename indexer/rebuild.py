@@ -11,18 +11,20 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
-from indexer.ingest import ParserPool, Progress, Stopped, SyncReport, plan_fresh, start_reading, sync
+from indexer.ingest import ParserPool, Planned, Progress, Stopped, SyncReport, plan_fresh, start_reading, sync
 from indexer.memory import drop_code_pages
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
 from indexer.runfile import pid_alive
 from indexer.store import REBUILD_HINT, Index
+from indexer.worker import Chunk
 
 # Calls only the old index has go in as they are: their lines are gone from the transcripts
 # (deleted, or rewritten in place, even into a file as long as before: the index cannot tell which
@@ -193,14 +195,6 @@ def _remove_stale(db: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _rebuild_worker_died(db: Path) -> WorkerDied:
-    """WorkerDied, with a rebuild's advice instead of a sync's: here nothing was replaced."""
-    return WorkerDied(
-        f"a parser process ended in the middle of the rebuild (killed, or out of memory?); "
-        f"{db} is unchanged: run the rebuild again"
-    )
-
-
 def rebuild(
     db: Path,
     roots: list[Path],
@@ -209,25 +203,29 @@ def rebuild(
     book: PriceBook | None = None,
     pool: ParserPool | None = None,
     stopping: threading.Event | None = None,
+    started: tuple[Planned, Iterator[Chunk]] | None = None,
 ) -> RebuildReport:
     """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically.
 
     With `book`, the new index's `prices` rows are written too, so the first command to read it
     finds nothing to write (a report can then open it read-only). `pool`: parser processes the
-    caller started (and ends), else the pass starts its own if it is big. `stopping`: when set
-    (Ctrl-C), the rebuild raises Stopped at its next wait, between commits or before the old index
-    is touched, leaving it as it was.
+    caller started (and ends), else the pass starts its own if it is big. `started`: the plan of
+    `roots` (ingest.plan_fresh) and its reads, already under way (start_reading). `stopping`:
+    when set (Ctrl-C), the rebuild raises Stopped at its next wait, between commits or before the
+    old index is touched, leaving it as it was.
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
     _remove_stale(db)
-    try:
-        # The tree is planned, and `pool`'s parsers given their tasks, before the index files are
-        # opened: the parsers work while this process opens them (~0.1 s for a 1 GiB tree).
-        todo = plan_fresh(roots)
-        chunks = start_reading(todo.plans, pool, workers, stopping=stopping)
-    except WorkerDied:
-        raise _rebuild_worker_died(db) from None
+    if started is None:
+        try:
+            # The tree is planned, and `pool`'s parsers given their tasks, before the index files
+            # are opened: the parsers work while this process opens them (~0.1 s for 1 GiB).
+            todo = plan_fresh(roots)
+            started = todo, start_reading(todo.plans, pool, workers, stopping=stopping)
+        except WorkerDied:
+            raise WorkerDied.in_rebuild(db) from None
+    todo, chunks = started
     held, old_error = _hold_old(db)
     try:
         new = Index(tmp)
@@ -239,7 +237,7 @@ def rebuild(
                 with new.deferred_calls():
                     report = sync(new, roots, progress=progress, stopping=stopping, planned=todo, chunks=chunks)
             except WorkerDied:
-                raise _rebuild_worker_died(db) from None
+                raise WorkerDied.in_rebuild(db) from None
             if stopping is not None and stopping.is_set():
                 raise Stopped  # before anything of the old index is read or replaced
             salvaged, error, lost = 0, None, None
