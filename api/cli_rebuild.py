@@ -41,7 +41,7 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     import numpy  # noqa: F401  # for the parsers' columns: loaded once, before they are forked
 
     from indexer.errors import WorkerDied
-    from indexer.ingest import ParserPool, Stopped, plan_fresh, start_reading
+    from indexer.ingest import ParserPool, Stopped, plan_and_start
 
     # The parsers start first, forked while this process has no other thread (ParserPool), and
     # before DuckDB is loaded (they never use it). The tree is walked and the parsers given their
@@ -62,11 +62,11 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
         try:
             roots = roots_of(source)
             path = db_path(db)
-            todo = plan_fresh(roots)
             try:
-                started = todo, start_reading(todo.plans, pool, stopping=stopping)
+                started = plan_and_start(roots, pool)
             except WorkerDied:
                 raise WorkerDied.in_rebuild(path) from None
+            todo = started[0]
             from indexer.pricing import PriceBook, load_book
             from indexer.rebuild import rebuild
 

@@ -545,3 +545,51 @@ def test_a_line_in_a_main_file_and_its_subagent_file_resolves_the_same_in_any_or
                 sync(index, [root])
             got.append(index.con.execute("SELECT session, agent_id FROM calls").fetchall())
     assert got == [[("S1", None)], [("S1", None)]]
+
+
+def test_a_rebuild_gives_its_parsers_each_big_file_as_the_walk_finds_it(
+    tmp_path: Path, samples_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """plan_and_start: a file of TASK_BYTES or more is a task of its own, submitted as soon as the
+    walk finds it; the small files, grouped largest first, once the walk is done. The reads then
+    index what a plain sync does."""
+    monkeypatch.setattr(ingest, "TASK_BYTES", 40_000)  # two of the four samples (47 and 78 KB)
+    events: list[tuple[str, tuple[str, ...]]] = []
+    walk = ingest.iter_transcripts
+
+    def walking(*args: Any, **kwargs: Any) -> Any:
+        for path, st in walk(*args, **kwargs):
+            events.append(("found", (os.path.basename(path),)))
+            yield path, st
+        events.append(("walked", ()))
+
+    monkeypatch.setattr(ingest, "iter_transcripts", walking)
+    pool = ingest.ParserPool(2)
+    submit = pool.submit
+
+    def submitting(func: Any, items: Any) -> Any:
+        items = list(items)
+        events.extend(("task", tuple(os.path.basename(p.path) for p in task)) for task in items)
+        return submit(func, items)
+
+    monkeypatch.setattr(pool, "submit", submitting)
+    try:
+        todo, chunks = ingest.plan_and_start([samples_tree / "projects"], pool)
+        started = list(events)
+        with Index(tmp_path / "a.duckdb") as a, Index(tmp_path / "b.duckdb") as b:
+            report = sync(a, [samples_tree / "projects"], planned=todo, chunks=chunks)
+            sync(b, [samples_tree / "projects"], workers=1)
+            assert (report.files_read, report.call_lines) == (4, 45)
+            q = "SELECT * FROM calls ORDER BY key"
+            assert a.con.execute(q).fetchall() == b.con.execute(q).fetchall()
+    finally:
+        pool.close()
+        pool.join()
+    sizes = {p.name: p.stat().st_size for p in (samples_tree / "projects").rglob("*.jsonl")}
+    big = {name for name, size in sizes.items() if size >= 40_000}
+    assert len(big) == 2
+    walked = started.index(("walked", ()))
+    for name in big:  # right after it was found, before the walk went on
+        assert started[started.index(("found", (name,))) + 1] == ("task", (name,))
+    small = sorted(set(sizes) - big, key=sizes.__getitem__, reverse=True)
+    assert started[walked + 1 :] == [("task", tuple(small))]
