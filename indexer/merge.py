@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from indexer.columns import CALL_COLUMNS, CallColumns, decoded_calls
+from indexer.columns import CALL_COLUMNS, Arrays, CallColumns, decoded_calls
 from indexer.parse import merge_calls
 from schemas.records import CallRow
 
@@ -71,33 +71,53 @@ def changes(old: str, new: str) -> str:
 
 
 def merged_columns(batch: CallColumns) -> CallColumns:
-    """Rows of one call identity in `batch` -> one, by the rules of parse.merge_calls, in numpy.
+    """Rows of one call identity in `batch` -> one, by the rules of parse.merge_calls, in numpy,
+    in key order. A batch without repeated keys comes back as it is.
+
+    Workers merge their own batches (a streamed message's lines are in one file) and the writer
+    merges again what meets across batches, where few keys repeat (a fork's or a sidechain's
+    copies): only the rows of repeated keys go through the merge (_merged_runs); the rest are
+    just put in key order (72,000 calls with 3% repeated: ~12 ms against ~20 ms all merged).
+    """
+    import numpy as np
+
+    a = batch.arrays
+    by_key = np.argsort(a["key"], kind="stable")
+    keys = a["key"][by_key]
+    repeats = keys[1:] == keys[:-1]
+    if not repeats.any():
+        return batch
+    first = np.concatenate(([True], ~repeats))  # the first row (in key order) of each identity
+    several = np.concatenate((repeats, [False])) | np.concatenate(([False], repeats))  # its identity has more
+    out = {c: a[c][by_key[first]] for c in CALL_COLUMNS}
+    merged = _merged_runs({c: a[c][by_key[several]] for c in CALL_COLUMNS})
+    at = np.flatnonzero(several[first])  # where the merged identities go among all, both in key order
+    for c in CALL_COLUMNS:
+        out[c][at] = merged[c]
+    return CallColumns(out, batch.vocab)
+
+
+def _merged_runs(a: Arrays) -> Arrays:
+    """One row per key of `a`, every key of which repeats, merged, in key order.
 
     Rows are sorted by (key, time, session code, agent id code, arrival), so each identity's rows
     are a run whose first row is the earliest (codes order as the names do, no agent id first):
     the FIRST_ROW fields and the time are taken from it, and the other rules are one `reduceat`
-    per column over the runs. A batch without repeated keys comes back as it is. Workers merge
-    their own batches (a streamed message's lines are in one file) and the writer merges again
-    what meets across batches.
+    per column over the runs.
     """
     import numpy as np
 
-    n = len(batch)
-    a = batch.arrays
-    order = np.lexsort((np.arange(n), a["agent_id"], a["session"], a["ts_ms"], a["key"]))
+    order = np.lexsort((np.arange(len(a["key"])), a["agent_id"], a["session"], a["ts_ms"], a["key"]))
     keys = a["key"][order]
-    firsts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if n else np.arange(0)
-    if len(firsts) == n:
-        return batch
-    picked = order[firsts]
-    out = {c: a[c][picked] for c in CALL_COLUMNS}
+    firsts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    out = {c: a[c][order[firsts]] for c in CALL_COLUMNS}
     for names, rule in ((MAXIMA, np.maximum), (ANY_ROW, np.logical_or), (ALL_ROWS, np.logical_and)):
         for c in names:
             out[c] = rule.reduceat(a[c][order], firsts)
     total = np.maximum.reduceat((a["cache_5m_tokens"] + a["cache_1h_tokens"])[order], firsts)
     out["cache_5m_tokens"] = total - out["cache_1h_tokens"]
     out["cost_usd"] = np.fmax.reduceat(a["cost_usd"][order], firsts)  # NaN (no costUSD) loses to a value
-    return CallColumns(out, batch.vocab)
+    return out
 
 
 def decoded(relation: str, codes: bool = True) -> str:
