@@ -9,6 +9,7 @@ mistakes. rich is imported only to draw the progress bar on a terminal.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 import time
@@ -112,6 +113,12 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
             f"cco: note: the old index was damaged ({report.old_damage}); all the history it held was read and kept",
             file=sys.stderr,
         )
+    # Done: the index is replaced and closed, the parsers are joined. What is left is the
+    # interpreter's teardown (freeing numpy, DuckDB's library and every module), ~20 ms of a 1 GiB
+    # rebuild's 1.2 s that nothing needs. A failed flush (a closed pipe) still raises first.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _with_progress_bar(run: Callable[[Callable[[int], None]], Any], total: int) -> Any:
