@@ -284,6 +284,7 @@ class ParserPool:
             initargs=(idle, os.getpid() if self.forked else None),
         )
         self._stopping = stopping
+        self._reaper: threading.Thread | None = None  # see close()
 
     def warm(self) -> None:
         """Start the processes now (a forked pool starts them all at its first task), not at the
@@ -327,15 +328,25 @@ class ParserPool:
 
     def close(self) -> None:
         """No more work: the workers end once idle (join waits for that)."""
+        # The thread that reaps the processes once they end, which the executor forgets when shut
+        # down without waiting (a later shutdown(wait=True) then waits for nothing).
+        self._reaper = getattr(self._executor, "_executor_manager_thread", None)
         self._executor.shutdown(wait=False)
 
     def join(self) -> None:
+        """Wait until the workers have ended and are reaped (their CPU time is then this
+        process's children's, as a rebuild's measurement counts it)."""
         self._executor.shutdown(wait=True)
+        if self._reaper is not None:
+            self._reaper.join()
+
+    def _processes(self) -> list[multiprocessing.Process]:
+        # The executor has no public way to reach its processes; `_processes` is a stable attribute.
+        return list(getattr(self._executor, "_processes", {}).values())
 
     def terminate(self) -> None:
         """End the workers now, in the middle of their tasks (shutdown or a failed pass)."""
-        # The executor has no public way to stop a running task; its processes are a stable attribute.
-        for process in list(getattr(self._executor, "_processes", {}).values()):
+        for process in self._processes():
             with contextlib.suppress(OSError):
                 process.kill()
         self._executor.shutdown(wait=True, cancel_futures=True)

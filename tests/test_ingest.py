@@ -593,3 +593,16 @@ def test_a_rebuild_gives_its_parsers_each_big_file_as_the_walk_finds_it(
         assert started[started.index(("found", (name,))) + 1] == ("task", (name,))
     small = sorted(set(sizes) - big, key=sizes.__getitem__, reverse=True)
     assert started[walked + 1 :] == [("task", tuple(small))]
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_joining_a_closed_pool_waits_for_its_processes(fork: bool) -> None:
+    """close() then join(): every parser process has ended and been reaped when join returns (a
+    rebuild then ends at once, and its parsers' CPU time is its children's)."""
+    pool = ingest.ParserPool(2, fork=fork)
+    assert sorted(pool.imap_unordered(len, ["a", "bb"])) == [1, 2]
+    processes = list(pool._executor._processes.values())  # type: ignore[attr-defined]
+    assert len(processes) == 2
+    pool.close()
+    pool.join()
+    assert [p.exitcode for p in processes] == [0, 0]
