@@ -74,7 +74,7 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
             book: PriceBook | None = None
             with suppress(CcoError):  # a broken pricing.toml: the next status or report says what is wrong
                 book = load_book(pricing_file())
-            if sys.stderr.isatty():
+            if sys.stderr is not None and sys.stderr.isatty():
                 report = _with_progress_bar(
                     lambda progress: rebuild(
                         path, roots, progress=progress, book=book, pool=pool, stopping=stopping, started=started
@@ -91,7 +91,7 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
             pool.terminate()
             raise
     pool.close()
-    pool.join()
+    pool.join(reap=True)  # before os._exit below
     s = report.sync
     took = time.perf_counter() - began
     print(
@@ -116,8 +116,9 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
     # Done: the index is replaced and closed, the parsers are joined. What is left is the
     # interpreter's teardown (freeing numpy, DuckDB's library and every module), ~20 ms of a 1 GiB
     # rebuild's 1.2 s that nothing needs. A failed flush (a closed pipe) still raises first.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:  # None: the descriptor was closed when the command started
+            stream.flush()
     os._exit(0)
 
 

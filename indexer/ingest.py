@@ -333,11 +333,13 @@ class ParserPool:
         self._reaper = getattr(self._executor, "_executor_manager_thread", None)
         self._executor.shutdown(wait=False)
 
-    def join(self) -> None:
-        """Wait until the workers have ended and are reaped (their CPU time is then this
-        process's children's, as a rebuild's measurement counts it)."""
+    def join(self, reap: bool = False) -> None:
+        """Wait for the pool's own threads; with `reap`, also until the workers have ended and
+        are reaped (their CPU time is then this process's children's). Without it a pass goes
+        on at once: idle-class parsers may take as long to end as other work keeps the cores
+        busy. A command that ends right after (a rebuild, with os._exit) reaps."""
         self._executor.shutdown(wait=True)
-        if self._reaper is not None:
+        if reap and self._reaper is not None:
             self._reaper.join()
 
     def _processes(self) -> list[multiprocessing.Process]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -414,3 +415,20 @@ def test_commands_wait_out_each_others_lock(tmp_path: Path) -> None:
         ]
         errors = [proc.communicate(timeout=60)[1] for proc in procs]  # every pipe read and closed first
         assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_rebuild_with_a_closed_output_still_succeeds(tmp_path: Path, samples_tree: Path, closed: str) -> None:
+    """Started with stdout or stderr closed (`>&-`), the rebuild replaces the index and exits 0:
+    nothing is written to the closed stream and its end does not trip over it."""
+    db = tmp_path / "i.duckdb"
+    fd = 1 if closed == "stdout" else 2
+    done = subprocess.run(
+        [CCO, "index", "rebuild", "--source", str(samples_tree), "--db", str(db)],
+        preexec_fn=lambda: os.close(fd),  # the child's descriptor only
+        stdout=subprocess.DEVNULL if fd == 2 else None,
+        stderr=subprocess.DEVNULL if fd == 1 else None,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert status(db)["calls"] == SAMPLES["calls"]

@@ -597,12 +597,12 @@ def test_a_rebuild_gives_its_parsers_each_big_file_as_the_walk_finds_it(
 
 @pytest.mark.parametrize("fork", [False, True])
 def test_joining_a_closed_pool_waits_for_its_processes(fork: bool) -> None:
-    """close() then join(): every parser process has ended and been reaped when join returns (a
-    rebuild then ends at once, and its parsers' CPU time is its children's)."""
+    """close() then join(reap=True): every parser process has ended and been reaped when join
+    returns (a rebuild then ends at once, and its parsers' CPU time is its children's)."""
     pool = ingest.ParserPool(2, fork=fork)
     assert sorted(pool.imap_unordered(len, ["a", "bb"])) == [1, 2]
     processes = list(pool._executor._processes.values())  # type: ignore[attr-defined]
     assert len(processes) == 2
     pool.close()
-    pool.join()
+    pool.join(reap=True)
     assert [p.exitcode for p in processes] == [0, 0]
