@@ -164,8 +164,10 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         buf = _chunk_buffer() if plan.size - plan.start > REUSE_BYTES else None
         while True:
             chunk: bytes | bytearray
+            if buf is None and pos >= plan.size:  # the file grew past its plan: read on by chunks
+                buf = _chunk_buffer()
             if buf is None:  # asks for what the plan saw, plus room to see the end of file
-                want = min(CHUNK_BYTES, max(plan.size - pos, 0) + SMALL_READ_SLACK)
+                want = min(CHUNK_BYTES, plan.size - pos + SMALL_READ_SLACK)
                 chunk = os.pread(fd, want, pos)
                 n = len(chunk)
             else:  # only chunk[:n] is this read's

@@ -304,6 +304,32 @@ def test_a_small_file_is_read_in_one_read_of_about_its_size(tmp_path: Path, monk
     )  # fmt: skip
 
 
+def test_a_file_grown_past_its_plan_is_read_on_by_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file planned small (here empty) that has grown meanwhile is read to its end through the
+    chunk buffer, not by reads of the plan's size: 1 MB of 8 kB lines in a few reads, not ~130."""
+    path = tmp_path / "p" / "s.jsonl"
+    path.parent.mkdir()
+    lines = b"".join(call(n, pad="x" * 8000) for n in range(1, 130))
+    path.write_bytes(lines)
+    reads: list[int] = []
+    real_pread, real_preadv = os.pread, os.preadv
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        reads.append(n)
+        return real_pread(fd, n, offset)
+
+    def preadv(fd: int, buffers: list[bytearray], offset: int) -> int:
+        reads.append(len(buffers[0]))
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(tail.os, "pread", pread)
+    monkeypatch.setattr(tail.os, "preadv", preadv)
+    got = read_plan(ReadPlan(str(path), 0, True, None, 0))
+    assert got is not None
+    assert (len(got.parsed.calls), got.state.offset) == (129, len(lines))
+    assert len(reads) <= 3
+
+
 @pytest.mark.parametrize("reuse", [0, 1 << 40])
 def test_a_line_too_long_to_read_is_rejected_and_the_file_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reuse: int
