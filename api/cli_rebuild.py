@@ -77,12 +77,12 @@ def run_rebuild(source: list[Path] | None, db: Path | None) -> None:
             if sys.stderr is not None and sys.stderr.isatty():
                 report = _with_progress_bar(
                     lambda progress: rebuild(
-                        path, roots, progress=progress, book=book, pool=pool, stopping=stopping, started=started
+                        path, roots, progress=progress, book=book, stopping=stopping, started=started
                     ),
                     todo.bytes,
                 )
             else:  # no stray output into logs and pipes
-                report = rebuild(path, roots, book=book, pool=pool, stopping=stopping, started=started)
+                report = rebuild(path, roots, book=book, stopping=stopping, started=started)
         except Stopped:
             pool.terminate()
             print(f"cco: interrupted; {path} is unchanged", file=sys.stderr)

@@ -138,9 +138,9 @@ def plan_and_start(roots: Iterable[Path], pool: ParserPool) -> tuple[Planned, It
             early.update(pool.submit(read_task, [[p]]))
 
     todo = plan_fresh(roots, each)
+    if not early:  # no big file: as any pass (a small tree is read in this process)
+        return todo, start_reading(todo.plans, pool)
     rest = [p for p in todo.plans if p.size - p.start < TASK_BYTES]
-    if not early and todo.bytes < PARALLEL_BYTES:  # a small tree: read here (start_reading)
-        return todo, start_reading(todo.plans)
     return todo, pool.finished(early | pool.submit(read_task, _tasks(rest)))
 
 
@@ -342,13 +342,10 @@ class ParserPool:
         if reap and self._reaper is not None:
             self._reaper.join()
 
-    def _processes(self) -> list[multiprocessing.Process]:
-        # The executor has no public way to reach its processes; `_processes` is a stable attribute.
-        return list(getattr(self._executor, "_processes", {}).values())
-
     def terminate(self) -> None:
         """End the workers now, in the middle of their tasks (shutdown or a failed pass)."""
-        for process in self._processes():
+        # The executor has no public way to stop a running task; its processes are a stable attribute.
+        for process in list(getattr(self._executor, "_processes", {}).values()):
             with contextlib.suppress(OSError):
                 process.kill()
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from indexer.engine import duckdb, rollback
 from indexer.errors import CcoError, IndexDenied, IndexLocked, IndexNewer, WorkerDied
-from indexer.ingest import ParserPool, Planned, Progress, Stopped, SyncReport, plan_fresh, start_reading, sync
+from indexer.ingest import Planned, Progress, Stopped, SyncReport, plan_fresh, start_reading, sync
 from indexer.memory import drop_code_pages
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
@@ -201,30 +201,25 @@ def rebuild(
     progress: Progress | None = None,
     workers: int | None = None,
     book: PriceBook | None = None,
-    pool: ParserPool | None = None,
     stopping: threading.Event | None = None,
     started: tuple[Planned, Iterator[Chunk]] | None = None,
 ) -> RebuildReport:
     """Rebuild `db` from `roots`, keeping salvageable history; replaces `db` atomically.
 
     With `book`, the new index's `prices` rows are written too, so the first command to read it
-    finds nothing to write (a report can then open it read-only). `pool`: parser processes the
-    caller started (and ends), else the pass starts its own if it is big. `started`: the plan of
-    `roots` (ingest.plan_fresh) and its reads, already under way (start_reading). `stopping`:
-    when set (Ctrl-C), the rebuild raises Stopped at its next wait, between commits or before the
-    old index is touched, leaving it as it was.
+    finds nothing to write (a report can then open it read-only). `started`: the plan of `roots`
+    and its reads, already under way in the caller's parser processes (ingest.plan_and_start, as
+    `cco index rebuild` does before it opens anything); else the pass plans and reads itself,
+    in processes of its own (`workers`) if it is big. `stopping`: when set (Ctrl-C), the rebuild
+    raises Stopped at its next wait, between commits or before the old index is touched,
+    leaving it as it was.
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     tmp = db.with_name(f"{db.name}.rebuild-{os.getpid()}")
     _remove_stale(db)
     if started is None:
-        try:
-            # The tree is planned, and `pool`'s parsers given their tasks, before the index files
-            # are opened: the parsers work while this process opens them (~0.1 s for 1 GiB).
-            todo = plan_fresh(roots)
-            started = todo, start_reading(todo.plans, pool, workers, stopping=stopping)
-        except WorkerDied:
-            raise WorkerDied.in_rebuild(db) from None
+        todo = plan_fresh(roots)
+        started = todo, start_reading(todo.plans, workers=workers, stopping=stopping)
     todo, chunks = started
     held, old_error = _hold_old(db)
     try:
