@@ -99,19 +99,15 @@ class CallColumns:
                 buffers, seen = _columns.transpose(rows if isinstance(rows, list) else list(rows), _KINDS)
             except (TypeError, OverflowError):
                 pass  # a field the compiled transpose does not take: the reference below decides
-            else:
+            else:  # codes in the order the texts came: renumbered to the sorted vocabulary's
+                read = {c: np.frombuffer(b, dtype=_DTYPES[c]) for c, b in zip(CALL_COLUMNS, buffers, strict=True)}
+                coded = cls(read, seen)
                 vocab = sorted(seen)
-                position = {v: i for i, v in enumerate(vocab)}
-                renumber = np.array([position[v] for v in seen] + [-1], dtype="int32")  # code -1 stays -1
-                arrays: Arrays = {}
-                for name, buffer in zip(CALL_COLUMNS, buffers, strict=True):
-                    column = np.frombuffer(buffer, dtype=_DTYPES[name])
-                    arrays[name] = renumber[column] if name in TEXT_COLUMNS else column
-                return cls(arrays, vocab)
+                return cls(coded.recoded({v: i for i, v in enumerate(vocab)}), vocab)
         cols = dict(zip(CALL_COLUMNS, zip(*rows, strict=True) if rows else [() for _ in CALL_COLUMNS], strict=True))
         vocab = sorted({v for c in TEXT_COLUMNS for v in cols[c] if v is not None})
         code = {v: i for i, v in enumerate(vocab)}
-        arrays = {}
+        arrays: Arrays = {}
         for name, values in cols.items():
             if name in TEXT_COLUMNS:
                 values = tuple([-1 if v is None else code[v] for v in values])
@@ -134,6 +130,14 @@ class CallColumns:
         words = np.array([*self.vocab, None], dtype=object)  # code -1 reads the last: None
         return {c: words[a] if c in TEXT_COLUMNS else a for c, a in self.arrays.items()}
 
+    def recoded(self, code: dict[str, int]) -> Arrays:
+        """The arrays with each text code turned into the code `code` gives its text (-1, no text,
+        stays -1)."""
+        import numpy as np
+
+        mapping = np.array([code[v] for v in self.vocab] + [-1], dtype="int32")  # mapping[-1] == -1
+        return {c: mapping[a] if c in TEXT_COLUMNS else a for c, a in self.arrays.items()}
+
     @classmethod
     def concat(cls, parts: Sequence[CallColumns]) -> CallColumns:
         """One batch of all `parts`, with one vocabulary (each string once: DuckDB reads it holding
@@ -146,9 +150,5 @@ class CallColumns:
 
         vocab = sorted({v for p in parts for v in p.vocab})
         code = {v: i for i, v in enumerate(vocab)}
-        mapped: list[Arrays] = []
-        for p in parts:
-            # old code -> new code, with -1 (no text) kept at the end: mapping[-1] == -1
-            mapping = np.array([code[v] for v in p.vocab] + [-1], dtype="int32")
-            mapped.append({c: mapping[a] if c in TEXT_COLUMNS else a for c, a in p.arrays.items()})
+        mapped = [p.recoded(code) for p in parts]
         return cls({c: np.concatenate([m[c] for m in mapped]) for c in CALL_COLUMNS}, vocab)
