@@ -299,14 +299,14 @@ class Index:
         except BaseException:
             rollback(con)
             raise
-        if self._deferred is None:
+        if not self.deferring:
             self._states.update((r.state.path, r.state) for r in results)
         else:  # a rebuild plans once: keeping every file's state would only hold memory (~5 MB)
             self.forget_file_states()
 
     def _write_calls(self, rows: list[CallRow], columns: Sequence[CallColumns]) -> None:
         """A commit's calls: set aside (deferred_calls), or a few by probe and insert, or one SQL merge."""
-        if not columns and self._deferred is None and len(rows) <= 4 * SMALL_BATCH:
+        if not columns and not self.deferring and len(rows) <= 4 * SMALL_BATCH:
             few = merge_batch(rows)
             if not few or (len(few) <= SMALL_BATCH and self._write_few_calls(few)):
                 return
