@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 GROUPS = ("index", "report", "config")  # `monitor` is a lone command: typer would run it without its name
-HANDOVERS = 4  # tries of a command that meets the index held by another cco process (see main)
+HANDOVERS = 16  # tries of a command that meets the index held by other cco processes in turn (see main)
 
 
 def build_app(only: str | None = None) -> typer.Typer:

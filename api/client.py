@@ -124,7 +124,8 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
     service = is_service(pid)
     command = service is False and starting and _is_cco(pid)
     if service is False and not command:
-        return False
+        # no cco process, or one that ended since the look above (a zombie's command line is empty)
+        return not pid_alive(pid)
     db = Path(exc.db)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -229,3 +229,22 @@ def test_a_holder_that_has_ended_is_no_reason_to_fail(tmp_path: Path) -> None:
     ended = subprocess.Popen(["true"])
     ended.wait()
     assert handed_over(IndexLocked("in use", ended.pid, str(tmp_path / "index.duckdb")))
+
+
+def test_a_holder_that_ends_while_looked_at_is_no_reason_to_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder may end after the check that it lives and before its command line is read: a
+    zombie's is empty, which is no cco command, yet the lock is gone (seen in CI: a sync met a
+    status that ended right then, and failed)."""
+    import api.client
+
+    cco = subprocess.Popen(["bash", "-c", "exec -a cco true"])
+    wait_for(lambda: not api.client.pid_alive(cco.pid))  # a zombie: ended, not reaped
+    looks = iter([True])  # the first look saw it running
+    real = api.client.pid_alive
+    monkeypatch.setattr(api.client, "pid_alive", lambda pid: next(looks, None) or real(pid))
+    try:
+        assert handed_over(IndexLocked("in use", cco.pid, str(tmp_path / "index.duckdb")))
+    finally:
+        cco.wait()
