@@ -163,13 +163,18 @@ class Watcher:
             except OSError as exc:  # e.g. an unreadable root: the supervisor keeps trying
                 self.last_failure = f"file watcher did not start: {exc}"
                 log.warning("%s", self.last_failure)
-        self._supervisor = threading.Thread(target=self._supervise, name="cco-watch-supervisor", daemon=True)
-        self._supervisor.start()
+            # Set once started, under the lock: a stop() meanwhile (a shutdown during start-up)
+            # must not find a thread it cannot join yet.
+            supervisor = threading.Thread(target=self._supervise, name="cco-watch-supervisor", daemon=True)
+            supervisor.start()
+            self._supervisor = supervisor
 
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
-        if self._supervisor is not None:
-            self._supervisor.join(timeout)
+        with self._lock:
+            supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.join(timeout)
         with self._lock:
             self._halt(self._observer, timeout)
             self._observer = None

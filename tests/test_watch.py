@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -353,3 +354,28 @@ def test_removing_a_link_alone_drops_its_watch(tmp_path: Path, root: Path) -> No
         wait_for(lambda: str(elsewhere) not in w.watched, timeout=5)
     finally:
         w.stop()
+
+
+def test_a_stop_during_start_up_neither_fails_nor_leaves_a_thread(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shutdown may come while the watcher is starting (the service starts it on its own thread):
+    seen in a test run, stop() then met a supervisor thread made but not yet started, and failed."""
+    import indexer.watch
+
+    w = Watcher([root], Counter(), supervise_s=0.05)
+    starting = threading.Event()
+
+    class Slow(threading.Thread):
+        def start(self) -> None:  # the supervisor's start waits until a stop() is under way
+            starting.set()
+            wait_for(w._stop.is_set, timeout=5)
+            time.sleep(0.1)
+            super().start()
+
+    monkeypatch.setattr(indexer.watch, "threading", SimpleNamespace(**{**vars(threading), "Thread": Slow}))
+    starter = threading.Thread(target=w.start)
+    starter.start()
+    assert starting.wait(5)
+    w.stop()
+    starter.join(5)
+    assert not starter.is_alive() and not w.alive
+    assert w._supervisor is None or not w._supervisor.is_alive()
