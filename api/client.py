@@ -122,10 +122,11 @@ def handed_over(exc: IndexLocked | ServiceError, timeout: float = HANDOVER_S) ->
     if not pid_alive(pid):
         return True  # ended between the failed attempt and now (its /proc entry says nothing more)
     service = is_service(pid)
-    command = service is False and starting and _is_cco(pid)
+    # A cco command, or a process on its way out: the kernel drops a process's memory, and with it
+    # its command line, before it closes its files (and so lets go of the lock).
+    command = service is False and starting and (_is_cco(pid) or command_line(pid) == b"")
     if service is False and not command:
-        # no cco process, or one that ended since the look above (a zombie's command line is empty)
-        return not pid_alive(pid)
+        return not pid_alive(pid)  # no cco process, unless it has ended since the look above
     db = Path(exc.db)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

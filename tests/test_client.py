@@ -248,3 +248,20 @@ def test_a_holder_that_ends_while_looked_at_is_no_reason_to_fail(
         assert handed_over(IndexLocked("in use", cco.pid, str(tmp_path / "index.duckdb")))
     finally:
         cco.wait()
+
+
+def test_a_holder_on_its_way_out_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that is exiting has no command line any more (its memory went first) and is not
+    yet a zombie, and it may still hold the lock (its files close later): seen under load, a sync
+    met a status there and gave up at once. It is waited for like a cco command."""
+    import api.client
+
+    holder = subprocess.Popen(["sleep", "60"])
+    real = api.client.command_line
+    monkeypatch.setattr(api.client, "command_line", lambda pid: b"" if pid == holder.pid else real(pid))
+    timer = _later(lambda: (holder.kill(), holder.wait()))
+    try:
+        assert handed_over(IndexLocked("in use", holder.pid, str(tmp_path / "index.duckdb")))
+        assert holder.returncode is not None  # it returned because the holder ended
+    finally:
+        timer.join()
