@@ -61,9 +61,11 @@ def build_app(only: str | None = None) -> typer.Typer:
         from api.cli_index import index_app
         from api.cli_rebuild import rebuild_command
         from api.cli_run import run_command
+        from api.cli_status import status_command
 
         index_app.command("rebuild")(rebuild_command())
         index_app.command("run")(run_command())
+        index_app.command("status")(status_command())
         app.add_typer(index_app, name="index")
     if only in (None, "report"):
         from api.cli_report import report_app
@@ -111,7 +113,7 @@ def _run_report(args: list[str]) -> bool:
 
 
 def _run_index_command(args: list[str]) -> bool:
-    """Run `cco index run|rebuild …` without typer when options.read reads the command line;
+    """Run `cco index run|rebuild|status …` without typer when options.read reads the command line;
     False if it cannot (or for another command).
 
     typer, click and rich would stay resident in the service for its whole life (~12 MB), and
@@ -127,6 +129,9 @@ def _run_index_command(args: list[str]) -> bool:
     elif args[:1] == ["rebuild"]:
         from api.cli_rebuild import REBUILD_OPTIONS as options
         from api.cli_rebuild import run_rebuild as command
+    elif args[:1] == ["status"]:
+        from api.cli_status import STATUS_OPTIONS as options
+        from api.cli_status import run_status as command
     else:
         return False
     values = read(args[1:], options, tuple(options))

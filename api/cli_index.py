@@ -1,5 +1,5 @@
-"""`cco index …`: sync and status of the transcript index, and the group's typer app (`rebuild` and
-`run` live in cli_rebuild.py and cli_run.py, which run without typer).
+"""`cco index …`: sync and rejects of the transcript index, and the group's typer app (`rebuild`,
+`run` and `status` live in cli_rebuild.py, cli_run.py and cli_status.py, which run without typer).
 
 While `cco index run` holds the index (DuckDB allows one process), `sync` and `status` ask that
 service instead of opening the file; `rebuild` replaces the file, so it needs the service stopped.
@@ -8,16 +8,16 @@ service instead of opening the file; `rebuild` replaces the file, so it needs th
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from api.cli_status import served
 from api.interrupt import interruptible
-from api.options import DB, MODE, SOURCE, roots_of, typer_option
-from api.output import console, err_console, note_no_index, print_fields, print_json, skipped_warnings
-from indexer.paths import db_path, pricing_file, run_file
+from api.options import DB, SOURCE, roots_of, typer_option
+from api.output import console, err_console, note_no_index, print_json, skipped_warnings
+from indexer.paths import db_path, pricing_file
 
 # The index modules (duckdb, numpy: ~0.2 s) are imported inside the commands that need them, so
 # `cco --help`, `cco report` through a running service and `cco monitor` start quickly.
@@ -30,15 +30,6 @@ index_app = typer.Typer(help="Build, update and inspect the transcript index.", 
 
 SourceOpt = Annotated[list[Path] | None, typer_option(SOURCE)]
 DbOpt = Annotated[Path | None, typer_option(DB)]
-
-
-def _service(db: Path) -> Service | None:
-    """The live `cco index run` holding `db`, if any (the HTTP client is imported only then)."""
-    if not run_file(db).exists():
-        return None
-    from api.client import service_for
-
-    return service_for(db)
 
 
 def _check_served(service: Service, source: list[Path]) -> None:
@@ -61,7 +52,7 @@ def sync_cmd(source: SourceOpt = None, db: DbOpt = None) -> None:
     from indexer.ingest import Stopped, SyncReport, sync
 
     path = db_path(db)
-    service = _service(path)
+    service = served(path)
     if service is not None:
         if source:
             _check_served(service, source)
@@ -111,40 +102,6 @@ _REPORT_FIELDS = (
 )  # fmt: skip
 
 
-@index_app.command("status")
-def status_cmd(
-    db: DbOpt = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    mode: Annotated[str | None, typer_option(MODE)] = None,
-) -> None:
-    """Show what the index holds: files, calls, tokens, cost, rejected lines."""
-    from indexer.settings import resolve_cost_mode
-
-    cost_mode = resolve_cost_mode(mode)
-    path = db_path(db)
-    service = _service(path)
-    if service is not None:
-        from indexer.pricing import check_user_file
-
-        check_user_file(pricing_file())  # as without the service: a bad price file is an error
-        fields: dict[str, Any] = service.get_json("/api/index/status", {"mode": cost_mode})
-    else:
-        from indexer.pricing import load_book
-        from indexer.status import index_status
-        from indexer.store import read_priced
-
-        if not path.exists():  # nothing indexed yet (or a mistyped --db): zeros, and no file made there
-            note_no_index(path)
-        book = load_book(pricing_file())
-        # read-only when its prices are current, so statuses and reports run side by side
-        status = read_priced(path, book, lambda index: index_status(index, book, cost_mode, apply=False))
-        fields = {**asdict(status), "db": str(path)}
-    if json:
-        print_json(fields)
-    else:
-        print_fields("cco index", fields)
-
-
 @index_app.command("rejects")
 def rejects_cmd(
     db: DbOpt = None,
@@ -158,7 +115,7 @@ def rejects_cmd(
     if not 1 <= limit <= REJECTS_MAX:
         raise BadInput(f"--limit must be between 1 and {REJECTS_MAX}, got {limit}")
     path = db_path(db)
-    service = _service(path)
+    service = served(path)
     if service is not None:
         data: dict[str, Any] = service.get_json("/api/index/rejects", {"limit": str(limit)})
     elif path.exists():
