@@ -320,11 +320,20 @@ class ParserPool:
                     yield future.result()
                 if self._stopping is not None and self._stopping.is_set():
                     raise Stopped
+                if not done and self._lost_a_worker():
+                    raise WorkerDied(WORKER_DIED)
         except BrokenProcessPool:
             raise WorkerDied(WORKER_DIED) from None
         finally:
             for future in pending:
                 future.cancel()
+
+    def _lost_a_worker(self) -> bool:
+        """Whether a worker has died (killed: a clean end exits 0). The executor sees that itself,
+        except when the worker was killed halfway through sending a result: its manager thread then
+        waits for the rest of the message, for good (see terminate)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return any(p.exitcode not in (None, 0) for p in list(processes.values()))
 
     def close(self) -> None:
         """No more work: the workers end once idle (join waits for that)."""
@@ -345,9 +354,17 @@ class ParserPool:
     def terminate(self) -> None:
         """End the workers now, in the middle of their tasks (shutdown or a failed pass)."""
         # The executor has no public way to stop a running task; its processes are a stable attribute.
-        for process in list(getattr(self._executor, "_processes", {}).values()):
+        for process in list((getattr(self._executor, "_processes", None) or {}).values()):
             with contextlib.suppress(OSError):
                 process.kill()
+        # A worker killed halfway through sending a result (bigger than the pipe's buffer) leaves
+        # the executor's manager thread reading the rest of it, and shutdown waits for that thread:
+        # it would wait for good, as this process holds the pipe's write end too (the executor
+        # never writes to it here). Closed, the read ends (EOF) once the workers are gone.
+        queue = getattr(self._executor, "_result_queue", None)
+        if queue is not None:
+            with contextlib.suppress(OSError):
+                queue._writer.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -292,6 +292,41 @@ def test_a_parser_process_that_dies_fails_the_pass_and_loses_nothing(
         assert index.con.execute("SELECT count(*) FROM calls").fetchone() == (15,)
 
 
+def _die_while_sending(size: int) -> bytes:
+    """A parser task whose worker is killed halfway through sending its result back: the pipe then
+    holds the start of a message whose rest never comes."""
+    import multiprocessing.connection
+
+    def send(self: Any, buf: Any, write: Any = os.write) -> None:
+        if len(buf) < size:
+            return real(self, buf)
+        write(self._handle, bytes(memoryview(buf)[: 1 << 20]))  # a first MiB of it, then the kill
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    real = multiprocessing.connection.Connection._send  # type: ignore[attr-defined]
+    multiprocessing.connection.Connection._send = send  # type: ignore[attr-defined]
+    return b"x" * size
+
+
+def test_a_parser_killed_while_sending_its_result_fails_the_pass_and_ends_the_pool() -> None:
+    """Killed halfway through sending a result (the OOM killer, or terminate during a shutdown),
+    a worker leaves the executor's manager thread waiting for the rest of the message, for good:
+    the executor never noticed the death, and terminate (then every exit of the process) waited
+    for that thread. An audit saw a service's shutdown hang so. Now the pass fails with
+    WorkerDied and terminate returns."""
+    import threading
+
+    pool = ingest.ParserPool(1)
+    try:
+        with pytest.raises(WorkerDied):
+            list(pool.imap_unordered(_die_while_sending, [8 << 20]))
+    finally:
+        ended = threading.Thread(target=pool.terminate, daemon=True)
+        ended.start()
+        ended.join(30)
+    assert not ended.is_alive()
+
+
 # Peak RSS from /proc: VmHWM starts afresh at exec (ru_maxrss would inherit pytest's own peak).
 _BIG_LINE_SCRIPT = r"""
 import re, sys
