@@ -213,7 +213,8 @@ def test_internal_endpoints_refuse_remote_clients(service: LiveService) -> None:
 
 def test_stream_sends_current_activity_and_changes(client: TestClient, service: LiveService, tree: Path) -> None:
     def later() -> None:
-        time.sleep(0.5)
+        wait_for(lambda: service.hub.clients > 0, timeout=10)  # subscribed (a fixed sleep could be too short)
+        time.sleep(0.2)  # and its first message, the current activity, sent
         # Later than every other call: among calls of one timestamp the newest is picked by key,
         # which depends on how many calls earlier tests made.
         line = calls(1, session="s1", model="claude-opus-4-6", ts="2026-02-10T23:00:00.000Z")

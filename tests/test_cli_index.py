@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import CCO, index_held_elsewhere, run_cco, write_tree
 from tests.live_helpers import calls as calls_of
+from tests.live_helpers import wait_for
 
 RULES = Path(__file__).resolve().parent.parent / "fixtures" / "rules"
 SAMPLES = {
@@ -206,7 +207,7 @@ def test_sync_and_status_go_through_a_running_service(tmp_path: Path, samples_tr
                 if "serving" in line:
                     break
             assert run_json.exists()
-            assert status(db)["calls"] == 15
+            wait_for(lambda: status(db)["calls"] == 15, timeout=30)  # its catch-up may still be reading
             by_service = ok("index", "status", "--db", str(db), "--json", "--mode", "display")
             assert json.loads(by_service.stdout)["total_cost"] == 0  # the samples carry no costUSD
             (path,) = (samples_tree / "projects").rglob("tool_heavy.jsonl")

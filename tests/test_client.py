@@ -146,8 +146,9 @@ def test_a_refused_connection_to_a_stopping_service_is_waited_out(
     assert handed_over(ServiceError("refused", holder.pid, str(db)))
     assert not run_file(db).exists()
     write_run_file(db, _info(db, holder.pid))
-    _later(lambda: (holder.kill(), holder.wait()))  # or it ends (and its parent reaps it)
+    ending = _later(lambda: (holder.kill(), holder.wait()))  # or it ends (and its parent reaps it)
     assert handed_over(ServiceError("refused", holder.pid, str(db)))
+    ending.join()  # handed_over may see it end before the timer's wait() has reaped it
     assert holder.returncode is not None
 
 
@@ -190,11 +191,13 @@ def test_a_cco_command_holding_the_index_is_waited_for_and_nothing_else(tmp_path
     user's own script) may hold it for good: the command says so at once."""
     db = tmp_path / "index.duckdb"
     for name, waited in (("cco", True), ("my-script", False)):
-        holder = subprocess.Popen(["bash", "-c", f"exec -a {name} sleep 1"])  # named as given
+        # named as given; the one not waited for lives on: had it ended, it would be no reason to fail
+        holder = subprocess.Popen(["bash", "-c", f"exec -a {name} sleep {1 if waited else 60}"])
         try:
             wait_for(lambda h=holder, n=name: Path(f"/proc/{h.pid}/cmdline").read_bytes().startswith(n.encode()))
             assert handed_over(IndexLocked("in use", holder.pid, str(db))) is waited, name
         finally:
+            holder.kill()
             holder.wait()
 
 
@@ -262,6 +265,6 @@ def test_a_holder_on_its_way_out_is_waited_for(tmp_path: Path, monkeypatch: pyte
     timer = _later(lambda: (holder.kill(), holder.wait()))
     try:
         assert handed_over(IndexLocked("in use", holder.pid, str(tmp_path / "index.duckdb")))
-        assert holder.returncode is not None  # it returned because the holder ended
+        assert not api.client.pid_alive(holder.pid)  # it returned because the holder ended
     finally:
         timer.join()

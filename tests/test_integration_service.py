@@ -57,7 +57,14 @@ def test_live_service_end_to_end(samples_tree: Path, tmp_path: Path) -> None:
         info = json.loads(run_file(db).read_text())
         assert info["pid"] == proc.pid and info["port"] == port and info["token"] is False
 
-        health = wait_for(lambda: (h := httpx.get(f"{base}/api/metrics/health").json())["catch_up"]["done"] and h)
+        # caught up, and the watcher (started on a thread of its own) running
+        health = wait_for(
+            lambda: (
+                (h := httpx.get(f"{base}/api/metrics/health").json())["catch_up"]["done"]
+                and h["observer"]["alive"]
+                and h
+            )
+        )
         assert health["ok"] and health["observer"]["alive"] and health["index"]["ok"]
         before = wait_for(lambda: (s := httpx.get(f"{base}/api/stats").json())["total_requests"] > 0 and s)
 

@@ -60,7 +60,7 @@ def service(tree: Path, tmp_path: Path) -> Iterator[LiveService]:
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
     svc.start()
-    wait_for(lambda: svc.catch_up.done)
+    wait_for(lambda: svc.catch_up.done and svc.watcher.alive)  # the watcher starts on a thread of its own
     yield svc
     svc.close()
 
