@@ -290,7 +290,9 @@ class Watcher:
             healthy = self._healthy(self._observer)
             appeared = [r for r in self.roots if r not in self._watched and r.is_dir()]
             relinked = False
-            if self._relink:
+            # A dead observer is also looked at this way: a linked folder removed ends its emitter,
+            # and the check may come before the event that says the folders changed.
+            if self._relink or not healthy:
                 self._relink = False
                 relinked = linked_folders(self.roots) != self._links
             if healthy and not appeared and not relinked:

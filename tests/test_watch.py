@@ -379,3 +379,24 @@ def test_a_stop_during_start_up_neither_fails_nor_leaves_a_thread(root: Path, mo
     starter.join(5)
     assert not starter.is_alive() and not w.alive
     assert w._supervisor is None or not w._supervisor.is_alive()
+
+
+def test_a_watch_ended_by_a_removed_link_target_is_no_failure_before_its_event(tmp_path: Path, root: Path) -> None:
+    """A removed target ends its emitter; the supervisor may look before the event that says the
+    folders changed has been handled (an audit's finding): that is still no failure."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (root / "-linked").symlink_to(target)
+    w = Watcher([root], Counter(), supervise_s=3600)  # checked by hand below
+    w.start()
+    try:
+        assert str(target) in w.watched
+        (root / "-linked").unlink()
+        shutil.rmtree(target)
+        wait_for(lambda: not w._healthy(w.observer), timeout=5)
+        w._relink = False  # as if the folder event had not been handled yet
+        w._check()
+        assert (w.restarts, w.last_failure, w.alive) == (0, None, True)
+        assert str(target) not in w.watched
+    finally:
+        w.stop()
