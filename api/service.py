@@ -56,7 +56,7 @@ from indexer.pricing import apply_prices, unpriced_models
 from indexer.reports import system_timezone
 from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
 from indexer.settings import load_settings, settings_file
-from indexer.snapshot import compute_snapshot
+from indexer.snapshot import compute_snapshot, local_day
 from indexer.sources import iter_transcripts
 from indexer.status import index_status
 from indexer.store import Index
@@ -568,7 +568,10 @@ class LiveService:
             "catch_up": self.catch_up.as_json(),
             "prices": {"file": str(self.prices.path), "error": self.prices.error},
             "sources": [str(r) for r in self.config.roots],
-            "timezone": self._tz.key,  # the zone of /api/stats' `today` (the dashboard compares its own)
+            "timezone": self._tz.key,  # the zone of /api/stats' `today`
+            # ... and that day, which the dashboard compares with its own: one zone goes by several
+            # names (UTC, Etc/UTC), and another zone may share the day
+            "today": dict(zip(("start", "end"), map(iso_utc, local_day(datetime.now(UTC), self._tz)), strict=True)),
             "ingest_error": self.ingest_error,
             "snapshots": {
                 "count": len(self.ring),

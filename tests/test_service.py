@@ -289,6 +289,21 @@ def test_rescan_catches_what_events_miss(tree: Path, tmp_path: Path) -> None:
         svc.close()
 
 
+def test_health_names_the_day_of_today(service: LiveService) -> None:
+    """Besides the zone's name, health gives the day /api/stats' `today` covers, as instants: the
+    dashboard compares it with its own day (a browser says UTC where this machine says Etc/UTC,
+    and took the two for different zones: its today card then lagged behind the stats)."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    health = service.health()
+    now = datetime.now(UTC).astimezone(ZoneInfo(health["timezone"]))
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=1, hours=3)).replace(hour=0)  # the next midnight, even on a DST day
+    iso = "{:%Y-%m-%dT%H:%M:%S.000Z}".format
+    assert health["today"] == {"start": iso(start.astimezone(UTC)), "end": iso(end.astimezone(UTC))}
+
+
 def test_price_file_change_reprices_everything(service: LiveService) -> None:
     path = service.prices.path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -488,8 +488,17 @@ function renderTiers(rows) {
 // /api/stats' `today` is the service's local day: it is used (updated every 2 s) when that day is
 // this browser's, else "today" comes from the daily report in the browser's zone, like
 // "yesterday" and the chart, so the card never mixes two days.
+// Whether /api/stats' `today` (the service's day) is this browser's day too: the same local
+// midnight and the next one, compared as instants (one zone has several names: UTC, Etc/UTC).
 function todayFromStats() {
-  return !state.project && (state.serverTz === undefined || state.serverTz === TZ);
+  if (state.project) return false;
+  const day = state.serverDay;
+  if (!day) return true;
+  const start = new Date();
+  start.setHours(0, 0, 0, 0);
+  const end = new Date(start);
+  end.setDate(end.getDate() + 1);
+  return Date.parse(day.start) === start.getTime() && Date.parse(day.end) === end.getTime();
 }
 
 async function refreshDaily() {
@@ -794,9 +803,9 @@ function renderCurrent(c) {
 async function refreshHealth() {
   try {
     const health = await getJSON("/api/metrics/health");
-    const zoneKnown = state.serverTz !== undefined;
-    state.serverTz = health.timezone || "UTC";
-    if (!zoneKnown && state.serverTz !== TZ) refreshDaily().catch(() => {});  // today from the report now
+    const dayKnown = state.serverDay !== undefined;
+    state.serverDay = health.today || null;
+    if (!dayKnown && !todayFromStats()) refreshDaily().catch(() => {});  // today from the report now
     renderHealth(health);
   } catch (err) {
     if (state.statsOk) renderHealth({ ok: false, index: { ok: false, error: `health check failed: ${err.message}` } });
