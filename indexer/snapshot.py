@@ -68,18 +68,18 @@ def compute_snapshot(
         successful_requests=everything.calls - everything.errors,
         failed_requests=everything.errors,
         avg_response_time_ms=everything.avg_latency,
-        total_cost=money(everything.cost),  # as reports and status print it
+        total_cost=money(everything.cost),  # amounts as reports and status print them
         total_tokens=everything.tokens,
         input_tokens=everything.input_tokens,
         output_tokens=everything.output_tokens,
         cache_creation_tokens=everything.cache_creation_tokens,
         cache_read_tokens=everything.cache_read_tokens,
-        cache_savings=everything.savings,
+        cache_savings=money(everything.savings),
         messages_count=lines,
-        today_cost=today_cost,
+        today_cost=money(today_cost),
         today_tokens=today_tokens,
         calls_per_minute=len(recent) / RECENT_MINUTES,
-        cost_per_minute=recent_cost / RECENT_MINUTES,
+        cost_per_minute=money(recent_cost / RECENT_MINUTES),
         active_projects=active,
         last_activity=iso_utc(everything.last),
     )
