@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from indexer.store import Index
+
+# No time limit per generated example: on a busy or slow machine (CI's) a limit fails a test
+# whose examples are merely slow, as "Unreliable test timings" (Flaky).
+settings.register_profile("cco", deadline=None)
+settings.load_profile("cco")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

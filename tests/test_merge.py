@@ -64,7 +64,7 @@ def column_merge(rows: list[CallRow]) -> list[CallRow]:
     return stored(merged_columns(CallColumns.from_rows(rows)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(_ROWS)
 def test_the_batch_merge_equals_merge_calls(rows: list[CallRow]) -> None:
     """Usage maxima, earliest time, and the descriptive fields of the earliest row (by time, then
@@ -72,7 +72,7 @@ def test_the_batch_merge_equals_merge_calls(rows: list[CallRow]) -> None:
     assert column_merge(rows) == sorted(merge_batch(rows), key=lambda r: r.key)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(_ROWS, _ROWS)
 def test_merging_merged_batches_equals_merging_all_rows(first: list[CallRow], second: list[CallRow]) -> None:
     """Workers merge their own batches and the writer merges the batches again: same result."""

@@ -77,7 +77,7 @@ _LINES = st.lists(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=_LINES, order=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 12), max_size=3))
 def test_merge_is_independent_of_read_order_and_batching(
     tmp_path_factory: pytest.TempPathFactory,
@@ -156,7 +156,7 @@ def files_table(index: Index) -> list[tuple[object, ...]]:
     return index.con.execute("SELECT * EXCLUDE (ingested_at) FROM files ORDER BY path").fetchall()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=_LINES, order=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 12), max_size=3))
 def test_few_row_commit_equals_the_bulk_upsert(
     tmp_path_factory: pytest.TempPathFactory,

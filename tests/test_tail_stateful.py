@@ -256,5 +256,5 @@ class TailMachine(RuleBasedStateMachine):
                 assert files[path] == (len(done), done.count(b"\n"), False)
 
 
-TailMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TailMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25)
 test_tail_state_machine = TailMachine.TestCase
