@@ -60,7 +60,8 @@ def get_json(url: str, timeout: float = 5) -> Any:
 
 
 class Service:
-    """`cco index run` as a user starts it, on a free port, stopped with SIGINT."""
+    """`cco index run` as a user starts it, on a free port, stopped with SIGINT. Its zone is UTC,
+    as the browsers' here (Watched): today is the same day to both, whatever the machine's zone."""
 
     def __init__(self, source: Path, db: Path, log: Path, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -69,7 +70,7 @@ class Service:
         args = [CCO, "index", "run", "--port", str(self.port), "--source", str(source), "--db", str(db)]
         args += ["--interval", "0.5"]
         with log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TZ": "UTC"})
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -128,6 +129,18 @@ def service(samples_tree: Path, tmp_path: Path) -> Iterator[Service]:
         yield svc
     finally:
         svc.stop()
+
+
+def ago_today(seconds: float) -> datetime:
+    """`seconds` ago, or just after midnight (UTC, the zone of Service and Watched) if that is
+    later: a call stamped so is today's. In a day's last two minutes this first waits for the
+    next day, so that today does not end while a test looks at it."""
+    now = datetime.now(UTC)
+    left = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0) - now
+    if left < timedelta(minutes=2):
+        time.sleep(left.total_seconds() + 1)
+        now = datetime.now(UTC)
+    return max(now - timedelta(seconds=seconds), now.replace(hour=0, minute=0, second=1, microsecond=0))
 
 
 def assistant_line(when: datetime, *, cwd: str = SPOTTER, model: str = "claude-opus-4-6") -> str:
@@ -201,7 +214,7 @@ def browser() -> Iterator[Any]:
 class Watched:
     """A page whose console errors, uncaught exceptions and outside requests are collected."""
 
-    def __init__(self, browser: Any, base: str, width: int, height: int, timezone: str | None = None) -> None:
+    def __init__(self, browser: Any, base: str, width: int, height: int, timezone: str = "UTC") -> None:
         self.page = browser.new_page(viewport={"width": width, "height": height}, timezone_id=timezone)
         self.page.set_default_timeout(TIMEOUT_MS)
         self.problems: list[str] = []
@@ -285,8 +298,8 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     page.wait_for_function("() => Number(document.body.dataset.streamMessages) >= 1")  # the latest, on connect
     messages = int(page.evaluate("() => document.body.dataset.streamMessages"))
     before = service.stats()
-    now = datetime.now(UTC)
-    append(samples_tree, SPOTTER_FILE, assistant_line(now - timedelta(seconds=5)))
+    when = ago_today(5)
+    append(samples_tree, SPOTTER_FILE, assistant_line(when))
     after = service.wait_for(lambda s: s["total_requests"] == before["total_requests"] + 1, "the appended call")
     w.wait_value("#total-calls", after["total_requests"])
     w.wait_value("#today-calls", 1)
@@ -295,9 +308,7 @@ def test_dashboard_live(browser: Any, service: Service, samples_tree: Path, tmp_
     page.wait_for_function("n => Number(document.body.dataset.streamMessages) > n", arg=messages)  # pushed, not polled
     first = page.locator("#feed li[data-key]").first
     stamp = first.locator("time").get_attribute("datetime")
-    assert stamp is not None and abs(
-        datetime.fromisoformat(stamp.replace("Z", "+00:00")) - (now - timedelta(seconds=5))
-    ) < timedelta(seconds=1)
+    assert stamp is not None and abs(datetime.fromisoformat(stamp.replace("Z", "+00:00")) - when) < timedelta(seconds=1)
     assert first.locator("time").inner_text().strip() not in ("", "–")
     page.wait_for_selector("#block-tokens")
     block = get_json(base + "/api/reports/blocks?active=true")["blocks"][-1]

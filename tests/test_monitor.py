@@ -12,14 +12,14 @@ import termios
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import CCO, ROOT
 from rich.console import Console
-from test_dashboard import SPOTTER_FILE, Service, append, assistant_line, free_port, get_json
+from test_dashboard import SPOTTER_FILE, Service, ago_today, append, assistant_line, free_port, get_json
 
 from api import monitor
 from api.monitor import Client, Keys, Poller, PollState, Sample, Unreachable, View, format_cost, format_int, render
@@ -434,10 +434,12 @@ def test_monitor_against_a_live_service_then_a_stopped_one(
 ) -> None:
     service = Service(samples_tree, tmp_path / "index.duckdb", tmp_path / "service.log")
     try:
-        # A call a minute ago makes today, the last 10 minutes and the active block non-empty.
-        append(samples_tree, SPOTTER_FILE, assistant_line(datetime.now(UTC) - timedelta(minutes=1)))
+        # A call a moment ago makes today, the last 10 minutes and the active block non-empty.
+        append(samples_tree, SPOTTER_FILE, assistant_line(ago_today(5)))
         stats = service.wait_for(lambda s: s["today_tokens"] > 0, "today's call")
-        term = tmux_factory([CCO, "monitor", "--url", service.url, "--interval", "0.5", "--token-limit", "100000"])
+        # in the service's zone: its today, and the last activity shown as a time of today
+        monitor = [CCO, "monitor", "--url", service.url, "--interval", "0.5", "--token-limit", "100000"]
+        term = tmux_factory(["env", "TZ=UTC", *monitor])
         screen = term.wait_for(r"live.*\n(.|\n)*Top projects")
         stats = service.stats()
         assert re.search(r"Today.*Totals.*Last 10 min", screen)
