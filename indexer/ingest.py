@@ -324,9 +324,8 @@ class ParserPool:
                     raise WorkerDied(WORKER_DIED)
         except BrokenProcessPool:
             raise WorkerDied(WORKER_DIED) from None
-        finally:
-            for future in pending:
-                future.cancel()
+        # What is pending when this ends early is not cancelled: every such caller terminates the
+        # pool, which fails it (see terminate).
 
     def _lost_a_worker(self) -> bool:
         """Whether a worker has died (killed: a clean end exits 0). The executor sees that itself,
@@ -355,6 +354,10 @@ class ParserPool:
         """End the workers now, in the middle of their tasks (shutdown or a failed pass)."""
         # The executor has no public way to stop a running task; its processes are a stable attribute.
         for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+            # An idle-class process dies only as fast as it gets a core to end on (freeing its
+            # memory), which on busy cores took seconds: it ends in the normal class.
+            with contextlib.suppress(OSError, AttributeError, TypeError):
+                os.sched_setscheduler(process.pid, os.SCHED_OTHER, os.sched_param(0))
             with contextlib.suppress(OSError):
                 process.kill()
         # A worker killed halfway through sending a result (bigger than the pipe's buffer) leaves
@@ -365,7 +368,10 @@ class ParserPool:
         if queue is not None:
             with contextlib.suppress(OSError):
                 queue._writer.close()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Not cancel_futures: the killed workers break the pool, and Python 3.11's executor then
+        # fails every pending future, raising in its manager thread (a traceback, and no cleanup)
+        # on one that was cancelled. The broken pool fails them all anyway.
+        self._executor.shutdown(wait=True)
 
 
 def start_reading(
