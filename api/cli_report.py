@@ -178,14 +178,11 @@ def _open_early(db: Path | None) -> _Opening | None:
 def _fetch(db: Path | None, path: str, params: dict[str, str], local: Compute, opening: _Opening | None) -> Answer:
     """The report from the live service when one holds the index, else computed from the file
     (through `opening` when _open_early started opening it)."""
-    from indexer.paths import db_path, pricing_file, run_file
+    from api.cli_status import served
+    from indexer.paths import db_path, pricing_file
 
     db_file = db_path(db)
-    service = None
-    if run_file(db_file).exists():  # only then pay for importing the HTTP client
-        from api.client import service_for
-
-        service = service_for(db_file)
+    service = served(db_file)
     if service is not None:
         from indexer.pricing import check_user_file
 

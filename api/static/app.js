@@ -486,10 +486,9 @@ function renderTiers(rows) {
 }
 
 // /api/stats' `today` is the service's local day: it is used (updated every 2 s) when that day is
-// this browser's, else "today" comes from the daily report in the browser's zone, like
-// "yesterday" and the chart, so the card never mixes two days.
-// Whether /api/stats' `today` (the service's day) is this browser's day too: the same local
-// midnight and the next one, compared as instants (one zone has several names: UTC, Etc/UTC).
+// this browser's (the same local midnight and the next one, compared as instants: one zone has
+// several names, UTC and Etc/UTC), else "today" comes from the daily report in the browser's
+// zone, like "yesterday" and the chart, so the card never mixes two days.
 function todayFromStats() {
   if (state.project) return false;
   const day = state.serverDay;
