@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import orjson
 import pytest
 
 from api.service import LiveService, Ring, StreamHub, lag
+from indexer import ingest
 from indexer.errors import ServiceError
 from indexer.ingest import ParserPool, sync
 from indexer.metrics import overall
@@ -103,15 +105,29 @@ def test_first_snapshot_comes_from_the_existing_index_before_catch_up(tree: Path
 
 
 def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
-    tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big_tree(tree, 24)
     db = tmp_path / "index.duckdb"
+    monkeypatch.setattr(ingest, "TASK_BYTES", 1)  # a parser task per file ...
+    monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)  # ... and a commit per task, so 4 files are committed
     svc = LiveService(make_config(tree, db))
     svc.open()
     svc.write_run_file()
+    progress = svc._progress
+    reached = threading.Event()
+
+    def held_at_the_fifth_file(n: int) -> None:
+        # The shutdown must come mid-catch-up: on a fast machine the parsers could otherwise
+        # finish all 13 files between two looks of wait_for (seen in CI).
+        if svc.catch_up.files_done == 4:
+            reached.set()
+            svc._stopping.wait(10)
+        progress(n)
+
+    svc._progress = held_at_the_fifth_file  # type: ignore[method-assign]
     svc.start()
-    wait_for(lambda: svc.catch_up.bytes_done > 0, timeout=30)
+    assert reached.wait(30)
     assert not svc.catch_up.done
     started = time.perf_counter()
     svc.close()
@@ -123,7 +139,14 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
         files = index.con.execute("SELECT count(*), sum(lines) FROM files").fetchone()
         calls_n = index.con.execute("SELECT count(*) FROM calls").fetchone()
     assert files is not None and calls_n is not None
-    assert files[0] < 13 and calls_n[0] == (files[1] or 0)
+    # every big file repeats one blob of 1,000 calls (4,000 lines); the 3 of the small file come last
+    assert files[0] == 4 and files[1] == 4 * 4000 and calls_n[0] == 1000
+    with Index(db) as index:  # and the next pass reads the rest, once
+        sync(index, resolve_sources([tree]))
+        total = index.con.execute("SELECT count(*), sum(lines) FROM files").fetchone()
+        calls_n = index.con.execute("SELECT count(*) FROM calls").fetchone()
+    assert total is not None and calls_n is not None
+    assert total[0] == 13 and total[1] == 3 + 12 * 4000 and calls_n[0] == 1003
 
 
 def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_read_later(
@@ -132,12 +155,23 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
     big_tree(tree, 48)
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
+    progress = svc._progress
+    reached, killed = threading.Event(), threading.Event()
+
+    def held_after_the_first_file(n: int) -> None:  # so the kill comes mid-catch-up on any machine
+        if svc.catch_up.files_done == 1:
+            reached.set()
+            killed.wait(10)
+        progress(n)
+
+    svc._progress = held_after_the_first_file  # type: ignore[method-assign]
     svc.start()
     try:
-        wait_for(lambda: svc.catch_up.bytes_done > 0, timeout=30)
+        assert reached.wait(30)
         pool = svc._pool
         assert pool is not None and not svc.catch_up.done
         os.kill(next(iter(pool._executor._processes)), signal.SIGKILL)  # as the OOM killer would
+        killed.set()
         # (generous limits: the parsers are idle-class, and under other load they barely run)
         wait_for(lambda: svc.ingest_error is not None, timeout=60)
         assert svc.ingest_error is not None and "a parser process ended" in svc.ingest_error
@@ -198,8 +232,6 @@ def test_shutdown_does_not_wait_for_a_snapshot_query_that_will_not_end(
 ) -> None:
     """A reader query can be slow on odd data (an audit met a 340 s one): close() interrupts it and,
     if it still runs, leaves the index to the exit rather than waiting (or closing it under it)."""
-    import threading
-
     import api.service
 
     started, release = threading.Event(), threading.Event()
