@@ -308,6 +308,12 @@ class ParserPool:
             return {self._executor.submit(func, item) for item in items}
         except BrokenProcessPool:
             raise WorkerDied(WORKER_DIED) from None
+        except OSError:
+            # A worker that died while submit was still starting the others: the executor, broken,
+            # closes its queues, and the next process to start fails on them ("handle is closed").
+            if self._lost_a_worker():
+                raise WorkerDied(WORKER_DIED) from None
+            raise
 
     def finished(self, pending: set[concurrent.futures.Future[T]]) -> Iterator[T]:
         """The results of `pending` (submit), in the order they finish."""

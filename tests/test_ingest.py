@@ -23,6 +23,7 @@ from indexer.errors import WorkerDied
 from indexer.ingest import sync
 from indexer.parse import hash64
 from indexer.store import Index
+from tests.live_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "fixtures" / "rules"
@@ -325,6 +326,31 @@ def test_a_parser_killed_while_sending_its_result_fails_the_pass_and_ends_the_po
         ended.start()
         ended.join(30)
     assert not ended.is_alive()
+
+
+def test_a_parser_dying_while_the_others_start_fails_the_pass_as_a_death(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed while submit is still starting the others breaks the executor, which closes
+    its queues; the next process to start then fails on them with OSError("handle is closed") (seen
+    with 16 parsers). That is reported as the death it is, not as a puzzling OSError. The race is
+    a matter of microseconds, so the executor's failure is played here, after a real death."""
+    pool = ingest.ParserPool(2)
+    try:
+        assert list(pool.imap_unordered(abs, [-1])) == [1]  # a process started, and alive
+        closed = OSError("handle is closed")
+
+        def fails(*args: Any) -> Any:
+            raise closed
+
+        monkeypatch.setattr(pool._executor, "submit", fails)
+        with pytest.raises(OSError, match="handle is closed"):  # no worker died: not a death
+            pool.submit(abs, [-1])
+        (pid,) = list(pool._executor._processes)[:1]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(pool._lost_a_worker)
+        with pytest.raises(WorkerDied):
+            pool.submit(abs, [-1])
+    finally:
+        pool.terminate()
 
 
 # Peak RSS from /proc: VmHWM starts afresh at exec (ru_maxrss would inherit pytest's own peak).
