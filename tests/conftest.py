@@ -17,6 +17,16 @@ from hypothesis import settings
 if TYPE_CHECKING:
     from indexer.store import Index
 
+# What the machine running the suite may set that would change what it checks (the suite's `cco`
+# processes inherit this environment too): typer's rich output turns to terminal colour codes
+# under GITHUB_ACTIONS, FORCE_COLOR or PY_COLORS ("--db" no longer reads as such) and wraps tables
+# at a narrow COLUMNS; glibc's malloc settings would undo what test_memory measures.
+for _name in [*os.environ]:
+    if _name in ("GITHUB_ACTIONS", "FORCE_COLOR", "PY_COLORS", "COLUMNS", "LINES", "TERMINAL_WIDTH") or (
+        _name.startswith("MALLOC_") or _name == "GLIBC_TUNABLES"
+    ):
+        del os.environ[_name]
+
 # No time limit per generated example: on a busy or slow machine (CI's) a limit fails a test
 # whose examples are merely slow, as "Unreliable test timings" (Flaky).
 settings.register_profile("cco", deadline=None)

@@ -491,7 +491,7 @@ def test_today_is_the_browsers_day_when_the_service_is_elsewhere(
     the whole card (as yesterday and the chart), never a mix. A call is put in the service's today
     that is not in the browser's: 00:00:30 UTC is yesterday in Kiritimati (UTC+14) once UTC is past
     10:00, and 23:59:30 UTC is tomorrow in Pago Pago (UTC-11) before 11:00 UTC."""
-    now = datetime.now(UTC)
+    now = ago_today(0)  # not in a day's last two minutes: the service's today must not end meanwhile
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     zone, when = (
         ("Pacific/Kiritimati", day + timedelta(seconds=30))

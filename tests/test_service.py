@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from api.service import LiveService, Ring, StreamHub, lag
-from indexer import ingest
+from indexer import ingest, worker
 from indexer.errors import ServiceError
 from indexer.ingest import ParserPool, sync
 from indexer.metrics import overall
@@ -76,6 +76,28 @@ def big_tree(root: Path, megabytes: int) -> Path:
     return root
 
 
+GATE = "CCO_TEST_PARSER_GATE"
+
+
+def gated_read_task(plans: list[Any]) -> Any:
+    """worker.read_task once the file named by $CCO_TEST_PARSER_GATE exists (spawned parsers inherit
+    the variable): a test decides when its parsers may finish, whatever the machine's speed."""
+    gate = Path(os.environ[GATE])
+    deadline = time.monotonic() + 60
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return worker.read_task(plans)
+
+
+@pytest.fixture
+def parser_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Parser tasks wait until the returned path is touched."""
+    gate = tmp_path / "parser-gate"
+    monkeypatch.setenv(GATE, str(gate))
+    monkeypatch.setattr(ingest, "read_task", gated_read_task)  # pickled by reference: parsers import this module
+    return gate
+
+
 def test_first_snapshot_comes_from_the_existing_index_before_catch_up(tree: Path, tmp_path: Path) -> None:
     db = tmp_path / "index.duckdb"
     with Index(db) as index:
@@ -105,13 +127,13 @@ def test_first_snapshot_comes_from_the_existing_index_before_catch_up(tree: Path
 
 
 def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
-    tree: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    big_tree(tree, 24)
+    root = big_tree(tmp_path / "big", 24)  # 12 files alike, so it does not matter which are read first
     db = tmp_path / "index.duckdb"
     monkeypatch.setattr(ingest, "TASK_BYTES", 1)  # a parser task per file ...
     monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)  # ... and a commit per task, so 4 files are committed
-    svc = LiveService(make_config(tree, db))
+    svc = LiveService(make_config(root, db))
     svc.open()
     svc.write_run_file()
     progress = svc._progress
@@ -119,7 +141,7 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
 
     def held_at_the_fifth_file(n: int) -> None:
         # The shutdown must come mid-catch-up: on a fast machine the parsers could otherwise
-        # finish all 13 files between two looks of wait_for (seen in CI).
+        # finish all 12 files between two looks of wait_for (seen in CI).
         if svc.catch_up.files_done == 4:
             reached.set()
             svc._stopping.wait(10)
@@ -139,39 +161,28 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
         files = index.con.execute("SELECT count(*), sum(lines) FROM files").fetchone()
         calls_n = index.con.execute("SELECT count(*) FROM calls").fetchone()
     assert files is not None and calls_n is not None
-    # every big file repeats one blob of 1,000 calls (4,000 lines); the 3 of the small file come last
-    assert files[0] == 4 and files[1] == 4 * 4000 and calls_n[0] == 1000
+    assert files == (4, 4 * 4000) and calls_n == (1000,)  # each file repeats one blob of 1,000 calls
     with Index(db) as index:  # and the next pass reads the rest, once
-        sync(index, resolve_sources([tree]))
+        sync(index, resolve_sources([root]))
         total = index.con.execute("SELECT count(*), sum(lines) FROM files").fetchone()
         calls_n = index.con.execute("SELECT count(*) FROM calls").fetchone()
-    assert total is not None and calls_n is not None
-    assert total[0] == 13 and total[1] == 3 + 12 * 4000 and calls_n[0] == 1003
+    assert total == (12, 12 * 4000) and calls_n == (1000,)
 
 
 def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_read_later(
-    tree: Path, tmp_path: Path
+    tree: Path, tmp_path: Path, parser_gate: Path
 ) -> None:
     big_tree(tree, 48)
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
-    progress = svc._progress
-    reached, killed = threading.Event(), threading.Event()
-
-    def held_after_the_first_file(n: int) -> None:  # so the kill comes mid-catch-up on any machine
-        if svc.catch_up.files_done == 1:
-            reached.set()
-            killed.wait(10)
-        progress(n)
-
-    svc._progress = held_after_the_first_file  # type: ignore[method-assign]
     svc.start()
     try:
-        assert reached.wait(30)
-        pool = svc._pool
-        assert pool is not None and not svc.catch_up.done
-        os.kill(next(iter(pool._executor._processes)), signal.SIGKILL)  # as the OOM killer would
-        killed.set()
+        # The parsers wait at the gate, so the kill comes with their tasks still to do on any machine.
+        pool = wait_for(lambda: svc._pool, timeout=30)
+        pids = wait_for(lambda: list(pool._executor._processes), timeout=30)
+        assert not svc.catch_up.done
+        os.kill(pids[0], signal.SIGKILL)  # as the OOM killer would
+        parser_gate.touch()
         # (generous limits: the parsers are idle-class, and under other load they barely run)
         wait_for(lambda: svc.ingest_error is not None, timeout=60)
         assert svc.ingest_error is not None and "a parser process ended" in svc.ingest_error
@@ -213,12 +224,18 @@ def test_the_run_file_is_written_once_the_lock_is_taken_before_the_first_snapsho
     assert not run_file(db).exists()
 
 
-def test_shutdown_during_a_big_pass_after_the_catch_up_ends_its_parsers(service: LiveService, tree: Path) -> None:
+def test_shutdown_during_a_big_pass_after_the_catch_up_ends_its_parsers(
+    service: LiveService, tree: Path, tmp_path: Path, parser_gate: Path
+) -> None:
     """A later pass big enough for parser processes is stopped as the catch-up is: the ingest thread
     ends them and returns, so close() neither waits for them nor leaves them running."""
     import multiprocessing
 
-    big_tree(tree, 48)
+    # Whole folders of 12 MB appear at once (written as they are, a pass could keep up with the
+    # writes and read each file without parser processes); their parsers wait at the gate for good.
+    staging = big_tree(tmp_path / "staging", 48)
+    for folder in sorted((staging / "projects").iterdir()):
+        folder.rename(tree / "projects" / f"big-{folder.name}")
     service.wake()
     wait_for(lambda: multiprocessing.active_children(), timeout=30)  # the pass's parsers are at work
     service.close()
@@ -328,12 +345,18 @@ def test_health_names_the_day_of_today(service: LiveService) -> None:
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    health = service.health()
-    now = datetime.now(UTC).astimezone(ZoneInfo(health["timezone"]))
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=1, hours=3)).replace(hour=0)  # the next midnight, even on a DST day
     iso = "{:%Y-%m-%dT%H:%M:%S.000Z}".format
-    assert health["today"] == {"start": iso(start.astimezone(UTC)), "end": iso(end.astimezone(UTC))}
+
+    def day(now: datetime) -> dict[str, str]:
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = (start + timedelta(days=1, hours=3)).replace(hour=0)  # the next midnight, even on a DST day
+        return {"start": iso(start.astimezone(UTC)), "end": iso(end.astimezone(UTC))}
+
+    before = datetime.now(UTC)
+    health = service.health()
+    zone = ZoneInfo(health["timezone"])
+    # the clock read on both sides: a midnight in between makes either day right
+    assert health["today"] in (day(before.astimezone(zone)), day(datetime.now(UTC).astimezone(zone)))
 
 
 def test_price_file_change_reprices_everything(service: LiveService) -> None:
