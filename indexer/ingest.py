@@ -308,9 +308,10 @@ class ParserPool:
             return {self._executor.submit(func, item) for item in items}
         except BrokenProcessPool:
             raise WorkerDied(WORKER_DIED) from None
-        except OSError:
+        except Exception:
             # A worker that died while submit was still starting the others: the executor, broken,
-            # closes its queues, and the next process to start fails on them ("handle is closed").
+            # closes its queues and pipes, and the next process to start fails on them (OSError
+            # "handle is closed", ValueError "bad value(s) in fds_to_keep", as the race falls).
             if self._lost_a_worker():
                 raise WorkerDied(WORKER_DIED) from None
             raise
