@@ -312,7 +312,7 @@ class ParserPool:
             # A worker that died while submit was still starting the others: the executor, broken,
             # closes its queues and pipes, and the next process to start fails on them (OSError
             # "handle is closed", ValueError "bad value(s) in fds_to_keep", as the race falls).
-            if self._lost_a_worker():
+            if self._lost_a_worker() or getattr(self._executor, "_broken", False):
                 raise WorkerDied(WORKER_DIED) from None
             raise
 
