@@ -173,9 +173,9 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
     tree: Path, tmp_path: Path, parser_gate: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big_tree(tree, 48)
-    # The kill comes once every task is submitted: a death while submit still starts processes is
-    # test_ingest's (and Python 3.11's executor then raises in its own thread, iterating the
-    # processes that submit is adding to).
+    # The kill comes once every task is submitted. A death while submit still starts processes is
+    # tested in test_ingest; here Python 3.11's executor would also raise in its own thread (it
+    # iterates the processes that submit is adding to), which pytest counts as a failure.
     submitted = threading.Event()
     real_submit = ParserPool.submit
 
