@@ -455,7 +455,7 @@ def health_problems(health: Json) -> list[str]:
     observer = health.get("observer") or {}
     if observer.get("mode") == "polling":
         out.append("watching by polling")
-    elif observer.get("alive") is False:
+    elif observer.get("alive") is False and observer.get("started", True):  # (not yet: the catch-up runs)
         out.append("file watcher down (restarting)")
     unpriced = health.get("unpriced_models") or {}
     if unpriced:

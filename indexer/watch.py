@@ -144,6 +144,7 @@ class Watcher:
         self.error: str | None = None  # why we poll instead of receiving events
         self.last_failure: str | None = None  # the last observer death or failed restart
         self.restarts = 0
+        self.started = False  # start() has run (the service starts it once its catch-up is done)
         self._observer: Any = None
         self._watched: set[Path] = set()
         self._links: list[tuple[str, str]] = []  # (link, target) of the linked folders watched
@@ -168,6 +169,7 @@ class Watcher:
             supervisor = threading.Thread(target=self._supervise, name="cco-watch-supervisor", daemon=True)
             supervisor.start()
             self._supervisor = supervisor
+            self.started = True
 
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
@@ -195,6 +197,7 @@ class Watcher:
     def status(self) -> dict[str, Any]:
         return {
             "alive": self.alive,
+            "started": self.started,
             "mode": self.mode,
             "restarts": self.restarts,
             "watched": self.watched,

@@ -408,19 +408,22 @@ def test_dashboard_phone_width_and_health_banner(
         assert page.get_by_role("combobox", name=name).count() == 1
     page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
 
-    # A health answer that is not ok becomes a visible banner (rejected lines here).
+    # A health answer that is not ok becomes a visible banner (rejected lines here). A watcher
+    # that has not started yet (it starts once the catch-up is done) is not reported down.
+    observer = {"alive": False, "started": False, "mode": "events"}
+    health = {"ok": True, "rejected_lines": 3, "unpriced_models": {"claude-x": 2}, "observer": observer}
     page.route(
         "**/api/metrics/health",
-        lambda route: route.fulfill(
-            status=200,
-            content_type="application/json",
-            body=json.dumps({"ok": True, "rejected_lines": 3, "unpriced_models": {"claude-x": 2}}),
-        ),
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(health)),
     )
     page.reload()
     page.wait_for_selector("#health-banner:not([hidden])")
     assert "3 transcript lines rejected" in w.text("#health-text")
     assert "claude-x" in w.text("#health-text")
+    assert "watcher" not in w.text("#health-text")
+    observer["started"] = True  # started and not alive: down
+    page.reload()
+    page.wait_for_selector("#health-text:has-text('file watcher is down')")
     assert w.problems == []
     page.close()
 

@@ -156,6 +156,10 @@ def test_health_problems_are_listed() -> None:
     ]
     assert monitor.health_problems({"ok": False, "index": {"ok": False, "error": "locked"}}) == ["index error: locked"]
     assert monitor.health_problems({"ok": True, "observer": {"alive": True, "mode": "events"}}) == []
+    down = {"ok": False, "observer": {"alive": False, "started": True, "mode": "events"}}
+    assert monitor.health_problems(down) == ["file watcher down (restarting)"]
+    # not down: it starts once the catch-up is done
+    assert monitor.health_problems({**down, "ok": True, "observer": {**down["observer"], "started": False}}) == []
 
 
 def test_token_limit_option() -> None:

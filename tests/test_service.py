@@ -329,6 +329,39 @@ def test_a_new_project_folder_is_read(service: LiveService, tree: Path) -> None:
     wait_for(lambda: count_calls(service) == 7, timeout=5)
 
 
+def test_the_watcher_starts_once_the_catch_up_is_done(tree: Path, tmp_path: Path) -> None:
+    """Its recursive walk would compete with requests for the GIL beside a catch-up's commits;
+    meanwhile health is still ok, and a line written before the watches exist is still read."""
+    write_tree(tree, {"-home-u-other/s2.jsonl": calls(2)})
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()
+    progress = svc._progress
+    held, go_on = threading.Event(), threading.Event()
+
+    def held_at_the_first_file(n: int) -> None:
+        held.set()
+        assert go_on.wait(10)
+        progress(n)
+
+    svc._progress = held_at_the_first_file  # type: ignore[method-assign]
+    svc.start()
+    try:
+        assert held.wait(10)
+        health = svc.health()
+        assert not svc.watcher.started and health["observer"]["started"] is False
+        assert health["ok"] and health["catch_up"]["running"]
+        # No watch sees these; one of the files is read already (the rescan is an hour away).
+        for name in (TRANSCRIPT, "-home-u-other/s2.jsonl"):
+            append(tree / "projects" / name, calls(1))
+        go_on.set()
+        wait_for(lambda: svc.catch_up.done and svc.watcher.alive)
+        assert svc.health()["observer"]["started"] is True
+        wait_for(lambda: count_calls(svc) == 3 + 2 + 2)  # the watcher's start asked for a whole pass
+    finally:
+        go_on.set()
+        svc.close()
+
+
 def test_observer_death_is_survived(service: LiveService, tree: Path) -> None:
     observer = service.watcher.observer
     observer.stop()

@@ -242,6 +242,7 @@ def test_a_failed_start_is_retried(root: Path) -> None:
     w = Watcher([root], wakes, observer_factory=flaky, supervise_s=0.05)
     w.start()
     try:
+        assert w.started  # started, and down (health says so) until the supervisor's retry
         wait_for(lambda: w.alive, timeout=5)
         assert w.mode == "events" and len(attempts) >= 2
         before = wakes.quiet()
@@ -272,7 +273,7 @@ def test_stopped_before_started_never_watches(root: Path) -> None:
     w = Watcher([root], Counter(), supervise_s=0.05)
     w.stop()
     w.start()
-    assert w.observer is None and not w.alive
+    assert w.observer is None and not w.alive and not w.started
     w.stop()
 
 

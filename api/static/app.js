@@ -822,7 +822,7 @@ function healthProblems(h) {
   if (c && c.running && !c.done) out.push(`catching up: ${fmtPct(c.fraction || 0)} of ${fmtCompact(c.bytes_total)} bytes`);
   const o = h.observer;
   if (o && o.mode === "polling") out.push("file watching fell back to polling (OS watch limit?)");
-  else if (o && o.alive === false) out.push(`file watcher is down${o.error ? `: ${o.error}` : ""} (restarting)`);
+  else if (o && o.alive === false && o.started !== false) out.push(`file watcher is down${o.error ? `: ${o.error}` : ""} (restarting)`);
   const unpriced = Object.keys(h.unpriced_models || {});
   if (unpriced.length) out.push(`unpriced models (cost counted as $0): ${unpriced.join(", ")}`);
   if (h.rejected_lines) out.push(`${fmtInt(h.rejected_lines)} transcript line${h.rejected_lines === 1 ? "" : "s"} rejected`);
