@@ -3,16 +3,21 @@
 
 bench.py's own client is Python: its timing adds the client's interpreter and GC to each request,
 and on this 2-core VM both processes share the cores. wrk's event loop costs microseconds, so
-its percentiles are closer to what the server does. Rounds alternate between the two servers
-(after the service's start-up pass is done, read from /api/metrics/health), and medians over the
-rounds are printed. Needs `wrk` on PATH (Debian: `apt-get install wrk`).
+its percentiles are closer to what the server does. Needs `wrk` on PATH (Debian: `apt-get
+install wrk`). Medians over the rounds are printed.
 
 Usage: scripts/bench_wrk.py --db COPY_OF_AN_INDEX --tree TREE [--rounds 7] [--seconds 3]
-       scripts/bench_wrk.py --catch-up --db NEW_FILE --tree TREE [--seconds 1]
+       scripts/bench_wrk.py --catch-up --tree TREE [--rounds 5] [--seconds 3] [--code DIR ...]
 
-With --catch-up the index starts empty and the runs go on while the service catches up with the
-whole tree (its parser processes busy on both cores), alternating with hello-world, until the
-catch-up is done; the runs that ended before it are the ones reported.
+Steady: one service on the index (after its start-up pass), rounds alternating with hello-world.
+
+--catch-up: every round starts a service on a new, empty index and runs wrk for --seconds from
+its first answer, while it catches up with the whole tree (its parser processes busy on both
+cores; about 3 s for the 1 GiB tree, so keep --seconds near that). The round after runs wrk
+against hello-world beside another such catch-up, which nobody asks anything: the floor this
+machine's scheduling sets. `--code DIR` (repeatable) measures the service of each source tree
+in turn, run with DIR first on the module path (copy the compiled `indexer/*.so` into a checkout
+made for this, or it parses in Python).
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import CCO, HELLO_APP, stop, wait_http  # scripts/ is this script's folder
@@ -46,78 +53,133 @@ def wrk(url: str, seconds: float) -> dict[str, float]:
     return got
 
 
-def caught_up(port: int) -> bool:
+def health(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/metrics/health", timeout=30) as r:
-        return bool(json.load(r)["catch_up"]["done"])
+        got: dict[str, Any] = json.load(r)
+        return got
+
+
+def service(tree: Path, db: Path, port: int, code: Path | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CCO_HOME": os.environ.get("CCO_HOME", str(db.parent / "cco-home"))}
+    cmd = [CCO, "index", "run", "--source", str(tree), "--db", str(db), "--port", str(port)]
+    if code is not None:  # `cco`'s own folder comes first on its module path, then PYTHONPATH
+        env["PYTHONPATH"] = str(code)
+        cmd = [sys.executable, "-c", "import sys; from api.cli import main; sys.argv[0] = 'cco'; main()", *cmd[1:]]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=code)
+
+
+def hello_world(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", HELLO_APP, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def summary(runs: dict[str, list[dict[str, float]]], extra: str = "") -> None:
+    for name, rs in runs.items():
+        cells = []
+        for key in ("p50", "p99", *([extra] if extra else [])):
+            vals = [r[key] for r in rs]
+            unit = " s" if key == extra else " ms"
+            cells.append(f"{key} {statistics.median(vals):.3f}{unit} ({min(vals):.3f}-{max(vals):.3f})")
+        n = statistics.median(r["requests"] for r in rs)
+        print(f"  {name:22s} " + ", ".join(cells) + f"; {n:,.0f} requests a run")
+    hello = runs["hello-world"]
+    for name, rs in runs.items():
+        if name != "hello-world":
+            ratios = [
+                statistics.median(r[k] for r in rs) / statistics.median(r[k] for r in hello) for k in ("p50", "p99")
+            ]
+            print(f"  {name} / hello-world: p50 {ratios[0]:.2f}x, p99 {ratios[1]:.2f}x")
+
+
+def catch_up_rounds(args: argparse.Namespace) -> int:
+    codes: list[Path | None] = [Path(c).resolve() for c in args.code] if args.code else [None]
+    # (name, the service's code, whether wrk asks hello-world instead)
+    targets = [("cco" if c is None else f"cco {c}", c, False) for c in codes] + [("hello-world", None, True)]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
+    work = Path(tempfile.mkdtemp(prefix="cco-wrk-"))
+    try:
+        for r in range(args.rounds):
+            for i, (name, code, ask_hello) in enumerate(targets):
+                db = work / f"{r}-{i}" / "index.duckdb"
+                db.parent.mkdir(parents=True)
+                port = free_port()
+                proc = service(args.tree, db, port, code)
+                hello = None
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/api/stats", proc, 120)
+                    url = f"http://127.0.0.1:{port}/api/stats"
+                    if ask_hello:
+                        hello_port = free_port()
+                        hello = hello_world(hello_port)
+                        url = f"http://127.0.0.1:{hello_port}/api/stats"
+                        wait_http(url, hello, 30)
+                    if health(port)["catch_up"]["done"]:
+                        raise SystemExit(f"{args.tree}: caught up before wrk began: a bigger tree is needed")
+                    got = wrk(url, args.seconds)
+                    while not (cu := health(port)["catch_up"])["done"]:
+                        time.sleep(0.2)
+                    got["catch_up_s"] = float(cu["seconds"])
+                finally:
+                    stop(proc)
+                    if hello is not None:
+                        stop(hello)
+                runs[name].append(got)
+                print(
+                    f"round {r + 1}: {name:22s} p50 {got['p50']:.3f} ms, p99 {got['p99']:.3f} ms, "
+                    f"catch-up {got['catch_up_s']:.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"during a catch-up of {args.tree}: wrk -t1 -c1 -d{args.seconds:g}s --latency from the first answer, "
+        f"{args.rounds} rounds each; medians (min-max)"
+    )
+    summary(runs, "catch_up_s")
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", type=Path, required=True, help="an index file (a copy: the service writes to it)")
+    ap.add_argument("--db", type=Path, help="an index file (a copy: the service writes to it); not with --catch-up")
     ap.add_argument("--tree", type=Path, required=True, help="the transcripts it indexes")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument(
-        "--seconds",
-        type=int,
-        help="each wrk run's length, whole seconds (default 3; 1 with --catch-up, which lasts 4-6 s)",
-    )
+    ap.add_argument("--rounds", type=int, help="default 7 (5 with --catch-up)")
+    ap.add_argument("--seconds", type=int, default=3, help="each wrk run's length, whole seconds (default 3)")
     ap.add_argument("--catch-up", action="store_true", help="measure while an empty index catches up")
+    ap.add_argument("--code", action="append", help="with --catch-up: a source tree to measure (repeatable)")
     args = ap.parse_args()
-    if args.seconds is None:
-        args.seconds = 1 if args.catch_up else 3
-    if args.catch_up and args.db.exists():
-        print(f"--catch-up starts from no index: {args.db} exists", file=sys.stderr)
-        return 2
     if shutil.which("wrk") is None:
         print("wrk not found (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
+    if args.catch_up:
+        args.rounds = args.rounds or 5
+        return catch_up_rounds(args)
+    if args.db is None:
+        print("--db is needed (a copy of an index: the service writes to it)", file=sys.stderr)
+        return 2
+    args.rounds = args.rounds or 7
     port, hello_port = free_port(), free_port()
-    env = {**os.environ, "CCO_HOME": os.environ.get("CCO_HOME", str(args.db.parent / "cco-home"))}
-    cmd = [CCO, "index", "run", "--source", str(args.tree), "--db", str(args.db), "--port", str(port)]
-    service = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    hello = subprocess.Popen(
-        [sys.executable, "-c", HELLO_APP, str(hello_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = service(args.tree, args.db, port, None)
+    hello = hello_world(hello_port)
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/stats", service, 120)
+        wait_http(f"http://127.0.0.1:{port}/api/stats", proc, 120)
         wait_http(f"http://127.0.0.1:{hello_port}/api/stats", hello, 30)
         urls = {
             "cco /api/stats": f"http://127.0.0.1:{port}/api/stats",
             "hello-world": f"http://127.0.0.1:{hello_port}/api/stats",
         }
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
-        if args.catch_up:
-            started = time.perf_counter()
-            while True:
-                pair = {name: wrk(url, args.seconds) for name, url in urls.items()}
-                if caught_up(port):  # this pair may have outlasted the catch-up: not counted
-                    break
-                for name, got in pair.items():
-                    runs[name].append(got)
-            took = time.perf_counter() - started
-            print(f"during the catch-up of {args.tree} ({took:.0f} s): {len(runs['hello-world'])} rounds")
-            if not runs["hello-world"]:
-                return 1
-        else:
-            while not caught_up(port):  # the start-up pass walks the tree: not what is measured here
-                time.sleep(0.5)
-            for _ in range(args.rounds):
-                for name, url in urls.items():
-                    runs[name].append(wrk(url, args.seconds))
+        while not health(port)["catch_up"]["done"]:  # the start-up pass walks the tree: not measured here
+            time.sleep(0.5)
+        for _ in range(args.rounds):
+            for name, url in urls.items():
+                runs[name].append(wrk(url, args.seconds))
         print(f"wrk -t1 -c1 -d{args.seconds:g}s --latency, alternating rounds; medians (min-max)")
-        for name, rs in runs.items():
-            cells = []
-            for key in ("p50", "p99"):
-                vals = [r[key] for r in rs]
-                cells.append(f"{key} {statistics.median(vals):.3f} ms ({min(vals):.3f}-{max(vals):.3f})")
-            n = statistics.median(r["requests"] for r in rs)
-            print(f"  {name:15s} " + ", ".join(cells) + f"; {n:,.0f} requests a run")
-        ratio = statistics.median(r["p50"] for r in runs["cco /api/stats"]) / statistics.median(
-            r["p50"] for r in runs["hello-world"]
-        )
-        print(f"  p50 ratio cco / hello-world: {ratio:.2f}x")
+        summary(runs)
     finally:
-        stop(service)
+        stop(proc)
         stop(hello)
     return 0
 
