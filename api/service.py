@@ -4,10 +4,11 @@ The idea: nothing an HTTP request touches ever waits for ingest. Three kinds of 
 
 - the ingest thread ("cco-ingest") owns the single DuckDB writer connection. It catches up at
   start-up (big catch-ups parse in spawned worker processes, since JSON parsing holds the GIL and
-  would stall the event loop), then sleeps until the watcher wakes it or the periodic rescan is due,
-  and runs a sync pass: the scan decides what is read, events only say "look now". After a commit it
-  prices new models and asks for a snapshot. Once a second it checks the user's price file. Other
-  work that needs the writer (`cco index status` / `sync` asked over HTTP) is queued to it as jobs.
+  would stall the event loop; while someone watches, those and the thread keep off one core), then
+  sleeps until the watcher wakes it or the periodic rescan is due, and runs a sync pass: the scan
+  decides what is read, events only say "look now". After a commit it prices new models and asks
+  for a snapshot. Once a second it checks the user's price file. Other work that needs the writer
+  (`cco index status` / `sync` asked over HTTP) is queued to it as jobs.
 - the snapshot task (on the event loop) runs `compute_snapshot` on its own reader cursor in a
   one-thread executor (DuckDB releases the GIL), every `interval` seconds and shortly after each
   commit, and pushes the serialised JSON bytes into a ring of 3,600 entries. `/api/stats` answers
@@ -77,6 +78,7 @@ WAKE_COALESCE_S = 0.01  # one append makes several events; read once
 LAG_TTL_S = 2.0  # between passes, health walks the tree for its lag figures at most this often
 SNAPSHOT_DEBOUNCE_S = 0.03  # commits come in bursts; snapshot once after them
 MAX_STREAMS = 32
+WATCHED_S = 5.0  # `/api/stats` asked this recently: someone follows the numbers (the monitor polls every 1-2 s)
 PING_S = 15.0
 JOIN_S = 0.6  # shutdown waits this long for the ingest thread, then interrupts its query ...
 INTERRUPTED_JOIN_S = 0.5  # ... and waits this much more (the whole shutdown must take < 2 s)
@@ -309,6 +311,9 @@ class LiveService:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
         self._pool: ParserPool | None = None
+        self.last_asked = -WATCHED_S  # (monotonic) when `/api/stats` was last asked for
+        self._cpus: frozenset[int] | None = None  # what the ingest thread may use (None: not looked)
+        self._sparing = False  # the ingest thread and the catch-up's parsers keep off one core
         self._run_file = False
         self._closed = False
 
@@ -706,6 +711,7 @@ class LiveService:
             cu.files, cu.bytes_total = len(planned.plans), planned.bytes
             cu.running = True
             if cu.bytes_total >= PARALLEL_BYTES:
+                self._spare_a_core(self.watched())  # before the pool: its processes start with it
                 self._pool = ParserPool(idle=True, stopping=self._stopping)
             failed = True
             try:
@@ -719,6 +725,7 @@ class LiveService:
                     else:
                         pool.close()
                     pool.join()
+                self._spare_a_core(False)
             self._committed(report)
             log.info(
                 "caught up: %d bytes from %d files in %.2f s", report.bytes_read, report.files_read, report.seconds
@@ -745,7 +752,36 @@ class LiveService:
         self.catch_up.bytes_done += n
         if self._stopping.is_set():
             raise Stopped
+        if self._pool is not None:
+            self._spare_a_core(self.watched())
         self._run_jobs(catching_up=True)
+
+    def watched(self) -> bool:
+        """Whether anyone follows the numbers now: `/api/stats` asked lately, or a stream open."""
+        return time.monotonic() - self.last_asked < WATCHED_S or self.hub.clients > 0
+
+    def _spare_a_core(self, spare: bool) -> None:
+        """Keep the ingest thread and the catch-up's parser processes off one core (the first this
+        process may use, if it may use two or more), or let them use every core again.
+
+        While someone is watching: the idle-class parsers sharing the event loop's core still
+        delayed its wakeups (their reads in the kernel are not preempted), and so did the writer's
+        DuckDB work. `/api/stats` p99 during a 1 GiB catch-up 5.5 -> 3.3 ms. The price is the
+        catch-up's speed (1.6 -> 2.7 s on 2 cores), so nobody watching, every core parses.
+        (BENCHMARKS.md, session 13.)
+        """
+        if self._cpus is None:
+            try:
+                self._cpus = frozenset(os.sched_getaffinity(0))
+            except (AttributeError, OSError):  # not Linux
+                self._cpus = frozenset()
+        if len(self._cpus) < 2 or spare == self._sparing:
+            return
+        cpus = self._cpus - {min(self._cpus)} if spare else self._cpus
+        for who in (0, *(self._pool.pids() if self._pool is not None else ())):  # 0: this thread
+            with suppress(OSError):  # a parser that has ended
+                os.sched_setaffinity(who, cpus)
+        self._sparing = spare
 
     def _pass(self, only: set[str] | None = None) -> SyncReport | None:
         index = self._writer()

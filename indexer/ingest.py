@@ -286,6 +286,10 @@ class ParserPool:
         self._stopping = stopping
         self._reaper: threading.Thread | None = None  # see close()
 
+    def pids(self) -> list[int]:
+        """The processes started so far."""
+        return list(self._executor._processes or ())
+
     def warm(self) -> None:
         """Start the processes now (a forked pool starts them all at its first task), not at the
         first real task; their answers are not waited for."""

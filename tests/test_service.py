@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from api.app import create_app
 from api.service import LiveService, Ring, StreamHub, lag
 from indexer import ingest, worker
 from indexer.errors import ServiceError
@@ -25,7 +26,7 @@ from indexer.runfile import read_run_file
 from indexer.sources import resolve_sources
 from indexer.store import Index
 from tests.conftest import write_tree
-from tests.live_helpers import append, calls, count_calls, make_config, wait_for
+from tests.live_helpers import TestClient, append, calls, count_calls, make_config, wait_for
 
 # watchdog's inotify thread warns when fast nested mkdirs race its recursive watch; under
 # filterwarnings=error that warning would kill the thread, so it is only a warning here, as in use.
@@ -327,6 +328,60 @@ def test_a_new_project_folder_is_read(service: LiveService, tree: Path) -> None:
     time.sleep(0.2)
     (sub / "agent-a1.jsonl").write_bytes(calls(4, cwd="/home/u/new"))
     wait_for(lambda: count_calls(service) == 7, timeout=5)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two cores to use"
+)
+def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
+    tree: Path, tmp_path: Path, parser_gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody watching, its parser processes and the ingest thread use every core; once
+    `/api/stats` is asked for, they keep off the first; when it is done, the ingest thread may use
+    every core again."""
+    big_tree(tree, 24)
+    submitted = threading.Event()
+    real_submit = ParserPool.submit
+
+    def submit(self: ParserPool, func: Any, items: Any) -> Any:
+        futures = real_submit(self, func, items)
+        submitted.set()
+        return futures
+
+    monkeypatch.setattr(ParserPool, "submit", submit)
+    allowed = os.sched_getaffinity(0)  # what the service's threads start with (they inherit it)
+    spared = allowed - {min(allowed)}
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()
+    progress = svc._progress
+    seen: list[tuple[set[int], list[set[int]]]] = []  # after each file: the ingest thread's, the parsers'
+
+    def recorded(n: int) -> None:
+        progress(n)
+        pids = svc._pool.pids() if svc._pool is not None else []
+        seen.append((os.sched_getaffinity(0), [os.sched_getaffinity(pid) for pid in pids]))
+
+    svc._progress = recorded  # type: ignore[method-assign]
+    svc.start()
+    try:
+        assert submitted.wait(30)  # the parsers wait at the gate: the catch-up is still running
+        pool, ingest_thread = svc._pool, svc._ingest
+        assert pool is not None and ingest_thread is not None and ingest_thread.native_id is not None
+        pids = pool.pids()
+        assert pids and [os.sched_getaffinity(pid) for pid in pids] == [allowed] * len(pids)
+        assert os.sched_getaffinity(ingest_thread.native_id) == allowed
+        client = TestClient(create_app(svc.context(), svc), base_url="http://localhost", client=("127.0.0.1", 1))
+        assert client.get("/api/stats").status_code == 200  # someone watches now
+        assert svc.watched()
+        parser_gate.touch()
+        wait_for(lambda: svc.catch_up.done, timeout=60)
+        assert seen and seen[0] == (spared, [spared] * len(pids))  # from the first file read on
+        assert os.sched_getaffinity(ingest_thread.native_id) == allowed
+        assert os.sched_getaffinity(0) == allowed  # this thread (as the event loop's) kept them all
+        assert svc.ingest_error is None
+    finally:
+        parser_gate.touch()
+        svc.close()
 
 
 def test_the_watcher_starts_once_the_catch_up_is_done(tree: Path, tmp_path: Path) -> None:

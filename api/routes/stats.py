@@ -57,8 +57,10 @@ class LatestStats:
 
     def __init__(self, service: LiveService) -> None:
         self.ring = service.ring
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.service.last_asked = time.monotonic()  # someone is watching (see LiveService.watched)
         data = self.ring.latest()
         status = 200
         if data is None:
