@@ -99,6 +99,21 @@ def parser_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return gate
 
 
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once a ParserPool.submit has returned: every task of the pass is then given out."""
+    event = threading.Event()
+    real_submit = ParserPool.submit
+
+    def submit(self: ParserPool, func: Any, items: Any) -> Any:
+        futures = real_submit(self, func, items)
+        event.set()
+        return futures
+
+    monkeypatch.setattr(ParserPool, "submit", submit)
+    return event
+
+
 def test_first_snapshot_comes_from_the_existing_index_before_catch_up(tree: Path, tmp_path: Path) -> None:
     db = tmp_path / "index.duckdb"
     with Index(db) as index:
@@ -171,21 +186,12 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
 
 
 def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_read_later(
-    tree: Path, tmp_path: Path, parser_gate: Path, monkeypatch: pytest.MonkeyPatch
+    tree: Path, tmp_path: Path, parser_gate: Path, submitted: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big_tree(tree, 48)
     # The kill comes once every task is submitted. A death while submit still starts processes is
     # tested in test_ingest; here Python 3.11's executor would also raise in its own thread (it
     # iterates the processes that submit is adding to), which pytest counts as a failure.
-    submitted = threading.Event()
-    real_submit = ParserPool.submit
-
-    def submit(self: ParserPool, func: Any, items: Any) -> Any:
-        futures = real_submit(self, func, items)
-        submitted.set()
-        return futures
-
-    monkeypatch.setattr(ParserPool, "submit", submit)
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
     svc.start()
@@ -334,21 +340,12 @@ def test_a_new_project_folder_is_read(service: LiveService, tree: Path) -> None:
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two cores to use"
 )
 def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
-    tree: Path, tmp_path: Path, parser_gate: Path, monkeypatch: pytest.MonkeyPatch
+    tree: Path, tmp_path: Path, parser_gate: Path, submitted: threading.Event
 ) -> None:
     """Nobody watching, its parser processes and the ingest thread use every core; once
     `/api/stats` is asked for, they keep off the first; when it is done, the ingest thread may use
     every core again."""
     big_tree(tree, 24)
-    submitted = threading.Event()
-    real_submit = ParserPool.submit
-
-    def submit(self: ParserPool, func: Any, items: Any) -> Any:
-        futures = real_submit(self, func, items)
-        submitted.set()
-        return futures
-
-    monkeypatch.setattr(ParserPool, "submit", submit)
     allowed = os.sched_getaffinity(0)  # what the service's threads start with (they inherit it)
     spared = allowed - {min(allowed)}
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
