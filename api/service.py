@@ -296,6 +296,7 @@ class LiveService:
         self.busy_at_exit = False  # a thread was still inside DuckDB when close() gave up waiting
         self._snap_key: tuple[Any, ...] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None  # the event loop's thread (native id), once it runs
         self._snap_wanted: asyncio.Event | None = None
         self._signal = threading.Event()  # something for the ingest thread to do
         self._dirty = True  # a transcript may have changed
@@ -372,6 +373,7 @@ class LiveService:
     async def running(self) -> AsyncIterator[None]:
         """The event-loop side (the app's lifespan): the snapshot task."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_native_id()
         self._snap_wanted = asyncio.Event()
         task = asyncio.create_task(self._snapshot_loop(), name="cco-snapshots")
         try:
@@ -761,12 +763,13 @@ class LiveService:
         return time.monotonic() - self.last_asked < WATCHED_S or self.hub.clients > 0
 
     def _spare_a_core(self, spare: bool) -> None:
-        """Keep the ingest thread and the catch-up's parser processes off one core (the first this
-        process may use, if it may use two or more), or let them use every core again.
+        """Give the event loop's thread one core (the first this process may use, if it may use
+        two or more) and keep the ingest thread and the catch-up's parser processes off it; or
+        let them all use every core again.
 
         While someone is watching: the idle-class parsers sharing the event loop's core still
         delayed its wakeups (their reads in the kernel are not preempted), and so did the writer's
-        DuckDB work. `/api/stats` p99 during a 1 GiB catch-up 5.5 -> 3.3 ms. The price is the
+        DuckDB work. `/api/stats` p99 during a 1 GiB catch-up 4.9 -> 2.9 ms. The price is the
         catch-up's speed (1.6 -> 2.7 s on 2 cores), so nobody watching, every core parses.
         (BENCHMARKS.md, session 13.)
         """
@@ -777,8 +780,13 @@ class LiveService:
                 self._cpus = frozenset()
         if len(self._cpus) < 2 or spare == self._sparing:
             return
-        cpus = self._cpus - {min(self._cpus)} if spare else self._cpus
-        for who in (0, *(self._pool.pids() if self._pool is not None else ())):  # 0: this thread
+        first = min(self._cpus)
+        others = self._cpus - {first} if spare else self._cpus
+        pinned = [(0, others)]  # 0: this thread (the ingest thread)
+        pinned += [(pid, others) for pid in (self._pool.pids() if self._pool is not None else ())]
+        if self._loop_thread is not None:
+            pinned.append((self._loop_thread, frozenset([first]) if spare else self._cpus))
+        for who, cpus in pinned:
             with suppress(OSError):  # a parser that has ended
                 os.sched_setaffinity(who, cpus)
         self._sparing = spare

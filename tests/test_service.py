@@ -343,28 +343,32 @@ def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
     tree: Path, tmp_path: Path, parser_gate: Path, submitted: threading.Event
 ) -> None:
     """Nobody watching, its parser processes and the ingest thread use every core; once
-    `/api/stats` is asked for, they keep off the first; when it is done, the ingest thread may use
-    every core again."""
+    `/api/stats` is asked for, the event loop's thread gets the first core and they keep off it;
+    when the catch-up is done, all may use every core again."""
     big_tree(tree, 24)
     allowed = os.sched_getaffinity(0)  # what the service's threads start with (they inherit it)
-    spared = allowed - {min(allowed)}
+    first, others = {min(allowed)}, allowed - {min(allowed)}
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
     progress = svc._progress
-    seen: list[tuple[set[int], list[set[int]]]] = []  # after each file: the ingest thread's, the parsers'
+    seen: list[tuple[set[int], list[set[int]], set[int]]] = []  # after each file: ingest, parsers, loop
 
     def recorded(n: int) -> None:
         progress(n)
         pids = svc._pool.pids() if svc._pool is not None else []
-        seen.append((os.sched_getaffinity(0), [os.sched_getaffinity(pid) for pid in pids]))
+        loop = svc._loop_thread
+        assert loop is not None
+        seen.append((os.sched_getaffinity(0), [os.sched_getaffinity(pid) for pid in pids], os.sched_getaffinity(loop)))
 
     svc._progress = recorded  # type: ignore[method-assign]
     svc.start()
-    try:
+    pids: list[int] = []
+
+    def body() -> None:
         assert submitted.wait(30)  # the parsers wait at the gate: the catch-up is still running
         pool, ingest_thread = svc._pool, svc._ingest
         assert pool is not None and ingest_thread is not None and ingest_thread.native_id is not None
-        pids = pool.pids()
+        pids.extend(pool.pids())
         assert pids and [os.sched_getaffinity(pid) for pid in pids] == [allowed] * len(pids)
         assert os.sched_getaffinity(ingest_thread.native_id) == allowed
         client = TestClient(create_app(svc.context(), svc), base_url="http://localhost", client=("127.0.0.1", 1))
@@ -372,11 +376,15 @@ def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
         assert svc.watched()
         parser_gate.touch()
         wait_for(lambda: svc.catch_up.done, timeout=60)
-        assert seen and seen[0] == (spared, [spared] * len(pids))  # from the first file read on
         assert os.sched_getaffinity(ingest_thread.native_id) == allowed
-        assert os.sched_getaffinity(0) == allowed  # this thread (as the event loop's) kept them all
+
+    try:
+        with_loop(svc, body)  # the event loop runs on this thread
+        assert seen and seen[0] == (others, [others] * len(pids), first)  # from the first file read on
+        assert os.sched_getaffinity(0) == allowed  # the event loop's thread may use every core again
         assert svc.ingest_error is None
     finally:
+        os.sched_setaffinity(0, allowed)  # whatever happened, the rest of the suite keeps every core
         parser_gate.touch()
         svc.close()
 
