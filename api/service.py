@@ -312,7 +312,7 @@ class LiveService:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
         self._pool: ParserPool | None = None
-        self.last_asked = -WATCHED_S  # (monotonic) when `/api/stats` was last asked for
+        self.last_asked = float("-inf")  # (monotonic) when `/api/stats` was last asked for
         self._cpus: frozenset[int] | None = None  # what the ingest thread may use (None: not looked)
         self._sparing = False  # the ingest thread and the catch-up's parsers keep off one core
         self._run_file = False
