@@ -228,6 +228,14 @@ def _log_failure(what: str, exc: Exception) -> None:
         log.exception(what)
 
 
+def _usable_cpus() -> frozenset[int]:
+    """The cores this thread may run on (none known: not Linux)."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return frozenset()
+
+
 class _CountingIndex(Index):
     """The service's writer: says when each commit is done, so memoized answers are not served stale."""
 
@@ -313,7 +321,7 @@ class LiveService:
         self._ingest: threading.Thread | None = None
         self._pool: ParserPool | None = None
         self.last_asked = float("-inf")  # (monotonic) when `/api/stats` was last asked for
-        self._cpus: frozenset[int] | None = None  # what the ingest thread may use (None: not looked)
+        self._cpus = _usable_cpus()  # what its threads (they inherit it) and processes may use
         self._sparing = False  # the ingest thread and the catch-up's parsers keep off one core
         self._run_file = False
         self._closed = False
@@ -773,11 +781,6 @@ class LiveService:
         catch-up's speed (1.6 -> 2.7 s on 2 cores), so nobody watching, every core parses.
         (BENCHMARKS.md, session 13.)
         """
-        if self._cpus is None:
-            try:
-                self._cpus = frozenset(os.sched_getaffinity(0))
-            except (AttributeError, OSError):  # not Linux
-                self._cpus = frozenset()
         if len(self._cpus) < 2 or spare == self._sparing:
             return
         first = min(self._cpus)

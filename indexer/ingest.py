@@ -288,7 +288,12 @@ class ParserPool:
 
     def pids(self) -> list[int]:
         """The processes started so far."""
-        return list(self._executor._processes or ())
+        return list(self._workers())
+
+    def _workers(self) -> dict[int, Any]:
+        """The executor's worker processes by pid. It has no public way to list them; its
+        `_processes` is a stable attribute (None once it is shut down)."""
+        return dict(getattr(self._executor, "_processes", None) or {})
 
     def warm(self) -> None:
         """Start the processes now (a forked pool starts them all at its first task), not at the
@@ -342,8 +347,7 @@ class ParserPool:
         """Whether a worker has died (killed: a clean end exits 0). The executor sees that itself,
         except when the worker was killed halfway through sending a result: its manager thread then
         waits for the rest of the message, for good (see terminate)."""
-        processes = getattr(self._executor, "_processes", None) or {}
-        return any(p.exitcode not in (None, 0) for p in list(processes.values()))
+        return any(p.exitcode not in (None, 0) for p in self._workers().values())
 
     def close(self) -> None:
         """No more work: the workers end once idle (join waits for that)."""
@@ -363,8 +367,8 @@ class ParserPool:
 
     def terminate(self) -> None:
         """End the workers now, in the middle of their tasks (shutdown or a failed pass)."""
-        # The executor has no public way to stop a running task; its processes are a stable attribute.
-        for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+        # The executor has no public way to stop a running task: its processes are ended here.
+        for process in self._workers().values():
             # An idle-class process dies only as fast as it gets a core to end on (freeing its
             # memory), which on busy cores took seconds: it ends in the normal class.
             with contextlib.suppress(OSError, AttributeError, TypeError):

@@ -12,12 +12,13 @@ Usage: scripts/bench_wrk.py --db COPY_OF_AN_INDEX --tree TREE [--rounds 7] [--se
 Steady: one service on the index (after its start-up pass), rounds alternating with hello-world.
 
 --catch-up: every round starts a service on a new, empty index and runs wrk for --seconds from
-its first answer, while it catches up with the whole tree (its parser processes busy on both
-cores; about 3 s for the 1 GiB tree, so keep --seconds near that). The round after runs wrk
-against hello-world beside another such catch-up, which nobody asks anything: the floor this
-machine's scheduling sets. `--code DIR` (repeatable) measures the service of each source tree
-in turn, run with DIR first on the module path (copy the compiled `indexer/*.so` into a checkout
-made for this, or it parses in Python).
+its first answer, while it catches up with the whole tree (its parser processes busy on the cores
+its event loop leaves them: it is watched; 3.5-4 s for the 1 GiB tree on 2 cores, so keep
+--seconds near 3). The round after runs wrk against hello-world beside another such catch-up,
+whose service is asked `/api/stats` once, to see it is up (so it spares a core the same way), and
+nothing more: the floor this machine's scheduling sets. `--code DIR` (repeatable) measures the
+service of each source tree in turn, run with DIR first on the module path (copy the compiled
+`indexer/*.so` into a checkout made for this, or it parses in Python).
 """
 
 from __future__ import annotations

@@ -345,7 +345,7 @@ def test_a_parser_dying_while_the_others_start_fails_the_pass_as_a_death(monkeyp
         monkeypatch.setattr(pool._executor, "submit", fails)
         with pytest.raises(OSError, match="handle is closed"):  # no worker died: not a death
             pool.submit(abs, [-1])
-        (pid,) = list(pool._executor._processes)[:1]
+        (pid,) = pool.pids()[:1]
         os.kill(pid, signal.SIGKILL)
         wait_for(pool._lost_a_worker)
         with pytest.raises(WorkerDied):

@@ -201,7 +201,7 @@ def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_re
         assert submitted.wait(30)
         pool = svc._pool
         assert pool is not None and not svc.catch_up.done
-        pids = list(pool._executor._processes)
+        pids = pool.pids()
         # Later passes read in this process (the catch-up chose its parsers already): idle-class
         # parsers get no core while other work fills them all (two busy loops held it past 120 s).
         monkeypatch.setattr(ingest, "PARALLEL_BYTES", 1 << 40)
