@@ -3,11 +3,13 @@
 The idea: nothing an HTTP request touches ever waits for ingest. Three kinds of workers:
 
 - the ingest thread ("cco-ingest") owns the single DuckDB writer connection. It catches up at
-  start-up (big catch-ups parse in spawned worker processes, since JSON parsing holds the GIL and
-  would stall the event loop; while someone watches, those and the thread keep off one core), then
-  sleeps until the watcher wakes it or the periodic rescan is due, and runs a sync pass: the scan
+  start-up, then sleeps until the watcher wakes it or the periodic rescan is due, and runs a sync pass: the scan
   decides what is read, events only say "look now". After a commit it prices new models and asks
-  for a snapshot. Once a second it checks the user's price file. Other work that needs the writer
+  for a snapshot. A pass big enough for parser processes (the catch-up, usually) is run by a
+  writer process with its parsers (indexer/staged.py): every bit of Python such a pass runs would
+  hold the GIL that requests need, so this thread only merges the batches it stages, in SQL
+  (DuckDB runs that without the GIL); while someone watches, that process and its parsers keep
+  off one core. Once a second it checks the user's price file. Other work that needs the writer
   (`cco index status` / `sync` asked over HTTP) is queued to it as jobs.
 - the snapshot task (on the event loop) runs `compute_snapshot` on its own reader cursor in a
   one-thread executor (DuckDB releases the GIL), every `interval` seconds and shortly after each
@@ -52,7 +54,7 @@ from api.output import skipped_warnings
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import CcoError, ServiceError
-from indexer.ingest import PARALLEL_BYTES, ParserPool, Stopped, SyncReport, plan, planned, sync
+from indexer.ingest import PARALLEL_BYTES, Planned, Stopped, SyncReport, plan, planned, sync
 from indexer.memory import drop_code_pages, release_memory
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
@@ -63,6 +65,7 @@ from indexer.runfile import RunInfo, now_iso, remove_run_file, write_run_file
 from indexer.settings import load_settings, settings_file
 from indexer.snapshot import compute_snapshot, local_day
 from indexer.sources import iter_transcripts
+from indexer.staged import remove_stale, staged_sync
 from indexer.status import index_status
 from indexer.store import Index
 from indexer.tail import FileState
@@ -249,6 +252,12 @@ class _CountingIndex(Index):
         finally:
             self._committed()
 
+    def commit_staged(self, parts: dict[str, Path]) -> None:
+        try:
+            super().commit_staged(parts)
+        finally:
+            self._committed()
+
 
 def report_json(report: SyncReport) -> dict[str, Any]:
     return {
@@ -319,10 +328,10 @@ class LiveService:
         self._skipped_logged = (0, 0)
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._ingest: threading.Thread | None = None
-        self._pool: ParserPool | None = None
+        self._helpers: list[int] = []  # a big pass's writer process and its parsers, while it runs
         self.last_asked = float("-inf")  # (monotonic) when `/api/stats` was last asked for
         self._cpus = _usable_cpus()  # what its threads (they inherit it) and processes may use
-        self._sparing = False  # the ingest thread and the catch-up's parsers keep off one core
+        self._sparing = False  # the ingest thread and a big pass's processes keep off one core
         self._run_file = False
         self._closed = False
 
@@ -333,6 +342,7 @@ class LiveService:
         snapshot from what it holds."""
         self.index = _CountingIndex(self.config.db, self._count_write)
         try:
+            remove_stale(self.config.db)  # staging files of a big pass the service was killed in
             if locked is not None:
                 locked()
             # DuckDB's allocator keeps the pages a query freed until its next allocation; its
@@ -720,22 +730,7 @@ class LiveService:
             planned = plan(index, self.config.roots)
             cu.files, cu.bytes_total = len(planned.plans), planned.bytes
             cu.running = True
-            if cu.bytes_total >= PARALLEL_BYTES:
-                self._spare_a_core(self.watched())  # before the pool: its processes start with it
-                self._pool = ParserPool(idle=True, stopping=self._stopping)
-            failed = True
-            try:
-                report = sync(index, self.config.roots, pool=self._pool, progress=self._progress, planned=planned)
-                failed = False
-            finally:
-                if self._pool is not None:
-                    pool, self._pool = self._pool, None
-                    if failed:  # stopping, or a worker died: the other workers' tasks are not wanted
-                        pool.terminate()
-                    else:
-                        pool.close()
-                    pool.join()
-                self._spare_a_core(False)
+            report = self._read(index, planned, self._progress)
             self._committed(report)
             log.info(
                 "caught up: %d bytes from %d files in %.2f s", report.bytes_read, report.files_read, report.seconds
@@ -762,7 +757,7 @@ class LiveService:
         self.catch_up.bytes_done += n
         if self._stopping.is_set():
             raise Stopped
-        if self._pool is not None:
+        if self._helpers:
             self._spare_a_core(self.watched())
         self._run_jobs(catching_up=True)
 
@@ -770,7 +765,7 @@ class LiveService:
         """Whether anyone follows the numbers now: `/api/stats` asked lately, or a stream open."""
         return time.monotonic() - self.last_asked < WATCHED_S or self.hub.clients > 0
 
-    def _spare_a_core(self, spare: bool) -> None:
+    def _spare_a_core(self, spare: bool, again: bool = False) -> None:
         """Give the event loop's thread one core (the first this process may use, if it may use
         two or more) and keep the ingest thread and the catch-up's parser processes off it; or
         let them all use every core again.
@@ -781,12 +776,12 @@ class LiveService:
         catch-up's speed (1.6 -> 2.7 s on 2 cores), so nobody watching, every core parses.
         (BENCHMARKS.md, session 13.)
         """
-        if len(self._cpus) < 2 or spare == self._sparing:
+        if len(self._cpus) < 2 or (spare == self._sparing and not again):
             return
         first = min(self._cpus)
         others = self._cpus - {first} if spare else self._cpus
         pinned = [(0, others)]  # 0: this thread (the ingest thread)
-        pinned += [(pid, others) for pid in (self._pool.pids() if self._pool is not None else ())]
+        pinned += [(pid, others) for pid in self._helpers]
         if self._loop_thread is not None:
             pinned.append((self._loop_thread, frozenset([first]) if spare else self._cpus))
         for who, cpus in pinned:
@@ -797,8 +792,7 @@ class LiveService:
     def _pass(self, only: set[str] | None = None) -> SyncReport | None:
         index = self._writer()
         try:
-            # a pass big enough for parser processes runs them idle-class, as the catch-up's
-            report = sync(index, self.config.roots, only=only, idle_workers=True, stopping=self._stopping)
+            report = self._read(index, plan(index, self.config.roots, only))
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
                 raise Stopped from None
@@ -808,6 +802,24 @@ class LiveService:
         self.ingest_error = None
         self._committed(report)
         return report
+
+    def _read(self, index: Index, todo: Planned, progress: Callable[[int], None] | None = None) -> SyncReport:
+        """Read what `todo` plans: in this thread, or, big enough for parser processes, by a writer
+        process (staged_sync) while this thread merges its batches."""
+        if todo.bytes < PARALLEL_BYTES:
+            return sync(index, self.config.roots, progress=progress, planned=todo)
+        self._spare_a_core(self.watched())  # before the writer starts: its processes start with it
+        try:
+            return staged_sync(index, todo, stopping=self._stopping, progress=progress, helpers=self._started_helpers)
+        finally:
+            self._helpers = []
+            self._spare_a_core(False)
+
+    def _started_helpers(self, pids: list[int]) -> None:
+        """A big pass's writer process and parsers run: they started on the cores this thread had
+        then, pinned again in case someone began or stopped watching since."""
+        self._helpers = pids
+        self._spare_a_core(self._sparing, again=True)
 
     def _committed(self, report: SyncReport) -> None:
         # Logged when a pass finds a new number of such files; a pass that looked at a few files only

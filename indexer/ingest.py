@@ -54,6 +54,26 @@ DEFERRED_COMMIT_FILES = 1_000
 COMMIT_REJECTS = 50_000
 
 Progress = Callable[[int], None]
+# What a pass's work depends on here, which a pass run by another process (staged.py) takes along.
+_SETTINGS = (
+    "PARALLEL_BYTES",
+    "TASK_BYTES",
+    "TASK_FILES",
+    "COMMIT_BYTES",
+    "COMMIT_CALLS",
+    "COMMIT_REJECTS",
+    "read_task",
+)
+
+
+def settings() -> dict[str, Any]:
+    """This module's settings as they are now (a test may have changed them)."""
+    return {name: globals()[name] for name in _SETTINGS}
+
+
+def use_settings(values: dict[str, Any]) -> None:
+    """Take another process's `settings()`."""
+    globals().update((name, values[name]) for name in _SETTINGS)
 
 
 @dataclass

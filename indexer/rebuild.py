@@ -23,7 +23,7 @@ from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
 from indexer.runfile import pid_alive
-from indexer.store import REBUILD_HINT, Index
+from indexer.store import REBUILD_HINT, Index, sql_text
 from indexer.worker import Chunk
 
 # Calls only the old index has go in as they are: their lines are gone from the transcripts
@@ -83,7 +83,7 @@ def _salvage(new: Index, old_path: Path, old_error: str | None) -> tuple[int, st
     what could not be, files lost). See _copy_history."""
     con = new.con
     try:
-        con.execute(f"ATTACH {_sql_text(old_path)} AS old (READ_ONLY)")
+        con.execute(f"ATTACH {sql_text(old_path)} AS old (READ_ONLY)")
     except duckdb.Error as exc:
         return 0, old_error or str(exc).splitlines()[0], None
     try:
@@ -98,7 +98,7 @@ def _salvage_held(held: Index, new_path: Path, book: PriceBook | None) -> tuple[
     price it with `book`, from the held connection itself (DuckDB lets a process open a file once)."""
     con = held.con
     (old,) = con.execute("SELECT current_database()").fetchone() or ("",)
-    con.execute(f"ATTACH {_sql_text(new_path)} AS rebuilt")
+    con.execute(f"ATTACH {sql_text(new_path)} AS rebuilt")
     con.execute("USE rebuilt")  # unqualified names: the new index, as in the SQL above
     try:
         done = _copy_history(con, old, None)
@@ -137,11 +137,6 @@ def _copy_history(
     if not problems:
         return after - before, None, None
     return after - before, "; ".join(([old_error] if old_error else []) + problems), lost
-
-
-def _sql_text(path: Path) -> str:
-    """`path` as an SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _from_old(sql: str, old: str) -> str:

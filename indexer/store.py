@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
 from indexer.engine import duckdb, rollback
 from indexer.errors import IndexCorrupt, IndexDenied, IndexLocked, IndexNewer
-from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_CALLS, MERGED_COLUMNS, decoded, merge_batch, merged_columns
+from indexer.merge import (
+    EVENT_UPSERT,
+    MARK_REPLAYS,
+    MERGE_CALLS,
+    MERGED_COLUMNS,
+    decoded,
+    merge_batch,
+    merge_calls_from,
+    merged_columns,
+)
 from indexer.migrations import migrate
 from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW, apply_prices, ready_to_read
@@ -69,18 +78,31 @@ _FILE_COLUMNS = tuple(f'"{n}"' for n in _FILE_FIELDS)  # "offset" is an SQL keyw
 _state_row = operator.attrgetter("path", *_FILE_FIELDS)  # a FileState as a `files` row (one C call)
 FILE_STATES = f"SELECT path, {', '.join(_FILE_COLUMNS)}, gone FROM files"
 NO_USER = -1  # last_user_ms of a file state in column arrays: none yet (a time is 2000-2100)
-_INSERT_FILES = f"""
+# Each statement of a commit that reads a batch's table, `{rel}`: registered arrays, or a staged
+# batch's Parquet file (staged.py).
+INSERT_FILES = f"""
 INSERT INTO files
 SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, nullif(last_user_ms, {NO_USER}),
        lines, false, now()::TIMESTAMP
-FROM batch_files
+FROM {{rel}}
 """
+INSERT_EVENTS = (
+    "INSERT INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, project, detail FROM {rel}"
+    + EVENT_UPSERT
+)
+DELETE_REREAD_REJECTS = "DELETE FROM rejects WHERE path IN (SELECT path FROM {rel})"
+INSERT_REJECTS = 'INSERT INTO rejects SELECT path, "offset", reason FROM {rel}'
 _FILE_UPSERT = """
 ON CONFLICT (path) DO UPDATE SET
     device = excluded.device, inode = excluded.inode, fp_len = excluded.fp_len, fp_hash = excluded.fp_hash,
     size = excluded.size, mtime_ns = excluded.mtime_ns, "offset" = excluded."offset", tail_hash = excluded.tail_hash,
     last_user_ms = excluded.last_user_ms, lines = excluded.lines, gone = false, ingested_at = excluded.ingested_at
 """
+
+
+def state_arrays(results: Sequence[ReadResult]) -> dict[str, Any]:
+    """The new file states of `results` as a `files` batch (INSERT_FILES)."""
+    return _state_arrays([_state_row(r.state) for r in results])
 
 
 def _state_arrays(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
@@ -267,33 +289,17 @@ class Index:
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
         rows = [c for r in results for c in r.parsed.calls]
-        events: dict[int, EventRow] = {}
-        for e in (e for r in results for e in r.parsed.events):
-            if e.key not in events or e.session < events[e.key].session:  # EVENT_UPSERT's rule
-                events[e.key] = e
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
             self._write_calls(rows, columns)
-            if events:
-                con.register("batch_events", column_arrays(list(events.values()), EventRow._fields))
-                con.execute(
-                    "INSERT INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, "
-                    "project, detail FROM batch_events" + EVENT_UPSERT
-                )
-                con.unregister("batch_events")
-            # Only a re-read (a rewritten or re-created file) can meet its own old rejects: an append
-            # read starts at the committed offset, and rejects commit with it. One statement for all.
-            rereads = [(r.plan.path,) for r in results if r.plan.reset and not self.deferring]
-            if rereads:  # (a rebuild's fresh file has no rejects before its files' first reads)
-                con.register("batch_rereads", column_arrays(rereads, ("path",)))
-                con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM batch_rereads)")
-                con.unregister("batch_rereads")
-            rejects = [rj for r in results for rj in r.parsed.rejects]
-            if rejects:
-                con.register("batch_rejects", column_arrays(rejects, ("path", "offset", "reason")))
-                con.execute('INSERT INTO rejects SELECT path, "offset", reason FROM batch_rejects')
-                con.unregister("batch_rejects")
+            # A rebuild's fresh file has no rejects before its files' first reads (batch_tables).
+            for name, arrays in batch_tables(results, rereads=not self.deferring).items():
+                con.register(f"batch_{name}", arrays)
+                try:
+                    con.execute(_TABLE_SQL[name].format(rel=f"batch_{name}"))
+                finally:
+                    con.unregister(f"batch_{name}")
             self._store_states(results)
             con.execute("COMMIT")
         except BaseException:
@@ -303,6 +309,25 @@ class Index:
             self._states.update((r.state.path, r.state) for r in results)
         else:  # a rebuild plans once: keeping every file's state would only hold memory (~5 MB)
             self.forget_file_states()
+
+    def commit_staged(self, parts: dict[str, Path]) -> None:
+        """Store a batch that a pass's writer process staged (staged.py), in one transaction: each
+        part is a Parquet file of one table's rows, `calls` merged already within the batch."""
+        rel = {name: f"read_parquet({sql_text(path)})" for name, path in parts.items()}
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if "calls" in rel:
+                con.execute(merge_calls_from(f"SELECT * FROM {rel['calls']}"))
+                con.execute(MARK_REPLAYS.format(msg_hashes=f"SELECT msg_hash FROM {rel['calls']}"))
+            for name in _TABLE_SQL:
+                if name in rel:
+                    con.execute(_TABLE_SQL[name].format(rel=rel[name]))
+            con.execute("COMMIT")
+        except BaseException:
+            rollback(con)
+            raise
+        self.forget_file_states()  # planning reads what it needs again
 
     def _write_calls(self, rows: list[CallRow], columns: Sequence[CallColumns]) -> None:
         """A commit's calls: set aside (deferred_calls), or a few by probe and insert, or one SQL merge."""
@@ -419,8 +444,48 @@ class Index:
         self.con.register("batch_files", _state_arrays(rows))
         # A rebuild's fresh file (deferred_calls) meets each path once: a plain insert, at a third of
         # the upsert's cost (6,908 files in 16 batches: ~70 vs 150-220 ms).
-        self.con.execute(_INSERT_FILES if self.deferring else _INSERT_FILES + _FILE_UPSERT)
+        self.con.execute((INSERT_FILES if self.deferring else INSERT_FILES + _FILE_UPSERT).format(rel="batch_files"))
         self.con.unregister("batch_files")
+
+
+# What a commit does with each of a batch's tables but calls and files, in this order (a re-read
+# file's old rejects go before its new ones come).
+_TABLE_SQL = {
+    "events": INSERT_EVENTS,
+    "rereads": DELETE_REREAD_REJECTS,
+    "rejects": INSERT_REJECTS,
+    "files": INSERT_FILES + _FILE_UPSERT,
+}
+
+
+def batch_tables(results: Sequence[ReadResult], rereads: bool = True) -> dict[str, Any]:
+    """The events, re-read paths and rejects of `results` as column arrays, by table (those with
+    rows only).
+
+    Events: one per key, the copy of the session whose name sorts first (EVENT_UPSERT's rule).
+    Re-reads: only a re-read (a rewritten or re-created file) can meet its own old rejects, as an
+    append read starts at the committed offset and rejects commit with it; `rereads` false, for
+    a fresh index, which has none.
+    """
+    events: dict[int, EventRow] = {}
+    for e in (e for r in results for e in r.parsed.events):
+        if e.key not in events or e.session < events[e.key].session:
+            events[e.key] = e
+    tables: dict[str, Any] = {}
+    if events:
+        tables["events"] = column_arrays(list(events.values()), EventRow._fields)
+    reread = [(r.plan.path,) for r in results if r.plan.reset] if rereads else []
+    if reread:
+        tables["rereads"] = column_arrays(reread, ("path",))
+    rejects = [rj for r in results for rj in r.parsed.rejects]
+    if rejects:
+        tables["rejects"] = column_arrays(rejects, ("path", "offset", "reason"))
+    return tables
+
+
+def sql_text(path: Path | str) -> str:
+    """`path` as an SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def read_priced(path: Path, book: PriceBook, compute: Callable[[Index], T]) -> T:

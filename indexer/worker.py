@@ -41,8 +41,8 @@ WORKER_NICE = 10  # parsers yield the cores to whoever else needs them
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def _end_with(parent: int) -> None:
-    """Linux: have the kernel SIGKILL this process when `parent` (the command that forked it) ends,
+def end_with(parent: int) -> None:
+    """Linux: have the kernel SIGKILL this process when `parent` (the process that started it) ends,
     so a parser never outlives a killed command, still holding its output pipes."""
     libc = glibc()
     if libc is not None:
@@ -64,7 +64,7 @@ def start_worker(idle: bool = False, parent: int | None = None) -> None:
     """
     tune_malloc()
     if parent is not None:
-        _end_with(parent)
+        end_with(parent)
     # Ctrl-C reaches the whole process group: the command that started the parsers ends them, and
     # they print no KeyboardInterrupt tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -7,9 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
@@ -123,3 +124,32 @@ def index_held_elsewhere(db: Path) -> Iterator[int]:
         holder.stdin.close()
         holder.stdout.close()
         holder.wait(timeout=30)
+
+
+GATE = "CCO_TEST_PARSER_GATE"
+
+
+def gated_read_task(plans: list[Any]) -> Any:
+    """worker.read_task once the file named by $CCO_TEST_PARSER_GATE exists (parser and writer
+    processes inherit the variable): a test decides when its parsers may finish, whatever the
+    machine's speed."""
+    from indexer import worker
+
+    gate = Path(os.environ[GATE])
+    deadline = time.monotonic() + 60
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return worker.read_task(plans)
+
+
+@pytest.fixture
+def parser_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Parser tasks wait until the returned path is touched."""
+    from indexer import ingest
+
+    gate = tmp_path / "parser-gate"
+    monkeypatch.setenv(GATE, str(gate))
+    # Pickled by reference: parsers import this module; a pass's writer process takes it along
+    # (ingest.settings).
+    monkeypatch.setattr(ingest, "read_task", gated_read_task)
+    return gate

@@ -18,7 +18,7 @@ import pytest
 import api.service as service_module
 from api.app import create_app
 from api.service import LiveService, Ring, StreamHub, lag
-from indexer import ingest, worker
+from indexer import ingest
 from indexer.errors import ServiceError
 from indexer.ingest import ParserPool, sync
 from indexer.metrics import overall
@@ -76,43 +76,6 @@ def big_tree(root: Path, megabytes: int) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(blob)
     return root
-
-
-GATE = "CCO_TEST_PARSER_GATE"
-
-
-def gated_read_task(plans: list[Any]) -> Any:
-    """worker.read_task once the file named by $CCO_TEST_PARSER_GATE exists (spawned parsers inherit
-    the variable): a test decides when its parsers may finish, whatever the machine's speed."""
-    gate = Path(os.environ[GATE])
-    deadline = time.monotonic() + 60
-    while not gate.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return worker.read_task(plans)
-
-
-@pytest.fixture
-def parser_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Parser tasks wait until the returned path is touched."""
-    gate = tmp_path / "parser-gate"
-    monkeypatch.setenv(GATE, str(gate))
-    monkeypatch.setattr(ingest, "read_task", gated_read_task)  # pickled by reference: parsers import this module
-    return gate
-
-
-@pytest.fixture
-def submitted(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Set once a ParserPool.submit has returned: every task of the pass is then given out."""
-    event = threading.Event()
-    real_submit = ParserPool.submit
-
-    def submit(self: ParserPool, func: Any, items: Any) -> Any:
-        futures = real_submit(self, func, items)
-        event.set()
-        return futures
-
-    monkeypatch.setattr(ParserPool, "submit", submit)
-    return event
 
 
 def test_first_snapshot_comes_from_the_existing_index_before_catch_up(tree: Path, tmp_path: Path) -> None:
@@ -186,30 +149,30 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
     assert total == (12, 12 * 4000) and calls_n == (1000,)
 
 
-def test_a_parser_process_killed_during_the_catch_up_is_reported_and_the_rest_read_later(
-    tree: Path, tmp_path: Path, parser_gate: Path, submitted: threading.Event, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("killed", "said"), [(0, "writer process ended"), (1, "a parser process ended")])
+def test_a_helper_process_killed_during_the_catch_up_is_reported_and_the_rest_read_later(
+    tree: Path, tmp_path: Path, parser_gate: Path, monkeypatch: pytest.MonkeyPatch, killed: int, said: str
 ) -> None:
+    """The catch-up's writer process (helpers[0]) or one of its parsers, killed as the OOM killer
+    would: the catch-up fails with a message that says so, and the next pass reads the rest."""
     big_tree(tree, 48)
-    # The kill comes once every task is submitted. A death while submit still starts processes is
-    # tested in test_ingest; here Python 3.11's executor would also raise in its own thread (it
-    # iterates the processes that submit is adding to), which pytest counts as a failure.
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
     svc.start()
     try:
-        # The parsers wait at the gate, so the kill comes with their tasks still to do on any machine.
-        assert submitted.wait(30)
-        pool = svc._pool
-        assert pool is not None and not svc.catch_up.done
-        pids = pool.pids()
-        # Later passes read in this process (the catch-up chose its parsers already): idle-class
-        # parsers get no core while other work fills them all (two busy loops held it past 120 s).
-        monkeypatch.setattr(ingest, "PARALLEL_BYTES", 1 << 40)
-        os.kill(pids[0], signal.SIGKILL)  # as the OOM killer would
+        # The parsers wait at the gate (their tasks, given out before the writer names its helpers,
+        # go with the pass: ingest.settings), so the kill comes with work still to do on any machine.
+        wait_for(lambda: len(svc._helpers) == 3, timeout=60)
+        assert not svc.catch_up.done
+        # Later passes read in this process: idle-class parsers get no core while other work fills
+        # them all (two busy loops held it past 120 s).
+        monkeypatch.setattr(service_module, "PARALLEL_BYTES", 1 << 40)
+        os.kill(svc._helpers[killed], signal.SIGKILL)
         parser_gate.touch()
         wait_for(lambda: svc.ingest_error is not None, timeout=60)
-        assert svc.ingest_error is not None and "a parser process ended" in svc.ingest_error
+        assert svc.ingest_error is not None and said in svc.ingest_error
         assert svc.health()["ok"] is False
+        assert not list(tmp_path.glob("index.duckdb.pass-*"))  # its staged batches are gone with it
         svc.wake()  # the next pass (a watcher event or the rescan) reads what was not committed
         wait_for(lambda: svc.ingest_error is None and not svc.health()["files_lagging"], timeout=60)
         on_disk = [p.read_bytes().count(b"\n") for p in (tree / "projects").rglob("*.jsonl")]
@@ -343,7 +306,7 @@ def test_a_new_project_folder_is_read(service: LiveService, tree: Path) -> None:
 def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nobody watching, its parser processes and the ingest thread use every core; once
+    """Nobody watching, its writer and parser processes and the ingest thread use every core; once
     `/api/stats` is asked for, the event loop's thread gets the first core and they keep off it;
     when the catch-up is done, all may use every core again."""
     monkeypatch.setattr(service_module, "WATCHED_S", 600.0)  # one request counts, however slow the parsers
@@ -358,21 +321,21 @@ def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
     svc.open()
     progress = svc._progress
     held, go_on = threading.Event(), threading.Event()
-    before: list[tuple[set[int], list[set[int]]]] = []  # at the first file read: ingest thread's, parsers'
+    before: list[tuple[set[int], list[set[int]]]] = []  # at the first file read: ingest thread's, helpers'
     after: list[tuple[set[int], list[set[int]], set[int]]] = []  # after it: the same, and the loop's
 
-    def parsers() -> list[set[int]]:
-        return [os.sched_getaffinity(pid) for pid in (svc._pool.pids() if svc._pool is not None else [])]
+    def helpers() -> list[set[int]]:  # the pass's writer process and its parsers
+        return [os.sched_getaffinity(pid) for pid in svc._helpers]
 
     def held_at_the_first_file(n: int) -> None:
         if not held.is_set():
-            before.append((os.sched_getaffinity(0), parsers()))
+            before.append((os.sched_getaffinity(0), helpers()))
             held.set()
             assert go_on.wait(60)
         progress(n)
         loop = svc._loop_thread
         assert loop is not None
-        after.append((os.sched_getaffinity(0), parsers(), os.sched_getaffinity(loop)))
+        after.append((os.sched_getaffinity(0), helpers(), os.sched_getaffinity(loop)))
 
     svc._progress = held_at_the_first_file  # type: ignore[method-assign]
     svc.start()

@@ -1,0 +1,223 @@
+"""A big pass run by a writer process, its batches merged here in SQL: the service's catch-up.
+
+The idea: in a serving process, every bit of Python a pass runs (unpickling the parsers' results,
+building each batch, the commit's statements) holds the GIL that the event loop needs. Measured
+beside a 1 GiB catch-up, a quiet cco process answered `/api/stats` with a p99 of 1.5 ms and the
+catching-up one 2.7 ms (BENCHMARKS.md, session 14). So a pass big enough for parser processes runs
+in a child process of its own, with its parsers: it reads, parses and builds each commit's batch
+(calls merged, file states, rejects, events) as the in-process pass would, writes it as a few
+Parquet files and names them over a pipe. This process then merges each batch in one
+transaction of SQL (Index.commit_staged), which DuckDB runs without the GIL.
+
+Offsets still commit with their rows: a batch's file states are merged in the same transaction as
+its calls, so a batch not yet merged (the service stopped, the writer died) was never committed,
+and its bytes are read again by the next pass.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, cast
+
+from indexer import ingest
+from indexer.columns import TEXT_COLUMNS, CallColumns
+from indexer.errors import CcoError, WorkerDied
+from indexer.ingest import RESULT_POLL_S, ParserPool, Planned, Progress, Stopped, SyncReport
+from indexer.merge import decoded, merged_columns
+from indexer.runfile import pid_alive
+from indexer.store import Index, batch_tables, sql_text, state_arrays
+from indexer.tail import ReadResult
+from indexer.worker import Chunk, end_with
+
+WRITER_DIED = (
+    "the pass's writer process ended in the middle of the pass (killed, or out of memory?); "
+    "what was committed is kept, the next pass reads the rest"
+)
+# A staged batch's calls as `calls` rows, each text column typed even where a batch has no text
+# in it (a column of nulls only would otherwise be stored as a number).
+_STAGED_CALLS = f"SELECT * REPLACE ({', '.join(f'{c}::VARCHAR AS {c}' for c in TEXT_COLUMNS)}) FROM ({{rows}})"
+_STAGED_TYPES = {
+    "events": "SELECT key::BIGINT AS key, ts_ms::BIGINT AS ts_ms, kind::VARCHAR AS kind, session::VARCHAR AS session, "
+    "project::VARCHAR AS project, detail::VARCHAR AS detail FROM {rel}",
+    "rereads": "SELECT path::VARCHAR AS path FROM {rel}",
+    "rejects": 'SELECT path::VARCHAR AS path, "offset"::BIGINT AS "offset", reason::VARCHAR AS reason FROM {rel}',
+    "files": "SELECT * FROM {rel}",
+}
+
+
+class PassFailed(CcoError):
+    """The writer process failed (its own error output has the details)."""
+
+
+def staged_sync(
+    index: Index,
+    todo: Planned,
+    *,
+    stopping: Any = None,
+    progress: Progress | None = None,
+    helpers: Callable[[list[int]], None] | None = None,
+) -> SyncReport:
+    """Read what `todo` plans into `index` as ingest.sync would, by a writer process (idle-class
+    parsers) whose batches are merged here as they come.
+
+    `progress`: called with each file's bytes read, before the batch holding it is merged;
+    `helpers`: called with the writer's and its parsers' pids once they run; `stopping` (an
+    Event), when set, ends them and raises Stopped.
+    """
+    index.mark_gone(todo.gone)
+    folder = Path(tempfile.mkdtemp(prefix=f"{index.path.name}.pass-{os.getpid()}-", dir=index.path.parent))
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe(duplex=False)
+    writer = context.Process(
+        target=_write_batches,
+        args=(theirs, todo, folder, ingest.settings(), os.getpid()),
+        name="cco-pass",
+    )
+    try:
+        writer.start()
+        theirs.close()
+        while True:
+            if stopping is not None and stopping.is_set():
+                raise Stopped
+            if not ours.poll(RESULT_POLL_S):
+                continue
+            try:
+                kind, value = ours.recv()
+            except EOFError:
+                raise WorkerDied(WRITER_DIED) from None
+            if kind == "read":
+                for n in value:
+                    if progress is not None:
+                        progress(n)
+            elif kind == "batch":
+                index.commit_staged(value)
+                for path in value.values():
+                    path.unlink(missing_ok=True)
+            elif kind == "helpers":
+                if helpers is not None and writer.pid is not None:
+                    helpers([writer.pid, *value])
+            elif kind == "done":
+                report: SyncReport = value
+                return report
+            elif kind == "died":
+                raise WorkerDied(value)
+            else:
+                raise PassFailed(f"the pass's writer process failed: {value}")
+    finally:
+        if writer.pid is not None:
+            writer.kill()  # its forked parsers end with it
+            writer.join()
+        ours.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale(db: Path) -> None:
+    """Staging folders left by passes whose process is gone (killed mid-pass)."""
+    prefix = f"{db.name}.pass-"
+    for leftover in db.parent.glob(prefix + "*"):
+        pid = leftover.name[len(prefix) :].partition("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+# --- the writer process ----------------------------------------------------------------------------
+
+
+def _write_batches(conn: Connection, todo: Planned, folder: Path, settings: dict[str, Any], parent: int) -> None:
+    """The writer process: the pass of `todo`, each commit's batch staged into `folder`.
+
+    Messages, in order: ("helpers", parser pids), then ("read", [bytes of each file]) and
+    ("batch", {table: Parquet file}) as sync goes (a file is counted before its batch comes),
+    then ("done", SyncReport), or ("died" or "failed", a one-line message).
+    """
+    end_with(parent)  # never outlives the service
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service ends it
+    ingest.use_settings(settings)
+    read: list[int] = []
+    try:
+        # Forked parsers: this process has no other thread yet, and they start with its modules.
+        pool = ParserPool(idle=True, fork=True)
+        try:
+            chunks = ingest.start_reading(todo.plans, pool)
+            conn.send(("helpers", pool.pids()))
+            stager = _Stager(folder, conn, read)
+            # sync only plans (the one use of a real Index) when not given `planned`.
+            committer = cast("Index", stager)
+            report = ingest.sync(committer, [], planned=todo, chunks=_counted(chunks, conn, read), progress=read.append)
+        except BaseException:
+            pool.terminate()
+            raise
+        pool.close()
+        if read:
+            conn.send(("read", read))
+        conn.send(("done", report))
+    except WorkerDied as exc:
+        conn.send(("died", str(exc)))
+    except Exception as exc:
+        traceback.print_exc()
+        conn.send(("failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+    finally:
+        conn.close()
+        os._exit(0)  # the parsers are ended with this process (their death signal)
+
+
+def _counted(chunks: Iterator[Chunk], conn: Connection, read: list[int]) -> Iterator[Chunk]:
+    """`chunks`, each chunk's files reported once sync has counted them (and committed if due)."""
+    for chunk in chunks:
+        yield chunk
+        if read:
+            conn.send(("read", list(read)))
+            read.clear()
+
+
+class _Stager:
+    """What sync commits to in the writer process: each commit's batch as Parquet files."""
+
+    deferring = False
+
+    def __init__(self, folder: Path, conn: Connection, read: list[int]) -> None:
+        from indexer.engine import duckdb
+
+        self.folder = folder
+        self.conn = conn
+        self.read = read  # files counted and not yet reported: reported before the batch holding them
+        self.con = duckdb.connect(config={"threads": 1})
+        self.batches = 0
+
+    def mark_gone(self, paths: Sequence[str]) -> None:
+        """Done by the service before the pass began."""
+
+    def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
+        self.batches += 1
+        rows = [c for r in results for c in r.parsed.calls]
+        calls = merged_columns(CallColumns.concat([*columns, CallColumns.from_rows(rows)]))
+        tables = batch_tables(results)
+        if results:
+            tables["files"] = state_arrays(results)
+        parts: dict[str, Path] = {}
+        if len(calls):
+            rows_sql = _STAGED_CALLS.format(rows=decoded("staged_calls", codes=False))
+            parts["calls"] = self._stage("calls", calls.texts(), rows_sql)
+        for name, arrays in tables.items():
+            parts[name] = self._stage(name, arrays, _STAGED_TYPES[name].format(rel=f"staged_{name}"))
+        if self.read:
+            self.conn.send(("read", list(self.read)))
+            self.read.clear()
+        self.conn.send(("batch", parts))
+
+    def _stage(self, name: str, arrays: dict[str, Any], select: str) -> Path:
+        path = self.folder / f"{self.batches}-{name}.parquet"
+        self.con.register(f"staged_{name}", arrays)
+        try:
+            self.con.execute(f"COPY ({select}) TO {sql_text(path)} (FORMAT parquet)")
+        finally:
+            self.con.unregister(f"staged_{name}")
+        return path
