@@ -767,8 +767,8 @@ class LiveService:
 
     def _spare_a_core(self, spare: bool, again: bool = False) -> None:
         """Give the event loop's thread one core (the first this process may use, if it may use
-        two or more) and keep the ingest thread and the catch-up's parser processes off it; or
-        let them all use every core again.
+        two or more) and keep the ingest thread and a big pass's writer and parser processes off
+        it; or let them all use every core again (`again`: even if that is what was done last).
 
         While someone is watching: the idle-class parsers sharing the event loop's core still
         delayed its wakeups (their reads in the kernel are not preempted), and so did the writer's

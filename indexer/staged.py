@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
@@ -61,7 +62,7 @@ def staged_sync(
     index: Index,
     todo: Planned,
     *,
-    stopping: Any = None,
+    stopping: threading.Event | None = None,
     progress: Progress | None = None,
     helpers: Callable[[list[int]], None] | None = None,
 ) -> SyncReport:
@@ -69,8 +70,8 @@ def staged_sync(
     parsers) whose batches are merged here as they come.
 
     `progress`: called with each file's bytes read, before the batch holding it is merged;
-    `helpers`: called with the writer's and its parsers' pids once they run; `stopping` (an
-    Event), when set, ends them and raises Stopped.
+    `helpers`: called with the writer's and its parsers' pids once they run; `stopping`, when
+    set, ends them and raises Stopped.
     """
     index.mark_gone(todo.gone)
     folder = Path(tempfile.mkdtemp(prefix=f"{index.path.name}.pass-{os.getpid()}-", dir=index.path.parent))

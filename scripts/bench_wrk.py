@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""`/api/stats` latency measured by wrk (a C client), against a hello-world Starlette endpoint.
+"""`/api/stats` latency measured by a C client, against a hello-world Starlette endpoint.
 
 bench.py's own client is Python: its timing adds the client's interpreter and GC to each request,
-and on this 2-core VM both processes share the cores. wrk's event loop costs microseconds, so
-its percentiles are closer to what the server does. Needs `wrk` on PATH (Debian: `apt-get
-install wrk`). Medians over the rounds are printed.
+and on this 2-core VM both processes share the cores. The client here is wrk (`--client wrk`,
+the default; Debian: `apt-get install wrk`) or scripts/plain_client.c (`--client plain`, built
+with the system's `cc`): one keep-alive connection, the next request sent once the last response
+is whole. During a catch-up the two disagree: wrk's p99 came out 3-10x the plain client's, and
+above what a kernel scheduling trace shows the server doing (BENCHMARKS.md, session 14), so both
+are kept. Medians over the rounds are printed.
 
-Usage: scripts/bench_wrk.py --db COPY_OF_AN_INDEX --tree TREE [--rounds 7] [--seconds 3]
-       scripts/bench_wrk.py --catch-up --tree TREE [--rounds 5] [--seconds 3] [--code DIR ...]
+Usage: scripts/bench_wrk.py --db COPY_OF_AN_INDEX --tree TREE [--rounds 7] [--seconds 3] [--client C]
+       scripts/bench_wrk.py --catch-up --tree TREE [--rounds 5] [--seconds 3] [--code DIR ...] [--client C]
 
 Steady: one service on the index (after its start-up pass), rounds alternating with hello-world.
 
@@ -44,6 +47,24 @@ from bench_service import free_port
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def measure(url: str, seconds: float, plain: Path | None) -> dict[str, float]:
+    """One client run: by `plain` (a built plain_client), else by wrk."""
+    if plain is None:
+        return wrk(url, seconds)
+    port, path = url.removeprefix("http://127.0.0.1:").split("/", 1)
+    out = subprocess.run([str(plain), port, f"{seconds:g}", "/" + path], capture_output=True, text=True, check=True)
+    n, p50, p99, p999, most = out.stdout.split()
+    return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999), "max": float(most), "requests": float(n)}
+
+
+def build_plain_client(folder: Path) -> Path:
+    """scripts/plain_client.c built into `folder`."""
+    built = folder / "plain_client"
+    source = Path(__file__).resolve().parent / "plain_client.c"
+    subprocess.run(["cc", "-O2", "-o", str(built), str(source)], check=True)
+    return built
+
+
 def wrk(url: str, seconds: float) -> dict[str, float]:
     """One wrk run over one keep-alive connection: p50, p99 (ms) and the number of requests."""
     out = subprocess.run(
@@ -78,7 +99,7 @@ def hello_world(port: int) -> subprocess.Popen[bytes]:
 def summary(runs: dict[str, list[dict[str, float]]], extra: str = "") -> None:
     for name, rs in runs.items():
         cells = []
-        for key in ("p50", "p99", *([extra] if extra else [])):
+        for key in ("p50", "p99", *(["p99.9"] if "p99.9" in rs[0] else []), *([extra] if extra else [])):
             vals = [r[key] for r in rs]
             unit = " s" if key == extra else " ms"
             cells.append(f"{key} {statistics.median(vals):.3f}{unit} ({min(vals):.3f}-{max(vals):.3f})")
@@ -117,7 +138,7 @@ def catch_up_rounds(args: argparse.Namespace) -> int:
                         wait_http(url, hello, 30)
                     if health(port)["catch_up"]["done"]:
                         raise SystemExit(f"{args.tree}: caught up before wrk began: a bigger tree is needed")
-                    got = wrk(url, args.seconds)
+                    got = measure(url, args.seconds, args.plain)
                     while not (cu := health(port)["catch_up"])["done"]:
                         time.sleep(0.2)
                     got["catch_up_s"] = float(cu["seconds"])
@@ -135,7 +156,7 @@ def catch_up_rounds(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
-        f"during a catch-up of {args.tree}: wrk -t1 -c1 -d{args.seconds:g}s --latency from the first answer, "
+        f"during a catch-up of {args.tree}: {client_name(args)} {args.seconds:g} s from the first answer, "
         f"{args.rounds} rounds each; medians (min-max)"
     )
     summary(runs, "catch_up_s")
@@ -150,10 +171,24 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=3, help="each wrk run's length, whole seconds (default 3)")
     ap.add_argument("--catch-up", action="store_true", help="measure while an empty index catches up")
     ap.add_argument("--code", action="append", help="with --catch-up: a source tree to measure (repeatable)")
+    ap.add_argument("--client", choices=("wrk", "plain"), default="wrk", help="wrk (default) or plain_client.c")
     args = ap.parse_args()
-    if shutil.which("wrk") is None:
+    if args.client == "wrk" and shutil.which("wrk") is None:
         print("wrk not found (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
+    built = Path(tempfile.mkdtemp(prefix="cco-plain-client-"))
+    try:
+        args.plain = build_plain_client(built) if args.client == "plain" else None
+        return run(args)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
+
+
+def client_name(args: argparse.Namespace) -> str:
+    return "plain_client.c" if args.plain is not None else "wrk -t1 -c1 --latency"
+
+
+def run(args: argparse.Namespace) -> int:
     if args.catch_up:
         args.rounds = args.rounds or 5
         return catch_up_rounds(args)
@@ -176,8 +211,8 @@ def main() -> int:
             time.sleep(0.5)
         for _ in range(args.rounds):
             for name, url in urls.items():
-                runs[name].append(wrk(url, args.seconds))
-        print(f"wrk -t1 -c1 -d{args.seconds:g}s --latency, alternating rounds; medians (min-max)")
+                runs[name].append(measure(url, args.seconds, args.plain))
+        print(f"{client_name(args)} {args.seconds:g} s, alternating rounds; medians (min-max)")
         summary(runs)
     finally:
         stop(proc)
