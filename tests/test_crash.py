@@ -8,14 +8,19 @@ sync runs to completion, and its index must equal a fresh `cco index rebuild` of
 calls row for row, file offsets and rejected lines.
 
 CCO_SLOW=1 kills 100 syncs, with more files; CCO_CRASH_SEED picks another writer sequence.
+
+Likewise `cco index run` killed during a catch-up that its pass writer reads (indexer/staged.py).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +31,7 @@ import pytest
 
 from indexer.store import Index
 from tests.conftest import CCO
+from tests.live_helpers import free_port, start_cco_run, wait_for, wait_for_http
 
 SLOW = os.environ.get("CCO_SLOW") == "1"
 ROUNDS = 100 if SLOW else 20
@@ -237,3 +243,58 @@ def test_sigkilled_syncs_end_equal_to_a_clean_rebuild(tmp_path: Path) -> None:
     assert got[0] == want[0]
     assert got[1] == want[1]
     assert got[2] == want[2]
+
+
+def read_some(base: str) -> bool:
+    """Whether the service at `base` has read a file of its catch-up, or finished it."""
+    catch_up = wait_for_http(f"{base}/api/metrics/health", timeout=10)["catch_up"]
+    return bool(catch_up["done"] or catch_up["files_done"] > 0)
+
+
+def test_a_service_killed_during_its_catch_up_ends_equal_to_a_clean_rebuild(tmp_path: Path) -> None:
+    """`cco index run` SIGKILLed at several moments of a catch-up big enough for its pass writer
+    (staged batches being written, merged, or neither): each restart goes on from what was merged,
+    the last one finishes, and the index equals a rebuild, with no staging folder left behind."""
+    spec = importlib.util.spec_from_file_location(
+        "gen_corpus", Path(__file__).resolve().parent.parent / "scripts" / "gen_corpus.py"
+    )
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    sys.modules["gen_corpus"] = gen  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(gen)
+    root = tmp_path / "claude"
+    gen.generate(root / "projects", 12 << 20, seed=11, days=10, jobs=1)  # above ingest.PARALLEL_BYTES
+    db = tmp_path / "index.duckdb"
+    rnd = random.Random(SEED + 2)
+    staging_killed = 0  # kills that left a staging folder behind
+    for _ in range(4):
+        port = free_port()
+        proc = start_cco_run(root, db, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{base}/api/stats", timeout=60)
+            # Killed once the writer has read something (its batch staged, being merged, or not yet).
+            wait_for(functools.partial(read_some, base), timeout=60, step=0.01)
+            time.sleep(rnd.uniform(0, 0.2))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        staging_killed += bool(list(tmp_path.glob("index.duckdb.pass-*")))
+    assert staging_killed >= 1
+    port = free_port()
+    proc = start_cco_run(root, db, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/api/stats", timeout=60)
+        wait_for(lambda: wait_for_http(f"{base}/api/metrics/health", timeout=10)["catch_up"]["done"], timeout=120)
+        assert not list(tmp_path.glob("index.duckdb.pass-*"))  # the killed services' staging folders
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    clean = tmp_path / "clean.duckdb"
+    fresh = cco("index", "rebuild", "--source", str(root), "--db", str(clean))
+    _, err = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, err.decode()
+    got, want = snapshot(db), snapshot(clean)
+    assert len(want[0]) > 1000
+    assert got == want
