@@ -413,7 +413,6 @@ def start_reading(
     plans: list[ReadPlan],
     pool: ParserPool | None = None,
     workers: int | None = None,
-    idle: bool = False,
     stopping: threading.Event | None = None,
 ) -> Iterator[Chunk]:
     """The reads of `plans` as they finish: by this process (a small pass), or by `pool`, whose
@@ -424,13 +423,11 @@ def start_reading(
         return (([r], None) for r in map(read_plan, plans) if r is not None)
     if pool is not None:
         return pool.imap_unordered(read_task, _tasks(plans))
-    return _read_by_own_pool(plans, workers, idle, stopping)
+    return _read_by_own_pool(plans, workers, stopping)
 
 
-def _read_by_own_pool(
-    plans: list[ReadPlan], workers: int | None, idle: bool, stopping: threading.Event | None
-) -> Iterator[Chunk]:
-    pool = ParserPool(workers, idle, stopping)
+def _read_by_own_pool(plans: list[ReadPlan], workers: int | None, stopping: threading.Event | None) -> Iterator[Chunk]:
+    pool = ParserPool(workers, stopping=stopping)
     try:
         yield from pool.imap_unordered(read_task, _tasks(plans))
     except BaseException:  # a dead worker, shutdown, or the caller gave up: the rest is read next time
@@ -448,7 +445,6 @@ def sync(
     only: set[str] | None = None,
     pool: ParserPool | None = None,
     workers: int | None = None,
-    idle_workers: bool = False,
     stopping: threading.Event | None = None,
     progress: Progress | None = None,
     planned: Planned | None = None,
@@ -458,8 +454,8 @@ def sync(
 
     `planned`: what `plan` found just before (a caller that needed the figures first), so the
     tree is not walked twice; `chunks`: its reads, already under way (start_reading), as a
-    rebuild starts them before it opens its index files. `idle_workers`: parser processes this
-    call starts (a big pass) run in the idle scheduling class (the service's), else niced.
+    rebuild starts them before it opens its index files. Parser processes this call starts (a
+    big pass) are niced (the service's big passes run in staged.py, with idle-class parsers).
     `stopping`: when set, a pass waiting on parser processes ends them and raises Stopped (the
     service's shutdown).
     """
@@ -491,7 +487,7 @@ def sync(
         pending, pending_columns, pending_bytes, pending_calls, pending_rejects = [], [], 0, 0, 0
 
     if chunks is None:
-        chunks = start_reading(plans, pool, workers, idle_workers, stopping)
+        chunks = start_reading(plans, pool, workers, stopping)
     for results, columns in chunks:
         if columns is not None:
             pending_columns.append(columns)

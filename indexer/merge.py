@@ -126,7 +126,6 @@ def decoded(relation: str, codes: bool = True) -> str:
     return f"SELECT * EXCLUDE (ts_ms), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation, codes)})"
 
 
-# A registered batch (merged_columns: one row per key; its vocabulary the parameter) merged into `calls`.
 def merge_calls_from(rows: str) -> str:
     """SQL: the `calls` rows that query `rows` gives (one per key) merged into `calls` by MERGE_SET,
     as a hash join on the key column."""
@@ -137,6 +136,7 @@ WHEN NOT MATCHED THEN INSERT BY NAME
 """
 
 
+# A registered batch (merged_columns: one row per key; its vocabulary the parameter) merged into `calls`.
 MERGE_CALLS = merge_calls_from(decoded("batch_calls"))
 # A compaction event copied into a resumed session's file (same uuid, same time) is one event:
 # the copy of the session whose name sorts first is kept, as calls break such ties, so the order

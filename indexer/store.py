@@ -80,18 +80,18 @@ FILE_STATES = f"SELECT path, {', '.join(_FILE_COLUMNS)}, gone FROM files"
 NO_USER = -1  # last_user_ms of a file state in column arrays: none yet (a time is 2000-2100)
 # Each statement of a commit that reads a batch's table, `{rel}`: registered arrays, or a staged
 # batch's Parquet file (staged.py).
-INSERT_FILES = f"""
+_INSERT_FILES = f"""
 INSERT INTO files
 SELECT path, device, inode, fp_len, fp_hash, size, mtime_ns, "offset", tail_hash, nullif(last_user_ms, {NO_USER}),
        lines, false, now()::TIMESTAMP
 FROM {{rel}}
 """
-INSERT_EVENTS = (
+_INSERT_EVENTS = (
     "INSERT INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, project, detail FROM {rel}"
     + EVENT_UPSERT
 )
-DELETE_REREAD_REJECTS = "DELETE FROM rejects WHERE path IN (SELECT path FROM {rel})"
-INSERT_REJECTS = 'INSERT INTO rejects SELECT path, "offset", reason FROM {rel}'
+_DELETE_REREAD_REJECTS = "DELETE FROM rejects WHERE path IN (SELECT path FROM {rel})"
+_INSERT_REJECTS = 'INSERT INTO rejects SELECT path, "offset", reason FROM {rel}'
 _FILE_UPSERT = """
 ON CONFLICT (path) DO UPDATE SET
     device = excluded.device, inode = excluded.inode, fp_len = excluded.fp_len, fp_hash = excluded.fp_hash,
@@ -101,7 +101,7 @@ ON CONFLICT (path) DO UPDATE SET
 
 
 def state_arrays(results: Sequence[ReadResult]) -> dict[str, Any]:
-    """The new file states of `results` as a `files` batch (INSERT_FILES)."""
+    """The new file states of `results` as a `files` batch (_INSERT_FILES)."""
     return _state_arrays([_state_row(r.state) for r in results])
 
 
@@ -444,17 +444,17 @@ class Index:
         self.con.register("batch_files", _state_arrays(rows))
         # A rebuild's fresh file (deferred_calls) meets each path once: a plain insert, at a third of
         # the upsert's cost (6,908 files in 16 batches: ~70 vs 150-220 ms).
-        self.con.execute((INSERT_FILES if self.deferring else INSERT_FILES + _FILE_UPSERT).format(rel="batch_files"))
+        self.con.execute((_INSERT_FILES if self.deferring else _INSERT_FILES + _FILE_UPSERT).format(rel="batch_files"))
         self.con.unregister("batch_files")
 
 
 # What a commit does with each of a batch's tables but calls and files, in this order (a re-read
 # file's old rejects go before its new ones come).
 _TABLE_SQL = {
-    "events": INSERT_EVENTS,
-    "rereads": DELETE_REREAD_REJECTS,
-    "rejects": INSERT_REJECTS,
-    "files": INSERT_FILES + _FILE_UPSERT,
+    "events": _INSERT_EVENTS,
+    "rereads": _DELETE_REREAD_REJECTS,
+    "rejects": _INSERT_REJECTS,
+    "files": _INSERT_FILES + _FILE_UPSERT,
 }
 
 
