@@ -3,6 +3,7 @@ batch's offsets with its rows, nothing left behind when the writer dies."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, m
     """Over an index that already holds calls: appends, a rewritten file whose old rejects must go,
     a fork copy and a sidechain replay across files and batches, a compaction event, rejected
     lines and a deleted file, with one batch per file read by parser processes."""
-    tree = rules_tree(tmp_path / "projects", ("duplicate_groups", "sidechain_replay", "bad_tokens", "nul_run"))
+    tree = rules_tree(tmp_path / "projects", ("duplicate_groups", "bad_tokens", "nul_run"))
     shutil.copytree(FIXTURES / "service" / "projects", tree, dirs_exist_ok=True)  # holds a compaction
     plain, stager = Index(tmp_path / "plain.duckdb"), Index(tmp_path / "staged.duckdb")
     for index in (plain, stager):
@@ -54,7 +55,7 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, m
     assert contents(plain) == contents(stager)
     indexed = sorted(tree.rglob("*.jsonl"))
     # What changes before the next pass:
-    rules_tree(tree, ("fork_copy", "cost_usd", "api_error", "cache_1h"))  # new files: fork copies, ...
+    rules_tree(tree, ("fork_copy", "sidechain_replay", "cost_usd", "api_error", "cache_1h"))  # new files
     rewritten = tree / "-home-u-rules" / "cccccccc-0000-4000-8000-000000000001.jsonl"  # bad_tokens': rejects
     rewritten.write_bytes(rewritten.read_bytes().splitlines(keepends=True)[-1])  # shorter: read again whole
     first = indexed[0]
@@ -79,7 +80,7 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, m
 
         stager.commit_staged = commit_staged  # type: ignore[method-assign]
         report = staged_pass(stager, [tree], progress=progressed.append, helpers=helpers.append)
-        assert report == expected.__class__(**{**expected.__dict__, "seconds": report.seconds})
+        assert report == dataclasses.replace(expected, seconds=report.seconds)
         assert contents(stager) == contents(plain)
         got = contents(stager)
         assert (str(gone), True) in [(r[0], r[-1]) for r in got["files"]]
@@ -88,7 +89,7 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, m
         assert stager.con.execute("SELECT count(*) FILTER (replay) FROM calls").fetchone() == (1,)
         # Every file read is counted before the batch holding it is merged; one batch per file with calls.
         assert len(progressed) == report.files_read and sum(progressed) == report.bytes_read
-        assert len(batches) >= 4 and batches == sorted(batches) and all(n >= 1 for n in batches)
+        assert len(batches) >= 4 and all(counted >= i + 1 for i, counted in enumerate(batches))
         assert len(helpers) == 1 and len(helpers[0]) == 1 + (os.cpu_count() or 2)  # the writer, its parsers
         assert not list(tmp_path.glob("*.pass-*"))  # its staging folder is removed
     finally:
