@@ -4,8 +4,8 @@ The idea: nothing an HTTP request touches ever waits for ingest. Three kinds of 
 
 - the ingest thread ("cco-ingest") owns the single DuckDB writer connection. It catches up at
   start-up, then sleeps until the watcher wakes it or the periodic rescan is due, and runs a sync
-  pass: the scan decides what is read, events only say "look now". After a commit it prices new models and asks
-  for a snapshot. A pass big enough for parser processes (the catch-up, usually) is run by a
+  pass: the scan decides what is read, events only say "look now". After a commit it prices new
+  models and asks for a snapshot. A pass big enough for parser processes (the catch-up, usually) is run by a
   writer process with its parsers (indexer/staged.py): every bit of Python such a pass runs would
   hold the GIL that requests need, so this thread only merges the batches it stages, in SQL
   (DuckDB runs that without the GIL); while someone watches, that process and its parsers keep

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import multiprocessing
 import os
 import stat
@@ -108,9 +109,9 @@ class Planned:
     unnamed: list[str] = field(default_factory=list)  # paths skipped: not UTF-8 (see SyncReport)
     unreadable: list[str] = field(default_factory=list)  # files and folders skipped: no permission
 
-    @property
+    @functools.cached_property
     def bytes(self) -> int:
-        """Bytes not yet read."""
+        """Bytes not yet read (the plans are not changed once made)."""
         return sum(p.size - p.start for p in self.plans)
 
 

@@ -22,7 +22,7 @@ from indexer.memory import drop_code_pages
 from indexer.merge import EVENT_UPSERT, MARK_REPLAYS, MERGE_SET, changes
 from indexer.parse import MAX_COST_USD, MAX_COUNT
 from indexer.pricing import PriceBook, apply_prices
-from indexer.runfile import pid_alive
+from indexer.runfile import left_behind
 from indexer.store import REBUILD_HINT, Index, sql_text
 from indexer.worker import Chunk
 
@@ -183,11 +183,8 @@ def _files_not_on_disk(con: duckdb.DuckDBPyConnection, old: str) -> int | None:
 
 def _remove_stale(db: Path) -> None:
     """Temporary files of rebuilds that were killed (their process is gone), and our own."""
-    prefix = f"{db.name}.rebuild-"
-    for leftover in db.parent.glob(prefix + "*"):
-        pid = leftover.name[len(prefix) :].removesuffix(".wal")
-        if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
-            leftover.unlink(missing_ok=True)
+    for leftover in left_behind(db, "rebuild", own=True):
+        leftover.unlink(missing_ok=True)
 
 
 def rebuild(

@@ -142,3 +142,16 @@ def remove_run_file(db: Path, pid: int | None = None) -> None:
             return
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def left_behind(db: Path, kind: str, own: bool = False) -> list[Path]:
+    """What processes left beside `db` named `<db name>.<kind>-<pid>…` (a rebuild's temporary
+    index and its WAL, a pass's staging folder), of those that are gone; with `own`, this
+    process's too."""
+    prefix = f"{db.name}.{kind}-"
+    found = []
+    for path in db.parent.glob(prefix + "*"):
+        pid = path.name[len(prefix) :].partition("-")[0].removesuffix(".wal")
+        if pid.isdigit() and ((own and int(pid) == os.getpid()) or not pid_alive(int(pid))):
+            found.append(path)
+    return found

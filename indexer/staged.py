@@ -33,7 +33,7 @@ from indexer.columns import TEXT_COLUMNS, CallColumns
 from indexer.errors import CcoError, WorkerDied
 from indexer.ingest import RESULT_POLL_S, ParserPool, Planned, Progress, Stopped, SyncReport
 from indexer.merge import decoded, merged_columns
-from indexer.runfile import pid_alive
+from indexer.runfile import left_behind
 from indexer.store import Index, batch_tables, sql_text, state_arrays
 from indexer.tail import ReadResult
 from indexer.worker import Chunk, end_with
@@ -122,11 +122,8 @@ def staged_sync(
 
 def remove_stale(db: Path) -> None:
     """Staging folders left by passes whose process is gone (killed mid-pass)."""
-    prefix = f"{db.name}.pass-"
-    for leftover in db.parent.glob(prefix + "*"):
-        pid = leftover.name[len(prefix) :].partition("-")[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in left_behind(db, "pass"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # --- the writer process ----------------------------------------------------------------------------
@@ -157,8 +154,7 @@ def _write_batches(conn: Connection, todo: Planned, folder: Path, settings: dict
             pool.terminate()
             raise
         pool.close()
-        if read:
-            conn.send(("read", read))
+        _report_read(conn, read)
         conn.send(("done", report))
     except WorkerDied as exc:
         conn.send(("died", str(exc)))
@@ -174,9 +170,14 @@ def _counted(chunks: Iterator[Chunk], conn: Connection, read: list[int]) -> Iter
     """`chunks`, each chunk's files reported once sync has counted them (and committed if due)."""
     for chunk in chunks:
         yield chunk
-        if read:
-            conn.send(("read", list(read)))
-            read.clear()
+        _report_read(conn, read)
+
+
+def _report_read(conn: Connection, read: list[int]) -> None:
+    """Send the files counted since the last report (their bytes), and forget them."""
+    if read:
+        conn.send(("read", list(read)))
+        read.clear()
 
 
 class _Stager:
@@ -209,9 +210,7 @@ class _Stager:
             parts["calls"] = self._stage("calls", calls.texts(), rows_sql)
         for name, arrays in tables.items():
             parts[name] = self._stage(name, arrays, _STAGED_TYPES[name].format(rel=f"staged_{name}"))
-        if self.read:
-            self.conn.send(("read", list(self.read)))
-            self.read.clear()
+        _report_read(self.conn, self.read)
         self.conn.send(("batch", parts))
 
     def _stage(self, name: str, arrays: dict[str, Any], select: str) -> Path:
