@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -153,3 +155,15 @@ def parser_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # (ingest.settings).
     monkeypatch.setattr(ingest, "read_task", gated_read_task)
     return gate
+
+
+def load_gen_corpus() -> ModuleType:
+    """scripts/gen_corpus.py as a module (scripts/ is no package)."""
+    if "gen_corpus" in sys.modules:
+        return sys.modules["gen_corpus"]
+    spec = importlib.util.spec_from_file_location("gen_corpus", ROOT / "scripts" / "gen_corpus.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gen_corpus"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

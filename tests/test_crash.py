@@ -15,12 +15,10 @@ Likewise `cco index run` killed during a catch-up that its pass writer reads (in
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,7 +28,7 @@ import orjson
 import pytest
 
 from indexer.store import Index
-from tests.conftest import CCO
+from tests.conftest import CCO, load_gen_corpus
 from tests.live_helpers import free_port, start_cco_run, wait_for, wait_for_http
 
 SLOW = os.environ.get("CCO_SLOW") == "1"
@@ -255,13 +253,7 @@ def test_a_service_killed_during_its_catch_up_ends_equal_to_a_clean_rebuild(tmp_
     """`cco index run` SIGKILLed at several moments of a catch-up big enough for its pass writer
     (staged batches being written, merged, or neither): each restart goes on from what was merged,
     the last one finishes, and the index equals a rebuild, with no staging folder left behind."""
-    spec = importlib.util.spec_from_file_location(
-        "gen_corpus", Path(__file__).resolve().parent.parent / "scripts" / "gen_corpus.py"
-    )
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    sys.modules["gen_corpus"] = gen  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(gen)
+    gen = load_gen_corpus()
     root = tmp_path / "claude"
     gen.generate(root / "projects", 12 << 20, seed=11, days=10, jobs=1)  # above ingest.PARALLEL_BYTES
     db = tmp_path / "index.duckdb"

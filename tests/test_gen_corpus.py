@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import orjson
 import pytest
-from conftest import ROOT, run_cco
+from conftest import load_gen_corpus, run_cco
 
-
-def _load_gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_corpus", ROOT / "scripts" / "gen_corpus.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_corpus"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_gen()
+gen = load_gen_corpus()
 SIZE = 12 << 20  # above ingest.PARALLEL_BYTES: `cco index rebuild` parses it in its (forked) parser processes
 
 
