@@ -5,7 +5,7 @@ bench.py's own client is Python: its timing adds the client's interpreter and GC
 and on this 2-core VM both processes share the cores. The client here is wrk (`--client wrk`,
 the default; Debian: `apt-get install wrk`) or scripts/plain_client.c (`--client plain`, built
 with the system's `cc`): one keep-alive connection, the next request sent once the last response
-is whole. During a catch-up the two disagree: wrk's p99 came out 3-10x the plain client's, and
+is whole. During a catch-up the two disagree: wrk's p99 came out 3-15x the plain client's, and
 above what a kernel scheduling trace shows the server doing (BENCHMARKS.md, session 14), so both
 are kept. Medians over the rounds are printed.
 

@@ -2,7 +2,7 @@
 // 127.0.0.1:PORT for SECONDS, each request sent as soon as the last response is whole, timed with
 // CLOCK_MONOTONIC from write to the last byte. Prints "requests p50 p99 p99.9 max" (ms).
 //
-// Why, beside wrk: during a catch-up on 2 cores wrk's percentiles came out 3-10x above this
+// Why, beside wrk: during a catch-up on 2 cores wrk's p99 came out 3-15x above this
 // client's, and above what a kernel scheduling trace shows the server doing (BENCHMARKS.md,
 // session 14); a client this small leaves nothing of its own in the numbers.
 //
