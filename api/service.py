@@ -54,7 +54,7 @@ from api.output import skipped_warnings
 from indexer.activity import current
 from indexer.engine import duckdb
 from indexer.errors import CcoError, ServiceError
-from indexer.ingest import PARALLEL_BYTES, Planned, Stopped, SyncReport, plan, planned, sync
+from indexer.ingest import PARALLEL_BYTES, Planned, Stopped, SyncReport, TooMany, plan, plan_states, planned, sync
 from indexer.memory import drop_code_pages, release_memory
 from indexer.metrics import Memo, iso_utc
 from indexer.paths import pricing_file
@@ -81,6 +81,8 @@ WAKE_COALESCE_S = 0.01  # one append makes several events; read once
 LAG_TTL_S = 2.0  # between passes, health walks the tree for its lag figures at most this often
 SNAPSHOT_DEBOUNCE_S = 0.03  # commits come in bursts; snapshot once after them
 MAX_STREAMS = 32
+# The start-up pass is planned here up to this many transcripts; beyond, by its writer process.
+PLAN_HERE_FILES = 500
 WATCHED_S = 5.0  # `/api/stats` asked this recently: someone follows the numbers (the monitor polls every 1-2 s)
 PING_S = 15.0
 JOIN_S = 0.6  # shutdown waits this long for the ingest thread, then interrupts its query ...
@@ -200,7 +202,8 @@ class CatchUp:
     seconds: float | None = None
 
     def as_json(self) -> dict[str, Any]:
-        fraction = 1.0 if self.done or not self.bytes_total else min(1.0, self.bytes_done / self.bytes_total)
+        # bytes_total is 0 until the pass is planned (by its writer process, for a big tree).
+        fraction = 1.0 if self.done else min(1.0, self.bytes_done / self.bytes_total) if self.bytes_total else 0.0
         return {
             "running": self.running,
             "done": self.done,
@@ -308,7 +311,10 @@ class LiveService:
         self._reader_root: duckdb.DuckDBPyConnection | None = None
         self._reader_lock = threading.Lock()
         self._snap_con: duckdb.DuckDBPyConnection | None = None
-        self._snap_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cco-snapshot")
+        self._snap_thread: int | None = None  # the snapshot thread (native id), once it runs
+        self._snap_pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="cco-snapshot", initializer=self._snapshot_thread_started
+        )
         self._snap_lock = threading.Lock()  # held while a snapshot or stream message reads the index
         self.busy_at_exit = False  # a thread was still inside DuckDB when close() gave up waiting
         self._snap_key: tuple[Any, ...] | None = None
@@ -727,10 +733,11 @@ class LiveService:
         started = time.perf_counter()
         self._take_dirty()
         try:
-            planned = plan(index, self.config.roots)
-            cu.files, cu.bytes_total = len(planned.plans), planned.bytes
+            todo = self._plan_catch_up(index)
+            if todo is not None:
+                self._planned(len(todo.plans), todo.bytes)
             cu.running = True
-            report = self._read(index, planned, self._progress)
+            report = self._read(index, todo, self._progress)
             self._committed(report)
             log.info(
                 "caught up: %d bytes from %d files in %.2f s", report.bytes_read, report.files_read, report.seconds
@@ -751,15 +758,42 @@ class LiveService:
             cu.running, cu.done = False, not self._stopping.is_set()
             cu.finished, cu.seconds = now_iso(), round(time.perf_counter() - started, 3)
 
+    def _plan_catch_up(self, index: Index) -> Planned | None:
+        """The start-up pass's plan, made here when the tree is small; None when the index or the
+        walk meets more than PLAN_HERE_FILES transcripts: the pass's writer process plans it then
+        (staged_sync). Here, walking the 6,908 transcripts of the 1 GiB test tree took ~0.4 s beside
+        a busy event loop and kept its requests waiting 2-4 ms at a time, and pickling the plan for
+        the writer held the GIL 15-30 ms at once (BENCHMARKS.md, session 15)."""
+        if index.file_count() > PLAN_HERE_FILES:
+            return None  # loading every file state here would hold the GIL too
+        try:
+            return plan_states(index.file_states(), self.config.roots, most=PLAN_HERE_FILES)
+        except TooMany:
+            return None
+
+    def _planned(self, files: int, nbytes: int) -> None:
+        """The catch-up's plan is known: `files` to read, `nbytes` in all."""
+        self.catch_up.files, self.catch_up.bytes_total = files, nbytes
+
     def _progress(self, n: int) -> None:
         """One file of the catch-up is read (`n` bytes)."""
         self.catch_up.files_done += 1
         self.catch_up.bytes_done += n
         if self._stopping.is_set():
             raise Stopped
+        self._run_jobs(catching_up=True)
+
+    def _tick(self) -> None:
+        """Between the messages of a big pass's writer process (at least every RESULT_POLL_S):
+        cores shared as watching asks, and the catch-up's jobs run."""
         if self._helpers:
             self._spare_a_core(self.watched())
-        self._run_jobs(catching_up=True)
+        if self.catch_up.running:
+            self._run_jobs(catching_up=True)
+
+    def _snapshot_thread_started(self) -> None:
+        """(At the first snapshot, which comes before the catch-up.)"""
+        self._snap_thread = threading.get_native_id()
 
     def watched(self) -> bool:
         """Whether anyone follows the numbers now: `/api/stats` asked lately, or a stream open."""
@@ -767,14 +801,16 @@ class LiveService:
 
     def _spare_a_core(self, spare: bool, again: bool = False) -> None:
         """Give the event loop's thread one core (the first this process may use, if it may use
-        two or more) and keep the ingest thread and a big pass's writer and parser processes off
-        it; or let them all use every core again (`again`: even if that is what was done last).
+        two or more) and keep the ingest thread, the snapshot thread and a big pass's writer and
+        parser processes off it; or let them all use every core again (`again`: even if that is
+        what was done last).
 
         While someone is watching: the idle-class parsers sharing the event loop's core still
         delayed its wakeups (their reads in the kernel are not preempted), and so did the writer's
         DuckDB work. `/api/stats` p99 during a 1 GiB catch-up 4.9 -> 2.9 ms. The price is the
         catch-up's speed (1.6 -> 2.7 s on 2 cores), so nobody watching, every core parses.
-        (BENCHMARKS.md, session 13.)
+        (BENCHMARKS.md, session 13.) A snapshot on the event loop's core, 40-300 ms beside the
+        catch-up's merges, kept requests waiting 2-6 ms at a time (session 15).
         """
         if len(self._cpus) < 2 or (spare == self._sparing and not again):
             return
@@ -782,6 +818,8 @@ class LiveService:
         others = self._cpus - {first} if spare else self._cpus
         pinned = [(0, others)]  # 0: this thread (the ingest thread)
         pinned += [(pid, others) for pid in self._helpers]
+        if self._snap_thread is not None:
+            pinned.append((self._snap_thread, others))
         if self._loop_thread is not None:
             pinned.append((self._loop_thread, frozenset([first]) if spare else self._cpus))
         for who, cpus in pinned:
@@ -803,14 +841,24 @@ class LiveService:
         self._committed(report)
         return report
 
-    def _read(self, index: Index, todo: Planned, progress: Callable[[int], None] | None = None) -> SyncReport:
+    def _read(self, index: Index, todo: Planned | None, progress: Callable[[int], None] | None = None) -> SyncReport:
         """Read what `todo` plans: in this thread, or, big enough for parser processes, by a writer
-        process (staged_sync) while this thread merges its batches."""
-        if todo.bytes < PARALLEL_BYTES:
+        process (staged_sync) while this thread merges its batches; `todo` None: a pass of the
+        whole tree, which the writer plans."""
+        if todo is not None and todo.bytes < PARALLEL_BYTES:
             return sync(index, self.config.roots, progress=progress, planned=todo)
         self._spare_a_core(self.watched())  # before the writer starts: its processes start with it
         try:
-            return staged_sync(index, todo, stopping=self._stopping, progress=progress, helpers=self._started_helpers)
+            return staged_sync(
+                index,
+                todo,
+                roots=self.config.roots,
+                stopping=self._stopping,
+                progress=progress,
+                helpers=self._started_helpers,
+                planned=self._planned,
+                tick=self._tick,
+            )
         finally:
             self._helpers = []
             self._spare_a_core(False)

@@ -55,6 +55,7 @@ DEFERRED_COMMIT_FILES = 1_000
 COMMIT_REJECTS = 50_000
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 # What a pass's work depends on here, which a pass run by another process (staged.py) takes along.
 _SETTINGS = (
     "PARALLEL_BYTES",
@@ -115,27 +116,45 @@ class Planned:
         return sum(p.size - p.start for p in self.plans)
 
 
+class TooMany(Exception):
+    """A walk met more transcripts than its caller would plan in its own process (plan_states)."""
+
+
 def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> Planned:
     """Plans for files with new bytes, paths that disappeared, and the number of files seen.
 
     With `only` (a watcher naming the files that changed) just those paths are looked at: no walk
     of the tree and no load of every file's state, so a one-line append costs a few stat calls.
     """
-    root_strs = [str(r) for r in roots]
+    if only is None:
+        return plan_states(index.file_states(), roots)
+    under_roots = _under(roots)
+    found = [(p, st) for p in sorted(only) if under_roots(p) and (st := _stat_jsonl(p)) is not None]
+    return planned(found, index.file_states(p for p in only if under_roots(p)), under_roots)
 
-    def under_roots(path: str) -> bool:
-        return any(path.startswith(r + os.sep) for r in root_strs)
 
+def plan_states(states: dict[str, FileState], roots: Iterable[Path], most: int | None = None) -> Planned:
+    """`plan` of the whole tree against `states` (every file state an index holds): what a pass's
+    writer process plans with the states its service exported (staged.py). `most`: raise TooMany
+    once the walk meets more transcripts than that."""
     unlisted: list[str] = []
-    if only is not None:
-        found: Iterable[tuple[str, os.stat_result]] = [
-            (p, st) for p in sorted(only) if under_roots(p) and (st := _stat_jsonl(p)) is not None
-        ]
-        states = index.file_states(p for p in only if under_roots(p))
-    else:
-        found = iter_transcripts(roots, unlisted)
-        states = index.file_states()
-    return planned(found, states, under_roots, unlisted)
+    found = iter_transcripts(roots, unlisted)
+    if most is not None:
+        found = _at_most(found, most)
+    return planned(found, states, _under(roots), unlisted)
+
+
+def _under(roots: Iterable[Path]) -> Callable[[str], bool]:
+    """Whether a path is below one of `roots`."""
+    prefixes = tuple(str(r) + os.sep for r in roots)
+    return lambda path: path.startswith(prefixes)
+
+
+def _at_most(found: Iterator[T], most: int) -> Iterator[T]:
+    for i, item in enumerate(found):
+        if i == most:
+            raise TooMany
+        yield item
 
 
 def plan_fresh(roots: Iterable[Path], each: Callable[[ReadPlan], None] | None = None) -> Planned:
@@ -255,7 +274,6 @@ WORKER_DIED = (
     "a parser process ended in the middle of the pass (killed, or out of memory?); "
     "what was committed is kept, run it again for the rest"
 )
-T = TypeVar("T")
 
 
 class Stopped(Exception):

@@ -35,7 +35,7 @@ from indexer.ingest import RESULT_POLL_S, ParserPool, Planned, Progress, Stopped
 from indexer.merge import decoded, merged_columns
 from indexer.runfile import left_behind
 from indexer.store import Index, batch_tables, sql_text, state_arrays
-from indexer.tail import ReadResult
+from indexer.tail import FileState, ReadResult
 from indexer.worker import Chunk, end_with
 
 WRITER_DIED = (
@@ -49,6 +49,7 @@ _STAGED_TYPES = {
     "events": "SELECT key::BIGINT AS key, ts_ms::BIGINT AS ts_ms, kind::VARCHAR AS kind, session::VARCHAR AS session, "
     "project::VARCHAR AS project, detail::VARCHAR AS detail FROM {rel}",
     "rereads": "SELECT path::VARCHAR AS path FROM {rel}",
+    "gone": "SELECT path::VARCHAR AS path FROM {rel}",
     "rejects": 'SELECT path::VARCHAR AS path, "offset"::BIGINT AS "offset", reason::VARCHAR AS reason FROM {rel}',
     "files": "SELECT * FROM {rel}",
 }
@@ -60,26 +61,36 @@ class PassFailed(CcoError):
 
 def staged_sync(
     index: Index,
-    todo: Planned,
+    todo: Planned | None,
     *,
+    roots: Sequence[Path] = (),
     stopping: threading.Event | None = None,
     progress: Progress | None = None,
     helpers: Callable[[list[int]], None] | None = None,
+    planned: Callable[[int, int], None] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> SyncReport:
     """Read what `todo` plans into `index` as ingest.sync would, by a writer process (idle-class
     parsers) whose batches are merged here as they come.
 
-    `progress`: called with each file's bytes read, before the batch holding it is merged;
-    `helpers`: called with the writer's and its parsers' pids once they run; `stopping`, when
-    set, ends them and raises Stopped.
+    `todo` None: the writer plans the pass itself, over the whole of `roots`, against the file
+    states this index holds (exported for it as Parquet): the walk of a big tree, ~0.1 s of Python
+    (more beside a busy event loop), and the pickled plan then hold no GIL here. `planned`: called
+    with the files and bytes it is to read, once it knows. `progress`: called with each file's
+    bytes read, before the batch holding it is merged; `helpers`: called with the writer's and
+    its parsers' pids once they run; `tick`: called at least every RESULT_POLL_S; `stopping`,
+    when set, ends them and raises Stopped.
     """
-    index.mark_gone(todo.gone)
     folder = Path(tempfile.mkdtemp(prefix=f"{index.path.name}.pass-{os.getpid()}-", dir=index.path.parent))
+    states = None
+    if todo is None:
+        states = folder / "states.parquet"
+        index.export_states(states)
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe(duplex=False)
     writer = context.Process(
         target=_write_batches,
-        args=(theirs, todo, folder, ingest.settings(), os.getpid()),
+        args=(theirs, todo, [str(r) for r in roots], states, folder, ingest.settings(), os.getpid()),
         name="cco-pass",
     )
     try:
@@ -88,6 +99,8 @@ def staged_sync(
         while True:
             if stopping is not None and stopping.is_set():
                 raise Stopped
+            if tick is not None:
+                tick()
             if not ours.poll(RESULT_POLL_S):
                 continue
             try:
@@ -105,6 +118,9 @@ def staged_sync(
             elif kind == "helpers":
                 if helpers is not None and writer.pid is not None:
                     helpers([writer.pid, *value])
+            elif kind == "planned":
+                if planned is not None:
+                    planned(*value)
             elif kind == "done":
                 report: SyncReport = value
                 return report
@@ -129,19 +145,34 @@ def remove_stale(db: Path) -> None:
 # --- the writer process ----------------------------------------------------------------------------
 
 
-def _write_batches(conn: Connection, todo: Planned, folder: Path, settings: dict[str, Any], parent: int) -> None:
-    """The writer process: the pass of `todo`, each commit's batch staged into `folder`.
+def _write_batches(
+    conn: Connection,
+    todo: Planned | None,
+    roots: list[str],
+    states: Path | None,
+    folder: Path,
+    settings: dict[str, Any],
+    parent: int,
+) -> None:
+    """The writer process: the pass of `todo` (None: of `roots`, planned here against the file
+    `states` exported by the service), each commit's batch staged into `folder`.
 
-    Messages, in order: ("helpers", parser pids), then ("read", [bytes of each file]) and
-    ("batch", {table: Parquet file}) as sync goes (a file is counted before its batch comes),
-    then ("done", SyncReport), or ("died" or "failed", a one-line message).
+    Messages, in order: ("planned", (files, bytes)) if it planned, ("helpers", parser pids), a
+    ("batch", {"gone": Parquet file}) if transcripts were deleted, then ("read", [bytes of each
+    file]) and ("batch", {table: Parquet file}) as sync goes (a file is counted before its batch
+    comes), then ("done", SyncReport), or ("died" or "failed", a one-line message).
     """
     end_with(parent)  # never outlives the service
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service ends it
     ingest.use_settings(settings)
     read: list[int] = []
     try:
-        # Forked parsers: this process has no other thread yet, and they start with its modules.
+        if todo is None:
+            assert states is not None
+            todo = ingest.plan_states(_read_states(states), [Path(r) for r in roots])
+            conn.send(("planned", (len(todo.plans), todo.bytes)))
+        # Forked parsers: this process has no other thread now (_read_states closed its DuckDB),
+        # and they start with its modules.
         pool = ParserPool(idle=True, fork=True)
         try:
             chunks = ingest.start_reading(todo.plans, pool)
@@ -164,6 +195,18 @@ def _write_batches(conn: Connection, todo: Planned, folder: Path, settings: dict
     finally:
         conn.close()
         os._exit(0)  # the parsers are ended with this process (their death signal)
+
+
+def _read_states(path: Path) -> dict[str, FileState]:
+    """The file states a service exported (Index.export_states), by path."""
+    from indexer.engine import duckdb
+
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        rows = con.execute(f"SELECT * FROM read_parquet({sql_text(path)})").fetchall()
+    finally:
+        con.close()  # and its threads with it: the parsers are forked next
+    return {r[0]: FileState(*r) for r in rows}
 
 
 def _counted(chunks: Iterator[Chunk], conn: Connection, read: list[int]) -> Iterator[Chunk]:
@@ -195,7 +238,14 @@ class _Stager:
         self.batches = 0
 
     def mark_gone(self, paths: Sequence[str]) -> None:
-        """Done by the service before the pass began."""
+        """Staged as a batch of its own, which sync makes before any other."""
+        import numpy as np
+
+        if paths:
+            self.batches += 1
+            arrays = {"path": np.array(paths, dtype=object)}
+            gone = self._stage("gone", arrays, _STAGED_TYPES["gone"].format(rel="staged_gone"))
+            self.conn.send(("batch", {"gone": gone}))
 
     def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
         self.batches += 1

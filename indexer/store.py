@@ -90,6 +90,7 @@ _INSERT_EVENTS = (
     "INSERT INTO events SELECT key, make_timestamp(ts_ms * 1000), kind, session, project, detail FROM {rel}"
     + EVENT_UPSERT
 )
+_MARK_GONE = "UPDATE files SET gone = true WHERE path IN (SELECT path FROM {rel})"
 _DELETE_REREAD_REJECTS = "DELETE FROM rejects WHERE path IN (SELECT path FROM {rel})"
 _INSERT_REJECTS = 'INSERT INTO rejects SELECT path, "offset", reason FROM {rel}'
 _FILE_UPSERT = """
@@ -246,10 +247,25 @@ class Index:
         """Drop the cached `files` rows: for whoever changes that table other than by commit / mark_gone."""
         self._states, self._all_states = {}, False
 
+    def file_count(self) -> int:
+        """How many files the index knows (gone ones too)."""
+        return int((self.con.execute("SELECT count(*) FROM files").fetchone() or (0,))[0])
+
+    def export_states(self, path: Path) -> None:
+        """Every stored file state (FILE_STATES) into a Parquet file, for a pass planned by
+        another process (staged.py); DuckDB writes it without the GIL."""
+        self.con.execute(f"COPY ({FILE_STATES}) TO {sql_text(path)} (FORMAT parquet)")
+
     def mark_gone(self, paths: Iterable[str]) -> None:
+        import numpy as np
+
         paths = list(paths)
         if paths:
-            self.con.executemany("UPDATE files SET gone = true WHERE path = ?", [[p] for p in paths])
+            self.con.register("batch_gone", {"path": np.array(paths, dtype=object)})
+            try:
+                self.con.execute(_MARK_GONE.format(rel="batch_gone"))
+            finally:
+                self.con.unregister("batch_gone")
             for p in paths:
                 if p in self._states:
                     self._states[p] = dataclasses.replace(self._states[p], gone=True)
@@ -317,6 +333,8 @@ class Index:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
+            if "gone" in rel:  # the transcripts the writer's plan found deleted (its first batch)
+                con.execute(_MARK_GONE.format(rel=rel["gone"]))
             if "calls" in rel:
                 con.execute(merge_calls_from(f"SELECT * FROM {rel['calls']}"))
                 con.execute(MARK_REPLAYS.format(msg_hashes=f"SELECT msg_hash FROM {rel['calls']}"))

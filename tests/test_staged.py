@@ -43,10 +43,14 @@ def staged_pass(index: Index, roots: list[Path], **kwargs: Any) -> ingest.SyncRe
     return staged_sync(index, plan(index, roots), **kwargs)
 
 
-def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("planner", ["service", "writer"])
+def test_a_staged_pass_stores_what_a_pass_in_this_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planner: str
+) -> None:
     """Over an index that already holds calls: appends, a rewritten file whose old rejects must go,
     a fork copy and a sidechain replay across files and batches, a compaction event, rejected
-    lines and a deleted file, with one batch per file read by parser processes."""
+    lines and a deleted file, with one batch per file read by parser processes; planned by the
+    caller, or by the writer process from the file states the index exported."""
     tree = rules_tree(tmp_path / "projects", ("duplicate_groups", "bad_tokens", "nul_run"))
     shutil.copytree(FIXTURES / "service" / "projects", tree, dirs_exist_ok=True)  # holds a compaction
     plain, stager = Index(tmp_path / "plain.duckdb"), Index(tmp_path / "staged.duckdb")
@@ -69,17 +73,25 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, m
     try:
         expected = sync(plain, [tree])
         progressed: list[int] = []
-        batches: list[int] = []  # files counted when each batch came
+        batches: list[tuple[set[str], int]] = []  # each batch's tables, and the files counted when it came
         helpers: list[list[int]] = []
+        planned: list[tuple[int, int]] = []
         real = stager.commit_staged
 
         def commit_staged(parts: dict[str, Path]) -> None:
-            batches.append(len(progressed))
+            batches.append((set(parts), len(progressed)))
             assert all(p.exists() for p in parts.values())
             real(parts)
 
         stager.commit_staged = commit_staged  # type: ignore[method-assign]
-        report = staged_pass(stager, [tree], progress=progressed.append, helpers=helpers.append)
+        report = staged_sync(
+            stager,
+            plan(stager, [tree]) if planner == "service" else None,
+            roots=[tree],
+            progress=progressed.append,
+            helpers=helpers.append,
+            planned=lambda files, nbytes: planned.append((files, nbytes)),
+        )
         assert report == dataclasses.replace(expected, seconds=report.seconds)
         assert contents(stager) == contents(plain)
         got = contents(stager)
@@ -87,9 +99,13 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(tmp_path: Path, m
         assert {r[0] for r in got["rejects"]} and str(rewritten) not in {r[0] for r in got["rejects"]}
         assert got["events"]
         assert stager.con.execute("SELECT count(*) FILTER (replay) FROM calls").fetchone() == (1,)
-        # Every file read is counted before the batch holding it is merged; one batch per file with calls.
+        assert planned == ([] if planner == "service" else [(report.files_read, report.bytes_read)])
+        # The deleted transcript comes first, in a batch of its own. Then every file read is counted
+        # before the batch holding it is merged; one batch per file with calls.
         assert len(progressed) == report.files_read and sum(progressed) == report.bytes_read
-        assert len(batches) >= 4 and all(counted >= i + 1 for i, counted in enumerate(batches))
+        assert batches[0] == ({"gone"}, 0)
+        counts = [counted for _, counted in batches[1:]]
+        assert len(counts) >= 4 and all(counted >= i + 1 for i, counted in enumerate(counts))
         assert len(helpers) == 1 and len(helpers[0]) == 1 + (os.cpu_count() or 2)  # the writer, its parsers
         assert not list(tmp_path.glob("*.pass-*"))  # its staging folder is removed
     finally:

@@ -819,7 +819,9 @@ function healthProblems(h) {
   if (h.ingest_error) out.push(`ingest error: ${h.ingest_error}`);
   if (h.prices && h.prices.error) out.push(`pricing file error: ${h.prices.error}`);
   const c = h.catch_up;
-  if (c && c.running && !c.done) out.push(`catching up: ${fmtPct(c.fraction || 0)} of ${fmtCompact(c.bytes_total)} bytes`);
+  if (c && c.running && !c.done) {
+    out.push(c.bytes_total ? `catching up: ${fmtPct(c.fraction || 0)} of ${fmtCompact(c.bytes_total)} bytes` : "catching up: looking for what is new");
+  }
   const o = h.observer;
   if (o && o.mode === "polling") out.push("file watching fell back to polling (OS watch limit?)");
   else if (o && o.alive === false && o.started !== false) out.push(`file watcher is down${o.error ? `: ${o.error}` : ""} (restarting)`);
