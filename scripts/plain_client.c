@@ -1,10 +1,15 @@
 // A plain HTTP client for scripts/bench_wrk.py: GET PATH over one keep-alive connection to
 // 127.0.0.1:PORT for SECONDS, each request sent as soon as the last response is whole, timed with
-// CLOCK_MONOTONIC from write to the last byte. Prints "requests p50 p99 p99.9 max" (ms).
+// CLOCK_MONOTONIC from write to the last byte. Prints "requests p50 p99 p99.9 max" (ms) of the
+// requests as timed, then p50 p99 p99.9 corrected for coordinated omission as wrk corrects them.
 //
-// Why, beside wrk: during a catch-up on 2 cores wrk's p99 came out 3-15x above this
-// client's, and above what a kernel scheduling trace shows the server doing (BENCHMARKS.md,
-// session 14); a client this small leaves nothing of its own in the numbers.
+// Why two sets of figures: a client that waits for each response before it sends the next one
+// times a stall of the server once, however long it lasts, while a client asking at random
+// moments (a monitor polling) would meet it once per request it sent meanwhile. wrk corrects for
+// that before it prints (stats_correct: a request that took x gets copies of x - k * interval,
+// k = 1, 2, ... while above the interval, the run's mean time per request). During a catch-up
+// the two differ by 3-15x (BENCHMARKS.md, sessions 14 and 15); a client this small leaves
+// nothing of its own in either.
 //
 // Build: cc -O2 -o plain_client plain_client.c     Usage: plain_client PORT SECONDS [PATH]
 #define _GNU_SOURCE
@@ -77,7 +82,18 @@ int main(int argc, char **argv) {
         took[n++] = (now() - sent) * 1e3;
     }
     if (n == 0) return 1;
+    double interval = (now() - started) * 1e3 / n;
+    size_t m = n, room = 2 * n;
+    double *all = malloc(room * sizeof *all);
+    memcpy(all, took, n * sizeof *took);
+    for (size_t i = 0; i < n; i++)
+        for (double x = took[i] - interval; took[i] >= 2 * interval && x > interval; x -= interval) {
+            if (m == room) all = realloc(all, (room *= 2) * sizeof *all);
+            all[m++] = x;
+        }
     qsort(took, n, sizeof *took, by_value);
-    printf("%zu %.3f %.3f %.3f %.3f\n", n, took[n / 2], took[(size_t)(n * 0.99)], took[(size_t)(n * 0.999)], took[n - 1]);
+    qsort(all, m, sizeof *all, by_value);
+    printf("%zu %.3f %.3f %.3f %.3f %.3f %.3f %.3f\n", n, took[n / 2], took[(size_t)(n * 0.99)],
+           took[(size_t)(n * 0.999)], took[n - 1], all[m / 2], all[(size_t)(m * 0.99)], all[(size_t)(m * 0.999)]);
     return 0;
 }
