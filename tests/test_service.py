@@ -511,6 +511,25 @@ def test_a_settings_file_that_cannot_be_read_keeps_the_mode_and_the_ingest(
     assert len([r for r in caplog.records if "keeping cost mode auto" in r.getMessage()]) == 1
 
 
+def test_a_status_asked_during_a_big_catch_up_is_answered_before_it_ends(
+    tree: Path, tmp_path: Path, parser_gate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that reads no transcript (status) runs between a writer process's messages, at least
+    every RESULT_POLL_S, here while the writer's parsers wait and send nothing."""
+    big_tree(tree, 24)
+    monkeypatch.setattr(service_module, "PLAN_HERE_FILES", 2)  # the writer plans the catch-up too
+    svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
+    svc.open()
+    svc.start()
+    try:
+        wait_for(lambda: len(svc._helpers) == 1 + (os.cpu_count() or 2), timeout=60)  # parsers at the gate
+        status = asyncio.run(asyncio.wait_for(svc.call_writer(svc.status_json, anytime=True), 10))
+        assert status["calls"] == 0 and not svc.catch_up.done  # nothing is committed yet
+    finally:
+        parser_gate.touch()
+        svc.close()
+
+
 def test_writer_jobs_run_on_the_ingest_thread(service: LiveService) -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         status = await service.call_writer(service.status_json, anytime=True)
