@@ -43,6 +43,12 @@ TASK_FILES = 48
 # main process peaked at ~225 MB with 256 MiB / 200 k, ~185 MB now, rebuild time unchanged).
 COMMIT_BYTES = 64 << 20  # commit after about this many bytes read ...
 COMMIT_CALLS = 50_000  # ... or this many call lines, whichever first
+# A service's big pass, run by a writer process (staged.py), commits in bigger batches: merging one
+# in the serving process holds the GIL a few ms to parse and bind its statements (DuckDB), so
+# fewer batches keep requests waiting less often. Watched 1 GiB catch-up, 6 rounds each:
+# /api/stats p99 (corrected) median 1.0 -> 0.6 ms; the writer's peak RSS 95 -> 106 MB.
+STAGED_COMMIT_BYTES = 160 << 20
+STAGED_COMMIT_CALLS = 128_000
 # A rebuild's fresh file (Index.deferring) sets its calls aside until the end, so a commit holds
 # only file states, rejects and events: fewer, bigger ones (4 instead of 16 for 1 GiB) save the
 # writer ~8 ms each. 1 GiB tree, 7 interleaved pairs: median 1.62 s against 1.69 s.
@@ -63,6 +69,8 @@ _SETTINGS = (
     "TASK_FILES",
     "COMMIT_BYTES",
     "COMMIT_CALLS",
+    "STAGED_COMMIT_BYTES",
+    "STAGED_COMMIT_CALLS",
     "COMMIT_REJECTS",
     "read_task",
 )

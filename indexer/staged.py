@@ -165,6 +165,7 @@ def _write_batches(
     end_with(parent)  # never outlives the service
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service ends it
     ingest.use_settings(settings)
+    ingest.COMMIT_BYTES, ingest.COMMIT_CALLS = ingest.STAGED_COMMIT_BYTES, ingest.STAGED_COMMIT_CALLS
     read: list[int] = []
     try:
         if todo is None:

@@ -125,7 +125,7 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
     root = big_tree(tmp_path / "big", 24)  # 12 files alike, so it does not matter which are read first
     db = tmp_path / "index.duckdb"
     monkeypatch.setattr(ingest, "TASK_BYTES", 1)  # a parser task per file ...
-    monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)  # ... and a commit per task, so 4 files are committed
+    monkeypatch.setattr(ingest, "STAGED_COMMIT_CALLS", 1)  # ... and a commit per task, so 4 files are committed
     svc = LiveService(make_config(root, db))
     svc.open()
     svc.write_run_file()

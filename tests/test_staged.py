@@ -68,7 +68,7 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(
     gone = next(p for p in indexed if p not in (first, rewritten))
     gone.unlink()
     monkeypatch.setattr(ingest, "PARALLEL_BYTES", 0)  # the writer's parsers read (ingest.settings)
-    monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)  # a batch per file with calls
+    monkeypatch.setattr(ingest, "STAGED_COMMIT_CALLS", 1)  # a batch per file with calls
     monkeypatch.setattr(ingest, "TASK_BYTES", 1)  # a parser task per file
     try:
         expected = sync(plain, [tree])
