@@ -159,6 +159,7 @@ def _under(roots: Iterable[Path]) -> Callable[[str], bool]:
 
 
 def _at_most(found: Iterator[T], most: int) -> Iterator[T]:
+    """`found`, raising TooMany where it would give more than `most` items."""
     for i, item in enumerate(found):
         if i == most:
             raise TooMany
