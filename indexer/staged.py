@@ -16,6 +16,7 @@ and its bytes are read again by the next pass.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -24,6 +25,7 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
@@ -134,6 +136,19 @@ def staged_sync(
             writer.join()
         ours.close()
         shutil.rmtree(folder, ignore_errors=True)
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """End the process that multiprocessing's spawn starts beside this one, which would otherwise
+    stay for the service's life (13 MB RSS): it tracks named semaphores, and none is left once
+    the writer has ended (its parsers are forked, whose semaphores are never named). The next
+    pass starts it again. Private API: where it is missing, the process stays."""
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(Exception):
+            stop()
 
 
 def remove_stale(db: Path) -> None:

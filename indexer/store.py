@@ -257,15 +257,9 @@ class Index:
         self.con.execute(f"COPY ({FILE_STATES}) TO {sql_text(path)} (FORMAT parquet)")
 
     def mark_gone(self, paths: Iterable[str]) -> None:
-        import numpy as np
-
         paths = list(paths)
-        if paths:
-            self.con.register("batch_gone", {"path": np.array(paths, dtype=object)})
-            try:
-                self.con.execute(_MARK_GONE.format(rel="batch_gone"))
-            finally:
-                self.con.unregister("batch_gone")
+        if paths:  # (a list parameter: no numpy, which a serving process otherwise seldom loads)
+            self.con.execute(_MARK_GONE.format(rel="(SELECT unnest(?::VARCHAR[]) AS path)"), [paths])
             for p in paths:
                 if p in self._states:
                     self._states[p] = dataclasses.replace(self._states[p], gone=True)

@@ -108,9 +108,24 @@ def test_a_staged_pass_stores_what_a_pass_in_this_process_does(
         assert len(counts) >= 4 and all(counted >= i + 1 for i, counted in enumerate(counts))
         assert len(helpers) == 1 and len(helpers[0]) == 1 + (os.cpu_count() or 2)  # the writer, its parsers
         assert not list(tmp_path.glob("*.pass-*"))  # its staging folder is removed
+        if sys.platform == "linux":  # nor does multiprocessing's resource tracker stay (13 MB)
+            assert not children(b"resource_tracker")
     finally:
         plain.close()
         stager.close()
+
+
+def children(fragment: bytes) -> list[int]:
+    """This process's children whose command line holds `fragment` (Linux: /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                if fragment in (stat.parent / "cmdline").read_bytes():
+                    found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    return found
 
 
 def test_a_killed_writer_fails_the_pass_and_the_next_pass_reads_it_all(
