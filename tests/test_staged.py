@@ -120,9 +120,9 @@ def children(fragment: bytes) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
-                if fragment in (stat.parent / "cmdline").read_bytes():
-                    found.append(int(stat.parent.name))
+            ours = int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+            if ours and fragment in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
         except (OSError, ValueError, IndexError):
             continue  # ended meanwhile
     return found
