@@ -125,7 +125,7 @@ def staged_sync(
                     planned(*value)
             elif kind == "done":
                 report: SyncReport = value
-                return report
+                break
             elif kind == "died":
                 raise WorkerDied(value)
             else:
@@ -136,14 +136,17 @@ def staged_sync(
             writer.join()
         ours.close()
         shutil.rmtree(folder, ignore_errors=True)
-        _stop_resource_tracker()
+    _stop_resource_tracker()  # after a pass that ended well only: never in a shutdown's way
+    return report
 
 
 def _stop_resource_tracker() -> None:
     """End the process that multiprocessing's spawn starts beside this one, which would otherwise
-    stay for the service's life (13 MB RSS): it tracks named semaphores, and none is left once
-    the writer has ended (its parsers are forked, whose semaphores are never named). The next
-    pass starts it again. Private API: where it is missing, the process stays."""
+    stay for the service's life (13 MB RSS). It tracks named semaphores: the writer's forked
+    parsers name none, and the service, whose passes that need parsers all run in the writer,
+    makes none itself (a process that does should not call this: what the tracker still holds
+    would be unlinked under it). The next pass starts it again. Private API: where it is
+    missing, the process stays."""
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     stop = getattr(tracker, "_stop", None)
     if stop is not None:

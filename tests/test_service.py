@@ -142,7 +142,7 @@ def test_shutdown_during_a_big_catch_up_is_quick_and_clean(
 
     svc._progress = held_at_the_fifth_file  # type: ignore[method-assign]
     svc.start()
-    assert reached.wait(30)
+    assert reached.wait(120)  # idle-class parsers beside busy loops took 20-30 s to read 4 files
     assert not svc.catch_up.done
     started = time.perf_counter()
     svc.close()
@@ -180,6 +180,7 @@ def test_a_helper_process_killed_during_the_catch_up_is_reported_and_the_rest_re
         # Later passes read in this process: idle-class parsers get no core while other work fills
         # them all (two busy loops held it past 120 s).
         monkeypatch.setattr(service_module, "PARALLEL_BYTES", 1 << 40)
+        monkeypatch.setattr(ingest, "PARALLEL_BYTES", 1 << 40)  # no parser pool of its own either
         os.kill(svc._helpers[killed], signal.SIGKILL)
         parser_gate.touch()
         wait_for(lambda: svc.ingest_error is not None, timeout=60)
