@@ -141,15 +141,21 @@ def plan(index: Index, roots: Iterable[Path], only: set[str] | None = None) -> P
     return planned(found, index.file_states(p for p in only if under_roots(p)), under_roots)
 
 
-def plan_states(states: dict[str, FileState], roots: Iterable[Path], most: int | None = None) -> Planned:
+def plan_states(
+    states: dict[str, FileState],
+    roots: Iterable[Path],
+    most: int | None = None,
+    each: Callable[[ReadPlan], None] | None = None,
+) -> Planned:
     """`plan` of the whole tree against `states` (every file state an index holds): what a pass's
     writer process plans with the states its service exported (staged.py). `most`: raise TooMany
-    once the walk meets more transcripts than that."""
+    once the walk meets more transcripts than that; `each`: called with each plan as the walk
+    makes it."""
     unlisted: list[str] = []
     found = iter_transcripts(roots, unlisted)
     if most is not None:
         found = _at_most(found, most)
-    return planned(found, states, _under(roots), unlisted)
+    return planned(found, states, _under(roots), unlisted, each)
 
 
 def _under(roots: Iterable[Path]) -> Callable[[str], bool]:
@@ -169,8 +175,7 @@ def _at_most(found: Iterator[T], most: int) -> Iterator[T]:
 def plan_fresh(roots: Iterable[Path], each: Callable[[ReadPlan], None] | None = None) -> Planned:
     """`plan` for an index that holds nothing yet (a rebuild's fresh file): every transcript, whole.
     `each`: called with each plan as the walk makes it."""
-    unlisted: list[str] = []
-    return planned(iter_transcripts(roots, unlisted), {}, lambda _: False, unlisted, each)
+    return plan_states({}, roots, each=each)
 
 
 def plan_and_start(roots: Iterable[Path], pool: ParserPool) -> tuple[Planned, Iterator[Chunk]]:

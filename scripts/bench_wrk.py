@@ -170,7 +170,7 @@ def main() -> int:
     ap.add_argument("--db", type=Path, help="an index file (a copy: the service writes to it); not with --catch-up")
     ap.add_argument("--tree", type=Path, required=True, help="the transcripts it indexes")
     ap.add_argument("--rounds", type=int, help="default 7 (5 with --catch-up)")
-    ap.add_argument("--seconds", type=int, default=3, help="each wrk run's length, whole seconds (default 3)")
+    ap.add_argument("--seconds", type=int, default=3, help="each client run's length, whole seconds (default 3)")
     ap.add_argument("--catch-up", action="store_true", help="measure while an empty index catches up")
     ap.add_argument("--code", action="append", help="with --catch-up: a source tree to measure (repeatable)")
     ap.add_argument("--client", choices=("wrk", "plain"), default="wrk", help="wrk (default) or plain_client.c")
