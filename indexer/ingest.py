@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from indexer.columns import CallColumns
 from indexer.errors import WorkerDied
 from indexer.sources import iter_transcripts
-from indexer.tail import FileState, ReadPlan, ReadResult, plan_read, read_plan
+from indexer.tail import FileState, ReadPlan, Reads, plan_read, read_plan
 from indexer.worker import Chunk, read_task, start_worker, warm_up
 
 if TYPE_CHECKING:  # the store (and DuckDB) load only where an index is opened: a rebuild's parsers
@@ -50,12 +50,10 @@ COMMIT_CALLS = 50_000  # ... or this many call lines, whichever first
 STAGED_COMMIT_BYTES = 160 << 20
 STAGED_COMMIT_CALLS = 128_000
 # A rebuild's fresh file (Index.deferring) sets its calls aside until the end, so a commit holds
-# only file states, rejects and events: fewer, bigger ones (4 instead of 16 for 1 GiB) save the
-# writer ~8 ms each. 1 GiB tree, 7 interleaved pairs: median 1.62 s against 1.69 s.
-DEFERRED_COMMIT_BYTES = 256 << 20
-# ... or after this many files: the last 256 MiB of a tree, its small files read last (largest
-# first), would otherwise leave thousands of file states to the commit after the last read.
-DEFERRED_COMMIT_FILES = 1_000
+# only file states, rejects and events: it commits after this many files (a few MB of states),
+# which is once, at the end, for most trees. Each commit in the middle cost the writer ~20 ms of
+# CPU beside busy parsers (1 GiB tree: 9 commits, 182 ms).
+DEFERRED_COMMIT_FILES = 20_000
 # ... and any pass commits once this many rejected lines wait: a damaged tree's short bad lines
 # (1.5 M in 24 MiB) held ~22 bytes of memory per byte read until the next commit.
 COMMIT_REJECTS = 50_000
@@ -453,7 +451,7 @@ def start_reading(
     its own, started at the first result asked for and ended after the last."""
     total = sum(p.size - p.start for p in plans)
     if (pool is None and workers == 1) or total < PARALLEL_BYTES or (len(plans) == 1 and pool is None):
-        return (([r], None) for r in map(read_plan, plans) if r is not None)
+        return ((Reads.of([r]), None) for r in map(read_plan, plans) if r is not None)
     if pool is not None:
         return pool.imap_unordered(read_task, _tasks(plans))
     return _read_by_own_pool(plans, workers, stopping)
@@ -508,39 +506,42 @@ def sync(
         report.unreadable_example = todo.unreadable[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     index.mark_gone(todo.gone)
     deferring = index.deferring
-    commit_bytes = DEFERRED_COMMIT_BYTES if deferring else COMMIT_BYTES
-    pending: list[ReadResult] = []
+    pending: list[Reads] = []
     pending_columns: list[CallColumns] = []
-    pending_bytes = pending_calls = pending_rejects = 0
+    pending_bytes = pending_calls = pending_rows = pending_rejects = pending_files = 0
 
     def flush() -> None:
-        nonlocal pending, pending_columns, pending_bytes, pending_calls, pending_rejects
+        nonlocal pending, pending_columns, pending_bytes, pending_calls, pending_rows, pending_rejects, pending_files
         if pending:
             index.commit(pending, pending_columns)
-        pending, pending_columns, pending_bytes, pending_calls, pending_rejects = [], [], 0, 0, 0
+        pending, pending_columns = [], []
+        pending_bytes = pending_calls = pending_rows = pending_rejects = pending_files = 0
 
     if chunks is None:
         chunks = start_reading(plans, pool, workers, stopping)
-    for results, columns in chunks:
+    for reads, columns in chunks:
         if columns is not None:
             pending_columns.append(columns)
-        for r in results:
-            report.files_read += 1
-            report.bytes_read += r.bytes_read
-            report.lines += r.parsed.lines
-            report.call_lines += r.call_lines
-            report.rejected += len(r.parsed.rejects)
-            pending_rejects += len(r.parsed.rejects)
-            pending.append(r)
-            if progress:
-                progress(r.bytes_read)
-            pending_bytes += r.bytes_read
-            pending_calls += r.call_lines
+        pending.append(reads)
+        read = sum(reads.read)
+        report.files_read += len(reads.read)
+        report.bytes_read += read
+        report.lines += reads.lines
+        report.call_lines += reads.call_lines
+        report.rejected += len(reads.rejects)
+        if progress:
+            for n in reads.read:
+                progress(n)
+        pending_files += len(reads.read)
+        pending_bytes += read
+        pending_calls += reads.call_lines
+        pending_rows += len(reads.calls)  # read in this process: rows, which take more memory than columns
+        pending_rejects += len(reads.rejects)
         if (
-            pending_bytes >= commit_bytes
-            or pending_rejects >= COMMIT_REJECTS
+            pending_rejects >= COMMIT_REJECTS
+            or pending_rows >= COMMIT_CALLS
+            or (pending_files >= DEFERRED_COMMIT_FILES if deferring else pending_bytes >= COMMIT_BYTES)
             or (pending_calls >= COMMIT_CALLS and not deferring)
-            or (len(pending) >= DEFERRED_COMMIT_FILES and deferring)
         ):
             flush()
         if stopping is not None and stopping.is_set():

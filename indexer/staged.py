@@ -37,7 +37,7 @@ from indexer.ingest import RESULT_POLL_S, ParserPool, Planned, Progress, Stopped
 from indexer.merge import decoded, merged_columns
 from indexer.runfile import left_behind
 from indexer.store import Index, batch_tables, sql_text, state_arrays
-from indexer.tail import FileState, ReadResult
+from indexer.tail import FileState, Reads
 from indexer.worker import Chunk, end_with
 
 WRITER_DIED = (
@@ -266,13 +266,13 @@ class _Stager:
             gone = self._stage("gone", arrays, _STAGED_TYPES["gone"].format(rel="staged_gone"))
             self.conn.send(("batch", {"gone": gone}))
 
-    def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
+    def commit(self, reads: Sequence[Reads], columns: Sequence[CallColumns] = ()) -> None:
         self.batches += 1
-        rows = [c for r in results for c in r.parsed.calls]
+        rows = [c for r in reads for c in r.calls]
         calls = merged_columns(CallColumns.concat([*columns, CallColumns.from_rows(rows)]))
-        tables = batch_tables(results)
-        if results:
-            tables["files"] = state_arrays(results)
+        tables = batch_tables(reads)
+        if any(r.states for r in reads):
+            tables["files"] = state_arrays(reads)
         parts: dict[str, Path] = {}
         if len(calls):
             rows_sql = _STAGED_CALLS.format(rows=decoded("staged_calls", codes=False))

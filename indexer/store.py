@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ from indexer.migrations import migrate
 from indexer.parse import merge_calls
 from indexer.pricing import PRICED_VIEW, apply_prices, ready_to_read
 from indexer.runfile import command_line
-from indexer.tail import FileState, ReadResult
+from indexer.tail import STATE_FIELDS, FileState, Reads
 from schemas.records import CallRow, EventRow
 
 if TYPE_CHECKING:
@@ -61,21 +60,8 @@ _SELECT_CALL = (
 )
 _INSERT_CALL_ROW = "(?, ?, make_timestamp(? * 1000), ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The stored fields of a FileState besides its path (`gone` and `ingested_at` are set by the store).
-_FILE_FIELDS = (
-    "device",
-    "inode",
-    "fp_len",
-    "fp_hash",
-    "size",
-    "mtime_ns",
-    "offset",
-    "tail_hash",
-    "last_user_ms",
-    "lines",
-)
-_FILE_COLUMNS = tuple(f'"{n}"' for n in _FILE_FIELDS)  # "offset" is an SQL keyword
+_FILE_COLUMNS = tuple(f'"{n}"' for n in STATE_FIELDS)  # "offset" is an SQL keyword
 # Every stored file state, as FileState(*row) reads it.
-_state_row = operator.attrgetter("path", *_FILE_FIELDS)  # a FileState as a `files` row (one C call)
 FILE_STATES = f"SELECT path, {', '.join(_FILE_COLUMNS)}, gone FROM files"
 NO_USER = -1  # last_user_ms of a file state in column arrays: none yet (a time is 2000-2100)
 # Each statement of a commit that reads a batch's table, `{rel}`: registered arrays, or a staged
@@ -101,19 +87,19 @@ ON CONFLICT (path) DO UPDATE SET
 """
 
 
-def state_arrays(results: Sequence[ReadResult]) -> dict[str, Any]:
-    """The new file states of `results` as a `files` batch (_INSERT_FILES)."""
-    return _state_arrays([_state_row(r.state) for r in results])
+def state_arrays(reads: Sequence[Reads]) -> dict[str, Any]:
+    """The new file states of `reads` as a `files` batch (_INSERT_FILES)."""
+    return _state_arrays([row for r in reads for row in r.states])
 
 
 def _state_arrays(rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
-    """`files` rows (_state_row) as typed column arrays: DuckDB copies numbers from them without
+    """`files` rows (tail.state_row) as typed column arrays: DuckDB copies numbers from them without
     converting a Python object per value (and without the GIL); only paths stay objects."""
     import numpy as np
 
     cols = list(zip(*rows, strict=True))
     arrays: dict[str, Any] = {"path": np.array(cols[0], dtype=object)}
-    for name, values in zip(_FILE_FIELDS, cols[1:], strict=True):
+    for name, values in zip(STATE_FIELDS, cols[1:], strict=True):
         if name == "last_user_ms":
             values = tuple([NO_USER if v is None else v for v in values])
         arrays[name] = np.array(values, dtype="uint64" if name in ("device", "inode") else "int64")
@@ -296,27 +282,27 @@ class Index:
         """Whether commits set their calls aside (inside deferred_calls: a rebuild's fresh file)."""
         return self._deferred is not None
 
-    def commit(self, results: Sequence[ReadResult], columns: Sequence[CallColumns] = ()) -> None:
-        """Store rows and new file states of `results`, plus calls already in `columns`, in one transaction."""
-        rows = [c for r in results for c in r.parsed.calls]
+    def commit(self, reads: Sequence[Reads], columns: Sequence[CallColumns] = ()) -> None:
+        """Store rows and new file states of `reads`, plus calls already in `columns`, in one transaction."""
+        rows = [c for r in reads for c in r.calls]
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
             self._write_calls(rows, columns)
             # A rebuild's fresh file has no rejects before its files' first reads (batch_tables).
-            for name, arrays in batch_tables(results, rereads=not self.deferring).items():
+            for name, arrays in batch_tables(reads, rereads=not self.deferring).items():
                 con.register(f"batch_{name}", arrays)
                 try:
                     con.execute(_TABLE_SQL[name].format(rel=f"batch_{name}"))
                 finally:
                     con.unregister(f"batch_{name}")
-            self._store_states(results)
+            self._store_states(reads)
             con.execute("COMMIT")
         except BaseException:
             rollback(con)
             raise
         if not self.deferring:
-            self._states.update((r.state.path, r.state) for r in results)
+            self._states.update((state.path, state) for r in reads for state in r.file_states())
         else:  # a rebuild plans once: keeping every file's state would only hold memory (~5 MB)
             self.forget_file_states()
 
@@ -348,11 +334,10 @@ class Index:
             if not few or (len(few) <= SMALL_BATCH and self._write_few_calls(few)):
                 return
             rows = few
-        batch = CallColumns.concat([*columns, CallColumns.from_rows(rows)])
-        if self._deferred is not None:
-            self._deferred.append(batch)
+        if self._deferred is not None:  # concatenated once, at the end
+            self._deferred += [*columns, CallColumns.from_rows(rows)] if rows else columns
         else:
-            self._merge_batch(batch)
+            self._merge_batch(CallColumns.concat([*columns, CallColumns.from_rows(rows)]))
 
     def _merge_batch(self, batch: CallColumns) -> None:
         """Merge `batch` into `calls`."""
@@ -440,8 +425,8 @@ class Index:
             con.execute(MARK_REPLAYS.format(msg_hashes=hashes))
         return True
 
-    def _store_states(self, results: Sequence[ReadResult]) -> None:
-        rows = [_state_row(r.state) for r in results]
+    def _store_states(self, reads: Sequence[Reads]) -> None:
+        rows = [row for r in reads for row in r.states]
         if not rows:
             return
         if len(rows) <= SMALL_UPDATES:
@@ -470,8 +455,8 @@ _TABLE_SQL = {
 }
 
 
-def batch_tables(results: Sequence[ReadResult], rereads: bool = True) -> dict[str, Any]:
-    """The events, re-read paths and rejects of `results` as column arrays, by table (those with
+def batch_tables(reads: Sequence[Reads], rereads: bool = True) -> dict[str, Any]:
+    """The events, re-read paths and rejects of `reads` as column arrays, by table (those with
     rows only).
 
     Events: one per key, the copy of the session whose name sorts first (EVENT_UPSERT's rule).
@@ -480,16 +465,16 @@ def batch_tables(results: Sequence[ReadResult], rereads: bool = True) -> dict[st
     a fresh index, which has none.
     """
     events: dict[int, EventRow] = {}
-    for e in (e for r in results for e in r.parsed.events):
+    for e in (e for r in reads for e in r.events):
         if e.key not in events or e.session < events[e.key].session:
             events[e.key] = e
     tables: dict[str, Any] = {}
     if events:
         tables["events"] = column_arrays(list(events.values()), EventRow._fields)
-    reread = [(r.plan.path,) for r in results if r.plan.reset] if rereads else []
+    reread = [(path,) for r in reads for path in r.rereads] if rereads else []
     if reread:
         tables["rereads"] = column_arrays(reread, ("path",))
-    rejects = [rj for r in results for rj in r.parsed.rejects]
+    rejects = [rj for r in reads for rj in r.rejects]
     if rejects:
         tables["rejects"] = column_arrays(rejects, ("path", "offset", "reason"))
     return tables

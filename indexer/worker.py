@@ -14,9 +14,9 @@ import signal
 from indexer.columns import CallColumns
 from indexer.memory import glibc, tune_malloc
 from indexer.merge import merged_columns
-from indexer.tail import ReadPlan, ReadResult, read_plan
+from indexer.tail import ReadPlan, Reads, read_plan
 
-Chunk = tuple[list[ReadResult], CallColumns | None]  # finished reads; their calls as columns (workers)
+Chunk = tuple[Reads, CallColumns | None]  # finished reads; their calls as columns (parser processes)
 
 
 def read_task(plans: list[ReadPlan]) -> Chunk:
@@ -24,9 +24,7 @@ def read_task(plans: list[ReadPlan]) -> Chunk:
     (a streamed message writes one line per content block: about two lines a call)."""
     results = [r for r in (read_plan(p) for p in plans) if r is not None]
     calls = merged_columns(CallColumns.from_rows([c for r in results for c in r.parsed.calls]))
-    for r in results:
-        r.parsed.calls = []
-    return results, calls
+    return Reads.of(results, calls=False), calls
 
 
 def warm_up() -> None:

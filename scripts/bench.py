@@ -597,7 +597,7 @@ def breakdown(res: Results, tree: Path, work: Path, files: Sequence[Path], log: 
     from indexer.ingest import plan as plan_reads
     from indexer.sources import iter_transcripts, resolve_sources
     from indexer.store import Index
-    from indexer.tail import read_plan
+    from indexer.tail import Reads, read_plan
 
     log("breakdown: single-process phases")
     roots = resolve_sources([tree])
@@ -634,10 +634,10 @@ def breakdown(res: Results, tree: Path, work: Path, files: Sequence[Path], log: 
             batch.append(r)
             size += r.bytes_read
             if size >= 256 << 20:
-                index.commit(batch)
+                index.commit([Reads.of(batch)])
                 batch, size = [], 0
         if batch:
-            index.commit(batch)
+            index.commit([Reads.of(batch)])
         t_commit = time.perf_counter() - t0
         index.con = real
     finally:

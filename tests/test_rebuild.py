@@ -54,10 +54,14 @@ def test_a_rebuilt_index_has_its_prices_so_reading_it_writes_nothing(tmp_path: P
     assert db.stat().st_size == size
 
 
-def test_rebuild_setting_calls_aside_equals_a_plain_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bound", ["COMMIT_CALLS", "DEFERRED_COMMIT_FILES"])
+def test_rebuild_setting_calls_aside_equals_a_plain_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
     """A rebuild sets every commit's calls aside and inserts them at the end, slice by time slice:
-    with one commit per file and two-call slices, streamed duplicates, fork copies and sidechain
-    replays across files merge and flag as in a plain sync, and are stored in time order."""
+    with a commit after each file (the bound on call rows waiting, or on files) and two-call
+    slices, streamed duplicates, fork copies and sidechain replays across files merge and flag as
+    in a plain sync, and are stored in time order."""
     import indexer.ingest as ingest
     import indexer.store as store
 
@@ -66,10 +70,16 @@ def test_rebuild_setting_calls_aside_equals_a_plain_sync(tmp_path: Path, monkeyp
         shutil.copytree(RULES / rule / "projects", tree, dirs_exist_ok=True)
     with Index(tmp_path / "plain.duckdb") as plain:
         sync(plain, [tree])
-    monkeypatch.setattr(ingest, "COMMIT_CALLS", 1)
+    monkeypatch.setattr(ingest, bound, 1)
     monkeypatch.setattr(store, "DEFERRED_SLICE_ROWS", 2)  # decoded and inserted in many time slices
+    commits: list[int] = []
+    commit = store.Index.commit
+    monkeypatch.setattr(
+        store.Index, "commit", lambda self, reads, *a: commits.append(len(reads)) or commit(self, reads, *a)
+    )
     report = rebuild(tmp_path / "index.duckdb", [tree], workers=1)
     assert report.sync.files_read > 3
+    assert len(commits) == report.sync.files_read and set(commits) == {1}  # every file has calls
     assert rows(tmp_path / "index.duckdb") == rows(tmp_path / "plain.duckdb")
     assert rows(tmp_path / "index.duckdb", "SELECT count(*) FILTER (replay) FROM calls") == [(1,)]
     stored = [ts for (ts,) in rows(tmp_path / "index.duckdb", "SELECT ts FROM calls")]  # in storage order
