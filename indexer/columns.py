@@ -46,7 +46,7 @@ _KINDS = "".join(
 use_compiled = True  # tests switch the compiled transpose off to compare it with the Python one
 
 
-def decoded_calls(relation: str, codes: bool = True) -> str:
+def decoded_calls(relation: str, codes: bool = True, extra: tuple[str, ...] = ()) -> str:
     """SQL: the rows of `relation` (CALL_COLUMNS as made here) with text and nulls decoded.
 
     A text code indexes the batch's vocabulary, given as the statement's first parameter (`$1`,
@@ -62,7 +62,7 @@ def decoded_calls(relation: str, codes: bool = True) -> str:
         else "CASE WHEN isnan(b.cost_usd) THEN NULL ELSE b.cost_usd END AS cost_usd"
         if c == "cost_usd"
         else f"b.{c}"
-        for c in CALL_COLUMNS
+        for c in (*CALL_COLUMNS, *extra)
     )
     return f"SELECT {columns} FROM {relation} AS b"
 

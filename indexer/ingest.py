@@ -57,6 +57,10 @@ DEFERRED_COMMIT_FILES = 20_000
 # ... and any pass commits once this many rejected lines wait: a damaged tree's short bad lines
 # (1.5 M in 24 MiB) held ~22 bytes of memory per byte read until the next commit.
 COMMIT_REJECTS = 50_000
+# Calls waiting for a commit, in as many column parts as tasks, are joined into one once there are
+# this many. A rebuild's 193 parts of a 1 GiB tree, joined only at its end, cost that end 20 ms
+# and its peak RSS 9 MB more (hundreds of small arrays).
+JOIN_PARTS = 32
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -522,6 +526,8 @@ def sync(
     for reads, columns in chunks:
         if columns is not None:
             pending_columns.append(columns)
+            if len(pending_columns) >= JOIN_PARTS:
+                pending_columns = [CallColumns.concat(pending_columns)]
         pending.append(reads)
         read = sum(reads.read)
         report.files_read += len(reads.read)

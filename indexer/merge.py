@@ -13,10 +13,14 @@ once (sort, then one reduction per column), and the SQL here to a batch against 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from indexer.columns import CALL_COLUMNS, Arrays, CallColumns, decoded_calls
 from indexer.parse import merge_calls
 from schemas.records import CallRow
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The columns a merge may change (key and msg_hash are the identity; replay is MARK_REPLAYS' job).
 MERGED_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("key", "msg_hash"))
@@ -120,10 +124,11 @@ def _merged_runs(a: Arrays) -> Arrays:
     return out
 
 
-def decoded(relation: str, codes: bool = True) -> str:
+def decoded(relation: str, codes: bool = True, extra: tuple[str, ...] = ()) -> str:
     """The rows of `relation` (a batch's arrays, registered; its vocabulary the parameter $1, or,
-    without `codes`, its text columns as strings) as `calls` rows."""
-    return f"SELECT * EXCLUDE (ts_ms), make_timestamp(ts_ms * 1000) AS ts FROM ({decoded_calls(relation, codes)})"
+    without `codes`, its text columns as strings) as `calls` rows, with its `extra` columns."""
+    rows = decoded_calls(relation, codes, extra)
+    return f"SELECT * EXCLUDE (ts_ms), make_timestamp(ts_ms * 1000) AS ts FROM ({rows})"
 
 
 def merge_calls_from(rows: str) -> str:
@@ -157,6 +162,18 @@ WHERE msg_hash <> 0 AND (sidechain OR replay) AND msg_hash IN ({msg_hashes})
       WHERE main.msg_hash = calls.msg_hash AND NOT main.sidechain AND main.key <> calls.key
   ))
 """
+
+
+def replays(a: Arrays) -> np.ndarray[Any, Any]:
+    """MARK_REPLAYS over the rows of `a` alone (one row per call, as in a fresh `calls`): which
+    are replays, a sidechain call whose message.id a main-chain call has (under another key:
+    every other row has one)."""
+    import numpy as np
+
+    with_id = a["msg_hash"] != 0
+    main = a["msg_hash"][with_id & ~a["sidechain"]]
+    replay: np.ndarray[Any, Any] = a["sidechain"] & with_id & np.isin(a["msg_hash"], main)
+    return replay
 
 
 def merge_batch(calls: Iterable[CallRow]) -> list[CallRow]:
