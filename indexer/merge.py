@@ -170,9 +170,14 @@ def replays(a: Arrays) -> np.ndarray[Any, Any]:
     every other row has one)."""
     import numpy as np
 
-    with_id = a["msg_hash"] != 0
-    main = a["msg_hash"][with_id & ~a["sidechain"]]
-    replay: np.ndarray[Any, Any] = a["sidechain"] & with_id & np.isin(a["msg_hash"], main)
+    hashes, side = a["msg_hash"], a["sidechain"]
+    replay: np.ndarray[Any, Any] = side & (hashes != 0)
+    main = np.sort(hashes[~side & (hashes != 0)])
+    if not len(main) or not replay.any():
+        return replay & False
+    asked = hashes[replay]
+    found = main[np.searchsorted(main, asked).clip(max=len(main) - 1)] == asked
+    replay[replay] = found
     return replay
 
 
