@@ -58,10 +58,9 @@ def test_a_rebuilt_index_has_its_prices_so_reading_it_writes_nothing(tmp_path: P
 def test_rebuild_setting_calls_aside_equals_a_plain_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: str
 ) -> None:
-    """A rebuild sets every commit's calls aside and inserts them at the end, slice by time slice:
-    with a commit after each file (the bound on call rows waiting, or on files) and two-call
-    slices, streamed duplicates, fork copies and sidechain replays across files merge and flag as
-    in a plain sync, and are stored in time order."""
+    """A rebuild sets every commit's calls aside and inserts them at the end: with a commit after
+    each file (the bound on call rows waiting, or on files), streamed duplicates, fork copies and
+    sidechain replays across files merge and flag as in a plain sync, and are stored in time order."""
     import indexer.ingest as ingest
     import indexer.store as store
 
@@ -71,7 +70,6 @@ def test_rebuild_setting_calls_aside_equals_a_plain_sync(
     with Index(tmp_path / "plain.duckdb") as plain:
         sync(plain, [tree])
     monkeypatch.setattr(ingest, bound, 1)
-    monkeypatch.setattr(store, "DEFERRED_SLICE_ROWS", 2)  # decoded and inserted in many time slices
     commits: list[int] = []
     commit = store.Index.commit
     monkeypatch.setattr(
