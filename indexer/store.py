@@ -260,6 +260,9 @@ class Index:
         numeric arrays (about 130 bytes a call).
         """
         self._deferred = []
+        # Each commit checkpoints, its rows written once, into the file (not into the log first and
+        # the file at close): a fresh file has no readers a checkpoint would keep waiting.
+        self.con.execute("SET checkpoint_threshold = '0MB'")
         try:
             yield
             parts, self._deferred = self._deferred, None
@@ -276,6 +279,8 @@ class Index:
                 raise
         finally:
             self._deferred = None
+            with contextlib.suppress(duckdb.Error):  # (the error that brought us here, if any, matters)
+                self.con.execute("RESET checkpoint_threshold")
 
     @property
     def deferring(self) -> bool:
@@ -359,12 +364,13 @@ class Index:
         which left a 1 GiB tree's index 4% larger: 7.09 against 6.83 MB), and
         the text columns go in as strings (CallColumns.texts: a rebuild has no event loop that
         DuckDB's GIL-holding reads would stall), in the rows' order (no SQL sort).
-        One insert, whose commit checkpoints (checkpoint_threshold 0): the rows go straight into the
-        file. Inserted in 20,000-call slices, each committed on its own, they went to the log
-        first and into the file at close: 1 GiB tree, 9 interleaved rebuilds, 1.04 against 1.07 s.
-        The price is DuckDB holding every row uncommitted: peak RSS 127 -> 134 MB. (A checkpoint
-        after each slice leaves a varying share of the file's blocks unused: the file came out
-        4-38% larger, depending on the slice size.)
+        One insert, whose commit checkpoints (deferred_calls: checkpoint_threshold 0), so the rows
+        go straight into the file. Inserted in 20,000-call slices, each committed on its own, they
+        went to the log first and into the file at close: 1 GiB tree, 9 interleaved rebuilds, 1.04
+        against 1.07 s. The price is DuckDB holding every row uncommitted: peak RSS 127 -> 134 MB
+        (130 once the file states' commit checkpointed too). (A checkpoint after each slice leaves
+        a varying share of the file's blocks unused: the file came out 4-38% larger, depending on
+        the slice size.)
         """
         import numpy as np
 
@@ -379,13 +385,11 @@ class Index:
         del order
         calls["replay"] = replays(calls)
         con = self.con
-        con.execute("SET checkpoint_threshold = '0MB'")
         con.register("batch_calls", calls)
         try:
             con.execute(f"INSERT INTO calls BY NAME {decoded('batch_calls', codes=False, extra=('replay',))}")
         finally:
             con.unregister("batch_calls")
-            con.execute("RESET checkpoint_threshold")
 
     def _write_few_calls(self, calls: Sequence[CallRow]) -> bool:
         """The upsert plus replay update of `commit`, with the same result, for a few calls.
