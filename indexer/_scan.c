@@ -1,4 +1,5 @@
-/* indexer._scan: the compiled fast path of indexer/parse.py's parse_lines.
+/* indexer._scan: the compiled fast path of indexer/parse.py's parse_lines, and a sink that takes
+its calls as columns (CallColumns').
 
 The idea: the Python parser (parse.py) is the reference and decides every unusual case; this
 scanner only does, in one C pass, what parse.py does for the lines Claude Code actually writes,
@@ -6,7 +7,7 @@ and hands back the rest. For each chunk of complete lines it counts lines, finds
 hold a needle ("usage" or compact_boundary), tracks the last user line's timestamp (the same
 byte patterns as parse._last_user_ms) and fully parses a needle line with a strict, validating
 JSON reader that keeps only the metadata fields, building its CallRow (identity keys hashed with
-BLAKE2b, 8 bytes, as parse.hash64). A line it cannot decide with certainty (an
+BLAKE2b, 8 bytes, as parse.hash64), or writing its fields into a Sink's columns. A line it cannot decide with certainty (an
 escape in a key, a lone surrogate, a count that is not a plain small integer, an API error, a
 timestamp not in the plain ISO form, invalid JSON of any kind...) is deferred: scanning stops
 there and parse.py parses that line, then calls again after it. A user timestamp it cannot parse
@@ -18,6 +19,7 @@ Never stored and never returned: message content. Only spans, numbers and the me
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -614,8 +616,11 @@ static int64_t b2_final(B2 *b) {
 
 #define ID_CACHE 256
 
+typedef struct Sink Sink; /* see "columns" below */
+
 typedef struct {
     const uc *d;
+    Sink *sink; /* calls go into its columns; NULL: as rows (tuples) into a list */
     int has_user;  /* whether last_user holds a value */
     int64_t last_user;
     PyTypeObject *row_type; /* CallRow */
@@ -771,8 +776,293 @@ static PyObject *opt_str(const uc *d, const Val *v, int *err) { /* a non-empty s
     Py_RETURN_NONE;
 }
 
-/* parse._parse_full for the line d[start:end]: CALL (a tuple in *call), USER, NOTHING or DEFER;
-   -1 with an exception set. */
+/* ---- columns ------------------------------------------------------------------------------ */
+
+/* A Sink: call rows written straight into column buffers, the form in which a parser process
+   hands its calls over (columns.py's CallColumns), instead of one tuple of Python objects per
+   row that is transposed afterwards. The scanner writes the calls it reads field by field (a
+   text read from a line is decoded only when it differs from the column's previous one);
+   append() takes the rows parse.py makes, in their turn, so the rows keep the file's order. Text
+   fields get codes in the order the texts first appear; the caller sorts that vocabulary and
+   renumbers (columns.py). A field of an unexpected type, or an integer out of range, raises, and
+   the caller uses the Python transpose, the reference. */
+
+#define N_COLS 21
+#define LAST_TEXT 128
+/* CallRow's fields as the scanner writes them: key, msg_hash, ts_ms, model, session, project,
+   branch, version, agent_id, sidechain, failed, the six counts, fast, cost_usd, latency_ms, error. */
+static const char CALL_KINDS[] = "qqqtttttt??qqqqqq?dlt";
+enum { C_KEY, C_MSG, C_TS, C_MODEL, C_SESSION, C_PROJECT, C_BRANCH, C_VERSION, C_AGENT, C_SIDECHAIN, C_FAILED,
+       C_INPUT, C_OUTPUT, C_5M, C_1H, C_READ, C_WEB, C_FAST, C_COST, C_LATENCY, C_ERROR };
+
+struct Sink {
+    PyObject_HEAD
+    Py_ssize_t nk, n, cap;
+    char kinds[N_COLS + 1];
+    char *col[N_COLS];
+    PyObject *codes, *vocab; /* text -> code; the texts by code */
+    /* Per text column: the last text read from a line's bytes, and the last object given, with
+       their codes. */
+    uc last_text[N_COLS][LAST_TEXT];
+    ssize last_len[N_COLS]; /* -1: none */
+    int32_t last_text_code[N_COLS];
+    PyObject *last_obj[N_COLS];
+    int32_t last_obj_code[N_COLS];
+};
+
+static PyTypeObject SinkType;
+
+/* The size of one value of a column of `kind`; 0 for an unknown kind. */
+static Py_ssize_t width(char kind) {
+    switch (kind) {
+    case 'q': /* int64 */
+    case 'l': /* int64, None: -1 */
+    case 'd': /* float64, None: NaN */
+        return 8;
+    case 't': /* int32 code of a str, None: -1 */
+        return 4;
+    case '?': /* bool */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The text's code (its position in `vocab`, appended when new); -1 with an exception set. */
+static int32_t code_of(Sink *k, PyObject *text) {
+    PyObject *found = PyDict_GetItemWithError(k->codes, text);
+    if (found) return (int32_t)PyLong_AsLong(found);
+    if (PyErr_Occurred()) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(k->vocab);
+    if (n >= INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many distinct texts");
+        return -1;
+    }
+    PyObject *code = PyLong_FromSsize_t(n);
+    if (!code) return -1;
+    int failed = PyDict_SetItem(k->codes, text, code) < 0 || PyList_Append(k->vocab, text) < 0;
+    Py_DECREF(code);
+    return failed ? -1 : (int32_t)n;
+}
+
+/* Room for one more row; 0, or -1 with an exception set. */
+static int sink_room(Sink *k) {
+    if (k->n < k->cap) return 0;
+    Py_ssize_t cap = k->cap ? 2 * k->cap : 1024;
+    for (Py_ssize_t c = 0; c < k->nk; c++) {
+        char *grown = PyMem_Realloc(k->col[c], (size_t)(cap * width(k->kinds[c])));
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        k->col[c] = grown;
+    }
+    k->cap = cap;
+    return 0;
+}
+
+static inline void put_q(Sink *k, int c, int64_t v) { memcpy(k->col[c] + k->n * 8, &v, 8); }
+static inline void put_d(Sink *k, int c, double v) { memcpy(k->col[c] + k->n * 8, &v, 8); }
+static inline void put_b(Sink *k, int c, int v) { k->col[c][k->n] = (char)(v != 0); }
+static inline void put_code(Sink *k, int c, int32_t v) { memcpy(k->col[c] + k->n * 4, &v, 4); }
+
+/* A text column's value from an object (a str, or None: -1); 0, or -1 with an exception set. */
+static int put_obj(Sink *k, int c, PyObject *v) {
+    int32_t code = -1;
+    if (v == k->last_obj[c]) {
+        code = k->last_obj_code[c];
+    } else if (v != Py_None) {
+        if (!PyUnicode_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "a field of kind 't' holds a %s", Py_TYPE(v)->tp_name);
+            return -1;
+        }
+        code = code_of(k, v);
+        if (code < 0) return -1;
+        Py_XSETREF(k->last_obj[c], Py_NewRef(v));
+        k->last_obj_code[c] = code;
+    }
+    put_code(k, c, code);
+    return 0;
+}
+
+/* A text column's value from string value v of a line (decoded as to_str does); 0, or -1. */
+static int put_span(Sink *k, int c, const uc *d, const Val *v) {
+    ssize n = v->end - v->start;
+    int cached = !v->escaped && n <= LAST_TEXT;
+    if (cached && n == k->last_len[c] && memcmp(k->last_text[c], d + v->start, (size_t)n) == 0) {
+        put_code(k, c, k->last_text_code[c]);
+        return 0;
+    }
+    PyObject *text = to_str(d, v);
+    if (!text) return -1;
+    int32_t code = code_of(k, text);
+    Py_DECREF(text);
+    if (code < 0) return -1;
+    if (cached) {
+        memcpy(k->last_text[c], d + v->start, (size_t)n);
+        k->last_len[c] = n;
+        k->last_text_code[c] = code;
+    }
+    put_code(k, c, code);
+    return 0;
+}
+
+/* Field `v` of a row given as objects, into column c; 0, or -1 with an exception set. */
+static int put_field(Sink *k, int c, PyObject *v) {
+    long long q;
+    double x;
+    switch (k->kinds[c]) {
+    case 'l':
+        if (v == Py_None) {
+            put_q(k, c, -1);
+            return 0;
+        }
+        /* fall through */
+    case 'q':
+        if (!PyLong_Check(v)) break;
+        q = PyLong_AsLongLong(v);
+        if (q == -1 && PyErr_Occurred()) return -1;
+        put_q(k, c, q);
+        return 0;
+    case 'd':
+        if (v == Py_None) x = NAN;
+        else if (PyFloat_Check(v) || PyLong_Check(v)) {
+            x = PyFloat_AsDouble(v);
+            if (x == -1.0 && PyErr_Occurred()) return -1;
+        } else break;
+        put_d(k, c, x);
+        return 0;
+    case '?':
+        if (!PyBool_Check(v)) break;
+        put_b(k, c, v == Py_True);
+        return 0;
+    case 't':
+        return put_obj(k, c, v);
+    }
+    PyErr_Format(PyExc_TypeError, "a field of kind '%c' holds a %s", k->kinds[c], Py_TYPE(v)->tp_name);
+    return -1;
+}
+
+/* One row given as a tuple; 0, or -1 with an exception set (the row is then not added). */
+static int sink_append_row(Sink *k, PyObject *row) {
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != k->nk) {
+        PyErr_Format(PyExc_TypeError, "a row must be a tuple of %zd fields", k->nk);
+        return -1;
+    }
+    if (sink_room(k) < 0) return -1;
+    for (Py_ssize_t c = 0; c < k->nk; c++)
+        if (put_field(k, (int)c, PyTuple_GET_ITEM(row, c)) < 0) return -1;
+    k->n++;
+    return 0;
+}
+
+static PyObject *Sink_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    const char *kinds;
+    Py_ssize_t nk;
+    static char *names[] = {"kinds", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s#", names, &kinds, &nk)) return NULL;
+    if (nk < 1 || nk > N_COLS) {
+        PyErr_Format(PyExc_ValueError, "a sink has 1 to %d columns", N_COLS);
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < nk; c++)
+        if (!width(kinds[c])) {
+            PyErr_Format(PyExc_ValueError, "unknown column kind '%c'", kinds[c]);
+            return NULL;
+        }
+    Sink *k = (Sink *)type->tp_alloc(type, 0);
+    if (!k) return NULL;
+    k->nk = nk;
+    memcpy(k->kinds, kinds, (size_t)nk);
+    for (int c = 0; c < N_COLS; c++) k->last_len[c] = -1;
+    k->codes = PyDict_New();
+    k->vocab = PyList_New(0);
+    if (!k->codes || !k->vocab) {
+        Py_DECREF(k);
+        return NULL;
+    }
+    return (PyObject *)k;
+}
+
+static void Sink_dealloc(Sink *k) {
+    for (int c = 0; c < N_COLS; c++) {
+        PyMem_Free(k->col[c]);
+        Py_XDECREF(k->last_obj[c]);
+    }
+    Py_XDECREF(k->codes);
+    Py_XDECREF(k->vocab);
+    Py_TYPE(k)->tp_free((PyObject *)k);
+}
+
+static Py_ssize_t Sink_len(Sink *k) { return k->n; }
+
+static PyObject *Sink_append(Sink *k, PyObject *row) {
+    if (sink_append_row(k, row) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Sink_extend(Sink *k, PyObject *rows) {
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "extend takes a list of rows");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++)
+        if (sink_append_row(k, PyList_GET_ITEM(rows, i)) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Sink_truncate(Sink *k, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0 || n > k->n) {
+        PyErr_SetString(PyExc_ValueError, "truncate to a length the sink has");
+        return NULL;
+    }
+    k->n = n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Sink_finish(Sink *k, PyObject *Py_UNUSED(ignored)) {
+    PyObject *columns = PyList_New(k->nk);
+    if (!columns) return NULL;
+    for (Py_ssize_t c = 0; c < k->nk; c++) {
+        PyObject *b = PyByteArray_FromStringAndSize(k->col[c], k->n * width(k->kinds[c]));
+        if (!b) {
+            Py_DECREF(columns);
+            return NULL;
+        }
+        PyList_SET_ITEM(columns, c, b);
+    }
+    return Py_BuildValue("(NO)", columns, k->vocab);
+}
+
+static PyMethodDef Sink_methods[] = {
+    {"append", (PyCFunction)Sink_append, METH_O, "append(row): one row, a tuple with a field per column."},
+    {"extend", (PyCFunction)Sink_extend, METH_O, "extend(rows): each row of a list."},
+    {"truncate", (PyCFunction)Sink_truncate, METH_O, "truncate(n): forget the rows after the first n."},
+    {"finish", (PyCFunction)Sink_finish, METH_NOARGS,
+     "finish() -> (columns, vocab): a bytearray per column holding its values ('q' int64, 'l' int64 with\n"
+     "None as -1, 'd' float64 with None as NaN, '?' bool, 't' an int32 code into vocab, None as -1), and\n"
+     "the texts in the order they first came."},
+    {NULL, NULL, 0, NULL}};
+
+static PySequenceMethods Sink_as_sequence = {.sq_length = (lenfunc)Sink_len};
+
+static PyTypeObject SinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "indexer._scan.Sink",
+    .tp_basicsize = sizeof(Sink),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Sink(kinds): rows written into one buffer per column, of the given kinds.",
+    .tp_new = Sink_new,
+    .tp_dealloc = (destructor)Sink_dealloc,
+    .tp_as_sequence = &Sink_as_sequence,
+    .tp_methods = Sink_methods,
+};
+
+static PyObject *UNKNOWN_MODEL; /* "unknown": the model of a call whose line names none */
+
+/* parse._parse_full for the line d[start:end]: CALL (a tuple in *call, or written into the
+   scan's sink: *call stays NULL), USER, NOTHING or DEFER; -1 with an exception set. */
 static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
     Reader r;
     memset(r.f, 0, sizeof(r.f));
@@ -829,7 +1119,7 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
         ts >= LAST_MS)
         return DEFER;
 
-    PyObject *cost;
+    double cost_x = NAN; /* NaN: none (the sink's form of None) */
     Val *c = &f[F_COST];
     if (c->type == T_INT || c->type == T_NUM) {
         char num[48];
@@ -840,44 +1130,58 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
         double x = c->type == T_INT && c->small ? (double)c->ival : PyOS_string_to_double(num, NULL, NULL);
         if (x == -1.0 && PyErr_Occurred()) return -1;
         if (c->type == T_INT && !c->small && x == 0) x = 0.0; /* "-0" is int 0 to orjson */
-        if (x >= 0 && x <= MAX_COST_USD) cost = PyFloat_FromDouble(x);
-        else cost = Py_NewRef(Py_None);
-    } else {
-        cost = Py_NewRef(Py_None);
+        if (x >= 0 && x <= MAX_COST_USD) cost_x = x;
     }
-    if (!cost) return -1;
-    PyObject *latency;
     /* Unsigned: a last_user_ms from a damaged index may be any 64-bit value (no signed overflow). */
     uint64_t gap = (uint64_t)ts - (uint64_t)s->last_user;
-    if (s->has_user && ts >= s->last_user && gap <= (uint64_t)MAX_LATENCY_MS) latency = PyLong_FromLongLong((long long)gap);
-    else latency = Py_NewRef(Py_None);
-    if (!latency) {
-        Py_DECREF(cost);
-        return -1;
-    }
+    int64_t latency = s->has_user && ts >= s->last_user && gap <= (uint64_t)MAX_LATENCY_MS ? (int64_t)gap : -1;
     int64_t key, msg_hash;
-    if (id_keys(s, f, start, end, &key, &msg_hash) < 0) {
-        Py_DECREF(cost);
-        Py_DECREF(latency);
-        return -1;
+    if (id_keys(s, f, start, end, &key, &msg_hash) < 0) return -1;
+    int sidechain = f[F_SIDECHAIN].type == T_TRUE, fast = str_is(d, &f[F_SPEED], "fast");
+    int has_model = f[F_MODEL].type == T_STR && f[F_MODEL].end > f[F_MODEL].start;
+    Val *cwd_v = &f[F_CWD], *agent_v = &f[F_AGENT];
+    int has_cwd = cwd_v->type == T_STR && cwd_v->end > cwd_v->start;
+    int has_agent = agent_v->type == T_STR && agent_v->end > agent_v->start;
+
+    Sink *k = s->sink;
+    if (k) { /* the same values as the tuple below, into the sink's columns */
+        if (sink_room(k) < 0) return -1;
+        put_q(k, C_KEY, key);
+        put_q(k, C_MSG, msg_hash);
+        put_q(k, C_TS, ts);
+        Val *branch = &f[F_BRANCH], *version = &f[F_VERSION];
+        if ((has_model ? put_span(k, C_MODEL, d, &f[F_MODEL]) : put_obj(k, C_MODEL, UNKNOWN_MODEL)) < 0 ||
+            put_obj(k, C_SESSION, s->session) < 0 ||
+            (has_cwd ? put_span(k, C_PROJECT, d, cwd_v) : put_obj(k, C_PROJECT, s->fallback)) < 0 ||
+            (branch->type == T_STR && branch->end > branch->start ? put_span(k, C_BRANCH, d, branch)
+                                                                     : put_obj(k, C_BRANCH, Py_None)) < 0 ||
+            (version->type == T_STR && version->end > version->start ? put_span(k, C_VERSION, d, version)
+                                                                        : put_obj(k, C_VERSION, Py_None)) < 0 ||
+            (has_agent ? put_span(k, C_AGENT, d, agent_v) : put_obj(k, C_AGENT, s->file_agent)) < 0 ||
+            put_obj(k, C_ERROR, Py_None) < 0)
+            return -1;
+        put_b(k, C_SIDECHAIN, sidechain);
+        put_b(k, C_FAILED, 0);
+        put_q(k, C_INPUT, inp);
+        put_q(k, C_OUTPUT, outp);
+        put_q(k, C_5M, cache_total - c1h);
+        put_q(k, C_1H, c1h);
+        put_q(k, C_READ, cache_read);
+        put_q(k, C_WEB, web);
+        put_b(k, C_FAST, fast);
+        put_d(k, C_COST, cost_x);
+        put_q(k, C_LATENCY, latency);
+        k->n++;
+        return CALL;
     }
+
     /* A CallRow (a tuple subclass without fields of its own: items set as tuple's own __new__ does). */
     PyObject *row = s->row_type->tp_alloc(s->row_type, 21);
-    if (!row) {
-        Py_DECREF(cost);
-        Py_DECREF(latency);
-        return -1;
-    }
+    if (!row) return -1;
     int err = 0;
-    PyObject *model = f[F_MODEL].type == T_STR && f[F_MODEL].end > f[F_MODEL].start ? to_str(d, &f[F_MODEL])
-                                                                                       : PyUnicode_FromString("unknown");
-    PyObject *cwd = opt_str(d, &f[F_CWD], &err), *agent = opt_str(d, &f[F_AGENT], &err);
-    if (cwd == Py_None) {
-        Py_SETREF(cwd, Py_NewRef(s->fallback));
-    }
-    if (agent == Py_None) {
-        Py_SETREF(agent, Py_NewRef(s->file_agent));
-    }
+    PyObject *model = has_model ? to_str(d, &f[F_MODEL]) : Py_NewRef(UNKNOWN_MODEL);
+    PyObject *cwd = has_cwd ? to_str(d, cwd_v) : Py_NewRef(s->fallback);
+    PyObject *agent = has_agent ? to_str(d, agent_v) : Py_NewRef(s->file_agent);
     PyObject *items[21] = {
         PyLong_FromLongLong(key),
         PyLong_FromLongLong(msg_hash),
@@ -888,7 +1192,7 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
         opt_str(d, &f[F_BRANCH], &err),
         opt_str(d, &f[F_VERSION], &err),
         agent,
-        Py_NewRef(f[F_SIDECHAIN].type == T_TRUE ? Py_True : Py_False),
+        Py_NewRef(sidechain ? Py_True : Py_False),
         Py_NewRef(Py_False), /* failed calls are parse.py's */
         PyLong_FromLongLong(inp),
         PyLong_FromLongLong(outp),
@@ -896,9 +1200,9 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
         PyLong_FromLongLong(c1h),
         PyLong_FromLongLong(cache_read),
         PyLong_FromLongLong(web),
-        Py_NewRef(str_is(d, &f[F_SPEED], "fast") ? Py_True : Py_False),
-        cost,
-        latency,
+        Py_NewRef(fast ? Py_True : Py_False),
+        isnan(cost_x) ? Py_NewRef(Py_None) : PyFloat_FromDouble(cost_x),
+        latency < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(latency),
         Py_NewRef(Py_None), /* the error text: failed calls only */
     };
     for (int i = 0; i < 21; i++) {
@@ -950,10 +1254,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer buf;
     ssize pos, end;
     PyObject *last, *calls, *odd, *row_type, *session, *fallback, *file_agent;
-    if (!PyArg_ParseTuple(args, "y*nnOO!O!O!UUO", &buf, &pos, &end, &last, &PyList_Type, &calls, &PyList_Type, &odd,
-                          &PyType_Type, &row_type, &session, &fallback, &file_agent))
+    if (!PyArg_ParseTuple(args, "y*nnOOO!O!UUO", &buf, &pos, &end, &last, &calls, &PyList_Type, &odd, &PyType_Type,
+                          &row_type, &session, &fallback, &file_agent))
         return NULL;
     PyObject *result = NULL;
+    Sink *sink = Py_IS_TYPE(calls, &SinkType) ? (Sink *)calls : NULL;
+    if (!sink && !PyList_Check(calls)) {
+        PyErr_SetString(PyExc_TypeError, "scan's calls must be a list or a Sink");
+        goto done;
+    }
+    if (sink && (sink->nk != N_COLS || memcmp(sink->kinds, CALL_KINDS, N_COLS) != 0)) {
+        PyErr_Format(PyExc_TypeError, "scan writes into a Sink of CallRow's kinds (%s)", CALL_KINDS);
+        goto done;
+    }
     if (pos < 0 || end > buf.len || pos > end || (end > 0 && ((const uc *)buf.buf)[end - 1] != '\n')) {
         PyErr_SetString(PyExc_ValueError, "scan needs complete lines: data[pos:end] must end with a newline");
         goto done;
@@ -963,6 +1276,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         goto done;
     }
     Scan s = {.d = buf.buf,
+              .sink = sink,
               .has_user = last != Py_None,
               .row_type = (PyTypeObject *)row_type,
               .session = session,
@@ -1005,7 +1319,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 break;
             }
             lines++;
-            if (got == CALL) {
+            if (got == CALL && call) {
                 int bad = PyList_Append(calls, call);
                 Py_DECREF(call);
                 if (bad) goto done;
@@ -1048,7 +1362,8 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(data, pos, end, last_user_ms, calls, odd, row_type, session, project_fallback, agent_id)\n"
      "    -> (lines, last_user_ms, stop)\n\n"
-     "Scan the complete lines of data[pos:end]: append rows (row_type: CallRow) to `calls` and the (start, end) of\n"
+     "Scan the complete lines of data[pos:end]: append rows (row_type: CallRow) to `calls` (a list, or a Sink of\n"
+     "CallRow's kinds, which takes them as columns) and the (start, end) of\n"
      "lines that are not JSON objects to `odd`. stop is -1 when done, -2 when parse.py must redo the\n"
      "chunk, else the start of a line parse.py must parse (lines and last_user_ms count up to it)."},
     {NULL, NULL, 0, NULL}};
@@ -1059,5 +1374,9 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__scan(void) {
     for (int c = 0x20; c < 0x80; c++) plain[c] = c != '"' && c != '\\';
-    return PyModule_Create(&module);
+    if (PyType_Ready(&SinkType) < 0) return NULL;
+    if (!UNKNOWN_MODEL && !(UNKNOWN_MODEL = PyUnicode_InternFromString("unknown"))) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddObjectRef(m, "Sink", (PyObject *)&SinkType) < 0) Py_CLEAR(m);
+    return m;
 }

@@ -1,11 +1,21 @@
 from typing import Any
 
+class Sink:
+    """Rows written into one buffer per column (see _scan.c)."""
+
+    def __init__(self, kinds: str) -> None: ...
+    def __len__(self) -> int: ...
+    def append(self, row: tuple[Any, ...], /) -> None: ...
+    def extend(self, rows: list[Any], /) -> None: ...
+    def truncate(self, n: int, /) -> None: ...
+    def finish(self) -> tuple[list[bytearray], list[str]]: ...
+
 def scan(
     data: bytes | bytearray,
     pos: int,
     end: int,
     last_user_ms: int | None,
-    calls: list[Any],
+    calls: list[Any] | Sink,
     odd: list[tuple[int, int]],
     row_type: type[tuple[Any, ...]],
     session: str,

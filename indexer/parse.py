@@ -86,9 +86,14 @@ class FileContext:
 
 @dataclass
 class ParseResult:
-    """Rows found in a run of complete lines, plus the state the next run continues from."""
+    """Rows found in a run of complete lines, plus the state the next run continues from.
+
+    With a `sink` (the compiled scanner's columns: a parser process's), calls go there, in line
+    order, instead of into `calls`.
+    """
 
     calls: list[CallRow] = field(default_factory=list)
+    sink: _scan.Sink | None = None
     events: list[EventRow] = field(default_factory=list)
     rejects: list[RejectRow] = field(default_factory=list)
     lines: int = 0
@@ -161,7 +166,12 @@ _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_lines(
-    data: Bytes, base_offset: int, ctx: FileContext, last_user_ms: int | None, end: int | None = None
+    data: Bytes,
+    base_offset: int,
+    ctx: FileContext,
+    last_user_ms: int | None,
+    end: int | None = None,
+    sink: _scan.Sink | None = None,
 ) -> ParseResult:
     """Parse data[:end] (all of `data` by default), which holds only complete lines (it ends with
     b"\\n" or is empty); what follows `end` is not looked at.
@@ -176,7 +186,7 @@ def parse_lines(
     between are only searched (backwards, from the next call) for the last user line's timestamp.
     A chunk holding a NUL byte takes the line-by-line path, which rejects such lines.
     """
-    out = ParseResult(last_user_ms=last_user_ms)
+    out = ParseResult(last_user_ms=last_user_ms, sink=sink)
     if end is None:
         end = len(data)
     if not end:
@@ -187,7 +197,7 @@ def parse_lines(
         _parse_each_line(data, end, base_offset, ctx, out)
         return out
     if _scan is not None and use_scanner:
-        scanned = _parse_scanned(data, end, base_offset, ctx, last_user_ms)
+        scanned = _parse_scanned(data, end, base_offset, ctx, last_user_ms, sink)
         if scanned is not None:
             return scanned
     out.lines = _count_lines(data, end, base_offset, ctx, out)
@@ -229,21 +239,33 @@ use_scanner = True  # tests switch the compiled fast path off to compare it with
 
 
 def _parse_scanned(
-    data: Bytes, end: int, base_offset: int, ctx: FileContext, last_user_ms: int | None
+    data: Bytes, end: int, base_offset: int, ctx: FileContext, last_user_ms: int | None, sink: _scan.Sink | None
 ) -> ParseResult | None:
     """parse_lines through the compiled scanner (indexer/_scan.c); None when it gives the chunk back.
 
     The scanner does the common lines and stops at any line it cannot decide; that line is parsed
     here (_parse_full: the same reasons, the same values) and the scan goes on after it.
     """
-    out = ParseResult(last_user_ms=last_user_ms)
+    out = ParseResult(last_user_ms=last_user_ms, sink=sink)
+    had = len(sink) if sink is not None else 0
     odd: list[tuple[int, int]] = []
     pos = 0
     while True:
         lines, out.last_user_ms, stop = _scan.scan(
-            data, pos, end, out.last_user_ms, out.calls, odd, CallRow, ctx.session, ctx.project_fallback, ctx.agent_id
+            data,
+            pos,
+            end,
+            out.last_user_ms,
+            out.calls if sink is None else sink,
+            odd,
+            CallRow,
+            ctx.session,
+            ctx.project_fallback,
+            ctx.agent_id,
         )
         if stop == -2:
+            if sink is not None:
+                sink.truncate(had)  # the chunk is parsed again from its start
             return None
         out.lines += lines
         for start, nl in odd:
@@ -393,7 +415,7 @@ def _parse_full(data: Bytes, start: int, end: int, ctx: FileContext, out: ParseR
     if isinstance(usage, dict) and isinstance(message, dict):
         call = _call(obj, message, usage, line, ctx, out.last_user_ms)
         if call is not None:
-            out.calls.append(call)
+            (out.calls if out.sink is None else out.sink).append(call)
         return
     kind = obj.get("type")
     if kind == "user":

@@ -15,9 +15,12 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.parse import FileContext, ParseResult, hash64, parse_lines
+
+if TYPE_CHECKING:
+    from indexer import _scan
 from schemas.records import CallRow, EventRow, RejectRow
 
 FINGERPRINT_BYTES = 1024
@@ -75,6 +78,7 @@ class ReadResult:
     parsed: ParseResult
     state: FileState
     bytes_read: int
+    call_lines: int  # calls read, into parsed.calls or its sink
 
 
 # A FileState's stored fields besides its path, in the order of its own fields (and of `files`):
@@ -117,7 +121,7 @@ class Reads:
             rejects=[j for r in results for j in r.parsed.rejects],
             calls=[c for r in results for c in r.parsed.calls] if calls else [],
             lines=sum(r.parsed.lines for r in results),
-            call_lines=sum(len(r.parsed.calls) for r in results),
+            call_lines=sum(r.call_lines for r in results),
         )
 
     def file_states(self) -> list[FileState]:
@@ -187,11 +191,12 @@ def _chunk_buffer() -> bytearray:
     return buf
 
 
-def read_plan(plan: ReadPlan) -> ReadResult | None:
+def read_plan(plan: ReadPlan, sink: _scan.Sink | None = None) -> ReadResult | None:
     """Read complete lines from plan.start to end of file; None if the file vanished.
 
     Memory stays bounded by the chunk size, or by one line when a line is longer than a chunk:
     such a line is located first and then read in one piece, never grown by concatenation.
+    With a `sink` (a parser process's), the calls go into its columns.
     """
     ctx = FileContext.for_path(plan.path)
     try:
@@ -200,7 +205,8 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         return None
     try:
         st = os.fstat(fd)
-        parsed = ParseResult(last_user_ms=plan.last_user_ms)
+        parsed = ParseResult(last_user_ms=plan.last_user_ms, sink=sink)
+        had = len(sink) if sink is not None else 0
         pos = end = plan.start
         # Copies of the bytes the fingerprint and the tail hash cover, kept as they pass by
         # (FileState): read again only where they did not (a line too long to read ends the file).
@@ -240,7 +246,7 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
                 if len(chunk) != line_end - pos or not chunk.endswith(b"\n"):
                     break  # the file changed under us; the next pass sees it
                 cut = len(chunk)
-            _add(parsed, parse_lines(chunk, pos, ctx, parsed.last_user_ms, cut))
+            _add(parsed, parse_lines(chunk, pos, ctx, parsed.last_user_ms, cut, sink))
             if pos == 0:
                 head = bytes(chunk[: min(cut, FINGERPRINT_BYTES)])
             tail, tail_end = bytes(chunk[max(0, cut - TAIL_BYTES) : cut]), pos + cut
@@ -267,7 +273,8 @@ def read_plan(plan: ReadPlan) -> ReadResult | None:
         )
     finally:
         os.close(fd)
-    return ReadResult(plan, parsed, state, pos - plan.start)
+    calls = len(parsed.calls) + (len(sink) - had if sink is not None else 0)
+    return ReadResult(plan, parsed, state, pos - plan.start, calls)
 
 
 def _add(into: ParseResult, part: ParseResult) -> None:

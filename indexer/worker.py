@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 
-from indexer.columns import CallColumns
+from indexer.columns import CallColumns, call_sink
 from indexer.memory import glibc, tune_malloc
 from indexer.merge import merged_columns
 from indexer.tail import ReadPlan, Reads, read_plan
@@ -22,9 +22,11 @@ Chunk = tuple[Reads, CallColumns | None]  # finished reads; their calls as colum
 def read_task(plans: list[ReadPlan]) -> Chunk:
     """A worker's job: read `plans`; the calls leave as columns, not as one tuple per row, and merged
     (a streamed message writes one line per content block: about two lines a call)."""
-    results = [r for r in (read_plan(p) for p in plans) if r is not None]
-    calls = merged_columns(CallColumns.from_rows([c for r in results for c in r.parsed.calls]))
-    return Reads.of(results, calls=False), calls
+    sink = call_sink()  # the scanner writes the calls straight into columns
+    results = [r for r in (read_plan(p, sink) for p in plans) if r is not None]
+    rows = [c for r in results for c in r.parsed.calls]  # without a sink (no compiled scanner)
+    calls = CallColumns.from_sink(sink) if sink is not None else CallColumns.from_rows(rows)
+    return Reads.of(results, calls=False), merged_columns(calls)
 
 
 def warm_up() -> None:

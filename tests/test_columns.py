@@ -10,6 +10,7 @@ import pytest
 
 from indexer import columns
 from indexer.columns import CALL_COLUMNS, CallColumns, decoded_calls
+from indexer.merge import merged_columns
 from indexer.tail import ReadPlan, read_plan
 from schemas.records import CallRow
 from tests.conftest import FIXTURES
@@ -81,8 +82,8 @@ def same(a: CallColumns, b: CallColumns) -> bool:
     )
 
 
-@pytest.mark.skipif(columns._columns is None, reason="the compiled transpose is not built (no C compiler)")
-def test_the_compiled_transpose_gives_the_python_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(columns._scan is None, reason="the compiled sink is not built (no C compiler)")
+def test_the_compiled_sink_gives_the_python_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """On every fixture row (errors, agents, costUSD, missing latencies, non-ASCII), and on rows whose
     optional fields are all missing or all present."""
     rows = fixture_rows()
@@ -97,7 +98,25 @@ def test_the_compiled_transpose_gives_the_python_columns(monkeypatch: pytest.Mon
         assert back_to_rows(compiled) == sample
 
 
-def test_a_field_the_compiled_transpose_does_not_take_is_transposed_in_python(
+@pytest.mark.skipif(columns._scan is None, reason="the compiled sink is not built (no C compiler)")
+def test_a_parser_task_writes_the_columns_its_rows_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    """worker.read_task reads every fixture into one sink, the scanner writing its calls straight
+    into columns and parse.py appending the lines it decides: the same columns, and per file the
+    same count of call lines, as rows read into lists and transposed by the reference."""
+    from indexer.worker import read_task
+
+    paths = sorted(FIXTURES.rglob("*.jsonl"))
+    plans = [ReadPlan(str(p), 0, True, None, p.stat().st_size) for p in paths]
+    reads, got = read_task(plans)
+    rows = [read_plan(p) for p in plans]
+    assert reads.call_lines == sum(len(r.parsed.calls) for r in rows if r is not None) > 100
+    with monkeypatch.context() as m:
+        m.setattr(columns, "use_compiled", False)
+        assert read_task(plans)[0] == reads
+        assert got is not None and same(got, merged_columns(python_columns(fixture_rows(), m)))
+
+
+def test_a_field_the_compiled_sink_does_not_take_is_transposed_in_python(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A float where a count belongs (parse.py never makes one) gives what numpy's conversion gives."""

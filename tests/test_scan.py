@@ -12,16 +12,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer import parse
+from indexer import columns, parse
+from indexer.columns import CallColumns
 from indexer.parse import FileContext, ParseResult, hash64, parse_lines
 from schemas.records import CallRow
+from tests.test_columns import same
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CTX = FileContext.for_path("/home/u/.claude/projects/-home-u-p/s.jsonl")
 
 
+# A row already in the sink when a chunk is parsed into it (a parser task's earlier file).
+EARLIER = CallRow(
+    7, 8, 1767225600000, "m", "s", "p", None, None, None, False, False, 1, 2, 3, 4, 5, 0, False, None, 9, None
+)
+
+
 def both(data: bytes, base: int, ctx: FileContext, last_user_ms: int | None, end: int | None = None) -> ParseResult:
-    """parse_lines with the scanner and without; asserts they agree and returns the result."""
+    """parse_lines with the scanner and without, and with the scanner writing into a sink (after a
+    row of an earlier file); asserts they agree and returns the result."""
     parse.use_scanner = True
     try:
         fast = parse_lines(data, base, ctx, last_user_ms, end)
@@ -30,6 +39,22 @@ def both(data: bytes, base: int, ctx: FileContext, last_user_ms: int | None, end
     finally:
         parse.use_scanner = True
     assert fast == slow
+    sink = columns.call_sink()
+    assert sink is not None
+    sink.append(EARLIER)
+    sunk = parse_lines(data, base, ctx, last_user_ms, end, sink)
+    assert (sunk.calls, sunk.events, sunk.rejects, sunk.lines, sunk.last_user_ms) == (
+        [],
+        fast.events,
+        fast.rejects,
+        fast.lines,
+        fast.last_user_ms,
+    )
+    columns.use_compiled = False
+    try:
+        assert same(CallColumns.from_sink(sink), CallColumns.from_rows([EARLIER, *fast.calls]))
+    finally:
+        columns.use_compiled = True
     return fast
 
 
@@ -324,6 +349,9 @@ def test_chunk_given_back_is_parsed_by_python(no_scanner: None) -> None:
     assert parse_lines(user, 0, CTX, None).last_user_ms == 1767222000000
     parse.use_scanner = True
     assert parse_lines(user, 0, CTX, None).last_user_ms == 1767222000000
+    # A call the scanner had written into a sink before it gave the chunk back is not there twice.
+    call = b'{"type":"assistant","message":{"id":"m","usage":{"input_tokens":1}},"timestamp":"2026-01-01T00:01:00Z"}\n'
+    assert len(both(call + user + call, 0, CTX, None).calls) == 2
 
 
 @pytest.mark.parametrize("last_user_ms", [-(2**63), 2**63, 2**70, True, 1.7e12])

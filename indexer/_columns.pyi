@@ -1,3 +1,0 @@
-from typing import Any
-
-def transpose(rows: list[Any], kinds: str) -> tuple[list[bytearray], list[str]]: ...
