@@ -78,6 +78,8 @@ def test_rebuild_setting_calls_aside_equals_a_plain_sync(
     report = rebuild(tmp_path / "index.duckdb", [tree], workers=1)
     assert report.sync.files_read > 3
     assert len(commits) == report.sync.files_read and set(commits) == {1}  # every file has calls
+    files = 'SELECT path, size, "offset", tail_hash, lines, gone FROM files ORDER BY path'
+    assert rows(tmp_path / "index.duckdb", files) == rows(tmp_path / "plain.duckdb", files)  # the last one's too
     assert rows(tmp_path / "index.duckdb") == rows(tmp_path / "plain.duckdb")
     assert rows(tmp_path / "index.duckdb", "SELECT count(*) FILTER (replay) FROM calls") == [(1,)]
     stored = [ts for (ts,) in rows(tmp_path / "index.duckdb", "SELECT ts FROM calls")]  # in storage order
