@@ -330,6 +330,9 @@ class LiveService:
         # The writer's file states after its last pass, for health's lag: the writer keeps them
         # anyway, and loading every row again per health call cost ~5 MB of heap that stayed.
         self._known: dict[str, FileState] | None = None
+        # The next whole-tree pass is planned by its writer process when the index is big (the one
+        # after the watcher starts: see _start_watcher).
+        self._writer_plans_next = False
         self._stopping = threading.Event()
         self._skipped_logged = (0, 0)
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -391,7 +394,10 @@ class LiveService:
         except OSError as exc:  # e.g. a root we cannot read: the rescan still keeps us current
             self.watcher.last_failure = f"file watcher did not start: {exc}"
             log.warning("%s; relying on the %g s rescan", self.watcher.last_failure, self.config.rescan)
-        self.wake()  # what changed before the watches were in place is read now, not at the next rescan
+        # What changed before the watches were in place is read now, not at the next rescan, by a
+        # pass planned as the start-up pass was (right after it, requests would wait on a walk here).
+        self._writer_plans_next = True
+        self.wake()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -829,8 +835,13 @@ class LiveService:
 
     def _pass(self, only: set[str] | None = None) -> SyncReport | None:
         index = self._writer()
+        by_writer, self._writer_plans_next = self._writer_plans_next, False
         try:
-            report = self._read(index, plan(index, self.config.roots, only))
+            if by_writer and only is None and index.file_count() > PLAN_HERE_FILES:
+                todo = None  # the writer process walks the tree (staged_sync)
+            else:
+                todo = plan(index, self.config.roots, only)
+            report = self._read(index, todo)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
                 raise Stopped from None
@@ -856,7 +867,7 @@ class LiveService:
                 stopping=self._stopping,
                 progress=progress,
                 helpers=self._started_helpers,
-                planned=self._planned,
+                planned=self._planned if self.catch_up.running else None,
                 tick=self._tick,
             )
         finally:

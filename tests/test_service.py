@@ -386,10 +386,17 @@ def test_a_big_catch_up_leaves_one_core_to_the_event_loop_while_someone_watches(
         svc.close()
 
 
-def test_the_watcher_starts_once_the_catch_up_is_done(tree: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("planner", ["service", "writer"])
+def test_the_watcher_starts_once_the_catch_up_is_done(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planner: str
+) -> None:
     """Its recursive walk would compete with requests for the GIL beside a catch-up's commits;
-    meanwhile health is still ok, and a line written before the watches exist is still read."""
+    meanwhile health is still ok, and a line written before the watches exist is still read (by
+    a pass planned in the service, or, for a tree of more than PLAN_HERE_FILES transcripts, by
+    its writer process)."""
     write_tree(tree, {"-home-u-other/s2.jsonl": calls(2)})
+    if planner == "writer":
+        monkeypatch.setattr(service_module, "PLAN_HERE_FILES", 1)
     svc = LiveService(make_config(tree, tmp_path / "index.duckdb"))
     svc.open()
     progress = svc._progress
