@@ -385,8 +385,8 @@ class Index:
         which left a 1 GiB tree's index 4% larger: 7.09 against 6.83 MB), and
         the text columns go in as strings (CallColumns.texts: a rebuild has no event loop that
         DuckDB's GIL-holding reads would stall), in the rows' order (no SQL sort).
-        One insert, whose commit checkpoints (deferred_calls: checkpoint_threshold 0), so the rows
-        go straight into the file. Inserted in 20,000-call slices, each committed on its own, they
+        One insert, in deferred_calls' last transaction, whose commit checkpoints (checkpoint_threshold
+        0), so the rows go straight into the file. Inserted in 20,000-call slices, each committed on its own, they
         went to the log first and into the file at close: 1 GiB tree, 9 interleaved rebuilds, 1.04
         against 1.07 s. The price is DuckDB holding every row uncommitted: peak RSS 127 -> 134 MB
         (130 once the file states' commit checkpointed too). (A checkpoint after each slice leaves

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from indexer.parse import FileContext, ParseResult, hash64, parse_lines
+from schemas.records import CallRow, EventRow, RejectRow
 
 if TYPE_CHECKING:
     from indexer import _scan
-from schemas.records import CallRow, EventRow, RejectRow
 
 FINGERPRINT_BYTES = 1024
 TAIL_BYTES = 64
