@@ -255,19 +255,21 @@ def test_a_service_killed_during_its_catch_up_ends_equal_to_a_clean_rebuild(tmp_
     the last one finishes, and the index equals a rebuild, with no staging folder left behind."""
     gen = load_gen_corpus()
     root = tmp_path / "claude"
-    gen.generate(root / "projects", 12 << 20, seed=11, days=10, jobs=1)  # above ingest.PARALLEL_BYTES
+    gen.generate(root / "projects", 24 << 20, seed=11, days=10, jobs=1)  # above ingest.PARALLEL_BYTES
     db = tmp_path / "index.duckdb"
     rnd = random.Random(SEED + 2)
     staging_killed = 0  # kills that left a staging folder behind
-    for _ in range(4):
+    for kill in range(4):
         port = free_port()
         proc = start_cco_run(root, db, port)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_for_http(f"{base}/api/stats", timeout=60)
-            # Killed once the writer has read something (its batch staged, being merged, or not yet).
+            # Killed once the writer has read something (its batch staged, being merged, or not yet):
+            # the first time at once, mid-pass (a fast machine reads the tree in a few tenths of a
+            # second), then a moment later.
             wait_for(functools.partial(read_some, base), timeout=60, step=0.01)
-            time.sleep(rnd.uniform(0, 0.2))
+            time.sleep(rnd.uniform(0, 0.2) if kill else 0)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
