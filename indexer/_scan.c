@@ -7,8 +7,8 @@ and hands back the rest. For each chunk of complete lines it counts lines, finds
 hold a needle ("usage" or compact_boundary), tracks the last user line's timestamp (the same
 byte patterns as parse._last_user_ms) and fully parses a needle line with a strict, validating
 JSON reader that keeps only the metadata fields, building its CallRow (identity keys hashed with
-BLAKE2b, 8 bytes, as parse.hash64), or writing its fields into a Sink's columns. A line it cannot decide with certainty (an
-escape in a key, a lone surrogate, a count that is not a plain small integer, an API error, a
+BLAKE2b, 8 bytes, as parse.hash64), or writing its fields into a Sink's columns. A line it
+cannot decide with certainty (an escape in a key, a lone surrogate, a count that is not a plain small integer, an API error, a
 timestamp not in the plain ISO form, invalid JSON of any kind...) is deferred: scanning stops
 there and parse.py parses that line, then calls again after it. A user timestamp it cannot parse
 makes it give up on the whole chunk (parse.py redoes it). So a line this scanner accepts is
@@ -767,13 +767,12 @@ static int last_user_ms(Scan *s, ssize start, ssize end) {
     return 1;
 }
 
-static PyObject *opt_str(const uc *d, const Val *v, int *err) { /* a non-empty string, else None */
-    if (v->type == T_STR && v->end > v->start) {
-        PyObject *o = to_str(d, v);
-        if (!o) *err = 1;
-        return o;
-    }
-    Py_RETURN_NONE;
+static inline int nonempty(const Val *v) { return v->type == T_STR && v->end > v->start; }
+
+/* A field's text: string value v when it is a non-empty string, else `other` (a new reference;
+   NULL with an exception set). */
+static PyObject *str_or(const uc *d, const Val *v, PyObject *other) {
+    return nonempty(v) ? to_str(d, v) : Py_NewRef(other);
 }
 
 /* ---- columns ------------------------------------------------------------------------------ */
@@ -905,6 +904,11 @@ static int put_span(Sink *k, int c, const uc *d, const Val *v) {
     }
     put_code(k, c, code);
     return 0;
+}
+
+/* A text column's value as str_or gives it: string value v when non-empty, else `other`. */
+static int put_str_or(Sink *k, int c, const uc *d, const Val *v, PyObject *other) {
+    return nonempty(v) ? put_span(k, c, d, v) : put_obj(k, c, other);
 }
 
 /* Field `v` of a row given as objects, into column c; 0, or -1 with an exception set. */
@@ -1138,10 +1142,6 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
     int64_t key, msg_hash;
     if (id_keys(s, f, start, end, &key, &msg_hash) < 0) return -1;
     int sidechain = f[F_SIDECHAIN].type == T_TRUE, fast = str_is(d, &f[F_SPEED], "fast");
-    int has_model = f[F_MODEL].type == T_STR && f[F_MODEL].end > f[F_MODEL].start;
-    Val *cwd_v = &f[F_CWD], *agent_v = &f[F_AGENT];
-    int has_cwd = cwd_v->type == T_STR && cwd_v->end > cwd_v->start;
-    int has_agent = agent_v->type == T_STR && agent_v->end > agent_v->start;
 
     Sink *k = s->sink;
     if (k) { /* the same values as the tuple below, into the sink's columns */
@@ -1149,16 +1149,11 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
         put_q(k, C_KEY, key);
         put_q(k, C_MSG, msg_hash);
         put_q(k, C_TS, ts);
-        Val *branch = &f[F_BRANCH], *version = &f[F_VERSION];
-        if ((has_model ? put_span(k, C_MODEL, d, &f[F_MODEL]) : put_obj(k, C_MODEL, UNKNOWN_MODEL)) < 0 ||
-            put_obj(k, C_SESSION, s->session) < 0 ||
-            (has_cwd ? put_span(k, C_PROJECT, d, cwd_v) : put_obj(k, C_PROJECT, s->fallback)) < 0 ||
-            (branch->type == T_STR && branch->end > branch->start ? put_span(k, C_BRANCH, d, branch)
-                                                                     : put_obj(k, C_BRANCH, Py_None)) < 0 ||
-            (version->type == T_STR && version->end > version->start ? put_span(k, C_VERSION, d, version)
-                                                                        : put_obj(k, C_VERSION, Py_None)) < 0 ||
-            (has_agent ? put_span(k, C_AGENT, d, agent_v) : put_obj(k, C_AGENT, s->file_agent)) < 0 ||
-            put_obj(k, C_ERROR, Py_None) < 0)
+        if (put_str_or(k, C_MODEL, d, &f[F_MODEL], UNKNOWN_MODEL) < 0 || put_obj(k, C_SESSION, s->session) < 0 ||
+            put_str_or(k, C_PROJECT, d, &f[F_CWD], s->fallback) < 0 ||
+            put_str_or(k, C_BRANCH, d, &f[F_BRANCH], Py_None) < 0 ||
+            put_str_or(k, C_VERSION, d, &f[F_VERSION], Py_None) < 0 ||
+            put_str_or(k, C_AGENT, d, &f[F_AGENT], s->file_agent) < 0 || put_obj(k, C_ERROR, Py_None) < 0)
             return -1;
         put_b(k, C_SIDECHAIN, sidechain);
         put_b(k, C_FAILED, 0);
@@ -1179,19 +1174,16 @@ static int parse_line(Scan *s, ssize start, ssize end, PyObject **call) {
     PyObject *row = s->row_type->tp_alloc(s->row_type, 21);
     if (!row) return -1;
     int err = 0;
-    PyObject *model = has_model ? to_str(d, &f[F_MODEL]) : Py_NewRef(UNKNOWN_MODEL);
-    PyObject *cwd = has_cwd ? to_str(d, cwd_v) : Py_NewRef(s->fallback);
-    PyObject *agent = has_agent ? to_str(d, agent_v) : Py_NewRef(s->file_agent);
     PyObject *items[21] = {
         PyLong_FromLongLong(key),
         PyLong_FromLongLong(msg_hash),
         PyLong_FromLongLong(ts),
-        model,
+        str_or(d, &f[F_MODEL], UNKNOWN_MODEL),
         Py_NewRef(s->session),
-        cwd,
-        opt_str(d, &f[F_BRANCH], &err),
-        opt_str(d, &f[F_VERSION], &err),
-        agent,
+        str_or(d, &f[F_CWD], s->fallback),
+        str_or(d, &f[F_BRANCH], Py_None),
+        str_or(d, &f[F_VERSION], Py_None),
+        str_or(d, &f[F_AGENT], s->file_agent),
         Py_NewRef(sidechain ? Py_True : Py_False),
         Py_NewRef(Py_False), /* failed calls are parse.py's */
         PyLong_FromLongLong(inp),
