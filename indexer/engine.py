@@ -10,6 +10,7 @@ Modules write `from indexer.engine import duckdb` and use it as they would the p
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ else:
     except ImportError:  # pragma: no cover - a duckdb build without a separate engine module
         import duckdb
 
-__all__ = ["duckdb", "rollback"]
+__all__ = ["duckdb", "rollback", "transaction"]
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -29,3 +30,16 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
     active", which would hide the real cause behind a false hint that the index is damaged."""
     with contextlib.suppress(duckdb.Error):
         con.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block in one transaction: committed at its end, rolled back (rollback) if anything in it,
+    or the commit, fails, that failure then raised."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        rollback(con)
+        raise

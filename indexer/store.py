@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.columns import CALL_COLUMNS, CallColumns, column_arrays
-from indexer.engine import duckdb, rollback
+from indexer.engine import duckdb, transaction
 from indexer.errors import IndexCorrupt, IndexDenied, IndexLocked, IndexNewer
 from indexer.merge import (
     EVENT_UPSERT,
@@ -268,17 +268,12 @@ class Index:
             yield
             parts, self._deferred = self._deferred, None
             fresh = self.con.execute("SELECT 1 FROM calls LIMIT 1").fetchone() is None
-            self.con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(self.con):
                 self._write_tables(self._last_reads, fresh=True)
                 if fresh:
                     self._insert_in_time_order(parts)
                 else:
                     self._merge_batch(CallColumns.concat(parts))
-                self.con.execute("COMMIT")
-            except BaseException:
-                rollback(self.con)
-                raise
         finally:
             self._deferred, self._last_reads = None, []
             with contextlib.suppress(duckdb.Error):  # (the error that brought us here, if any, matters)
@@ -301,24 +296,14 @@ class Index:
         if self._deferred is not None:
             self._write_calls(rows, columns)
             if self._last_reads:
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(con):
                     self._write_tables(self._last_reads, fresh=True)
-                    con.execute("COMMIT")
-                except BaseException:
-                    rollback(con)
-                    raise
             self._last_reads = list(reads)
             self.forget_file_states()  # a rebuild plans once: keeping them would only hold memory
             return
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             self._write_calls(rows, columns)
             self._write_tables(reads, fresh=False)
-            con.execute("COMMIT")
-        except BaseException:
-            rollback(con)
-            raise
         self._states.update((state.path, state) for r in reads for state in r.file_states())
 
     def _write_tables(self, reads: Sequence[Reads], fresh: bool) -> None:
@@ -337,8 +322,7 @@ class Index:
         part is a Parquet file of one table's rows, `calls` merged already within the batch."""
         rel = {name: f"read_parquet({sql_text(path)})" for name, path in parts.items()}
         con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             if "gone" in rel:  # the transcripts the writer's plan found deleted (its first batch)
                 con.execute(_MARK_GONE.format(rel=rel["gone"]))
             if "calls" in rel:
@@ -347,10 +331,6 @@ class Index:
             for name in _TABLE_SQL:
                 if name in rel:
                     con.execute(_TABLE_SQL[name].format(rel=rel[name]))
-            con.execute("COMMIT")
-        except BaseException:
-            rollback(con)
-            raise
         self.forget_file_states()  # planning reads what it needs again
 
     def _write_calls(self, rows: list[CallRow], columns: Sequence[CallColumns]) -> None:
