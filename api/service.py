@@ -330,8 +330,8 @@ class LiveService:
         # The writer's file states after its last pass, for health's lag: the writer keeps them
         # anyway, and loading every row again per health call cost ~5 MB of heap that stayed.
         self._known: dict[str, FileState] | None = None
-        # The next whole-tree pass is planned by its writer process when the index is big (the one
-        # after the watcher starts: see _start_watcher).
+        # The next whole-tree pass is planned as the start-up pass is (_plan_tree): the one the
+        # watcher's start asks for (see _start_watcher).
         self._writer_plans_next = False
         self._stopping = threading.Event()
         self._skipped_logged = (0, 0)
@@ -739,7 +739,7 @@ class LiveService:
         started = time.perf_counter()
         self._take_dirty()
         try:
-            todo = self._plan_catch_up(index)
+            todo = self._plan_tree(index)
             if todo is not None:
                 self._planned(len(todo.plans), todo.bytes)
             cu.running = True
@@ -764,12 +764,13 @@ class LiveService:
             cu.running, cu.done = False, not self._stopping.is_set()
             cu.finished, cu.seconds = now_iso(), round(time.perf_counter() - started, 3)
 
-    def _plan_catch_up(self, index: Index) -> Planned | None:
-        """The start-up pass's plan, made here when the tree is small; None when the index or the
-        walk meets more than PLAN_HERE_FILES transcripts: the pass's writer process plans it then
-        (staged_sync). Here, walking the 6,908 transcripts of the 1 GiB test tree took ~0.4 s beside
-        a busy event loop and kept its requests waiting 2-4 ms at a time, and pickling the plan for
-        the writer held the GIL 15-30 ms at once (BENCHMARKS.md, session 15)."""
+    def _plan_tree(self, index: Index) -> Planned | None:
+        """A whole-tree pass's plan (the start-up pass's, the one the watcher's start asks for),
+        made here when the tree is small; None when the index or the walk meets more than
+        PLAN_HERE_FILES transcripts: the pass's writer process plans it then (staged_sync). Here,
+        walking the 6,908 transcripts of the 1 GiB test tree took ~0.4 s beside a busy event loop
+        and kept its requests waiting 2-4 ms at a time, and pickling the plan for the writer held
+        the GIL 15-30 ms at once (BENCHMARKS.md, sessions 15 and 16)."""
         if index.file_count() > PLAN_HERE_FILES:
             return None  # loading every file state here would hold the GIL too
         try:
@@ -837,10 +838,7 @@ class LiveService:
         index = self._writer()
         by_writer, self._writer_plans_next = self._writer_plans_next, False
         try:
-            if by_writer and only is None and index.file_count() > PLAN_HERE_FILES:
-                todo = None  # the writer process walks the tree (staged_sync)
-            else:
-                todo = plan(index, self.config.roots, only)
+            todo = self._plan_tree(index) if by_writer and only is None else plan(index, self.config.roots, only)
             report = self._read(index, todo)
         except Exception as exc:  # e.g. disk full; the next wake or rescan tries again
             if self._stopping.is_set():
