@@ -544,13 +544,13 @@ def sync(
         pending_files += len(reads.read)
         pending_bytes += read
         pending_calls += reads.call_lines
-        pending_rows += len(reads.calls)  # read in this process: rows, which take more memory than columns
+        pending_rows += len(reads.calls)  # read in this process (a parser process sends columns)
         pending_rejects += len(reads.rejects)
-        if (
-            pending_rejects >= COMMIT_REJECTS
-            or pending_rows >= COMMIT_CALLS
-            or (pending_files >= DEFERRED_COMMIT_FILES if deferring else pending_bytes >= COMMIT_BYTES)
-            or (pending_calls >= COMMIT_CALLS and not deferring)
+        if pending_rejects >= COMMIT_REJECTS or (
+            # a rebuild's fresh file: its calls are set aside as columns, but rows read here wait as rows
+            pending_files >= DEFERRED_COMMIT_FILES or pending_rows >= COMMIT_CALLS
+            if deferring
+            else pending_bytes >= COMMIT_BYTES or pending_calls >= COMMIT_CALLS
         ):
             flush()
         if stopping is not None and stopping.is_set():
