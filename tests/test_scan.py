@@ -16,7 +16,7 @@ from indexer import columns, parse
 from indexer.columns import CallColumns
 from indexer.parse import FileContext, ParseResult, hash64, parse_lines
 from schemas.records import CallRow
-from tests.test_columns import same
+from tests.test_columns import python_columns, same
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CTX = FileContext.for_path("/home/u/.claude/projects/-home-u-p/s.jsonl")
@@ -50,11 +50,8 @@ def both(data: bytes, base: int, ctx: FileContext, last_user_ms: int | None, end
         fast.lines,
         fast.last_user_ms,
     )
-    columns.use_compiled = False
-    try:
-        assert same(CallColumns.from_sink(sink), CallColumns.from_rows([EARLIER, *fast.calls]))
-    finally:
-        columns.use_compiled = True
+    with pytest.MonkeyPatch.context() as m:  # (a hypothesis test has no monkeypatch fixture)
+        assert same(CallColumns.from_sink(sink), python_columns([EARLIER, *fast.calls], m))
     return fast
 
 
